@@ -1,0 +1,29 @@
+# The two commands a new user runs: `make demo` and `make test`.
+# Both create the virtual environment and install what they need on a machine with only Python.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test bench clean-var clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/chargeledger demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python bench/ledger.py
+
+clean-var:
+	rm -rf var/
+
+clean: clean-var
+	rm -rf $(VENV) *.egg-info

@@ -1,0 +1,279 @@
+"""A charging session, keyed by its 32-digit YKC trade serial (交易流水号).
+
+States::
+
+    requested ──ack ok──▶ starting ──charging──▶ charging ──stop──▶ stopping ──record──▶ finished
+        │ └─────────────────charging──────────────▲    └──────────record────────────────────▲
+        └─ack fail / start deadline──▶ failed          stopping past record deadline ─▶ abandoned
+
+Each state that waits on a pile carries a deadline written in the event that entered it (the 90 s
+start deadline, the transaction-record deadline), so a watchdog can enforce them after any restart.
+The platform prices the session from the per-tier energy of the pile's transaction record with the
+schedule the session started with; the pile's own amounts are kept beside the bill with the
+difference. A record arriving for a session that was abandoned, force-closed or failed (a start
+whose reply was lost but that charged all the same) re-prices it
+(``Resettled``); the same record delivered again changes nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import NAMESPACE_URL, UUID, uuid5
+from zoneinfo import ZoneInfo
+
+from eventsourcing.domain import Aggregate, event
+
+from domain.errors import InvalidTransition
+from domain.pricing import Bill, price
+from domain.tariff import TIERS, TariffSchedule
+
+START_TIMEOUT = timedelta(seconds=90)  # YKC spec §13.3
+RECORD_TIMEOUT = timedelta(minutes=10)  # the pile retries 0x3B for up to ~5 min (P20); we wait twice that
+
+TRADE_NO = re.compile(r"^\d{32}$")
+OPEN_STATES = ("requested", "starting", "charging", "stopping")
+
+
+def make_trade_no(pile_no: str, gun_no: int, local_time: datetime, sequence: int) -> str:
+    """pile (14) + gun (2) + yyMMddHHmmss (12) + sequence (4), as YKC composes it."""
+    return f"{pile_no}{gun_no:02d}{local_time:%y%m%d%H%M%S}{sequence % 10000:04d}"
+
+
+@dataclass(frozen=True)
+class TransactionRecord:
+    """What a pile reports at the end of a session (the YKC 0x3B frame, protocol-agnostic)."""
+
+    tier_energy: tuple[int, int, int, int]  # 0.0001 kWh, sharp/peak/flat/valley
+    pile_tier_amounts: tuple[int, int, int, int]  # 0.0001 yuan, as the pile computed
+    pile_total_amount: int  # 0.0001 yuan
+    pile_total_energy: int
+    meter_start: int
+    meter_end: int
+    started_at: datetime
+    ended_at: datetime
+    stop_reason: int
+    vin: str = ""
+    source: str = "ykc:0x3B"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["tier_energy"] = list(self.tier_energy)
+        d["pile_tier_amounts"] = list(self.pile_tier_amounts)
+        return d
+
+
+class ChargingSession(Aggregate):
+    @staticmethod
+    def create_id(trade_no: str) -> UUID:
+        return uuid5(NAMESPACE_URL, f"chargeledger:session:{trade_no}")
+
+    @event("Opened")
+    def __init__(self, trade_no: str, tenant_id: UUID, station_id: UUID, pile_no: str, gun_no: int,
+                 wallet_id: UUID | None, hold_fen: int, tariff: dict[str, Any], timezone: str,
+                 origin: str, opened_at: datetime, start_deadline: datetime | None, author: str) -> None:
+        self.trade_no = trade_no
+        self.tenant_id = tenant_id
+        self.station_id = station_id
+        self.pile_no = pile_no
+        self.gun_no = gun_no
+        self.wallet_id = wallet_id
+        self.hold_fen = hold_fen
+        self.tariff = tariff  # {"id", "version", "schedule"}: the version this session started with
+        self.timezone = timezone
+        self.origin = origin
+        self.state = "requested"
+        self.opened_at = opened_at
+        self.deadline = start_deadline
+        self.started_at: datetime | None = None
+        self.stop_requested_at: datetime | None = None
+        self.closed_at: datetime | None = None
+        self.reason = ""
+        self.readings = 0
+        self.meter_energy = 0  # session energy so far from realtime data, 0.0001 kWh
+        self.tier_energy = [0, 0, 0, 0]  # measured energy split by the tier in force at each reading
+        self.last_reading: dict[str, Any] | None = None
+        self.anomalies = 0
+        self.record: dict[str, Any] | None = None
+        self.bill: dict[str, Any] | None = None
+        self.pile_difference: int | None = None  # pile total − platform total, 0.0001 yuan
+
+    @classmethod
+    def open(cls, *, trade_no: str, tenant_id: UUID, station_id: UUID, pile_no: str, gun_no: int,
+             wallet_id: UUID | None, hold_fen: int, tariff_id: UUID, tariff_version: int,
+             schedule: TariffSchedule, timezone: str, origin: str, at: datetime, author: str) -> ChargingSession:
+        if not TRADE_NO.match(trade_no):
+            raise InvalidTransition(f"a trade serial is 32 digits, got {trade_no!r}")
+        deadline = at + START_TIMEOUT if origin != "offline" else None
+        return cls(trade_no=trade_no, tenant_id=tenant_id, station_id=station_id, pile_no=pile_no,
+                   gun_no=gun_no, wallet_id=wallet_id, hold_fen=hold_fen,
+                   tariff={"id": str(tariff_id), "version": tariff_version, "schedule": schedule.as_dict()},
+                   timezone=timezone, origin=origin, opened_at=at, start_deadline=deadline, author=author)
+
+    # ---- read side -------------------------------------------------------------------------
+    @property
+    def schedule(self) -> TariffSchedule:
+        return TariffSchedule.from_dict(self.tariff["schedule"])
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in OPEN_STATES
+
+    def measured_bill(self) -> Bill:
+        """The bill the measured energy so far comes to (live amount, force-close, record overdue)."""
+        return price(self.tier_energy, self.schedule)
+
+    def _require(self, *states: str, action: str) -> None:
+        if self.state not in states:
+            raise InvalidTransition(f"cannot {action} a session that is {self.state}",
+                                    trade_no=self.trade_no, state=self.state)
+
+    # ---- pile-driven transitions -----------------------------------------------------------
+    def acknowledge_start(self, at: datetime, ok: bool, reason: str = "") -> None:
+        if self.state != "requested":
+            return  # a late or repeated 0x33 after the session moved on says nothing new
+        self._start_acknowledged(at=at, ok=ok, reason=reason)
+
+    @event("StartAcknowledged")
+    def _start_acknowledged(self, at: datetime, ok: bool, reason: str) -> None:
+        if ok:
+            self.state = "starting"
+        else:
+            self._close("failed", at, reason or "start refused by pile")
+
+    def mark_charging(self, at: datetime) -> None:
+        if self.state in ("requested", "starting"):
+            self._charging(at=at)
+
+    @event("Charging")
+    def _charging(self, at: datetime) -> None:
+        self.state = "charging"
+        self.started_at = at
+        self.deadline = None
+
+    def record_reading(self, at: datetime, energy: int, **measurements: Any) -> None:
+        """A realtime meter reading: ``energy`` is the session's energy so far (0.0001 kWh).
+
+        A reading below the last one is kept but flagged, and adds no energy (meters restart,
+        frames arrive out of order); energy is never made up.
+        """
+        self._require("starting", "charging", "stopping", action="record a meter reading on")
+        anomaly = "energy went backwards" if energy < self.meter_energy else ""
+        local = at.astimezone(ZoneInfo(self.timezone))
+        tier = self.schedule.tier_at(local)
+        self._meter_read(at=at, energy=energy, tier=tier, anomaly=anomaly, measurements=measurements)
+
+    @event("MeterRead")
+    def _meter_read(self, at: datetime, energy: int, tier: int, anomaly: str, measurements: dict[str, Any]) -> None:
+        self.readings += 1
+        if anomaly:
+            self.anomalies += 1
+        else:
+            self.tier_energy[tier] += energy - self.meter_energy
+            self.meter_energy = energy
+        self.last_reading = {"at": at.isoformat(), "energy": energy, **measurements}
+
+    # ---- platform-driven transitions -------------------------------------------------------
+    def request_stop(self, at: datetime, reason: str, author: str) -> None:
+        if self.state == "stopping":
+            return
+        self._require("requested", "starting", "charging", action="stop")
+        self._stop_requested(at=at, reason=reason, author=author, record_deadline=at + RECORD_TIMEOUT)
+
+    @event("StopRequested")
+    def _stop_requested(self, at: datetime, reason: str, author: str, record_deadline: datetime) -> None:
+        self.state = "stopping"
+        self.stop_requested_at = at
+        self.deadline = record_deadline
+        self.reason = reason
+
+    def fail(self, at: datetime, reason: str, author: str) -> None:
+        self._require("requested", "starting", action="fail")
+        self._failed(at=at, reason=reason, author=author)
+
+    @event("Failed")
+    def _failed(self, at: datetime, reason: str, author: str) -> None:
+        self._close("failed", at, reason)
+
+    def settle(self, record: TransactionRecord, at: datetime) -> bool:
+        """Price the pile's record. Returns False if this exact record was already applied."""
+        rec = record.as_dict()
+        if self.record is not None:
+            if self.record == _comparable(rec):
+                return False
+            raise InvalidTransition("a different transaction record was already settled for this session",
+                                    trade_no=self.trade_no)
+        bill = price(record.tier_energy, self.schedule)
+        difference = record.pile_total_amount - bill.total_fen * 100
+        if self.state in ("abandoned", "failed"):
+            self._resettled(at=at, record=rec, bill=bill.as_dict(), previous_bill=self.bill,
+                            pile_difference=difference)
+        else:
+            self._settled(at=at, record=rec, bill=bill.as_dict(), pile_difference=difference)
+        return True
+
+    @event("Settled")
+    def _settled(self, at: datetime, record: dict[str, Any], bill: dict[str, Any], pile_difference: int) -> None:
+        if self.started_at is None:
+            self.started_at = _parse(record["started_at"])
+        self.record = _comparable(record)
+        self.bill = bill
+        self.pile_difference = pile_difference
+        self._close("finished", at, self.reason)
+
+    @event("Resettled")
+    def _resettled(self, at: datetime, record: dict[str, Any], bill: dict[str, Any],
+                   previous_bill: dict[str, Any] | None, pile_difference: int) -> None:
+        self.record = _comparable(record)
+        self.bill = bill
+        self.pile_difference = pile_difference
+        self._close("finished", at, self.reason)
+
+    def force_close(self, at: datetime, reason: str, author: str) -> None:
+        """An operator closes a stuck session; it still prices from the energy measured."""
+        self._require(*OPEN_STATES, action="force-close")
+        if not reason.strip():
+            raise InvalidTransition("a force-close needs a reason")
+        self._abandon(at=at, reason=reason, author=author)
+
+    def expire(self, now: datetime) -> bool:
+        """Apply the deadline of the current state if it has passed. Returns True if it did."""
+        if self.deadline is None or now < self.deadline or not self.is_open:
+            return False
+        if self.state in ("requested", "starting"):
+            self._failed(at=now, reason="start deadline passed: no charging report within 90 s", author="watchdog")
+        else:
+            self._abandon(at=now, reason="transaction record overdue", author="watchdog")
+        return True
+
+    def _abandon(self, at: datetime, reason: str, author: str) -> None:
+        if self.meter_energy == 0 and self.state in ("requested", "starting"):
+            self._failed(at=at, reason=reason, author=author)
+        else:
+            self._abandoned(at=at, reason=reason, author=author, bill=self.measured_bill().as_dict())
+
+    @event("Abandoned")
+    def _abandoned(self, at: datetime, reason: str, author: str, bill: dict[str, Any]) -> None:
+        self.bill = bill
+        self._close("abandoned", at, reason)
+
+    def _close(self, state: str, at: datetime, reason: str) -> None:
+        self.state = state
+        self.closed_at = at
+        self.deadline = None
+        self.reason = reason
+
+
+def _parse(value: Any) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(value)
+
+
+def _comparable(record: dict[str, Any]) -> dict[str, Any]:
+    """Records compare equal whether their datetimes are objects or ISO strings (after a reload)."""
+    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in record.items()}
+
+
+__all__ = ["ChargingSession", "TransactionRecord", "make_trade_no", "TIERS", "START_TIMEOUT", "RECORD_TIMEOUT"]

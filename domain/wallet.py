@@ -1,0 +1,313 @@
+"""A driver's wallet as a double-entry ledger in fen.
+
+Every command records one or more *posting sets*: lists of ``[account, amount]`` where a positive
+amount is a debit and a negative one a credit, and every set sums to zero. The wallet's own accounts
+are liabilities towards the driver (``available``, ``held``, ``refund_pending``) and an asset
+(``arrears``, what the driver owes after a bill the wallet could not cover). The counter-accounts
+are the platform's: payment-provider clearing, electricity and service revenue, operator
+adjustments. Their balances are the sums of postings over all wallets (see ``trial_balance``).
+
+Every command carries an idempotency key. Repeating a key with the same arguments changes nothing
+and returns the earlier outcome; reusing it with different arguments is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from typing import Any
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.domain import Aggregate, event
+
+from domain.errors import (
+    CaptureExceedsHold,
+    IdempotencyConflict,
+    InsufficientFunds,
+    InvalidAmount,
+    UnknownHold,
+    UnknownRefund,
+)
+
+AVAILABLE, HELD, REFUND_PENDING, ARREARS = "available", "held", "refund_pending", "arrears"
+REVENUE_ELECTRICITY, REVENUE_SERVICE = "revenue:electricity", "revenue:service"
+ADJUSTMENTS = "operator:adjustments"
+PROVIDERS = ("wechat", "alipay", "cash")
+
+Posting = list  # [account, signed amount in fen]; debit > 0, credit < 0
+
+
+def clearing(provider: str) -> str:
+    return f"clearing:{provider}"
+
+
+def _fingerprint(command: str, args: dict[str, Any]) -> str:
+    raw = json.dumps([command, args], sort_keys=True, default=str)
+    return hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+def _amount(value: Any, what: str, *, allow_zero: bool = False) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidAmount(f"{what} must be an integer number of fen, got {value!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise InvalidAmount(f"{what} must be {'>= 0' if allow_zero else '> 0'} fen, got {value}")
+    return value
+
+
+def _posting_set(*legs: tuple[str, int]) -> list[Posting]:
+    postings = [[account, amount] for account, amount in legs if amount != 0]
+    assert sum(a for _, a in postings) == 0, postings  # a posting set always balances
+    return postings
+
+
+class Wallet(Aggregate):
+    @staticmethod
+    def create_id(tenant_id: UUID, driver_id: str) -> UUID:
+        return uuid5(NAMESPACE_URL, f"chargeledger:wallet:{tenant_id}:{driver_id}")
+
+    @event("Opened")
+    def __init__(self, tenant_id: UUID, driver_id: str, author: str) -> None:
+        self.tenant_id = tenant_id
+        self.driver_id = driver_id
+        self.balances: dict[str, int] = {}
+        self.holds: dict[str, int] = {}  # hold id (trade serial) -> fen still held
+        self.refunds: dict[str, dict[str, Any]] = {}  # refund id -> {amount, provider, state}
+        self.outcomes: dict[str, str] = {}  # idempotency key -> fingerprint of the command
+
+    # ---- read side -------------------------------------------------------------------------
+    @property
+    def available(self) -> int:
+        return -self.balances.get(AVAILABLE, 0)
+
+    @property
+    def held(self) -> int:
+        return -self.balances.get(HELD, 0)
+
+    @property
+    def refund_pending(self) -> int:
+        return -self.balances.get(REFUND_PENDING, 0)
+
+    @property
+    def arrears(self) -> int:
+        return self.balances.get(ARREARS, 0)
+
+    def seen(self, key: str, command: str, args: dict[str, Any]) -> bool:
+        """True if this exact command already ran; raises if the key was used for another."""
+        fp = self.outcomes.get(key)
+        if fp is None:
+            return False
+        if fp != _fingerprint(command, args):
+            raise IdempotencyConflict(f"idempotency key {key!r} was already used for a different command", key=key)
+        return True
+
+    # ---- commands --------------------------------------------------------------------------
+    def top_up(self, key: str, amount: int, provider: str, payment_ref: str) -> None:
+        args = {"amount": amount, "provider": provider, "payment_ref": payment_ref}
+        if self.seen(key, "top_up", args):
+            return
+        _amount(amount, "top-up amount")
+        if provider not in PROVIDERS:
+            raise InvalidAmount(f"unknown payment provider {provider!r}; known: {list(PROVIDERS)}")
+        repay = min(amount, self.arrears)
+        postings = _posting_set((clearing(provider), amount), (ARREARS, -repay), (AVAILABLE, -(amount - repay)))
+        self._topped_up(key=key, fp=_fingerprint("top_up", args), postings=postings, provider=provider,
+                        payment_ref=payment_ref)
+
+    def hold(self, key: str, hold_id: str, amount: int) -> None:
+        args = {"hold_id": hold_id, "amount": amount}
+        if self.seen(key, "hold", args):
+            return
+        _amount(amount, "hold amount")
+        if hold_id in self.holds:
+            raise InvalidAmount(f"hold {hold_id} already exists", hold_id=hold_id)
+        if amount > self.available:
+            raise InsufficientFunds(
+                f"cannot hold {amount} fen: {self.available} fen available", available=self.available, wanted=amount
+            )
+        self._hold_placed(key=key, fp=_fingerprint("hold", args), hold_id=hold_id,
+                          postings=_posting_set((AVAILABLE, amount), (HELD, -amount)))
+
+    def capture(self, key: str, hold_id: str, electricity: int, service: int) -> None:
+        """Take a bill out of a hold, then release what is left of it back to available."""
+        args = {"hold_id": hold_id, "electricity": electricity, "service": service}
+        if self.seen(key, "capture", args):
+            return
+        _amount(electricity, "electricity amount", allow_zero=True)
+        _amount(service, "service amount", allow_zero=True)
+        held = self._open_hold(hold_id)
+        if electricity + service > held:
+            raise CaptureExceedsHold(
+                f"capture of {electricity + service} fen exceeds hold {hold_id} of {held} fen",
+                hold_id=hold_id, held=held, wanted=electricity + service,
+            )
+        rest = held - electricity - service
+        capture = _posting_set((HELD, electricity + service), (REVENUE_ELECTRICITY, -electricity),
+                               (REVENUE_SERVICE, -service))
+        release = _posting_set((HELD, rest), (AVAILABLE, -rest))
+        self._captured(key=key, fp=_fingerprint("capture", args), hold_id=hold_id,
+                       postings=capture, release=release)
+
+    def release(self, key: str, hold_id: str) -> None:
+        args = {"hold_id": hold_id}
+        if self.seen(key, "release", args):
+            return
+        held = self._open_hold(hold_id)
+        self._released(key=key, fp=_fingerprint("release", args), hold_id=hold_id,
+                       postings=_posting_set((HELD, held), (AVAILABLE, -held)))
+
+    def charge(self, key: str, electricity: int, service: int, reference: str) -> None:
+        """Bill without a hold (an offline start, a bill above its hold, a re-price).
+
+        Takes what the available balance covers; the rest becomes arrears, repaid by the next top-up.
+        """
+        args = {"electricity": electricity, "service": service, "reference": reference}
+        if self.seen(key, "charge", args):
+            return
+        _amount(electricity, "electricity amount", allow_zero=True)
+        _amount(service, "service amount", allow_zero=True)
+        total = electricity + service
+        covered = min(total, self.available)
+        postings = _posting_set((AVAILABLE, covered), (ARREARS, total - covered),
+                                (REVENUE_ELECTRICITY, -electricity), (REVENUE_SERVICE, -service))
+        self._charged(key=key, fp=_fingerprint("charge", args), reference=reference, postings=postings)
+
+    def credit_back(self, key: str, electricity: int, service: int, reference: str) -> None:
+        """Give back part of a bill (a re-price that came out lower): revenue back to arrears, then available."""
+        args = {"electricity": electricity, "service": service, "reference": reference}
+        if self.seen(key, "credit_back", args):
+            return
+        _amount(electricity, "electricity amount", allow_zero=True)
+        _amount(service, "service amount", allow_zero=True)
+        repay = min(electricity + service, self.arrears)
+        postings = _posting_set((REVENUE_ELECTRICITY, electricity), (REVENUE_SERVICE, service),
+                                (ARREARS, -repay), (AVAILABLE, -(electricity + service - repay)))
+        self._credited_back(key=key, fp=_fingerprint("credit_back", args), reference=reference, postings=postings)
+
+    def request_refund(self, key: str, refund_id: str, amount: int, provider: str) -> None:
+        args = {"refund_id": refund_id, "amount": amount, "provider": provider}
+        if self.seen(key, "request_refund", args):
+            return
+        _amount(amount, "refund amount")
+        if provider not in PROVIDERS:
+            raise InvalidAmount(f"unknown payment provider {provider!r}")
+        if refund_id in self.refunds:
+            raise InvalidAmount(f"refund {refund_id} already exists", refund_id=refund_id)
+        if amount > self.available:
+            raise InsufficientFunds(f"cannot refund {amount} fen: {self.available} fen available",
+                                    available=self.available, wanted=amount)
+        self._refund_requested(key=key, fp=_fingerprint("request_refund", args), refund_id=refund_id,
+                               amount=amount, provider=provider,
+                               postings=_posting_set((AVAILABLE, amount), (REFUND_PENDING, -amount)))
+
+    def complete_refund(self, key: str, refund_id: str, provider_ref: str) -> None:
+        args = {"refund_id": refund_id, "provider_ref": provider_ref}
+        if self.seen(key, "complete_refund", args):
+            return
+        refund = self._pending_refund(refund_id)
+        self._refund_completed(key=key, fp=_fingerprint("complete_refund", args), refund_id=refund_id,
+                               provider_ref=provider_ref,
+                               postings=_posting_set((REFUND_PENDING, refund["amount"]),
+                                                     (clearing(refund["provider"]), -refund["amount"])))
+
+    def fail_refund(self, key: str, refund_id: str, reason: str) -> None:
+        args = {"refund_id": refund_id, "reason": reason}
+        if self.seen(key, "fail_refund", args):
+            return
+        refund = self._pending_refund(refund_id)
+        self._refund_failed(key=key, fp=_fingerprint("fail_refund", args), refund_id=refund_id, reason=reason,
+                            postings=_posting_set((REFUND_PENDING, refund["amount"]), (AVAILABLE, -refund["amount"])))
+
+    def adjust(self, key: str, amount: int, reason: str, author: str) -> None:
+        """An operator's correction: positive credits the driver, negative debits (never below zero)."""
+        args = {"amount": amount, "reason": reason, "author": author}
+        if self.seen(key, "adjust", args):
+            return
+        if not isinstance(amount, int) or isinstance(amount, bool) or amount == 0:
+            raise InvalidAmount(f"an adjustment is a non-zero integer number of fen, got {amount!r}")
+        if not reason.strip():
+            raise InvalidAmount("an adjustment needs a reason")
+        if -amount > self.available:
+            raise InsufficientFunds(f"cannot debit {-amount} fen: {self.available} fen available",
+                                    available=self.available, wanted=-amount)
+        self._adjusted(key=key, fp=_fingerprint("adjust", args), reason=reason, author=author,
+                       postings=_posting_set((ADJUSTMENTS, amount), (AVAILABLE, -amount)))
+
+    # ---- helpers ---------------------------------------------------------------------------
+    def _open_hold(self, hold_id: str) -> int:
+        try:
+            return self.holds[hold_id]
+        except KeyError:
+            raise UnknownHold(f"no open hold {hold_id} on this wallet", hold_id=hold_id) from None
+
+    def _pending_refund(self, refund_id: str) -> dict[str, Any]:
+        refund = self.refunds.get(refund_id)
+        if refund is None or refund["state"] != "requested":
+            raise UnknownRefund(f"no pending refund {refund_id} on this wallet", refund_id=refund_id)
+        return refund
+
+    def _post(self, key: str, fp: str, *posting_sets: Iterable[Posting]) -> None:
+        for postings in posting_sets:
+            for account, amount in postings:
+                self.balances[account] = self.balances.get(account, 0) + amount
+        self.outcomes[key] = fp
+        assert self.available >= 0 and self.held >= 0 and self.refund_pending >= 0 and self.arrears >= 0
+
+    # ---- events (the bodies are the state changes) -------------------------------------------
+    @event("ToppedUp")
+    def _topped_up(self, key: str, fp: str, postings: list[Posting], provider: str, payment_ref: str) -> None:
+        self._post(key, fp, postings)
+
+    @event("HoldPlaced")
+    def _hold_placed(self, key: str, fp: str, hold_id: str, postings: list[Posting]) -> None:
+        self.holds[hold_id] = postings[0][1]
+        self._post(key, fp, postings)
+
+    @event("Captured")
+    def _captured(self, key: str, fp: str, hold_id: str, postings: list[Posting], release: list[Posting]) -> None:
+        del self.holds[hold_id]
+        self._post(key, fp, postings, release)
+
+    @event("Released")
+    def _released(self, key: str, fp: str, hold_id: str, postings: list[Posting]) -> None:
+        del self.holds[hold_id]
+        self._post(key, fp, postings)
+
+    @event("Charged")
+    def _charged(self, key: str, fp: str, reference: str, postings: list[Posting]) -> None:
+        self._post(key, fp, postings)
+
+    @event("CreditedBack")
+    def _credited_back(self, key: str, fp: str, reference: str, postings: list[Posting]) -> None:
+        self._post(key, fp, postings)
+
+    @event("RefundRequested")
+    def _refund_requested(self, key: str, fp: str, refund_id: str, amount: int, provider: str,
+                          postings: list[Posting]) -> None:
+        self.refunds[refund_id] = {"amount": amount, "provider": provider, "state": "requested"}
+        self._post(key, fp, postings)
+
+    @event("RefundCompleted")
+    def _refund_completed(self, key: str, fp: str, refund_id: str, provider_ref: str,
+                          postings: list[Posting]) -> None:
+        self.refunds[refund_id]["state"] = "completed"
+        self._post(key, fp, postings)
+
+    @event("RefundFailed")
+    def _refund_failed(self, key: str, fp: str, refund_id: str, reason: str, postings: list[Posting]) -> None:
+        self.refunds[refund_id]["state"] = "failed"
+        self._post(key, fp, postings)
+
+    @event("Adjusted")
+    def _adjusted(self, key: str, fp: str, reason: str, author: str, postings: list[Posting]) -> None:
+        self._post(key, fp, postings)
+
+
+def posting_sets_of(event: Any) -> list[list[Posting]]:
+    """The posting sets a stored wallet event carries (for replay, projections and audit)."""
+    sets = []
+    for attr in ("postings", "release"):
+        postings = getattr(event, attr, None)
+        if postings:
+            sets.append(postings)
+    return sets

@@ -1,0 +1,193 @@
+"""Charging sessions through the service layer on real Postgres."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from domain.errors import InvalidTransition, PileUnavailable
+from domain.ledger import Ledger
+from domain.pricing import price
+from domain.session import START_TIMEOUT, ChargingSession
+from tests.factories import build_world, record
+
+T0 = datetime(2026, 11, 22, 2, 0, tzinfo=timezone.utc)  # 10:00 in Shanghai: peak
+
+
+def start(ledger: Ledger, world, hold: int = 50_00, at: datetime = T0) -> str:
+    trade_no = ledger.request_start(pile_no=world.pile_no, gun_no=1, wallet_id=world.wallet_id, hold_fen=hold,
+                                    at=at, author="driver-1")
+    ledger.session_command(trade_no, "acknowledge_start", at=at + timedelta(seconds=2), ok=True)
+    ledger.session_command(trade_no, "mark_charging", at=at + timedelta(seconds=10))
+    return trade_no
+
+
+def test_full_session_prices_with_the_platform_tariff_and_captures(ledger: Ledger) -> None:
+    world = build_world(ledger)
+    trade_no = start(ledger, world)
+    assert trade_no.startswith(world.pile_no + "01" + "261122100000")
+    for minute in range(1, 21):
+        ledger.session_command(trade_no, "record_reading", at=T0 + timedelta(minutes=minute), energy=minute * 1500)
+    ledger.session_command(trade_no, "request_stop", at=T0 + timedelta(minutes=21), reason="driver", author="driver-1")
+    session = ledger.settle(trade_no, record((0, 30000, 0, 0), T0, pile_total_amount=45001), T0 + timedelta(minutes=22))
+
+    assert session.state == "finished"
+    assert session.bill == price((0, 30000, 0, 0), session.schedule).as_dict()
+    assert (session.bill["electricity_fen"], session.bill["service_fen"]) == (300, 150)  # 3 kWh at 1.00 + 0.50
+    assert session.pile_difference == 1  # the pile said 4.5001 yuan: kept, not hidden
+    assert session.tier_energy == [0, 30000, 0, 0]
+    wallet = ledger.wallet(world.wallet_id)
+    assert (wallet.available, wallet.held) == (100_00 - 450, 0)
+    assert wallet.balances["revenue:electricity"] == -300 and wallet.balances["revenue:service"] == -150
+
+
+def test_the_same_record_three_times_changes_nothing(ledger: Ledger) -> None:
+    world = build_world(ledger)
+    trade_no = start(ledger, world)
+    rec = record((0, 20000, 0, 0), T0)
+    ledger.settle(trade_no, rec, T0 + timedelta(minutes=30))
+    version = ledger.session(trade_no).version
+    wallet_version = ledger.wallet(world.wallet_id).version
+    for _ in range(2):
+        ledger.settle(trade_no, rec, T0 + timedelta(minutes=31))
+    assert ledger.session(trade_no).version == version
+    assert ledger.wallet(world.wallet_id).version == wallet_version
+
+
+def test_a_different_record_for_a_settled_session_is_refused(ledger: Ledger) -> None:
+    world = build_world(ledger)
+    trade_no = start(ledger, world)
+    ledger.settle(trade_no, record((0, 20000, 0, 0), T0), T0 + timedelta(minutes=30))
+    with pytest.raises(InvalidTransition):
+        ledger.settle(trade_no, record((0, 20001, 0, 0), T0), T0 + timedelta(minutes=31))
+
+
+def test_offline_start_record_creates_and_settles_the_session(ledger: Ledger) -> None:
+    world = build_world(ledger)
+    trade_no = world.pile_no + "02" + "261122093000" + "0001"
+    session = ledger.settle(trade_no, record((0, 0, 10000, 5000), T0), T0 + timedelta(hours=1),
+                            wallet_id=world.wallet_id)
+    assert (session.state, session.origin, session.gun_no) == ("finished", "offline", 2)
+    assert session.bill["total_fen"] == 110 + 25  # 1 kWh flat at 1.10, 0.5 kWh valley at 0.50
+    assert ledger.wallet(world.wallet_id).available == 100_00 - 135
+
+
+def test_bill_above_the_hold_captures_the_hold_and_charges_the_rest(ledger: Ledger) -> None:
+    world = build_world(ledger, top_up=10_00)
+    trade_no = start(ledger, world, hold=5_00)
+    ledger.settle(trade_no, record((0, 40000, 0, 0), T0), T0 + timedelta(minutes=40))  # 6.00 yuan
+    wallet = ledger.wallet(world.wallet_id)
+    assert (wallet.available, wallet.held, wallet.arrears) == (4_00, 0, 0)
+
+
+def test_bill_above_everything_leaves_arrears_repaid_by_the_next_top_up(ledger: Ledger) -> None:
+    world = build_world(ledger, top_up=3_00)
+    trade_no = start(ledger, world, hold=3_00)
+    ledger.settle(trade_no, record((0, 40000, 0, 0), T0), T0 + timedelta(minutes=40))
+    wallet = ledger.wallet(world.wallet_id)
+    assert (wallet.available, wallet.arrears) == (0, 3_00)
+    ledger.wallet_command(world.wallet_id, "top_up", key="t2", amount=10_00, provider="alipay", payment_ref="a2")
+    wallet = ledger.wallet(world.wallet_id)
+    assert (wallet.available, wallet.arrears) == (7_00, 0)
+
+
+def test_start_deadline_fails_the_session_and_releases_the_hold(ledger: Ledger) -> None:
+    world = build_world(ledger)
+    trade_no = ledger.request_start(pile_no=world.pile_no, gun_no=1, wallet_id=world.wallet_id, hold_fen=30_00,
+                                    at=T0, author="driver-1")
+    assert ledger.session(trade_no).deadline == T0 + START_TIMEOUT
+    ledger.session_command(trade_no, "expire", now=T0 + timedelta(seconds=89))
+    assert ledger.session(trade_no).state == "requested"
+    ledger.session_command(trade_no, "expire", now=T0 + timedelta(seconds=90))
+    session = ledger.session(trade_no)
+    assert (session.state, session.reason) == ("failed", "start deadline passed: no charging report within 90 s")
+    assert ledger.wallet(world.wallet_id).available == 100_00
+
+
+def test_late_record_after_a_failed_start_is_priced_not_dropped(ledger: Ledger) -> None:
+    world = build_world(ledger)
+    trade_no = ledger.request_start(pile_no=world.pile_no, gun_no=1, wallet_id=world.wallet_id, hold_fen=30_00,
+                                    at=T0, author="driver-1")
+    ledger.session_command(trade_no, "expire", now=T0 + timedelta(minutes=2))
+    session = ledger.settle(trade_no, record((0, 10000, 0, 0), T0), T0 + timedelta(minutes=20))
+    assert (session.state, session.bill["total_fen"]) == ("finished", 150)
+    assert ledger.wallet(world.wallet_id).available == 100_00 - 150
+
+
+def test_force_close_prices_measured_energy_and_a_late_record_reprices(ledger: Ledger) -> None:
+    world = build_world(ledger)
+    trade_no = start(ledger, world)
+    for minute, energy in ((5, 5000), (10, 10000)):
+        ledger.session_command(trade_no, "record_reading", at=T0 + timedelta(minutes=minute), energy=energy)
+    ledger.session_command(trade_no, "force_close", at=T0 + timedelta(hours=3), reason="pile unreachable",
+                           author="ops@operator")
+    session = ledger.session(trade_no)
+    assert (session.state, session.bill["total_fen"]) == ("abandoned", 150)
+    assert ledger.wallet(world.wallet_id).available == 100_00 - 150
+    # the pile comes back and uploads what it really measured: 1.2 kWh
+    session = ledger.settle(trade_no, record((0, 12000, 0, 0), T0), T0 + timedelta(hours=4))
+    assert (session.state, session.bill["total_fen"]) == ("finished", 180)
+    assert ledger.wallet(world.wallet_id).available == 100_00 - 180
+
+
+def test_record_overdue_abandons_with_measured_energy(ledger: Ledger) -> None:
+    world = build_world(ledger)
+    trade_no = start(ledger, world)
+    ledger.session_command(trade_no, "record_reading", at=T0 + timedelta(minutes=5), energy=20000)
+    ledger.session_command(trade_no, "request_stop", at=T0 + timedelta(minutes=6), reason="driver", author="d")
+    ledger.session_command(trade_no, "expire", now=T0 + timedelta(minutes=17))
+    session = ledger.session(trade_no)
+    assert (session.state, session.reason, session.bill["total_fen"]) == ("abandoned", "transaction record overdue",
+                                                                          300)
+
+
+def test_meter_going_backwards_is_flagged_and_adds_nothing(ledger: Ledger) -> None:
+    world = build_world(ledger)
+    trade_no = start(ledger, world)
+    for minute, energy in ((1, 1000), (2, 400), (3, 1500)):
+        ledger.session_command(trade_no, "record_reading", at=T0 + timedelta(minutes=minute), energy=energy)
+    session = ledger.session(trade_no)
+    assert (session.meter_energy, session.anomalies, session.readings) == (1500, 1, 3)
+
+
+def test_disabled_pile_and_unknown_gun_are_refused_without_a_hold(ledger: Ledger) -> None:
+    world = build_world(ledger)
+    with pytest.raises(PileUnavailable):
+        ledger.request_start(pile_no=world.pile_no, gun_no=3, wallet_id=world.wallet_id, hold_fen=10_00,
+                             at=T0, author="d")
+    ledger.set_pile_enabled(world.pile_no, False, "ops", reason="maintenance")
+    with pytest.raises(PileUnavailable):
+        ledger.request_start(pile_no=world.pile_no, gun_no=1, wallet_id=world.wallet_id, hold_fen=10_00,
+                             at=T0, author="d")
+    assert ledger.wallet(world.wallet_id).held == 0
+
+
+def test_session_keeps_the_tariff_version_it_started_with(ledger: Ledger) -> None:
+    world = build_world(ledger)
+    trade_no = start(ledger, world)
+    from tests.factories import PRICES, SLOTS
+
+    dearer = {t: {"electricity": p["electricity"] * 2, "service": p["service"]} for t, p in PRICES.items()}
+    assert ledger.revise_tariff(world.tariff_id, dearer, SLOTS, "ops") == 2
+    session = ledger.settle(trade_no, record((0, 10000, 0, 0), T0), T0 + timedelta(minutes=30))
+    assert session.tariff["version"] == 1 and session.bill["total_fen"] == 150
+    assert ledger.tariffs.tariff(world.tariff_id).schedule_at(1) == session.schedule
+
+
+def test_a_long_session_loads_from_a_snapshot(ledger: Ledger) -> None:
+    world = build_world(ledger)
+    trade_no = start(ledger, world)
+    session = ledger.session(trade_no)
+    for minute in range(1, 498):
+        session.record_reading(at=T0 + timedelta(seconds=15 * minute), energy=minute * 10)
+        ledger.sessions.save(session)
+    assert session.version == 500
+    session_id = ChargingSession.create_id(trade_no)
+    snapshots = list(ledger.sessions.snapshots.get(session_id, desc=True, limit=1))
+    assert snapshots and snapshots[0].originator_version == 500
+    started = time.perf_counter()
+    assert ledger.session(trade_no).version == 500
+    # informative only (timing is benchmarked in bench/ledger.py, never asserted here)
+    print(f"500-event session loaded in {(time.perf_counter() - started) * 1000:.2f} ms")
