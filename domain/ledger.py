@@ -16,8 +16,8 @@ from zoneinfo import ZoneInfo
 
 from eventsourcing.persistence import IntegrityError
 
-from domain.applications import Registry, Sessions, Tariffs, Wallets, retry_on_conflict
-from domain.errors import AlreadyExists, InvalidRegistration, InvalidTariff, NotFound, PileUnavailable
+from domain.applications import Registry, Sessions, Tariffs, Wallets
+from domain.errors import AlreadyExists, DomainError, InvalidRegistration, InvalidTariff, NotFound, PileUnavailable
 from domain.registry import Pile, Station, Tenant
 from domain.session import ChargingSession, TransactionRecord, make_trade_no
 from domain.settlement import wallet_commands
@@ -125,12 +125,13 @@ class Ledger:
 
     def wallet_command(self, wallet_id: UUID, command: str, **kwargs: Any) -> Wallet:
         """Run one wallet command (top_up, hold, capture, ...) with optimistic-concurrency retry."""
+        return self._wallet_update(wallet_id, command, **kwargs)[0]
 
-        def change(wallet: Wallet) -> Wallet:
-            getattr(wallet, command)(**kwargs)
-            return wallet
-
-        return self.wallets.update(wallet_id, Wallet, "wallet", change)
+    def _wallet_update(self, wallet_id: UUID, command: str, **kwargs: Any) -> tuple[Wallet, list[Any]]:
+        """As wallet_command, also returning the events recorded (none if the key was seen before)."""
+        _, wallet, events = self.wallets.update_recorded(wallet_id, Wallet, "wallet",
+                                                         lambda w: getattr(w, command)(**kwargs))
+        return wallet, events
 
     # ---- sessions ----------------------------------------------------------------------------
     def session(self, trade_no: str) -> ChargingSession:
@@ -157,10 +158,13 @@ class Ledger:
         local = at.astimezone(ZoneInfo(station.timezone))
         for _ in range(20):
             trade_no = make_trade_no(pile_no, gun_no, local, random.randrange(10000))
-            if trade_no not in self.sessions.repository:
+            if ChargingSession.create_id(trade_no) not in self.sessions.repository:
                 break
+        placed = False
         if wallet_id is not None and hold_fen:
-            self.wallet_command(wallet_id, "hold", key=f"hold:{trade_no}", hold_id=trade_no, amount=hold_fen)
+            _, events = self._wallet_update(wallet_id, "hold", key=f"hold:{trade_no}", hold_id=trade_no,
+                                            amount=hold_fen)
+            placed = bool(events)
         session = ChargingSession.open(
             trade_no=trade_no, tenant_id=pile.tenant_id, station_id=pile.station_id, pile_no=pile_no,
             gun_no=gun_no, wallet_id=wallet_id, hold_fen=hold_fen if wallet_id else 0, tariff_id=tariff.id,
@@ -170,24 +174,50 @@ class Ledger:
         try:
             self.sessions.create(session, "session")
         except BaseException:
-            if wallet_id is not None and hold_fen:
+            if placed:  # release only the hold this call placed, never an earlier session's
                 self.wallet_command(wallet_id, "release", key=f"release:{trade_no}", hold_id=trade_no)
             raise
         return trade_no
 
     def session_command(self, trade_no: str, command: str, **kwargs: Any) -> ChargingSession:
         """Run one session command, then bring the wallet in line with what it decided."""
-        recordings: list[Any] = []
-
-        def attempt() -> ChargingSession:
-            session = self.session(trade_no)
-            getattr(session, command)(**kwargs)
-            recordings[:] = self.sessions.save(session)
-            return session
-
-        session = retry_on_conflict(attempt)
-        self.apply_to_wallet(session, [r.domain_event for r in recordings])
+        _, session, events = self.sessions.update_recorded(
+            ChargingSession.create_id(trade_no), ChargingSession, "session",
+            lambda s: getattr(s, command)(**kwargs),
+        )
+        self.apply_to_wallet(session, events)
         return session
+
+    def record_readings(self, readings: list[dict[str, Any]]) -> list[Exception | None]:
+        """Record realtime readings of many sessions in one transaction (the pile link's batch).
+
+        Each item is ``{"trade_no", "at", "energy", **measurements}``. Returns, per item, None or
+        the domain error that refused it. If the batch's save conflicts with another writer, the
+        items are retried one by one, so one hot session never holds back the others.
+        """
+        outcomes: list[Exception | None] = [None] * len(readings)
+        sessions: dict[str, ChargingSession] = {}
+        for i, reading in enumerate(readings):
+            trade_no = reading["trade_no"]
+            try:
+                session = sessions.get(trade_no) or self.session(trade_no)
+                session.record_reading(**{k: v for k, v in reading.items() if k != "trade_no"})
+                sessions[trade_no] = session
+            except DomainError as error:
+                outcomes[i] = error
+        try:
+            self.sessions.save(*sessions.values())
+        except IntegrityError:
+            for trade_no in sessions:
+                self.sessions.evict(ChargingSession.create_id(trade_no))
+            for i, reading in enumerate(readings):
+                if outcomes[i] is None:
+                    try:
+                        self.session_command(reading["trade_no"], "record_reading",
+                                             **{k: v for k, v in reading.items() if k != "trade_no"})
+                    except DomainError as error:
+                        outcomes[i] = error
+        return outcomes
 
     def settle(self, trade_no: str, record: TransactionRecord, at: datetime, *, pile_no: str | None = None,
                gun_no: int | None = None, wallet_id: UUID | None = None) -> ChargingSession:

@@ -17,6 +17,7 @@ whose reply was lost but that charged all the same) re-prices it
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -34,6 +35,7 @@ START_TIMEOUT = timedelta(seconds=90)  # YKC spec §13.3
 RECORD_TIMEOUT = timedelta(minutes=10)  # the pile retries 0x3B for up to ~5 min (P20); we wait twice that
 
 TRADE_NO = re.compile(r"^\d{32}$")
+_SCHEDULES: dict[tuple[str, int], TariffSchedule] = {}  # parsed once per tariff version per process
 OPEN_STATES = ("requested", "starting", "charging", "stopping")
 
 
@@ -113,10 +115,23 @@ class ChargingSession(Aggregate):
                    tariff={"id": str(tariff_id), "version": tariff_version, "schedule": schedule.as_dict()},
                    timezone=timezone, origin=origin, opened_at=at, start_deadline=deadline, author=author)
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> ChargingSession:
+        """The repository hands commands a deep copy of the cached session; copy only what commands
+        mutate in place (the tier counters, the pending events). Every other attribute is immutable
+        or only ever rebound, so sharing it is safe, and it makes a cached load ~10x cheaper."""
+        clone = copy.copy(self)
+        clone.tier_energy = list(self.tier_energy)
+        clone._pending_events = list(self._pending_events)
+        return clone
+
     # ---- read side -------------------------------------------------------------------------
     @property
     def schedule(self) -> TariffSchedule:
-        return TariffSchedule.from_dict(self.tariff["schedule"])
+        key = (self.tariff["id"], self.tariff["version"])
+        schedule = _SCHEDULES.get(key)
+        if schedule is None or schedule.as_dict() != self.tariff["schedule"]:
+            schedule = _SCHEDULES[key] = TariffSchedule.from_dict(self.tariff["schedule"])
+        return schedule
 
     @property
     def is_open(self) -> bool:

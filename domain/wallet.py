@@ -13,6 +13,7 @@ and returns the earlier outcome; reusing it with different arguments is refused.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from collections.abc import Iterable
@@ -74,6 +75,16 @@ class Wallet(Aggregate):
         self.holds: dict[str, int] = {}  # hold id (trade serial) -> fen still held
         self.refunds: dict[str, dict[str, Any]] = {}  # refund id -> {amount, provider, state}
         self.outcomes: dict[str, str] = {}  # idempotency key -> fingerprint of the command
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Wallet:
+        """Commands get a copy of the cached wallet: copy the containers commands mutate in place."""
+        clone = copy.copy(self)
+        clone.balances = dict(self.balances)
+        clone.holds = dict(self.holds)
+        clone.refunds = {k: dict(v) for k, v in self.refunds.items()}
+        clone.outcomes = dict(self.outcomes)
+        clone._pending_events = list(self._pending_events)
+        return clone
 
     # ---- read side -------------------------------------------------------------------------
     @property

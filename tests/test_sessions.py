@@ -191,3 +191,52 @@ def test_a_long_session_loads_from_a_snapshot(ledger: Ledger) -> None:
     assert ledger.session(trade_no).version == 500
     # informative only (timing is benchmarked in bench/ledger.py, never asserted here)
     print(f"500-event session loaded in {(time.perf_counter() - started) * 1000:.2f} ms")
+
+
+def test_readings_of_many_sessions_commit_together_and_bad_items_are_refused_alone(ledger: Ledger) -> None:
+    world = build_world(ledger)
+    a, b = start(ledger, world), start(ledger, world)
+    ledger.settle(b, record((0, 100, 0, 0), T0), T0 + timedelta(minutes=1))  # b is finished: refuses readings
+    outcomes = ledger.record_readings([
+        {"trade_no": a, "at": T0 + timedelta(minutes=2), "energy": 500, "soc": 40},
+        {"trade_no": b, "at": T0 + timedelta(minutes=2), "energy": 500},
+        {"trade_no": a, "at": T0 + timedelta(minutes=3), "energy": 900, "soc": 42},
+    ])
+    assert outcomes[0] is None and outcomes[2] is None
+    assert isinstance(outcomes[1], InvalidTransition)
+    session = ledger.session(a)
+    assert (session.readings, session.meter_energy, session.last_reading["soc"]) == (2, 900, 42)
+
+
+def test_a_stale_cached_session_is_reloaded_when_another_process_wrote(ledger: Ledger, database_url: str) -> None:
+    from adapters.postgres import eventsourcing_env
+
+    world = build_world(ledger)
+    trade_no = start(ledger, world)
+    other = Ledger(eventsourcing_env(database_url))  # another gateway or API process
+    try:
+        other.session_command(trade_no, "record_reading", at=T0 + timedelta(minutes=1), energy=300)
+        # our cache still has the session without that reading: the batch conflicts and is retried item by item
+        assert ledger.record_readings([{"trade_no": trade_no, "at": T0 + timedelta(minutes=2), "energy": 700}]) == [None]
+        other.session_command(trade_no, "request_stop", at=T0 + timedelta(minutes=3), reason="api", author="ops")
+        ledger.settle(trade_no, record((0, 700, 0, 0), T0), T0 + timedelta(minutes=4))
+    finally:
+        other.close()
+    session = Ledger.session(ledger, trade_no)
+    assert (session.state, session.readings, session.meter_energy, session.reason) == ("finished", 2, 700, "api")
+
+
+def test_a_start_whose_session_cannot_open_releases_only_its_own_hold(ledger: Ledger, monkeypatch) -> None:
+    import random as random_module
+
+    from domain.errors import AlreadyExists
+
+    world = build_world(ledger)
+    first = start(ledger, world, hold=20_00)
+    # every sequence number the next start draws collides with the first session's trade serial
+    monkeypatch.setattr(random_module, "randrange", lambda n: int(first[-4:]))
+    with pytest.raises(AlreadyExists):
+        ledger.request_start(pile_no=world.pile_no, gun_no=1, wallet_id=world.wallet_id, hold_fen=20_00,
+                             at=T0, author="driver-1")
+    wallet = ledger.wallet(world.wallet_id)
+    assert wallet.holds == {first: 20_00}  # the first session's hold is untouched

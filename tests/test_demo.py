@@ -1,0 +1,20 @@
+"""`chargeledger demo --once` runs the scripted day end to end and exits 0 only if the books balance."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_demo_once_balances(database_url: str, nats_url: str) -> None:
+    env = {**os.environ, "DATABASE_URL": database_url, "NATS_URL": nats_url}
+    result = subprocess.run([sys.executable, "-m", "app", "demo", "--once"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "books balance" in result.stdout
+    assert "total                             0" in result.stdout
+    assert "(caught up)" in result.stdout
