@@ -26,8 +26,8 @@ from domain.wallet import Wallet
 T = TypeVar("T")
 SNAPSHOT_INTERVAL = 100
 # Hot aggregates stay in memory and commands get a deep copy, so a command that raises changes
-# nothing. Wallets are fast-forwarded on every get (one indexed query) because API and gateway
-# processes both move money. Sessions are not: the process that holds a pile writes nearly all of its
+# nothing. Registry, Tariffs and Wallets are fast-forwarded on every get (one indexed query),
+# because API and gateway processes both change them. Sessions are not: the process that holds a pile writes nearly all of its
 # session's events, and when another process did write, the stale copy's save is refused by the
 # version check, evicted, and the command retried from a fresh load (see LedgerApplication.update).
 CACHED = {"AGGREGATE_CACHE_MAXSIZE": "20000", "AGGREGATE_CACHE_FASTFORWARD": "y"}
@@ -92,6 +92,7 @@ class LedgerApplication(Application[UUID]):
 
 class Registry(LedgerApplication):
     name = "Registry"
+    env = CACHED  # noqa: RUF012
 
     def tenant(self, tenant_id: UUID) -> Tenant:
         return self.get(tenant_id, Tenant, "tenant")
@@ -105,6 +106,7 @@ class Registry(LedgerApplication):
 
 class Tariffs(LedgerApplication):
     name = "Tariffs"
+    env = CACHED  # noqa: RUF012
 
     def tariff(self, tariff_id: UUID) -> Tariff:
         return self.get(tariff_id, Tariff, "tariff")
