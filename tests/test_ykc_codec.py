@@ -1,6 +1,6 @@
 """YKC codec: field types, the verified vectors, and a round trip for every registered message.
 
-The vectors come from /work/shared/reference/ykc-vectors.json (copied from the protocol note's
+The vectors come from ../shared/reference/ykc-vectors.json (beside the repository) (copied from the protocol note's
 sources and checked there). Their field names and float units are the vector file's; the
 ``FIELD_MAP`` below translates them to the codec's names and integer protocol units, so each
 positive vector is checked field by field, not just "it decodes".
@@ -111,7 +111,7 @@ from pile_link.ykc.datatypes import (
     UInt,
 )
 
-VECTORS_PATH = Path("/work/shared/reference/ykc-vectors.json")
+VECTORS_PATH = Path(__file__).resolve().parents[2] / "shared" / "reference" / "ykc-vectors.json"
 VECTORS: list[dict[str, Any]] = json.loads(VECTORS_PATH.read_text(encoding="utf-8"))
 
 # Every frame type the brief and the note's catalogue (§4) require, plus V1.7's 0x3D.

@@ -28,7 +28,9 @@ from pile_link.ykc import (
     plausible_length,
 )
 
-VECTORS: list[dict[str, Any]] = json.loads(Path("/work/shared/reference/ykc-vectors.json").read_text("utf-8"))
+VECTORS: list[dict[str, Any]] = json.loads(
+    (Path(__file__).resolve().parents[2] / "shared" / "reference" / "ykc-vectors.json").read_text("utf-8")
+)
 GOOD = [bytes.fromhex(v["hex"]) for v in VECTORS if v["crc_ok"] and v["length_ok"]]  # 37 intact LE frames
 BE_ONLY = [bytes.fromhex(v["hex"]) for v in VECTORS if v["crc_ok_if_read_big_endian"]]
 HEARTBEAT = encode_message(Heartbeat("20231212000010", "01", 0), b"\x00\x07")
