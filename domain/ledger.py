@@ -165,12 +165,8 @@ class Ledger:
             _, events = self._wallet_update(wallet_id, "hold", key=f"hold:{trade_no}", hold_id=trade_no,
                                             amount=hold_fen)
             placed = bool(events)
-        session = ChargingSession.open(
-            trade_no=trade_no, tenant_id=pile.tenant_id, station_id=pile.station_id, pile_no=pile_no,
-            gun_no=gun_no, wallet_id=wallet_id, hold_fen=hold_fen if wallet_id else 0, tariff_id=tariff.id,
-            tariff_version=tariff.tariff_version, schedule=tariff.schedule, timezone=station.timezone,
-            origin=origin, at=at, author=author,
-        )
+        session = self._new_session(trade_no, pile, station, tariff, gun_no, wallet_id,
+                                    hold_fen if wallet_id else 0, origin, at, author)
         try:
             self.sessions.create(session, "session")
         except BaseException:
@@ -230,13 +226,9 @@ class Ledger:
             return self.session_command(trade_no, "settle", record=record, at=at)
         pile = self.registry.pile(pile_no or trade_no[:14])
         station = self.registry.station(pile.station_id)
-        tariff = self.tariff_for(pile)
-        session = ChargingSession.open(
-            trade_no=trade_no, tenant_id=pile.tenant_id, station_id=pile.station_id, pile_no=pile.pile_no,
-            gun_no=gun_no if gun_no is not None else int(trade_no[14:16]), wallet_id=wallet_id, hold_fen=0,
-            tariff_id=tariff.id, tariff_version=tariff.tariff_version, schedule=tariff.schedule,
-            timezone=station.timezone, origin="offline", at=at, author="pile",
-        )
+        gun = gun_no if gun_no is not None else int(trade_no[14:16])
+        session = self._new_session(trade_no, pile, station, self.tariff_for(pile), gun, wallet_id, 0,
+                                    "offline", at, "pile")
         session.settle(record, at)
         try:
             recordings = self.sessions.save(session)
@@ -244,6 +236,18 @@ class Ledger:
             return self.session_command(trade_no, "settle", record=record, at=at)
         self.apply_to_wallet(session, [r.domain_event for r in recordings])
         return session
+
+    @staticmethod
+    def _new_session(trade_no: str, pile: Pile, station: Station, tariff: Tariff, gun_no: int,
+                     wallet_id: UUID | None, hold_fen: int, origin: str, at: datetime,
+                     author: str) -> ChargingSession:
+        """A session on a pile, with the tariff version in force and the station's time zone."""
+        return ChargingSession.open(
+            trade_no=trade_no, tenant_id=pile.tenant_id, station_id=pile.station_id, pile_no=pile.pile_no,
+            gun_no=gun_no, wallet_id=wallet_id, hold_fen=hold_fen, tariff_id=tariff.id,
+            tariff_version=tariff.tariff_version, schedule=tariff.schedule, timezone=station.timezone,
+            origin=origin, at=at, author=author,
+        )
 
     def apply_to_wallet(self, session: ChargingSession, events: list[Any]) -> None:
         for event in events:
