@@ -21,6 +21,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/ledger.py
+	$(BIN)/python bench/pile_link.py
+	$(BIN)/python bench/projections.py
+	$(BIN)/python bench/driver_flow.py
+	$(BIN)/python bench/audit.py
 
 clean-var:
 	rm -rf var/

@@ -76,8 +76,10 @@ DEMO_PRICES = {  # yuan/kWh × 10^5: sharp 1.20 + 0.80, peak 1.00 + 0.80, flat 0
 DEMO_SLOTS = [3] * 16 + [2] * 4 + [1] * 6 + [0] * 4 + [2] * 6 + [1] * 8 + [2] * 2 + [3] * 2
 
 
-def run_demo(ledger: Ledger, relay: Relay, out: Any = print) -> bool:
-    """A scripted day on the ledger: five sessions that show each path money can take."""
+def run_demo(ledger: Ledger, relay: Relay, out: Any = print, database_url: str | None = None,
+             nats_url: str | None = None) -> bool:
+    """A scripted day on the ledger (five sessions that show each path money can take), then, given
+    the servers, the live part: the YKC gateway and a simulated fleet charging over TCP."""
     from datetime import datetime, timedelta, timezone
 
     from domain.books import books_of
@@ -98,12 +100,14 @@ def run_demo(ledger: Ledger, relay: Relay, out: Any = print) -> bool:
     ledger.assign_tariff(tariff, "ops@demo", station_id=station)
     out(f"tenant, station 'Zhangjiang Hub', piles {', '.join(piles)}, tariff v1 assigned")
     wallets = {}
-    for driver, amount, provider in (("driver-li", 200_00, "wechat"), ("driver-wang", 30_00, "alipay"),
-                                     ("driver-zhao", 100_00, "wechat")):
+    # cash at the station's counter: WeChat Pay and Alipay top-ups need the payment platforms, which
+    # only the tests play (tests/payment_fakes.py); the auditor checks every one of those against a
+    # verified notification, so the demo does not pretend to have them
+    for driver, amount in (("driver-li", 200_00), ("driver-wang", 30_00), ("driver-zhao", 100_00)):
         wallets[driver] = ledger.open_wallet(tenant, driver, driver)
-        ledger.wallet_command(wallets[driver], "top_up", key=f"topup:{driver}", amount=amount, provider=provider,
-                              payment_ref=f"{provider}-{driver}")
-        out(f"{driver:12} topped up {yuan(amount):>7} yuan via {provider}")
+        ledger.wallet_command(wallets[driver], "top_up", key=f"topup:{driver}", amount=amount, provider="cash",
+                              payment_ref=f"counter-receipt-{driver}")
+        out(f"{driver:12} topped up {yuan(amount):>7} yuan in cash at the counter")
 
     def record(tier_energy: tuple[int, int, int, int], start: datetime, minutes: int) -> TransactionRecord:
         amounts = tuple(e * (DEMO_PRICES[t]["electricity"] + DEMO_PRICES[t]["service"]) // 10**5
@@ -164,13 +168,20 @@ def run_demo(ledger: Ledger, relay: Relay, out: Any = print) -> bool:
     show(e)
     ledger.settle(e, record((12000, 0, 0, 0), t, 12), t + timedelta(hours=3))
     show(e)
+    live: list[str] = []
+    if database_url and nats_url:
+        live = asyncio.run(run_live_fleet(ledger, database_url, nats_url, tenant, station, wallets, out))
+        out("\nlive sessions, priced by the platform from the pile's per-tier energy:")
+        for trade_no in live:
+            show(trade_no)
+    live_settled = all(ledger.session(t).state == "finished" for t in live)
     # a refund of what is left, through the provider it came from
     left = ledger.wallet(wallets["driver-zhao"]).available
     ledger.wallet_command(wallets["driver-zhao"], "request_refund", key="refund:zhao", refund_id="rf-zhao-1",
-                          amount=left, provider="wechat")
+                          amount=left, provider="cash")
     ledger.wallet_command(wallets["driver-zhao"], "complete_refund", key="refund-done:zhao", refund_id="rf-zhao-1",
-                          provider_ref="wx-refund-1")
-    out(f"driver-zhao  refunded {yuan(left)} yuan to WeChat Pay")
+                          provider_ref="counter-refund-1")
+    out(f"driver-zhao  refunded {yuan(left)} yuan in cash")
 
     out("\nwallets                 available     held  arrears")
     for driver, wallet_id in wallets.items():
@@ -195,9 +206,81 @@ def run_demo(ledger: Ledger, relay: Relay, out: Any = print) -> bool:
         time.sleep(0.1)
     out(f"\nrelay: {relay.published} events published to NATS JetStream stream CHARGELEDGER"
         f" ({'caught up' if relay.caught_up() else 'still behind'})")
-    ok = books.balanced and wallets_agree
+    audited = True
+    if database_url:
+        from adapters.audit_replay import replay
+        from projections.runner import Projections
+
+        projections = Projections(ledger.applications, eventsourcing_env(database_url))
+        out(f"projections: {projections.catch_up()} events into the order, revenue, live-status and alarm views")
+        report = replay(database_url)
+        audited = report.ok
+        out(f"auditor: replayed {report.counts['total_events']} events with the domain code alone: "
+            f"{len(report.differences)} differences (wallets, bills, order and revenue views all agree)"
+            if audited else "auditor: DIFFERENCES\n" + report.as_text())
+    ok = books.balanced and wallets_agree and live_settled and audited
+    if not live_settled:
+        out("SOME LIVE SESSIONS DID NOT SETTLE")
     out("books balance" if ok else "BOOKS DO NOT BALANCE")
     return ok
+
+
+async def run_live_fleet(ledger: Ledger, database_url: str, nats_url: str, tenant: Any, station: Any,
+                         wallets: dict[str, Any], out: Any = print) -> list[str]:
+    """The YKC gateway on TCP and a seeded fleet of simulated piles charging against the ledger.
+
+    Drivers start from the app (0x34 reaches the pile through NATS), one driver's balance runs out
+    (the platform stops the pile), one pile loses its link mid-charge and uploads its record after
+    logging in again, one driver starts with a card at the pile. Returns the trade serials.
+    """
+    from pile_link.gateway import Gateway, utcnow
+    from pile_link.simulator import Fleet, PileSpec
+    from pile_link.simulator.console import Console
+    from pile_link.simulator.fleet import pile_numbers
+
+    piles = pile_numbers("32010600019240", 3)
+    for pile_no in piles:
+        ledger.register_pile(station, pile_no, "DC", 2, "ops@demo")
+    ledger.bind_credential(wallets["driver-zhao"], "card", "00000000C0FFEE01", "driver-zhao")
+    gateway = Gateway(ledger, database_url=database_url, nats_url=nats_url, port=0, sweep_interval=1.0)
+    await gateway.start()
+    out(f"\nYKC gateway listening on 127.0.0.1:{gateway.port}; simulated piles {', '.join(piles)} "
+        "(seed 7, charging at x120 speed)\n")
+    fleet = Fleet("127.0.0.1", gateway.port, [PileSpec(no, guns=2, plugged=True, max_power_w=60_000) for no in piles],
+                  seed=7, speed=120)
+    fleet.events.subscribe(Console(sys.stdout, progress=600))
+    trades: list[str] = []
+    now = utcnow
+    try:
+        await fleet.start()
+        for (driver, hold), (pile_no, gun) in zip((("driver-li", 80_00), ("driver-wang", 8_00), ("driver-li", 60_00)),
+                                                  ((piles[0], 1), (piles[1], 1), (piles[2], 1))):
+            trade_no = await gateway.run(ledger.request_start, pile_no=pile_no, gun_no=gun,
+                                         wallet_id=wallets[driver], hold_fen=hold, at=now(), author=driver)
+            out(f"app: {driver} starts {pile_no} gun {gun} holding {hold / 100:.2f} yuan -> {trade_no}")
+            trades.append(trade_no)
+        card = await fleet.pile(piles[2]).swipe_card(2, "00000000C0FFEE01")
+        if card.data.get("trade_no"):
+            trades.append(card["trade_no"])
+        await asyncio.sleep(6)
+        out(f"link: {piles[0]} loses its 4G link mid-charge; its driver stops at the pile while it is offline")
+        await fleet.pile(piles[0]).disconnect()
+        await asyncio.sleep(2)
+        fleet.pile(piles[0]).press_stop(1)  # the record stays buffered in the pile
+        await asyncio.sleep(2)
+        await fleet.pile(piles[0]).reconnect()
+        out(f"link: {piles[0]} is back and uploads the buffered record")
+        await asyncio.sleep(4)
+        for trade_no in trades:
+            if ledger.session(trade_no).state == "charging":
+                await gateway.run(ledger.request_stop, trade_no, "driver", "driver stopped", now())
+        deadline = asyncio.get_running_loop().time() + 60
+        while any(ledger.session(t).is_open for t in trades) and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.5)
+    finally:
+        await fleet.close()
+        await gateway.stop()
+    return trades
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -207,7 +290,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
         try:
             with running_relay(ledger, database_url, nats_url) as relay:
                 print(f"Postgres: {database_url}\nNATS:     {nats_url}\n")
-                ok = run_demo(ledger, relay)
+                ok = run_demo(ledger, relay, database_url=database_url, nats_url=nats_url)
+                print(f"""
+where to look (with DATABASE_URL={database_url} NATS_URL={nats_url} set, while the servers run):
+  psql "$DATABASE_URL"                      tables sessions_events, wallets_events, orders, revenue_daily, alarms
+  chargeledger audit replay                 the auditor's replay of every event; audit seal / verify
+  chargeledger api                          the operator and driver API (CHARGELEDGER_TOKEN_KEY; docs at /docs)
+  chargeledger gateway / simulate           the YKC gateway on TCP 8767 and simulated piles against it
+  docs/architecture.md, docs/performance.md how it fits together, and what it measured""")
                 if not args.once and sys.stdin.isatty():
                     print("\nServers stay up for a look (psql / nats); press Ctrl-C to stop.")
                     try:
@@ -242,6 +332,34 @@ def cmd_relay(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gateway(args: argparse.Namespace) -> int:
+    """The YKC gateway, with the relay beside it so commands reach piles through NATS."""
+    from pile_link.gateway import serve
+
+    with servers() as (database_url, nats_url):
+        ledger = Ledger(eventsourcing_env(database_url))
+        try:
+            with running_relay(ledger, database_url, nats_url):
+                print(f"YKC gateway on {args.host}:{args.port} (Postgres {database_url}, NATS {nats_url})",
+                      flush=True)
+                asyncio.run(serve(ledger, database_url=database_url, nats_url=nats_url, host=args.host,
+                                  port=args.port))
+        except KeyboardInterrupt:
+            pass
+        finally:
+            ledger.close()
+    return 0
+
+
+def with_database(run: Any) -> Any:
+    """A module's ``run(args)`` that needs ``args.database_url``: give it ours (embedded or configured)."""
+    def command(args: argparse.Namespace) -> int:
+        with servers() as (database_url, nats_url):
+            args.database_url, args.nats_url = database_url, nats_url
+            return int(run(args))
+    return command
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "WARNING"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -253,6 +371,27 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("servers", help="start the embedded Postgres and NATS and print their URLs").set_defaults(
         func=cmd_servers)
     sub.add_parser("relay", help="publish every ledger event to NATS JetStream").set_defaults(func=cmd_relay)
+    gateway = sub.add_parser("gateway", help="the YKC pile gateway (TCP), with the relay")
+    gateway.add_argument("--host", default=os.environ.get("YKC_HOST", "0.0.0.0"))
+    gateway.add_argument("--port", type=int, default=int(os.environ.get("YKC_PORT", "8767")))
+    gateway.set_defaults(func=cmd_gateway)
+    from adapters import audit_cli, auth, http
+    from pile_link.simulator import cli as simulate_cli
+    from projections import runner
+
+    for name, module, text in (("projections", runner, "follow the ledger into the read views, or rebuild them"),
+                               ("api", http, "the operator and driver HTTP API (FastAPI under uvicorn)"),
+                               ("operators", auth, "manage operator credentials (platform, tenant, agent)")):
+        command = sub.add_parser(name, help=text)
+        module.add_arguments(command)
+        command.set_defaults(func=with_database(module.run))
+    audit = sub.add_parser("audit", help="replay, verify, seal and export the ledger (for auditors)")
+    audit_cli.add_arguments(audit)
+    audit.set_defaults(func=audit_cli.run)
+
+    simulate = sub.add_parser("simulate", help="simulated YKC piles (or a load of connections) against a gateway")
+    simulate_cli.add_arguments(simulate)
+    simulate.set_defaults(func=simulate_cli.run)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -9,7 +9,8 @@ def eventsourcing_env(database_url: str, *, pool_size: int = 4, max_overflow: in
     """The environment eventsourcing's PostgresFactory reads, for every Application alike.
 
     Each Application keeps its own table (``registry_events``, ``sessions_events``, ...) and its own
-    small pool. Snapshots go to ``<name>_snapshots``.
+    small pool. Snapshots go to ``<name>_snapshots``. Events are written by
+    :class:`adapters.recorder.LockedInsertRecorder` (one round trip per save, same tables).
     """
     info = conninfo_to_dict(database_url)
     return {
@@ -22,7 +23,9 @@ def eventsourcing_env(database_url: str, *, pool_size: int = 4, max_overflow: in
         "POSTGRES_POOL_SIZE": str(pool_size),
         "POSTGRES_MAX_OVERFLOW": str(max_overflow),
         "POSTGRES_CONNECT_TIMEOUT": "10",
-        # A reader sees events only once their transaction committed; the Applications' own
-        # table lock keeps notification ids in commit order (see docs/architecture.md).
+        # A reader sees events only once their transaction committed; the recorder's table lock
+        # keeps notification ids in commit order (see docs/architecture.md).
         "POSTGRES_LOCK_TIMEOUT": "5",
+        # eventsourcing's recorder with each save sent as one multi-statement query (one round trip).
+        "APPLICATION_RECORDER_TOPIC": "adapters.recorder:LockedInsertRecorder",
     }

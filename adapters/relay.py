@@ -5,9 +5,11 @@ Postgres, table ``relay_tracking``), publishes each event and waits for JetStrea
 next one, then advances the tracking position. Consequences:
 
 * nothing is lost: the position only moves past events JetStream has acknowledged;
-* nothing is duplicated: ``Nats-Msg-Id`` is ``<application>:<notification id>``, so a publish that
-  is repeated after a crash or an outage (before the position moved) is dropped by the stream's
-  duplicate window;
+* nothing is duplicated: ``Nats-Msg-Id`` is ``<ledger>:<application>:<notification id>``, so a
+  publish that is repeated after a crash or an outage (before the position moved) is dropped by the
+  stream's duplicate window. ``<ledger>`` is a random id the database is given once (table
+  ``ledger_identity``): a database recreated from empty numbers its events from 1 again, and without
+  it the stream would drop its first events as repeats of the old database's;
 * nothing is reordered: one event is in flight per Application at a time.
 
 Subjects are ``chargeledger.<application>.<aggregate type>.<event name>``. The body is the event's
@@ -42,13 +44,25 @@ def subject_for(application: str, topic: str) -> str:
     return f"{SUBJECT_PREFIX}.{application}.{qualname}"
 
 
-def message_id(application: str, notification_id: int) -> str:
-    return f"{application}:{notification_id}"
+def message_id(ledger: str, application: str, notification_id: int) -> str:
+    return f"{ledger}:{application}:{notification_id}"
 
 
-def headers_for(application: str, n: Notification) -> dict[str, str]:
+def ledger_identity(recorder: Any) -> str:
+    """This database's ledger id, made on first use: the first 12 hex digits of a random UUID."""
+    with recorder.datastore.transaction(commit=True) as cur:
+        cur.execute("CREATE TABLE IF NOT EXISTS ledger_identity (id text PRIMARY KEY, "
+                    "created_at timestamptz NOT NULL DEFAULT now())")
+        cur.execute("LOCK TABLE ledger_identity IN EXCLUSIVE MODE")  # two relays starting at once agree
+        cur.execute("INSERT INTO ledger_identity (id) SELECT left(replace(gen_random_uuid()::text, '-', ''), 12) "
+                    "WHERE NOT EXISTS (SELECT 1 FROM ledger_identity)")
+        cur.execute("SELECT id FROM ledger_identity")
+        return str(cur.fetchone()["id"])
+
+
+def headers_for(ledger: str, application: str, n: Notification) -> dict[str, str]:
     return {
-        "Nats-Msg-Id": message_id(application, n.id),
+        "Nats-Msg-Id": message_id(ledger, application, n.id),
         "Chargeledger-Application": application,
         "Chargeledger-Notification-Id": str(n.id),
         "Chargeledger-Originator-Id": str(n.originator_id),
@@ -72,6 +86,7 @@ class Relay:
         self.applications = list(applications)
         factory = InfrastructureFactory.construct(Environment("Relay", tracking_env))
         self.tracking = factory.tracking_recorder()
+        self.ledger_id = ledger_identity(self.tracking)
         self.nats_url = nats_url
         self.batch_size = batch_size
         self.idle_sleep = idle_sleep
@@ -125,7 +140,7 @@ class Relay:
         last = start
         try:
             for n in notifications:
-                await js.publish(subject_for(app.name, n.topic), n.state, headers=headers_for(app.name, n))
+                await js.publish(subject_for(app.name, n.topic), n.state, headers=headers_for(self.ledger_id, app.name, n))
                 last = n.id
                 self.published += 1
         finally:

@@ -7,8 +7,9 @@ something a retry (or the settlement follower) completes without doing anything 
 
 from __future__ import annotations
 
+import copy
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -17,7 +18,19 @@ from zoneinfo import ZoneInfo
 from eventsourcing.persistence import IntegrityError
 
 from domain.applications import Registry, Sessions, Tariffs, Wallets
-from domain.errors import AlreadyExists, DomainError, InvalidRegistration, InvalidTariff, NotFound, PileUnavailable
+from domain.credential import Credential
+from domain.errors import (
+    AlreadyExists,
+    ConcurrencyExhausted,
+    DomainError,
+    IdempotencyConflict,
+    InsufficientFunds,
+    InvalidRegistration,
+    InvalidTariff,
+    NotFound,
+    PileUnavailable,
+)
+from domain.payment import Payments
 from domain.registry import Pile, Station, Tenant
 from domain.session import ChargingSession, TransactionRecord, make_trade_no
 from domain.settlement import wallet_commands
@@ -32,10 +45,11 @@ class Ledger:
         self.tariffs = Tariffs(env)
         self.sessions = Sessions(env)
         self.wallets = Wallets(env)
+        self.payments = Payments(env)
 
     @property
     def applications(self) -> tuple[Any, ...]:
-        return (self.registry, self.tariffs, self.sessions, self.wallets)
+        return (self.registry, self.tariffs, self.sessions, self.wallets, self.payments)
 
     def close(self) -> None:
         for app in self.applications:
@@ -144,36 +158,55 @@ class Ledger:
         The hold comes first: if it is refused nothing is written. If opening the session fails
         after the hold, the hold is released before the error propagates.
         """
-        pile = self.registry.pile(pile_no)
+        # The pile and its station brought up to date in one query (a pile never changes station),
+        # the tariff in a second; the wallet's tenant never changes, so its cached copy answers.
+        # All four are only read here, so they are the cached instances, not copies.
+        pile = self.registry.get(Pile.create_id(pile_no), Pile, "pile", fresh=False, copy=False)
+        pile, station = self.registry.get_all((pile.id, Pile, "pile"), (pile.station_id, Station, "station"),
+                                              copy=False)
         if tenant_id is not None and pile.tenant_id != tenant_id:
             raise NotFound(f"no pile {pile_no}", pile_no=pile_no)
         if not pile.enabled:
             raise PileUnavailable(f"pile {pile_no} is disabled", pile_no=pile_no)
         if not pile.has_gun(gun_no):
             raise PileUnavailable(f"pile {pile_no} has no gun {gun_no}", pile_no=pile_no, gun_no=gun_no)
-        station = self.registry.station(pile.station_id)
-        tariff = self.tariff_for(pile)
-        if wallet_id is not None and self.wallet(wallet_id).tenant_id != pile.tenant_id:
+        tariff_id = pile.tariff_id or station.tariff_id
+        if tariff_id is None:
+            raise InvalidTariff(f"pile {pile_no} has no tariff assigned (neither it nor its station)")
+        tariff = self.tariffs.get(tariff_id, Tariff, "tariff", copy=False)
+        wallet = self.wallets.get(wallet_id, Wallet, "wallet", fresh=False, copy=False) if wallet_id else None
+        if wallet is not None and wallet.tenant_id != pile.tenant_id:
             raise NotFound(f"no wallet {wallet_id}", id=str(wallet_id))
         local = at.astimezone(ZoneInfo(station.timezone))
+        # A trade serial is pile + gun + second + a random 4-digit sequence. It is not checked for
+        # collisions beforehand (a query on every start): the session's own key refuses a serial
+        # already taken, and so does the hold's idempotency key, and then another sequence is drawn.
         for _ in range(20):
             trade_no = make_trade_no(pile_no, gun_no, local, random.randrange(10000))
-            if ChargingSession.create_id(trade_no) not in self.sessions.repository:
-                break
-        placed = False
-        if wallet_id is not None and hold_fen:
-            _, events = self._wallet_update(wallet_id, "hold", key=f"hold:{trade_no}", hold_id=trade_no,
-                                            amount=hold_fen)
-            placed = bool(events)
-        session = self._new_session(trade_no, pile, station, tariff, gun_no, wallet_id,
-                                    hold_fen if wallet_id else 0, origin, at, author)
-        try:
-            self.sessions.create(session, "session")
-        except BaseException:
-            if placed:  # release only the hold this call placed, never an earlier session's
-                self.wallet_command(wallet_id, "release", key=f"release:{trade_no}", hold_id=trade_no)
-            raise
-        return trade_no
+            placed = False
+            if wallet_id is not None and hold_fen:
+                try:
+                    _, events = self._wallet_update(wallet_id, "hold", key=f"hold:{trade_no}", hold_id=trade_no,
+                                                    amount=hold_fen)
+                except IdempotencyConflict:
+                    continue  # an earlier session with this serial held a different amount
+                if not events:
+                    continue  # an earlier session with this serial held the same amount
+                placed = True
+            session = self._new_session(trade_no, pile, station, tariff, gun_no, wallet_id,
+                                        hold_fen if wallet_id else 0, origin, at, author)
+            try:
+                self.sessions.create(session, "session")
+            except AlreadyExists:
+                if placed:
+                    self.wallet_command(wallet_id, "release", key=f"release:{trade_no}", hold_id=trade_no)
+                continue
+            except BaseException:
+                if placed:  # release only the hold this call placed, never an earlier session's
+                    self.wallet_command(wallet_id, "release", key=f"release:{trade_no}", hold_id=trade_no)
+                raise
+            return trade_no
+        raise ConcurrencyExhausted(f"no free trade serial for pile {pile_no} gun {gun_no} in this second")
 
     def session_command(self, trade_no: str, command: str, **kwargs: Any) -> ChargingSession:
         """Run one session command, then bring the wallet in line with what it decided."""
@@ -222,7 +255,7 @@ class Ledger:
         A record for a session never seen starting (an offline start) opens the session from the
         record and settles it in the same transaction.
         """
-        if ChargingSession.create_id(trade_no) in self.sessions.repository:
+        if self.sessions.exists(ChargingSession.create_id(trade_no)):
             return self.session_command(trade_no, "settle", record=record, at=at)
         pile = self.registry.pile(pile_no or trade_no[:14])
         station = self.registry.station(pile.station_id)
@@ -254,3 +287,146 @@ class Ledger:
             for command, kwargs in wallet_commands(session, type(event).__name__, event):
                 self.wallet_command(session.wallet_id, command, **kwargs)  # type: ignore[arg-type]
 
+
+    # ---- pile link -----------------------------------------------------------------------------
+    # What the gateway holding a pile's TCP connection reports, and the commands it carries out.
+    def pile_login(self, pile_no: str) -> Pile:
+        """May this pile log in? Refuses an unknown pile (NotFound) and a disabled one (PileUnavailable)."""
+        pile = self.registry.pile(pile_no)
+        if not pile.enabled:
+            raise PileUnavailable(f"pile {pile_no} is disabled", pile_no=pile_no)
+        return pile
+
+    def pile_connected(self, pile_no: str, at: datetime, gateway: str, protocol_version: int,
+                       program_version: str) -> None:
+        """A pile logged in (checked as :meth:`pile_login` does). The gateway batches these instead."""
+        self.pile_login(pile_no)
+        self.record_pile_changes([(pile_no, lambda pile: pile.connect(
+            at=at, gateway=gateway, protocol_version=protocol_version, program_version=program_version))])
+
+    def pile_disconnected(self, pile_no: str, at: datetime, reason: str) -> None:
+        self.record_pile_changes([(pile_no, lambda pile: pile.disconnect(at=at, reason=reason))])
+
+    def report_gun(self, pile_no: str, gun_no: int, status: str, plugged: bool, faults: dict[str, str],
+                   at: datetime) -> None:
+        """A gun's status and fault bits from a realtime frame; only changes become events."""
+        error = self.record_pile_changes([(pile_no, lambda pile: (pile.report_faults(gun_no, faults, at),
+                                                                  pile.report_gun_status(gun_no, status, plugged,
+                                                                                         at)))])[0]
+        if error is not None:
+            raise error
+
+    def record_pile_changes(self, changes: list[tuple[str, Callable[[Pile], Any]]]) -> list[Exception | None]:
+        """Many piles' link observations (online, offline, gun status) in one transaction.
+
+        Each change is ``(pile number, function of the pile)``; a change that raises a domain error
+        is skipped and its error returned in its place. If the batch conflicts with another writer,
+        each pile's changes are retried on their own.
+        """
+        outcomes: list[Exception | None] = [None] * len(changes)
+        piles: dict[str, Pile] = {}
+        wanted = list(dict.fromkeys(pile_no for pile_no, _ in changes))
+        try:  # the usual case, every pile logged in and cached: all brought up to date in one query
+            piles = dict(zip(wanted, self.registry.get_all(*[(Pile.create_id(p), Pile, "pile") for p in wanted])))
+        except NotFound:
+            piles = {}  # one of them is unknown: load them one by one below, refusing only its changes
+        for i, (pile_no, change) in enumerate(changes):
+            try:
+                pile = piles.get(pile_no) or self.registry.pile(pile_no)
+                probe = copy.deepcopy(pile)
+                change(probe)  # on a copy first: a change that raises leaves nothing half-applied
+                change(pile)
+                piles[pile_no] = pile
+            except DomainError as error:
+                outcomes[i] = error
+        try:
+            self.registry.save(*piles.values())
+        except IntegrityError:
+            for pile_no in piles:
+                self.registry.evict(Pile.create_id(pile_no))
+            for pile_no in piles:
+                mine = [change for i, (p, change) in enumerate(changes) if p == pile_no and outcomes[i] is None]
+                self.registry.update(Pile.create_id(pile_no), Pile, "pile",
+                                     lambda pile, mine=mine: [change(pile) for change in mine])
+        return outcomes
+
+    def pile_command(self, pile_no: str, command: str, author: str, at: datetime, tenant_id: UUID | None = None,
+                     **params: Any) -> None:
+        """Ask the pile to do something (reboot, set_parameters, push_tariff, read_realtime).
+
+        The command is an event; the gateway holding the pile sends the frame when it sees it.
+        ``tenant_id`` scopes the call to an operator: another tenant's pile is NotFound.
+        """
+        pile = self.registry.pile(pile_no)
+        if tenant_id is not None and pile.tenant_id != tenant_id:
+            raise NotFound(f"no pile {pile_no}", pile_no=pile_no)
+        if command == "push_tariff":
+            tariff = self.tariff_for(pile)
+            params = {**params, "tariff_id": str(tariff.id), "version": tariff.tariff_version}
+        self.registry.update(pile.id, Pile, "pile",
+                             lambda p: p.request_command(command=command, params=params, at=at, author=author))
+
+    def billing_model_matches(self, pile_no: str, model_no: str) -> bool:
+        """A pile's 0x05: is the model it holds the tariff version it should bill with now?"""
+        pile = self.registry.pile(pile_no)
+        tariff = self.tariff_for(pile)
+        return (model_no == f"{tariff.model_no:04d}"
+                and pile.billing_model == {"tariff_id": str(tariff.id), "version": tariff.tariff_version})
+
+    def confirm_billing_model(self, pile_no: str, tariff_id: UUID, version: int, at: datetime) -> None:
+        self.registry.update(Pile.create_id(pile_no), Pile, "pile",
+                             lambda p: p.confirm_billing_model(tariff_id, version, at))
+
+    def answer_pile_command(self, pile_no: str, command: str, ok: bool, detail: str, at: datetime) -> None:
+        self.registry.update(Pile.create_id(pile_no), Pile, "pile",
+                             lambda p: p.answer_command(command=command, ok=ok, detail=detail, at=at))
+
+    def request_stop(self, trade_no: str, author: str, reason: str, at: datetime,
+                     tenant_id: UUID | None = None) -> ChargingSession:
+        if tenant_id is not None and self.session(trade_no).tenant_id != tenant_id:
+            raise NotFound(f"no session {trade_no}", trade_no=trade_no)
+        return self.session_command(trade_no, "request_stop", at=at, reason=reason, author=author)
+
+    def expire_session(self, trade_no: str, now: datetime) -> bool:
+        """The watchdog: apply the session's deadline if it passed (fails a start, abandons a stop)."""
+        session = self.session_command(trade_no, "expire", now=now)
+        return not session.is_open
+
+    def bind_credential(self, wallet_id: UUID, kind: str, value: str, author: str) -> UUID:
+        """Bind a charging card or a VIN to a wallet, for starts made at the pile (0x31)."""
+        wallet = self.wallet(wallet_id)
+        credential = Credential.bind(kind, value, wallet.tenant_id, wallet_id, author)
+        self.wallets.create(credential, f"{kind} {credential.value}")
+        return credential.id
+
+    def start_at_pile(self, *, pile_no: str, gun_no: int, kind: str, value: str, at: datetime,
+                      max_hold_fen: int) -> tuple[str, int]:
+        """A start by card or VIN at the pile (0x31): hold the driver's money and open the session.
+
+        Returns (trade serial, amount held in fen). The hold is the wallet's available balance, at
+        most ``max_hold_fen``; refuses an unknown or unbound credential (NotFound), another tenant's
+        card (NotFound), and an empty wallet (InsufficientFunds).
+        """
+        try:
+            credential = self.wallets.get(Credential.create_id(kind, value), Credential, kind)
+        except InvalidRegistration:
+            raise NotFound(f"no {kind} {value!r}", kind=kind) from None
+        pile = self.registry.pile(pile_no)
+        if credential.wallet_id is None or credential.tenant_id != pile.tenant_id:
+            raise NotFound(f"no {kind} {value!r}", kind=kind)
+        available = self.wallet(credential.wallet_id).available
+        hold = min(available, max_hold_fen)
+        if hold <= 0:
+            raise InsufficientFunds(f"the wallet behind {kind} {value!r} is empty", kind=kind)
+        trade_no = self.request_start(pile_no=pile_no, gun_no=gun_no, wallet_id=credential.wallet_id,
+                                      hold_fen=hold, at=at, author=f"{kind}:{credential.value}", origin=kind)
+        return trade_no, hold
+
+    def change_station(self, station_id: UUID, name: str, address: str, author: str,
+                       tenant_id: UUID | None = None) -> None:
+        """Rename or re-address a station; ``tenant_id`` scopes the call to an operator."""
+        def change(station: Station) -> None:
+            if tenant_id is not None and station.tenant_id != tenant_id:
+                raise NotFound(f"no station {station_id}", id=str(station_id))
+            station.change(name=name, address=address, author=author)
+        self.registry.update(station_id, Station, "station", change)

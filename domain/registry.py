@@ -7,7 +7,10 @@ find a pile from a login frame without an index.
 
 from __future__ import annotations
 
+import copy
 import re
+from datetime import datetime
+from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -17,6 +20,8 @@ from domain.errors import InvalidRegistration
 
 PILE_NO = re.compile(r"^\d{14}$")
 DEFAULT_TIMEZONE = "Asia/Shanghai"
+GUN_STATUSES = ("offline", "fault", "idle", "charging")  # the YKC 0x13 status byte, 0..3
+PILE_COMMANDS = ("reboot", "set_parameters", "push_tariff", "read_realtime")
 
 
 def _required(value: str, what: str) -> str:
@@ -89,9 +94,13 @@ class Pile(Aggregate):
         self.tenant_id = tenant_id
         self.station_id = station_id
         self.kind = kind
-        self.guns = {str(n): {"enabled": True} for n in range(1, gun_count + 1)}
+        self.guns = {str(n): {"enabled": True, "status": "offline", "plugged": False, "faults": []}
+                     for n in range(1, gun_count + 1)}
         self.enabled = True
         self.tariff_id: UUID | None = None
+        self.online = False
+        self.connection: dict[str, Any] | None = None
+        self.billing_model: dict[str, Any] | None = None  # the tariff version the pile last took
 
     @classmethod
     def register(cls, pile_no: str, tenant_id: UUID, station_id: UUID, kind: str, gun_count: int,
@@ -127,3 +136,95 @@ class Pile(Aggregate):
     @event("Moved")
     def move(self, station_id: UUID, author: str) -> None:
         self.station_id = station_id
+
+    # ---- what the pile link observes ------------------------------------------------------
+    # Heartbeats are not events (10,000 piles would write 1,000 a second for nothing); only changes
+    # of state are: the link coming up or going down, a gun's status, a fault raised or cleared.
+    @event("Connected")
+    def connect(self, at: datetime, gateway: str, protocol_version: int, program_version: str) -> None:
+        self.online = True
+        self.connection = {"at": at, "gateway": gateway, "protocol_version": protocol_version,
+                           "program_version": program_version}
+
+    def disconnect(self, at: datetime, reason: str) -> None:
+        if self.online:
+            self._disconnected(at=at, reason=reason)
+
+    @event("Disconnected")
+    def _disconnected(self, at: datetime, reason: str) -> None:
+        self.online = False
+        for gun in self.guns.values():
+            gun["status"] = "offline"
+
+    def report_gun_status(self, gun_no: int, status: str, plugged: bool, at: datetime) -> bool:
+        """Record a gun's status if it changed. Returns True if an event was recorded."""
+        if status not in GUN_STATUSES:
+            raise InvalidRegistration(f"gun status is one of {', '.join(GUN_STATUSES)}, got {status!r}")
+        gun = self._gun(gun_no)
+        if gun["status"] == status and gun["plugged"] == plugged:
+            return False
+        self._gun_status_changed(gun_no=gun_no, status=status, plugged=plugged, at=at)
+        return True
+
+    @event("GunStatusChanged")
+    def _gun_status_changed(self, gun_no: int, status: str, plugged: bool, at: datetime) -> None:
+        gun = self.guns[str(gun_no)]
+        gun["status"] = status
+        gun["plugged"] = plugged
+
+    def report_faults(self, gun_no: int, faults: dict[str, str], at: datetime) -> None:
+        """Raise the faults newly present and clear the ones gone (``faults``: code -> description)."""
+        gun = self._gun(gun_no)
+        for code in [c for c in gun["faults"] if c not in faults]:
+            self._fault_cleared(gun_no=gun_no, code=code, at=at)
+        for code, description in faults.items():
+            if code not in gun["faults"]:
+                self._fault_raised(gun_no=gun_no, code=code, description=description, at=at)
+
+    @event("FaultRaised")
+    def _fault_raised(self, gun_no: int, code: str, description: str, at: datetime) -> None:
+        self.guns[str(gun_no)]["faults"] = [*self.guns[str(gun_no)]["faults"], code]
+
+    @event("FaultCleared")
+    def _fault_cleared(self, gun_no: int, code: str, at: datetime) -> None:
+        self.guns[str(gun_no)]["faults"] = [c for c in self.guns[str(gun_no)]["faults"] if c != code]
+
+    def confirm_billing_model(self, tariff_id: UUID, version: int, at: datetime) -> None:
+        """The pile now bills with this tariff version (it asked for it, or acknowledged a push).
+
+        Model numbers are 4 digits and two tariffs can share one, so a pile's 0x05 is checked
+        against this, not against the number alone."""
+        model = {"tariff_id": str(tariff_id), "version": version}
+        if self.billing_model != model:
+            self._billing_model_confirmed(tariff_id=tariff_id, version=version, at=at)
+
+    @event("BillingModelConfirmed")
+    def _billing_model_confirmed(self, tariff_id: UUID, version: int, at: datetime) -> None:
+        self.billing_model = {"tariff_id": str(tariff_id), "version": version}
+
+    # ---- commands to the pile: each is an event the gateway holding the pile turns into a frame ----
+    def request_command(self, command: str, params: dict[str, Any], at: datetime, author: str) -> None:
+        if command not in PILE_COMMANDS:
+            raise InvalidRegistration(f"pile command is one of {', '.join(PILE_COMMANDS)}, got {command!r}")
+        self._command_requested(command=command, params=params, at=at, author=author)
+
+    @event("CommandRequested")
+    def _command_requested(self, command: str, params: dict[str, Any], at: datetime, author: str) -> None:
+        pass
+
+    @event("CommandAnswered")
+    def answer_command(self, command: str, ok: bool, detail: str, at: datetime) -> None:
+        pass
+
+    def _gun(self, gun_no: int) -> dict[str, Any]:
+        gun = self.guns.get(str(gun_no))
+        if gun is None:
+            raise InvalidRegistration(f"pile {self.pile_no} has no gun {gun_no}")
+        return gun
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Pile:
+        """Commands get a copy of the cached pile; only the gun dicts and pending events are mutated."""
+        clone = copy.copy(self)
+        clone.guns = {n: {**g, "faults": list(g["faults"])} for n, g in self.guns.items()}
+        clone._pending_events = list(self._pending_events)
+        return clone

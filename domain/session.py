@@ -99,6 +99,7 @@ class ChargingSession(Aggregate):
         self.tier_energy = [0, 0, 0, 0]  # measured energy split by the tier in force at each reading
         self.last_reading: dict[str, Any] | None = None
         self.anomalies = 0
+        self.faults: list[dict[str, Any]] = []
         self.record: dict[str, Any] | None = None
         self.bill: dict[str, Any] | None = None
         self.pile_difference: int | None = None  # pile total − platform total, 0.0001 yuan
@@ -150,14 +151,14 @@ class ChargingSession(Aggregate):
     def acknowledge_start(self, at: datetime, ok: bool, reason: str = "") -> None:
         if self.state != "requested":
             return  # a late or repeated 0x33 after the session moved on says nothing new
-        self._start_acknowledged(at=at, ok=ok, reason=reason)
+        if ok:
+            self._start_acknowledged(at=at, ok=True, reason="")
+        else:  # one event for every failure, so the wallet policy releases the hold on exactly one name
+            self._failed(at=at, reason=reason or "start refused by pile", author="pile")
 
     @event("StartAcknowledged")
     def _start_acknowledged(self, at: datetime, ok: bool, reason: str) -> None:
-        if ok:
-            self.state = "starting"
-        else:
-            self._close("failed", at, reason or "start refused by pile")
+        self.state = "starting"
 
     def mark_charging(self, at: datetime) -> None:
         if self.state in ("requested", "starting"):
@@ -190,6 +191,14 @@ class ChargingSession(Aggregate):
             self.tier_energy[tier] += energy - self.meter_energy
             self.meter_energy = energy
         self.last_reading = {"at": at.isoformat(), "energy": energy, **measurements}
+
+    def record_fault(self, at: datetime, source: str, code: str, detail: str) -> None:
+        """A fault the pile reported during this session (a fault bit, a BMS or charger abort)."""
+        self._fault_recorded(at=at, source=source, code=code, detail=detail)
+
+    @event("FaultRecorded")
+    def _fault_recorded(self, at: datetime, source: str, code: str, detail: str) -> None:
+        self.faults = [*self.faults, {"at": at, "source": source, "code": code}]
 
     # ---- platform-driven transitions -------------------------------------------------------
     def request_stop(self, at: datetime, reason: str, author: str) -> None:

@@ -1,19 +1,26 @@
 """Real servers for the suite: the project's own Postgres and NATS (or DATABASE_URL / NATS_URL).
 
-They start once per test run under ./var/test; every test that touches the ledger gets a fresh
-database of its own, dropped afterwards.
+They start once per test run in a directory of their own under ./var/test (so several runs can share
+a machine), removed afterwards; every test that touches the ledger gets a fresh database of its own,
+dropped afterwards.
 """
 
 from __future__ import annotations
 
+import asyncio
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import nats
+import nats.js.errors
 import psycopg
 import pytest
 
 from adapters.postgres import eventsourcing_env
+from adapters.relay import STREAM
 from adapters.servers import create_database, resolve_servers
 from domain.ledger import Ledger
 
@@ -22,10 +29,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="session")
 def servers() -> Iterator[tuple[str, str]]:
-    database_url, nats_url, started = resolve_servers(ROOT / "var" / "test")
+    base = ROOT / "var" / "test"
+    base.mkdir(parents=True, exist_ok=True)
+    run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=base))
+    run_dir.chmod(0o755)  # the embedded Postgres may run as its own system user
+    database_url, nats_url, started = resolve_servers(run_dir)
     yield database_url, nats_url
     for server in reversed(started):
         server.stop()
+    shutil.rmtree(run_dir, ignore_errors=True)
 
 
 @pytest.fixture
@@ -40,7 +52,19 @@ def database_url(servers: tuple[str, str]) -> Iterator[str]:
 
 @pytest.fixture
 def nats_url(servers: tuple[str, str]) -> str:
+    """NATS with the ledger's stream removed, so a test's subscribers see only its own events."""
+    asyncio.run(_delete_stream(servers[1]))
     return servers[1]
+
+
+async def _delete_stream(url: str) -> None:
+    nc = await nats.connect(url)
+    try:
+        await nc.jetstream().delete_stream(STREAM)
+    except nats.js.errors.NotFoundError:
+        pass
+    finally:
+        await nc.close()
 
 
 @pytest.fixture

@@ -18,3 +18,6 @@ def test_demo_once_balances(database_url: str, nats_url: str) -> None:
     assert "books balance" in result.stdout
     assert "total                             0" in result.stdout
     assert "(caught up)" in result.stdout
+    live = result.stdout.split("live sessions, priced by the platform")[1].split("refunded")[0]
+    assert live.count(" finished ") == 4, live  # app starts, a balance stop, an offline upload, a card start
+    assert "balance used up" in live

@@ -78,7 +78,7 @@ def test_nats_outage_loses_and_duplicates_nothing(ledger: Ledger, database_url: 
     expected = {}
     for app in ledger.applications:
         for n in app.recorder.select_notifications(None, 100_000):
-            expected[message_id(app.name, n.id)] = (subject_for(app.name, n.topic), n.state)
+            expected[message_id(relay.ledger_id, app.name, n.id)] = (subject_for(app.name, n.topic), n.state)
     ids = [m.headers["Nats-Msg-Id"] for m in messages]
     assert len(ids) == len(set(ids)), "an event arrived twice"
     assert set(ids) == set(expected), "an event was lost"

@@ -229,14 +229,46 @@ def test_a_stale_cached_session_is_reloaded_when_another_process_wrote(ledger: L
 def test_a_start_whose_session_cannot_open_releases_only_its_own_hold(ledger: Ledger, monkeypatch) -> None:
     import random as random_module
 
-    from domain.errors import AlreadyExists
+    from domain.errors import ConcurrencyExhausted
 
     world = build_world(ledger)
     first = start(ledger, world, hold=20_00)
     # every sequence number the next start draws collides with the first session's trade serial
     monkeypatch.setattr(random_module, "randrange", lambda n: int(first[-4:]))
-    with pytest.raises(AlreadyExists):
+    with pytest.raises(ConcurrencyExhausted):
         ledger.request_start(pile_no=world.pile_no, gun_no=1, wallet_id=world.wallet_id, hold_fen=20_00,
                              at=T0, author="driver-1")
     wallet = ledger.wallet(world.wallet_id)
     assert wallet.holds == {first: 20_00}  # the first session's hold is untouched
+
+
+def test_a_start_the_pile_refuses_fails_the_session_and_releases_the_hold(ledger: Ledger) -> None:
+    world = build_world(ledger, top_up=100_00)
+    trade_no = ledger.request_start(pile_no=world.pile_no, gun_no=1, wallet_id=world.wallet_id, hold_fen=80_00,
+                                    at=T0, author="driver-1")
+    assert ledger.wallet(world.wallet_id).held == 80_00
+    session = ledger.session_command(trade_no, "acknowledge_start", at=T0, ok=False, reason="gun not plugged")
+    assert (session.state, session.reason) == ("failed", "gun not plugged")
+    wallet = ledger.wallet(world.wallet_id)
+    assert (wallet.available, wallet.held) == (100_00, 0)
+
+
+def test_a_trade_serial_already_taken_in_the_same_second_draws_another(ledger: Ledger, monkeypatch) -> None:
+    world = build_world(ledger, top_up=100_00)
+    other = ledger.open_wallet(world.tenant_id, "driver-2", "driver-2")
+    ledger.wallet_command(other, "top_up", key="topup:2", amount=100_00, provider="cash", payment_ref="r2")
+    draws = iter([7, 7, 7, 8])  # the same sequence for the first three tries, then another
+    monkeypatch.setattr("domain.ledger.random.randrange", lambda n: next(draws))
+    first = ledger.request_start(pile_no=world.pile_no, gun_no=1, wallet_id=world.wallet_id, hold_fen=30_00,
+                                 at=T0, author="driver-1")
+    same_wallet = ledger.request_start(pile_no=world.pile_no, gun_no=1, wallet_id=world.wallet_id, hold_fen=30_00,
+                                       at=T0, author="driver-1")  # hold key taken: drawn again
+    assert first.endswith("0007") and same_wallet.endswith("0008") and first[:-4] == same_wallet[:-4]
+    draws = iter([7, 9])
+    monkeypatch.setattr("domain.ledger.random.randrange", lambda n: next(draws))
+    other_wallet = ledger.request_start(pile_no=world.pile_no, gun_no=1, wallet_id=other, hold_fen=20_00, at=T0,
+                                        author="driver-2")  # the session's key refuses 0007: its hold goes back
+    assert other_wallet.endswith("0009")
+    assert (ledger.wallet(world.wallet_id).held, ledger.wallet(other).held) == (60_00, 20_00)
+    assert ledger.wallet(other).available == 80_00
+    assert ledger.session(first).wallet_id == world.wallet_id

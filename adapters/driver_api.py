@@ -1,0 +1,439 @@
+"""The driver session API: what the mini-program calls after login to scan, start, watch, stop and pay.
+
+Mounted by ``adapters.http.create_app`` next to the payment router (login, wallet, top-up, refund).
+Every endpoint takes the tenant and the driver from the driver token only (``role: driver``); a
+session is the driver's if it was opened on their wallet, and anybody else's session is ``404
+not_found``, exactly as if it did not exist, so trade serials cannot be probed.
+
+* QR content (printed on each gun): ``https://<host>/c/<pile number, 14 digits><gun, 2 digits>``,
+  or the bare 16 digits. The lookup answers the station, the gun's status and the tariff now and
+  in the next 24 hours, in the station's time zone.
+* Start: needs the wallet's available balance at or above the tenant's minimum
+  (:class:`StartRules`); holds the whole available balance, at most the tenant's maximum hold (the
+  pile is told that amount in 0x34 and stops there, and the platform stops it before the measured
+  bill reaches it). It answers ``202`` with the trade serial as soon as the session is written;
+  the pile's answer arrives later, on the stream. A client retry with the same ``Idempotency-Key``
+  gets the same session back instead of a second one (:class:`StartRequests`).
+* Live status: server-sent events, fed by polling the session aggregate (one indexed query per
+  tick that returns nothing while the session has not moved): see docs/driver-api.md for why
+  polling and not a NATS subscription.
+"""
+
+# no `from __future__ import annotations`: FastAPI must see the dependency types defined inside
+# driver_router, which string annotations would hide from it
+import asyncio
+import hashlib
+import json
+import re
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+import psycopg
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, StreamingResponse
+from psycopg.rows import dict_row
+from pydantic import BaseModel, ConfigDict, Field
+
+from adapters.auth import AuthError
+from adapters.driver_identity import DriverIdentity, DriverPrincipal
+from adapters.http import ApiError
+from domain.errors import DomainError, IdempotencyConflict, InsufficientFunds, NotFound
+from domain.money import fen_to_yuan_str
+from domain.registry import Pile
+from domain.session import ChargingSession
+from domain.tariff import TIERS, TariffSchedule
+from domain.wallet import Wallet
+
+QR_PATTERN = re.compile(r"^(?:https?://[^/?#\s]+(?:/[^?#\s]*)?/c/)?(\d{14})(\d{2})/?$")
+IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_\-:.]{8,64}$")
+STALE_CLAIM = timedelta(seconds=120)  # a start claimed this long ago and never finished may be retried
+
+
+class InvalidQrCode(DomainError):
+    code = "invalid_qr_code"
+
+
+class StartInProgress(DomainError):
+    """A start with this Idempotency-Key is still being carried out (a retry raced the first try)."""
+
+    code = "start_in_progress"
+
+
+class IdempotencyKeyRequired(DomainError):
+    code = "idempotency_key_required"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+# ---- settings -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StartRules:
+    """What a start needs and holds, per tenant. Defaults: 5.00 yuan to start, at most 200.00 held."""
+
+    min_start_fen: int = 5_00
+    max_hold_fen: int = 200_00
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_start_fen <= self.max_hold_fen:
+            raise ValueError("start rules need 1 <= min_start_fen <= max_hold_fen")
+
+
+@dataclass(frozen=True)
+class DriverApiSettings:
+    """Settings of the driver side: payment channels' sealing keys, public URL, start rules.
+
+    ``gateways`` and ``wechat_api`` point the payment SDKs and WeChat's code2session elsewhere; only
+    the offline tests use them, to play the platforms on loopback.
+    """
+
+    payment_keys: str  # CHARGELEDGER_PAYMENT_KEYS: kid=base64key[,...] (docs/payments.md)
+    public_url: str  # CHARGELEDGER_PUBLIC_URL: the base of the notify URLs given to the platforms
+    start_rules: StartRules = field(default_factory=StartRules)
+    tenant_rules: Mapping[UUID, StartRules] = field(default_factory=dict)
+    stream_poll: float = 1.0  # seconds between looks at a watched session
+    stream_keepalive: float = 15.0  # seconds of silence before a keep-alive comment
+    gateways: Mapping[str, str] = field(default_factory=dict)
+    wechat_api: str = "https://api.weixin.qq.com"
+
+    def rules(self, tenant_id: UUID) -> StartRules:
+        return self.tenant_rules.get(tenant_id, self.start_rules)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> "DriverApiSettings | None":
+        """None when ``CHARGELEDGER_PAYMENT_KEYS`` is unset (the API then serves operators only).
+
+        ``CHARGELEDGER_MIN_START_FEN`` / ``CHARGELEDGER_MAX_HOLD_FEN`` set the defaults;
+        ``CHARGELEDGER_TENANT_START_RULES="<tenant uuid>=<min>/<max>,..."`` overrides per tenant.
+        """
+        keys = environ.get("CHARGELEDGER_PAYMENT_KEYS", "")
+        if not keys:
+            return None
+        public_url = environ.get("CHARGELEDGER_PUBLIC_URL", "")
+        if not public_url.startswith("https://") and not public_url.startswith("http://"):
+            raise ValueError("set CHARGELEDGER_PUBLIC_URL to the API's public base URL (https://...)")
+        default = StartRules(int(environ.get("CHARGELEDGER_MIN_START_FEN", 5_00)),
+                             int(environ.get("CHARGELEDGER_MAX_HOLD_FEN", 200_00)))
+        tenants: dict[UUID, StartRules] = {}
+        for part in (p.strip() for p in environ.get("CHARGELEDGER_TENANT_START_RULES", "").split(",") if p.strip()):
+            tenant, _, limits = part.partition("=")
+            low, _, high = limits.partition("/")
+            tenants[UUID(tenant.strip())] = StartRules(int(low), int(high or default.max_hold_fen))
+        return cls(keys, public_url, default, tenants)
+
+
+# ---- QR codes and tariffs ---------------------------------------------------------------------------------
+def parse_qr(content: str) -> tuple[str, int]:
+    """``https://<host>/c/<pile 14 digits><gun 2 digits>`` or the bare 16 digits -> (pile number, gun)."""
+    match = QR_PATTERN.match(content.strip())
+    if match is None or int(match.group(2)) == 0:
+        raise InvalidQrCode("not a charging gun's QR code: expected https://<host>/c/<14-digit pile><2-digit gun>",
+                            qr=content[:100])
+    return match.group(1), int(match.group(2))
+
+
+def price_view(schedule: TariffSchedule, tier: int) -> dict[str, Any]:
+    p = schedule.prices[tier]
+    total = p.electricity + p.service  # 0.00001 yuan/kWh
+    return {"tier": TIERS[tier], "electricity_price": p.electricity, "service_price": p.service,
+            "yuan_per_kwh": f"{total // 100000}.{total % 100000:05d}"}
+
+
+def tariff_slots(schedule: TariffSchedule, now: datetime, timezone: str, hours: int = 24) -> list[dict[str, Any]]:
+    """The tariff from ``now`` for ``hours``, as periods of one tier each, in the station's local time."""
+    local = now.astimezone(ZoneInfo(timezone))
+    slot_start = local.replace(minute=0 if local.minute < 30 else 30, second=0, microsecond=0)
+    periods: list[dict[str, Any]] = []
+    for i in range(hours * 2 + 1):
+        start = slot_start + timedelta(minutes=30 * i)
+        tier = schedule.tier_at(start)
+        if periods and periods[-1]["tier"] == TIERS[tier]:
+            periods[-1]["until"] = (start + timedelta(minutes=30)).isoformat()
+            continue
+        periods.append({"from": max(start, local).isoformat(), "until": (start + timedelta(minutes=30)).isoformat(),
+                        **price_view(schedule, tier)})
+    return periods
+
+
+# ---- sessions as the driver sees them --------------------------------------------------------------------
+def session_view(session: ChargingSession, now: datetime) -> dict[str, Any]:
+    """Energy, amount so far, power, SOC and elapsed time; the priced bill per tier once there is one."""
+    reading = session.last_reading or {}
+    bill = session.bill if session.bill is not None else session.measured_bill().as_dict()
+    began = session.started_at or session.opened_at
+    ended = session.closed_at or now
+    voltage, current = reading.get("voltage_dv"), reading.get("current_da")
+    return {
+        "trade_no": session.trade_no, "state": session.state, "final": not session.is_open,
+        "pile_no": session.pile_no, "gun_no": session.gun_no, "hold_fen": session.hold_fen,
+        "opened_at": session.opened_at.isoformat(),
+        "started_at": session.started_at.isoformat() if session.started_at else None,
+        "closed_at": session.closed_at.isoformat() if session.closed_at else None,
+        "elapsed_s": max(0, int((ended - began).total_seconds())) if session.started_at else 0,
+        "energy": bill["energy"] if session.bill is not None else session.meter_energy,  # 0.0001 kWh
+        "amount_fen": bill["total_fen"], "amount_yuan": fen_to_yuan_str(bill["total_fen"]),
+        "power_w": voltage * current // 100 if voltage is not None and current is not None else None,
+        "voltage_dv": voltage, "current_da": current, "soc_pct": reading.get("soc_pct"),
+        "reading_at": reading.get("at"), "reason": session.reason,
+        "bill": bill if session.bill is not None else None,  # priced from the pile's record, per tier
+        "tariff": {"id": session.tariff["id"], "version": session.tariff["version"]},
+    }
+
+
+# ---- idempotent starts ----------------------------------------------------------------------------------
+START_REQUESTS_DDL = """
+CREATE TABLE IF NOT EXISTS driver_start_requests (
+    tenant_id uuid NOT NULL, driver_id text NOT NULL, key text NOT NULL, request_hash text NOT NULL,
+    trade_no text, hold_fen bigint, claimed_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, driver_id, key))"""
+
+
+class StartRequests:
+    """Start requests by (tenant, driver, Idempotency-Key): a retry gets the session the first try opened.
+
+    A claim row is inserted before the start and given the trade serial after it; a start refused
+    by a domain rule drops its claim, so a retry is judged afresh. A claim left unfinished by a
+    crash for :data:`STALE_CLAIM` may be taken over by a retry. The table is not the ledger: it
+    only remembers which answer a key got (kept 24 h; nothing reads it for money).
+    """
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+        with pool.connection() as conn:
+            conn.execute(START_REQUESTS_DDL)
+
+    def claim(self, tenant_id: UUID, driver_id: str, key: str, request_hash: str,
+              now: datetime) -> tuple[str, int] | None:
+        """None if this call owns the key now; (trade serial, hold) if a start with it already finished."""
+        with self.pool.connection() as conn:
+            conn.execute("DELETE FROM driver_start_requests WHERE tenant_id = %s AND driver_id = %s "
+                         "AND claimed_at < %s", (tenant_id, driver_id, now - timedelta(hours=24)))
+            row = conn.execute(
+                "INSERT INTO driver_start_requests (tenant_id, driver_id, key, request_hash, claimed_at) "
+                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING key",
+                (tenant_id, driver_id, key, request_hash, now)).fetchone()
+            if row is not None:
+                return None
+            found = conn.execute(
+                "SELECT request_hash, trade_no, hold_fen, claimed_at FROM driver_start_requests "
+                "WHERE tenant_id = %s AND driver_id = %s AND key = %s FOR UPDATE",
+                (tenant_id, driver_id, key)).fetchone()
+            if found is None:  # dropped between our insert and select: try once more
+                conn.rollback()
+                return self.claim(tenant_id, driver_id, key, request_hash, now)
+            stored_hash, trade_no, hold_fen, claimed_at = found
+            if stored_hash != request_hash:
+                raise IdempotencyConflict("this Idempotency-Key was used for another start request", key=key)
+            if trade_no is not None:
+                return trade_no, int(hold_fen)
+            if claimed_at > now - STALE_CLAIM:
+                raise StartInProgress("a start with this Idempotency-Key is in progress; ask again shortly",
+                                      key=key)
+            conn.execute("UPDATE driver_start_requests SET claimed_at = %s WHERE tenant_id = %s AND "
+                         "driver_id = %s AND key = %s", (now, tenant_id, driver_id, key))
+            return None
+
+    def complete(self, tenant_id: UUID, driver_id: str, key: str, trade_no: str, hold_fen: int) -> None:
+        with self.pool.connection() as conn:
+            conn.execute("UPDATE driver_start_requests SET trade_no = %s, hold_fen = %s WHERE tenant_id = %s "
+                         "AND driver_id = %s AND key = %s", (trade_no, hold_fen, tenant_id, driver_id, key))
+
+    def drop(self, tenant_id: UUID, driver_id: str, key: str) -> None:
+        with self.pool.connection() as conn:
+            conn.execute("DELETE FROM driver_start_requests WHERE tenant_id = %s AND driver_id = %s AND key = %s "
+                         "AND trade_no IS NULL", (tenant_id, driver_id, key))
+
+
+# ---- the service: what the endpoints do, without HTTP ---------------------------------------------------
+class DriverSessions:
+    """Start, read, stop a driver's sessions on the ledger; a session not on the driver's wallet is NotFound."""
+
+    def __init__(self, ledger: Any, requests: StartRequests, settings: DriverApiSettings) -> None:
+        self.ledger = ledger
+        self.requests = requests
+        self.settings = settings
+
+    def start(self, driver: DriverPrincipal, pile_no: str, gun_no: int, key: str,
+              now: datetime | None = None) -> tuple[str, int, bool]:
+        """Returns (trade serial, amount held, whether this call opened it)."""
+        now = now or utcnow()
+        request_hash = hashlib.sha256(f"{pile_no}/{gun_no}".encode()).hexdigest()
+        done = self.requests.claim(driver.tenant_id, driver.driver_id, key, request_hash, now)
+        if done is not None:
+            return done[0], done[1], False
+        try:
+            rules = self.settings.rules(driver.tenant_id)
+            wallet_id = Wallet.create_id(driver.tenant_id, driver.driver_id)
+            available = self.ledger.wallet(wallet_id).available
+            if available < rules.min_start_fen:
+                raise InsufficientFunds(f"starting needs at least {fen_to_yuan_str(rules.min_start_fen)} yuan "
+                                        f"available; the wallet has {fen_to_yuan_str(available)}",
+                                        available_fen=available, min_start_fen=rules.min_start_fen)
+            hold = min(available, rules.max_hold_fen)
+            trade_no = self.ledger.request_start(pile_no=pile_no, gun_no=gun_no, wallet_id=wallet_id, hold_fen=hold,
+                                                 at=now, author=driver.driver_id, origin="app",
+                                                 tenant_id=driver.tenant_id)
+        except BaseException:
+            self.requests.drop(driver.tenant_id, driver.driver_id, key)
+            raise
+        self.requests.complete(driver.tenant_id, driver.driver_id, key, trade_no, hold)
+        return trade_no, hold, True
+
+    def session(self, driver: DriverPrincipal, trade_no: str) -> ChargingSession:
+        """The driver's own session, brought up to date with the store (the gateway writes it elsewhere)."""
+        try:
+            session = self.ledger.sessions.get(ChargingSession.create_id(trade_no), ChargingSession, "session",
+                                               fresh=True, copy=False)
+        except NotFound:
+            session = None
+        if session is None or session.tenant_id != driver.tenant_id or \
+                session.wallet_id != Wallet.create_id(driver.tenant_id, driver.driver_id):
+            raise NotFound(f"no session {trade_no}", trade_no=trade_no)
+        return session
+
+    def stop(self, driver: DriverPrincipal, trade_no: str, now: datetime | None = None) -> ChargingSession:
+        self.session(driver, trade_no)
+        return self.ledger.request_stop(trade_no, driver.driver_id, "stopped by driver", now or utcnow(),
+                                        tenant_id=driver.tenant_id)
+
+    def lookup(self, driver: DriverPrincipal, qr: str, now: datetime | None = None) -> dict[str, Any]:
+        now = now or utcnow()
+        pile_no, gun_no = parse_qr(qr)
+        try:
+            pile = self.ledger.registry.get(Pile.create_id(pile_no), Pile, "pile")
+        except NotFound:
+            pile = None
+        if pile is None or pile.tenant_id != driver.tenant_id or not pile.has_gun(gun_no):
+            raise NotFound(f"no gun {pile_no}-{gun_no:02d}", pile_no=pile_no, gun_no=gun_no)
+        station = self.ledger.registry.station(pile.station_id)
+        gun = pile.guns[str(gun_no)]
+        status = gun["status"] if pile.online else "offline"
+        if not pile.enabled or not gun.get("enabled", True):
+            status = "disabled"
+        out: dict[str, Any] = {
+            "pile_no": pile_no, "gun_no": gun_no, "kind": pile.kind,
+            "station": {"id": str(station.id), "name": station.name, "address": station.address,
+                        "latitude": station.latitude, "longitude": station.longitude, "timezone": station.timezone},
+            "gun": {"status": status, "plugged": bool(gun.get("plugged")), "faults": list(gun.get("faults", [])),
+                    "online": pile.online, "can_start": pile.enabled and pile.online and not gun.get("faults")
+                    and status not in ("charging", "fault", "offline", "disabled")},
+            "tariff": None,
+        }
+        tariff_id = pile.tariff_id or station.tariff_id
+        if tariff_id is not None:
+            tariff = self.ledger.tariffs.tariff(tariff_id)
+            periods = tariff_slots(tariff.schedule, now, station.timezone)
+            out["tariff"] = {"id": str(tariff.id), "version": tariff.tariff_version, "timezone": station.timezone,
+                             "now": periods[0], "next": periods[1:]}
+        out["start"] = {"min_start_fen": self.settings.rules(driver.tenant_id).min_start_fen,
+                        "max_hold_fen": self.settings.rules(driver.tenant_id).max_hold_fen}
+        return out
+
+    def history(self, pool: Any, driver: DriverPrincipal, before: int | None, limit: int) -> dict[str, Any]:
+        """The driver's orders, newest first, from the orders projection (keyset on ``seq``)."""
+        wallet_id = Wallet.create_id(driver.tenant_id, driver.driver_id)
+        try:
+            with pool.connection() as conn:
+                rows = conn.cursor(row_factory=dict_row).execute(
+                    "SELECT trade_no, seq, station_id, pile_no, gun_no, state, ordered_at, started_at, stopped_at, "
+                    "settled_at, energy, electricity_fen, service_fen, total_fen, reason FROM orders "
+                    "WHERE tenant_id = %(tenant)s AND wallet_id = %(wallet)s "
+                    "AND (%(before)s::bigint IS NULL OR seq < %(before)s) ORDER BY seq DESC LIMIT %(limit)s",
+                    {"tenant": driver.tenant_id, "wallet": wallet_id, "before": before, "limit": limit}).fetchall()
+        except psycopg.errors.UndefinedTable:  # the projections have not run yet on this database
+            rows = []
+        items = [{k: (v.isoformat() if isinstance(v, datetime) else str(v) if isinstance(v, UUID) else v)
+                  for k, v in row.items() if k != "seq"} for row in rows]
+        return {"sessions": items, "next": rows[-1]["seq"] if len(rows) == limit else None}
+
+
+# ---- HTTP -----------------------------------------------------------------------------------------------
+class StartBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    pile_no: str = Field(pattern=r"^\d{14}$", description="from the QR lookup")
+    gun_no: int = Field(ge=1, le=99)
+
+
+def sse(event: str, data: Any, event_id: int | None = None) -> str:
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+def driver_router(identity: DriverIdentity, sessions: DriverSessions) -> APIRouter:
+    router = APIRouter(prefix="/driver", tags=["driver sessions"])
+
+    def driver(authorization: Annotated[str | None, Header()] = None) -> DriverPrincipal:
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise AuthError("missing_token", "send Authorization: Bearer <driver token>")
+        return identity.tokens.verify(token.strip())
+
+    Driver = Annotated[DriverPrincipal, Depends(driver)]
+
+    @router.get("/guns", summary="Look up a gun from its QR code: station, status, tariff now and next")
+    def lookup(d: Driver, qr: Annotated[str, Query(min_length=16, max_length=300)]) -> dict[str, Any]:
+        try:
+            return sessions.lookup(d, qr)
+        except InvalidQrCode as error:  # malformed input: 422, like any other invalid field
+            raise ApiError(422, error.code, error.message, **error.details) from None
+
+    @router.post("/sessions", status_code=202, summary="Start charging (hold the balance, tell the pile)")
+    def start(d: Driver, body: StartBody,
+              idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None) -> JSONResponse:
+        if idempotency_key is None or not IDEMPOTENCY_KEY.match(idempotency_key):
+            raise ApiError(422, IdempotencyKeyRequired.code, "send an Idempotency-Key header (8-64 letters, "
+                           "digits, - _ : .), the same one on every retry of this start")
+        trade_no, hold, opened = sessions.start(d, body.pile_no, body.gun_no, idempotency_key)
+        return JSONResponse({"trade_no": trade_no, "session_id": str(ChargingSession.create_id(trade_no)),
+                             "hold_fen": hold, "replayed": not opened,
+                             "stream": f"/driver/sessions/{trade_no}/stream"}, status_code=202)
+
+    @router.get("/sessions", summary="The driver's sessions, newest first (from the orders view)")
+    def history(request: Request, d: Driver, limit: Annotated[int, Query(ge=1, le=100)] = 20,
+                before: Annotated[int | None, Query(ge=1, description="'next' of the previous page")] = None
+                ) -> dict[str, Any]:
+        return sessions.history(request.app.state.pool, d, before, limit)
+
+    @router.get("/sessions/{trade_no}", summary="One session: live figures, and the bill per tier once priced")
+    def status(d: Driver, trade_no: str) -> dict[str, Any]:
+        return session_view(sessions.session(d, trade_no), utcnow())
+
+    @router.post("/sessions/{trade_no}/stop", status_code=202, summary="Ask the pile to stop")
+    def stop(d: Driver, trade_no: str) -> JSONResponse:
+        session = sessions.stop(d, trade_no)
+        return JSONResponse({"trade_no": trade_no, "state": session.state}, status_code=202)
+
+    @router.get("/sessions/{trade_no}/stream", summary="Live status as server-sent events until the session ends")
+    async def stream(request: Request, d: Driver, trade_no: str) -> StreamingResponse:
+        first = await run_in_threadpool(sessions.session, d, trade_no)  # 404 before any byte is streamed
+        poll, keepalive = sessions.settings.stream_poll, sessions.settings.stream_keepalive
+
+        async def events() -> AsyncIterator[str]:
+            loop = asyncio.get_running_loop()
+            session, version, quiet_since = first, None, loop.time()
+            while True:
+                if session.version != version:
+                    version = session.version
+                    yield sse("status", session_view(session, utcnow()), version)
+                    quiet_since = loop.time()
+                    if not session.is_open:
+                        yield sse("end", {"trade_no": trade_no, "state": session.state})
+                        return
+                elif loop.time() - quiet_since >= keepalive:
+                    yield ": keep-alive\n\n"
+                    quiet_since = loop.time()
+                if await request.is_disconnected():
+                    return
+                await asyncio.sleep(poll)
+                session = await run_in_threadpool(sessions.session, d, trade_no)
+
+        return StreamingResponse(events(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    return router

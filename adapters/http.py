@@ -1,0 +1,162 @@
+"""The HTTP API's application factory: one FastAPI app, errors with stable codes, routers mounted.
+
+Every refusal has the same body, ``{"code": ..., "message": ..., "details": ...}``:
+
+* 422 ``validation_error`` (pydantic; ``details`` lists the fields),
+* 401 ``missing_token`` / ``invalid_token`` / ``token_expired`` / ``bad_credentials``,
+* 403 ``wrong_token_role`` (e.g. a driver token at the operator API) / ``forbidden_role``,
+* 404 ``not_found`` (also for another tenant's ids, so ids cannot be probed),
+* 409 a domain rule's own code (``domain.errors``: ``invalid_state_transition``, ``insufficient_funds``...).
+
+Given ``driver`` settings (``adapters.driver_api.DriverApiSettings``: the payment channels' sealing
+keys and the public URL, from ``CHARGELEDGER_PAYMENT_KEYS`` / ``CHARGELEDGER_PUBLIC_URL``), the app
+also serves drivers: login, wallet, top-up and refund (``adapters.payment_api``) and the session API
+(``adapters.driver_api``), with driver tokens from the same signer as the operators' (the role
+claim keeps them apart). Other routers (interconnect) mount on the app this returns; they find the
+ledger, the database pool and the token signer on ``app.state``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from adapters.auth import AuthError, AuthSettings, CredentialStore, TokenSigner
+from domain.errors import DomainError, NotFound
+
+if TYPE_CHECKING:
+    from adapters.driver_api import DriverApiSettings
+
+
+class ApiError(Exception):
+    """A refusal decided in the adapter (scope, role, bad cursor), with its stable code."""
+
+    def __init__(self, status: int, code: str, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.details = status, code, message, details
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    return {"code": code, "message": message, **({"details": details} if details else {})}
+
+
+def _utc(conn: Any) -> None:
+    """Instants leave the database in UTC, also when Postgres renders them into JSON itself."""
+    conn.execute("SET TIME ZONE 'UTC'")
+    conn.commit()
+
+
+async def _autc(conn: Any) -> None:
+    await conn.execute("SET TIME ZONE 'UTC'")
+    await conn.commit()
+
+
+def create_app(ledger: Any, database_url: str, settings: AuthSettings, *, pool_size: int = 8,
+               driver: DriverApiSettings | None = None) -> FastAPI:
+    pool = ConnectionPool(database_url, min_size=1, max_size=pool_size, open=False, configure=_utc)
+
+    apool = AsyncConnectionPool(database_url, min_size=1, max_size=pool_size, open=False, configure=_autc)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await apool.open(wait=True)
+        app.state.apool = apool  # for the hottest reads: no thread hop per request
+        yield
+        await apool.close()
+        pool.close()
+
+    app = FastAPI(title="chargeledger", version="1", lifespan=lifespan,
+                  description="Operator API over the chargeledger event-sourced ledger. See docs/operator-api.md.")
+    pool.open(wait=True)
+    app.state.ledger = ledger
+    app.state.pool = pool
+    app.state.signer = TokenSigner(settings)
+    app.state.credentials = CredentialStore(pool)
+
+    @app.exception_handler(DomainError)
+    async def domain_error(request: Request, exc: DomainError) -> JSONResponse:
+        status = 404 if isinstance(exc, NotFound) else 409
+        return JSONResponse(error_body(exc.code, exc.message, exc.details or None), status_code=status)
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(error_body(exc.code, exc.message, exc.details or None), status_code=exc.status)
+
+    @app.exception_handler(AuthError)
+    async def auth_error(request: Request, exc: AuthError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse(error_body(exc.code, exc.message), status_code=exc.status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        details = [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()]
+        return JSONResponse(error_body("validation_error", "the request is not valid", details), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code)
+
+    from adapters.operator_api import router as operator_router
+
+    app.include_router(operator_router)
+    if driver is not None:
+        mount_driver_api(app, ledger, driver)
+    return app
+
+
+def mount_driver_api(app: FastAPI, ledger: Any, driver: DriverApiSettings) -> None:
+    """The payment service and driver identity built from ``driver`` (DriverApiSettings), and both driver routers."""
+    from adapters.driver_api import DriverSessions, StartRequests, driver_router
+    from adapters.driver_identity import DriverIdentity, DriverTokens, WeChatCode2Session
+    from adapters.payment_api import payment_router
+    from adapters.payments.config import Channels, SecretBox
+    from adapters.payments.service import PaymentService, Providers
+
+    channels = Channels(ledger.payments, SecretBox.from_setting(driver.payment_keys))
+    providers = Providers(driver.public_url, gateways=dict(driver.gateways))
+    service = PaymentService(ledger, ledger.payments, channels, providers)
+    identity = DriverIdentity(channels, DriverTokens(app.state.signer), WeChatCode2Session(driver.wechat_api),
+                              providers, service.wallet_id)
+    sessions = DriverSessions(ledger, StartRequests(app.state.pool), driver)
+    app.state.payments, app.state.driver_identity, app.state.driver_sessions = service, identity, sessions
+    app.include_router(payment_router(service, identity))
+    app.include_router(driver_router(identity, sessions))
+
+
+# ---- CLI: chargeledger api -------------------------------------------------------------------------
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve the API on ``args.database_url`` (set by app.py); needs CHARGELEDGER_TOKEN_KEY, and for the
+    driver side CHARGELEDGER_PAYMENT_KEYS and CHARGELEDGER_PUBLIC_URL (without them: operators only)."""
+    import sys
+
+    import uvicorn
+
+    from adapters.driver_api import DriverApiSettings
+    from adapters.postgres import eventsourcing_env
+    from domain.ledger import Ledger
+
+    driver = DriverApiSettings.from_env(dict(os.environ))
+    if driver is None:
+        print("CHARGELEDGER_PAYMENT_KEYS is not set: serving the operator API only (no driver API)", file=sys.stderr)
+    ledger = Ledger(eventsourcing_env(args.database_url))
+    try:
+        app = create_app(ledger, args.database_url, AuthSettings.from_env(dict(os.environ)), driver=driver)
+        uvicorn.run(app, host=args.host, port=args.port, log_level=os.environ.get("LOG_LEVEL", "warning").lower())
+    finally:
+        ledger.close()
+    return 0

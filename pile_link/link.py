@@ -1,0 +1,441 @@
+"""One pile's TCP connection: frames in, ledger commands out, answers back.
+
+A :class:`PileLink` reads bytes, lets :class:`~pile_link.ykc.FrameDecoder` cut them into frames,
+decodes each into its message dataclass and hands it to the handler registered for its type (one
+handler per message type, registered by decorator, as in ``mobilityhouse/ocpp``). Frames of one pile
+are handled in order; the ledger calls they make run in the gateway's thread pool, so a slow commit
+holds back only this pile.
+
+Answers that mean "stored" (0x40 for 0x3B) are sent only after the ledger committed. A bad frame is
+counted, logged in hex and skipped; a pile that sends only garbage, or will not log in, is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, TypeVar
+from zoneinfo import ZoneInfo
+
+from domain.errors import DomainError, InsufficientFunds, NotFound, PileUnavailable
+from domain.session import TransactionRecord as SettlementRecord
+from pile_link.ykc import (
+    BillingModelReply,
+    BillingModelRequest,
+    BillingModelSet,
+    BillingModelSetAck,
+    BillingModelVerify,
+    BillingModelVerifyAck,
+    BmsAbort,
+    BmsError,
+    ChargerAbort,
+    DecodeError,
+    Frame,
+    FrameDecoder,
+    Heartbeat,
+    HeartbeatAck,
+    Login,
+    LoginAck,
+    Message,
+    RealtimeData,
+    Reboot,
+    RebootAck,
+    RemoteStart,
+    RemoteStartReply,
+    RemoteStop,
+    RemoteStopReply,
+    RemoteUpdateAck,
+    SequenceCounter,
+    StartAuthReply,
+    StartRequest,
+    TierRate,
+    TimeSync,
+    TimeSyncAck,
+    TransactionConfirm,
+    TransactionRecord,
+    WorkParams,
+    WorkParamsAck,
+    decode_message,
+    encode_message,
+    encode_reply,
+    plausible_length,
+)
+from pile_link.ykc.realtime import HW_FAULTS
+
+if TYPE_CHECKING:
+    from pile_link.gateway import Gateway
+
+log = logging.getLogger("chargeledger.pile_link")
+
+M = TypeVar("M", bound=Message)
+Handler = Callable[["PileLink", Frame, Any], Awaitable[None]]
+HANDLERS: dict[type[Message], Handler] = {}
+
+GUN_STATUS = ("offline", "fault", "idle", "charging")  # the 0x13 status byte
+NO_TRADE = "0" * 32
+MAX_ERRORS_BEFORE_LOGIN = 8  # a peer that sends this many bad frames and no login is not a YKC pile
+MAX_ERROR_STREAK = 64  # ... or this many bad frames in a row after logging in
+START_FAIL_REASONS = {1: "pile number mismatch", 2: "gun busy", 3: "device fault", 4: "pile offline",
+                      5: "gun not plugged"}
+
+
+def handles(message_type: type[M]) -> Callable[[Callable[[PileLink, Frame, M], Awaitable[None]]], Any]:
+    def register(fn: Callable[[PileLink, Frame, M], Awaitable[None]]) -> Any:
+        HANDLERS[message_type] = fn  # type: ignore[assignment]
+        return fn
+    return register
+
+
+def utc_from_pile(local: datetime | None, tz: str) -> datetime | None:
+    """A pile's naive wall-clock time (CP56Time2a) as a UTC instant, read in the station's zone."""
+    if local is None:
+        return None
+    return datetime(local.year, local.month, local.day, local.hour, local.minute, local.second,
+                    local.microsecond, tzinfo=ZoneInfo(tz)).astimezone(timezone.utc)
+
+
+class PileLink:
+    def __init__(self, gateway: Gateway, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.gateway = gateway
+        self.reader = reader
+        self.writer = writer
+        self.peer = writer.get_extra_info("peername")
+        self.decoder = FrameDecoder(lenient_crc=True, length_filter=plausible_length)
+        self.seq = SequenceCounter()
+        self.pile_no: str | None = None
+        self.pile_id: Any = None
+        self.timezone = "Asia/Shanghai"
+        self.crc_order = "le"  # answered in the order the pile sends (a high-byte-first pile gets "be")
+        self.last_seen = gateway.loop_time()
+        self.last_time_sync = 0.0
+        self.guns: dict[int, tuple[str, bool, tuple[str, ...]]] = {}  # last reported (status, plugged, faults)
+        self.charging: set[str] = set()  # trade serials already marked charging by this link
+        self.tariff_pending = False  # a billing-model push waits until every gun is idle
+        self.pushed_tariff: tuple[Any, int] | None = None  # (tariff id, version) sent in the last 0x58
+        self.error_streak = 0
+        self.closed = False
+
+    # ---- the read loop ----------------------------------------------------------------------
+    async def serve(self) -> None:
+        reason = "connection closed"
+        try:
+            while not self.closed:
+                chunk = await self.reader.read(4096)
+                if not chunk:
+                    break
+                self.last_seen = self.gateway.loop_time()
+                for item in self.decoder.feed(chunk):
+                    if isinstance(item, DecodeError):
+                        self.bad_frame(item)
+                    else:
+                        await self.dispatch(item)
+                if self.too_much_garbage():
+                    reason = "garbage only"
+                    log.warning("pile %s %s: closing, %d bad frames, %d garbage bytes", self.pile_no or "-",
+                                self.peer, self.decoder.errors, self.decoder.garbage_bytes)
+                    break
+        except (ConnectionError, asyncio.IncompleteReadError) as exc:
+            reason = f"connection lost ({type(exc).__name__})"
+        finally:
+            await self.close(reason)
+
+    def too_much_garbage(self) -> bool:
+        if self.pile_no is None:
+            return self.decoder.errors >= MAX_ERRORS_BEFORE_LOGIN or self.decoder.garbage_bytes > 4096
+        return self.error_streak >= MAX_ERROR_STREAK
+
+    def bad_frame(self, error: DecodeError) -> None:
+        self.error_streak += 1
+        self.gateway.stats["bad_frames"] += 1
+        log.warning("pile %s %s: bad frame (%s): %s", self.pile_no or "-", self.peer, error.reason,
+                    error.raw.hex(" ").upper() if error.raw else "")
+
+    async def dispatch(self, frame: Frame) -> None:
+        if self.closed:  # replaced by a newer login of the same pile, or closed while this chunk was handled
+            return
+        try:
+            msg = decode_message(frame)
+        except DecodeError as error:
+            self.bad_frame(error)
+            return
+        self.error_streak = 0
+        self.gateway.stats["frames"] += 1
+        if frame.crc_order != self.crc_order:
+            self.crc_order = frame.crc_order
+            log.info("pile %s %s sends its CRC %s; answering the same way", self.pile_no or "-", self.peer,
+                     "high byte first" if frame.crc_order == "be" else "low byte first")
+        if self.pile_no is None and not isinstance(msg, Login):
+            log.warning("%s: 0x%02X before login, ignored", self.peer, frame.frame_type)
+            self.gateway.stats["before_login"] += 1
+            return
+        handler = HANDLERS.get(type(msg))
+        if handler is None:
+            self.gateway.stats["unhandled"] += 1
+            return
+        try:
+            await handler(self, frame, msg)
+        except DomainError as error:
+            log.warning("pile %s: 0x%02X refused by the ledger: %s (%s)", self.pile_no, frame.frame_type,
+                        error, error.code)
+        except Exception:  # one bad handler run must not end the pile's connection
+            self.gateway.stats["handler_errors"] += 1
+            log.exception("pile %s: handling %r failed", self.pile_no, msg)
+
+    # ---- writing ---------------------------------------------------------------------------
+    def reply(self, request: Frame, msg: Message) -> None:
+        if not self.closed:
+            self.write(encode_reply(request, msg, mirror_crc=True))
+
+    def send(self, msg: Message) -> None:
+        if not self.closed:
+            self.write(encode_message(msg, self.seq.next(), self.crc_order))  # type: ignore[arg-type]
+
+    def write(self, data: bytes) -> None:
+        if not self.closed and not self.writer.is_closing():
+            self.writer.write(data)
+
+    async def close(self, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.writer.close()
+        await self.gateway.link_closed(self, reason)
+
+    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Awaitable[Any]:
+        """Run a (blocking) ledger call in the gateway's thread pool."""
+        return self.gateway.run(fn, *args, **kwargs)
+
+    def now(self) -> datetime:
+        return self.gateway.clock()
+
+    # ---- pushes from the platform ------------------------------------------------------------
+    def send_time(self) -> None:
+        local = self.now().astimezone(ZoneInfo(self.timezone)).replace(tzinfo=None, microsecond=0)
+        self.send(TimeSync(self.pile_no, local))  # type: ignore[arg-type]
+        self.last_time_sync = self.gateway.loop_time()
+
+    async def push_tariff_when_idle(self) -> None:
+        if any(status == "charging" for status, _, _ in self.guns.values()):
+            self.tariff_pending = True  # sent once every gun is idle (see the 0x13 handler)
+            return
+        self.tariff_pending = False
+        tariff = await self.call(self.gateway.tariff_for_pile, self.pile_no)
+        self.pushed_tariff = (tariff.id, tariff.tariff_version)
+        self.send(BillingModelSet(**billing_model(self.pile_no, tariff)))
+
+
+def billing_model(pile_no: str | None, tariff: Any) -> dict[str, Any]:
+    """The YKC billing model of a tariff version: four tier rates and the 48-slot table."""
+    schedule = tariff.schedule
+    tiers = tuple(TierRate(p.electricity, p.service) for p in schedule.prices)  # sharp, peak, flat, valley
+    return {"pile_no": pile_no, "model_no": f"{tariff.model_no:04d}", "tiers": tiers, "loss_ratio": 0,
+            "slots": tuple(schedule.slots)}
+
+
+# ---- registration, heartbeat, billing model, time ---------------------------------------------
+@handles(Login)
+async def on_login(link: PileLink, frame: Frame, msg: Login) -> None:
+    gateway = link.gateway
+    try:
+        pile = await link.call(gateway.ledger.pile_login, msg.pile_no)
+    except (NotFound, PileUnavailable) as error:
+        gateway.stats["logins_refused"] += 1
+        log.warning("%s: login of pile %s refused: %s", link.peer, msg.pile_no, error)
+        link.reply(frame, LoginAck(msg.pile_no, 1))
+        await link.writer.drain()
+        await link.close(f"login refused: {error.code}")
+        return
+    link.pile_no, link.pile_id = msg.pile_no, pile.id
+    link.timezone = await link.call(gateway.station_timezone, pile.station_id)
+    link.guns = {int(n): (g["status"], g["plugged"], tuple(sorted(g["faults"]))) for n, g in pile.guns.items()}
+    link.reply(frame, LoginAck(msg.pile_no, 0))
+    at, program = link.now(), msg.firmware_version.strip("\x00 ")
+    gateway.pile_changes.add((msg.pile_no, lambda p: p.connect(at=at, gateway=gateway.gateway_id,
+                                                               protocol_version=msg.protocol_version,
+                                                               program_version=program)))
+    await gateway.link_opened(link)
+    log.info("pile %s online from %s (protocol %s, firmware %s)", msg.pile_no, link.peer,
+             msg.protocol_version, msg.firmware_version.strip())
+    link.send_time()
+
+
+@handles(Heartbeat)
+async def on_heartbeat(link: PileLink, frame: Frame, msg: Heartbeat) -> None:
+    link.reply(frame, HeartbeatAck(msg.pile_no, msg.gun_no, 0))
+
+
+@handles(BillingModelVerify)
+async def on_billing_verify(link: PileLink, frame: Frame, msg: BillingModelVerify) -> None:
+    same = await link.call(link.gateway.ledger.billing_model_matches, link.pile_no, msg.model_no)
+    link.reply(frame, BillingModelVerifyAck(msg.pile_no, msg.model_no, 0 if same else 1))
+
+
+@handles(BillingModelRequest)
+async def on_billing_request(link: PileLink, frame: Frame, msg: BillingModelRequest) -> None:
+    tariff = await link.call(link.gateway.tariff_for_pile, link.pile_no)
+    link.reply(frame, BillingModelReply(**billing_model(link.pile_no, tariff)))
+    await link.call(link.gateway.ledger.confirm_billing_model, link.pile_no, tariff.id, tariff.tariff_version,
+                    link.now())
+
+
+@handles(BillingModelSetAck)
+async def on_billing_set_ack(link: PileLink, frame: Frame, msg: BillingModelSetAck) -> None:
+    ok = msg.result == 1
+    if ok and link.pushed_tariff is not None:
+        await link.call(link.gateway.ledger.confirm_billing_model, link.pile_no, *link.pushed_tariff, link.now())
+    link.pushed_tariff = None
+    await link.call(link.gateway.ledger.answer_pile_command, link.pile_no, "push_tariff", ok,
+                    "" if ok else "pile refused the billing model", link.now())
+
+
+@handles(TimeSyncAck)
+async def on_time_ack(link: PileLink, frame: Frame, msg: TimeSyncAck) -> None:
+    log.debug("pile %s clock set to %s", link.pile_no, msg.time)
+
+
+# ---- realtime data: gun status, faults, meter readings ----------------------------------------
+@handles(RealtimeData)
+async def on_realtime(link: PileLink, frame: Frame, msg: RealtimeData) -> None:
+    gateway = link.gateway
+    at = link.now()
+    gun_no = int(msg.gun_no)
+    status = GUN_STATUS[msg.status] if msg.status < len(GUN_STATUS) else "fault"
+    names = {f"hw:{bit.bit_length()}": name for bit, name in HW_FAULTS.items() if msg.hw_faults & bit}
+    faults = tuple(sorted(names))
+    observed = (status, bool(msg.plugged), faults)
+    if link.guns.get(gun_no) != observed:
+        gateway.pile_changes.add((link.pile_no, lambda p: (p.report_faults(gun_no, names, at),
+                                                           p.report_gun_status(gun_no, status, bool(msg.plugged), at))))
+        if faults and msg.trade_no != NO_TRADE:
+            for code in faults:
+                if code not in (link.guns.get(gun_no) or ("", False, ()))[2]:
+                    await link.call(gateway.session_command, msg.trade_no, "record_fault", at=at, source="pile",
+                                    code=code, detail=names[code])
+        link.guns[gun_no] = observed
+        if link.tariff_pending and not any(s == "charging" for s, _, _ in link.guns.values()):
+            await link.push_tariff_when_idle()
+    if msg.trade_no == NO_TRADE or status != "charging":
+        return
+    if msg.trade_no not in link.charging:
+        await link.call(gateway.session_command, msg.trade_no, "mark_charging", at=at)
+        link.charging.add(msg.trade_no)
+    gateway.readings.add({"trade_no": msg.trade_no, "at": at, "energy": msg.energy, "voltage_dv": msg.voltage_dv,
+                          "current_da": msg.current_da, "soc_pct": msg.soc_pct, "pile_amount": msg.amount})
+
+
+# ---- starts and stops ---------------------------------------------------------------------------
+@handles(RemoteStartReply)
+async def on_start_reply(link: PileLink, frame: Frame, msg: RemoteStartReply) -> None:
+    ok = msg.result == 1
+    reason = "" if ok else START_FAIL_REASONS.get(msg.fail_reason, f"pile reason {msg.fail_reason}")
+    await link.call(link.gateway.session_command, msg.trade_no, "acknowledge_start", at=link.now(), ok=ok,
+                    reason=reason)
+    log.info("pile %s gun %s: start %s %s", link.pile_no, msg.gun_no, msg.trade_no,
+             "accepted" if ok else f"refused ({reason})")
+
+
+@handles(RemoteStopReply)
+async def on_stop_reply(link: PileLink, frame: Frame, msg: RemoteStopReply) -> None:
+    if msg.result != 1:
+        log.warning("pile %s gun %s refused a stop (reason %s)", link.pile_no, msg.gun_no, msg.fail_reason)
+
+
+@handles(StartRequest)
+async def on_pile_start(link: PileLink, frame: Frame, msg: StartRequest) -> None:
+    """A start by card or VIN at the pile (0x31): authorise it against the driver's wallet (0x32)."""
+    kind, value = ("vin", msg.vin) if msg.start_type == 3 else ("card", msg.card_no.hex().upper())
+    refused = 0
+    trade_no, hold = NO_TRADE, 0
+    try:
+        trade_no, hold = await link.call(link.gateway.ledger.start_at_pile, pile_no=msg.pile_no,
+                                         gun_no=int(msg.gun_no), kind=kind, value=value, at=link.now(),
+                                         max_hold_fen=link.gateway.max_card_hold_fen)
+    except NotFound:
+        refused = 1  # no such account
+    except InsufficientFunds:
+        refused = 3  # balance too low
+    except PileUnavailable:
+        refused = 4
+    logical = value[-16:].rjust(16, "0") if kind == "card" else "0" * 16
+    link.reply(frame, StartAuthReply(trade_no, msg.pile_no, msg.gun_no, logical, hold, 0 if refused else 1,
+                                     refused))
+    if not refused:
+        await link.call(link.gateway.session_command, trade_no, "acknowledge_start", at=link.now(), ok=True)
+    log.info("pile %s gun %s: %s start by %s %s", link.pile_no, msg.gun_no,
+             "refused" if refused else f"authorised ({hold} fen held)", kind, value)
+
+
+# ---- faults --------------------------------------------------------------------------------------
+@handles(BmsAbort)
+@handles(ChargerAbort)
+@handles(BmsError)
+async def on_abort(link: PileLink, frame: Frame, msg: Any) -> None:
+    if msg.trade_no == NO_TRADE:
+        return
+    detail = ", ".join(f"{k}={v}" for k, v in vars(msg).items() if k not in ("trade_no", "pile_no", "gun_no") and v)
+    await link.call(link.gateway.session_command, msg.trade_no, "record_fault", at=link.now(), source="bms",
+                    code=f"0x{msg.TYPE:02X}", detail=detail[:500])
+
+
+# ---- the transaction record -----------------------------------------------------------------------
+@handles(TransactionRecord)
+async def on_transaction(link: PileLink, frame: Frame, msg: TransactionRecord) -> None:
+    """Settle by trade serial, then confirm (0x40). Every delivery is confirmed, duplicates too."""
+    record = SettlementRecord(
+        tier_energy=tuple(t.energy for t in msg.tiers),  # type: ignore[arg-type]
+        pile_tier_amounts=tuple(t.amount for t in msg.tiers),  # type: ignore[arg-type]
+        pile_total_amount=msg.amount, pile_total_energy=msg.energy, meter_start=msg.meter_start,
+        meter_end=msg.meter_end, started_at=utc_from_pile(msg.start_time, link.timezone),
+        ended_at=utc_from_pile(msg.end_time, link.timezone), stop_reason=msg.stop_reason,
+    )
+    await link.gateway.readings.flush()  # every reading before the record, in order
+    try:
+        await link.call(link.gateway.ledger.settle, msg.trade_no, record, link.now(), pile_no=link.pile_no,
+                        gun_no=int(msg.gun_no))
+    except DomainError as error:
+        log.error("pile %s: transaction record %s refused: %s (%s)", link.pile_no, msg.trade_no, error, error.code)
+        link.reply(frame, TransactionConfirm(msg.trade_no, 1))
+        return
+    link.charging.discard(msg.trade_no)
+    link.gateway.stop_requested.discard(msg.trade_no)
+    link.gateway.stats["records_settled"] += 1
+    link.reply(frame, TransactionConfirm(msg.trade_no, 0))
+    log.info("pile %s gun %s: record %s settled, %s kWh", link.pile_no, msg.gun_no, msg.trade_no,
+             f"{msg.energy / 10000:.4f}")
+
+
+# ---- answers to platform commands -------------------------------------------------------------------
+@handles(WorkParamsAck)
+async def on_params_ack(link: PileLink, frame: Frame, msg: WorkParamsAck) -> None:
+    await link.call(link.gateway.ledger.answer_pile_command, link.pile_no, "set_parameters", msg.result == 1,
+                    "", link.now())
+
+
+@handles(RebootAck)
+async def on_reboot_ack(link: PileLink, frame: Frame, msg: RebootAck) -> None:
+    await link.call(link.gateway.ledger.answer_pile_command, link.pile_no, "reboot", msg.result == 1, "",
+                    link.now())
+
+
+@handles(RemoteUpdateAck)
+async def on_update_ack(link: PileLink, frame: Frame, msg: RemoteUpdateAck) -> None:
+    log.info("pile %s: firmware update status %s", link.pile_no, msg.status)
+
+
+# ---- frames the platform sends, built from ledger events -----------------------------------------------
+def start_frame(pile_no: str, gun_no: int, trade_no: str, balance_fen: int) -> RemoteStart:
+    return RemoteStart(trade_no, pile_no, f"{gun_no:02d}", "0" * 16, bytes(8), balance_fen)
+
+
+def stop_frame(pile_no: str, gun_no: int) -> RemoteStop:
+    return RemoteStop(pile_no, f"{gun_no:02d}")
+
+
+def reboot_frame(pile_no: str, params: dict[str, Any]) -> Reboot:
+    return Reboot(pile_no, 2 if params.get("when") == "idle" else 1)
+
+
+def parameters_frame(pile_no: str, params: dict[str, Any]) -> WorkParams:
+    return WorkParams(pile_no, 1 if params.get("disabled") else 0, int(params.get("max_power_pct", 100)))

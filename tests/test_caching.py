@@ -1,0 +1,78 @@
+"""Cached aggregates with another process writing: nothing stale is ever believed.
+
+Commands run on the cached copy without a query; the version check refuses a stale save, and a
+refusal decided on a stale copy is checked against the store. Reads that nothing version-checks
+(is the pile enabled, which tariff version) are fast-forwarded. ``other`` is a second Ledger with
+its own caches and connections: another gateway or API process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timezone
+
+import pytest
+
+from adapters.postgres import eventsourcing_env
+from domain.errors import InsufficientFunds, PileUnavailable
+from domain.ledger import Ledger
+from tests.factories import PRICES, SLOTS, build_world
+
+T0 = datetime(2026, 11, 22, 2, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def other(database_url: str) -> Iterator[Ledger]:
+    led = Ledger(eventsourcing_env(database_url))
+    yield led
+    led.close()
+
+
+def start(ledger: Ledger, world, hold: int) -> str:
+    return ledger.request_start(pile_no=world.pile_no, gun_no=1, wallet_id=world.wallet_id, hold_fen=hold, at=T0,
+                                author="driver-1")
+
+
+def test_a_hold_refused_on_a_stale_wallet_is_checked_against_the_store(ledger: Ledger, other: Ledger) -> None:
+    world = build_world(ledger, top_up=10_00)
+    with pytest.raises(InsufficientFunds):  # caches the wallet at 10.00
+        ledger.wallet_command(world.wallet_id, "hold", key="h0", hold_id="h0", amount=50_00)
+    other.wallet_command(world.wallet_id, "top_up", key="t2", amount=100_00, provider="wechat", payment_ref="w2")
+    # our cached copy still says 10.00 available; the store says 110.00
+    wallet = ledger.wallet_command(world.wallet_id, "hold", key="h1", hold_id="h1", amount=50_00)
+    assert (wallet.available, wallet.held) == (60_00, 50_00)
+    with pytest.raises(InsufficientFunds):  # and a refusal the store confirms still stands
+        ledger.wallet_command(world.wallet_id, "hold", key="h2", hold_id="h2", amount=70_00)
+
+
+def test_a_command_on_a_stale_copy_is_refused_by_the_version_check_and_run_again(ledger: Ledger,
+                                                                                 other: Ledger) -> None:
+    world = build_world(ledger, top_up=100_00)
+    ledger.wallet_command(world.wallet_id, "hold", key="a", hold_id="a", amount=10_00)
+    other.wallet_command(world.wallet_id, "hold", key="b", hold_id="b", amount=20_00)
+    wallet = ledger.wallet_command(world.wallet_id, "hold", key="c", hold_id="c", amount=30_00)
+    assert wallet.holds == {"a": 10_00, "b": 20_00, "c": 30_00}
+    versions = [e.originator_version for e in ledger.wallets.events.get(world.wallet_id)]
+    assert versions == list(range(1, len(versions) + 1))
+
+
+def test_plain_reads_see_what_another_process_wrote(ledger: Ledger, other: Ledger) -> None:
+    world = build_world(ledger, top_up=100_00)
+    assert ledger.wallet(world.wallet_id).available == 100_00
+    other.wallet_command(world.wallet_id, "top_up", key="t2", amount=5_00, provider="wechat", payment_ref="w2")
+    assert ledger.wallet(world.wallet_id).available == 105_00
+
+
+def test_a_start_sees_a_pile_disabled_and_a_tariff_revised_by_another_process(ledger: Ledger,
+                                                                               other: Ledger) -> None:
+    world = build_world(ledger, top_up=100_00)
+    first = start(ledger, world, 10_00)  # pile, station, tariff and wallet are now cached here
+    assert ledger.session(first).tariff["version"] == 1
+    cheaper = {tier: {"electricity": p["electricity"] // 2, "service": p["service"]} for tier, p in PRICES.items()}
+    assert other.revise_tariff(world.tariff_id, cheaper, SLOTS, "ops") == 2
+    second = start(ledger, world, 10_00)
+    assert ledger.session(second).tariff["version"] == 2
+    other.set_pile_enabled(world.pile_no, False, "ops", "maintenance")
+    with pytest.raises(PileUnavailable):
+        start(ledger, world, 10_00)
+    assert ledger.wallet(world.wallet_id).held == 20_00  # the refused start held nothing
