@@ -3,22 +3,29 @@
 eventsourcing's ``PostgresApplicationRecorder`` writes a save as ``BEGIN``, ``SET LOCAL
 lock_timeout``, ``LOCK TABLE … IN EXCLUSIVE MODE``, ``NOTIFY``, ``INSERT … RETURNING`` (pipelined,
 then a sync to surface a conflict), then ``COMMIT`` and a closing sync: three round trips to the
-server and a good deal of client-side pipeline bookkeeping for one transaction. This subclass sends
-the same statements, on the same tables, as one multi-statement query (values rendered as SQL
-literals by psycopg's own adapters, with libpq's escaping). Postgres runs a multi-statement query
-as one implicit transaction, committed at its end and rolled back entirely if any statement fails,
-so the semantics are the library's:
+server and a good deal of client-side pipeline bookkeeping for one transaction. This subclass puts
+the same statements, on the same tables, in a PL/pgSQL function per events table
+(``<table>_save``) and calls it as one prepared statement on an autocommit connection. Postgres
+runs that call as one implicit transaction, committed at its end and rolled back entirely if any
+statement fails, so the semantics are the library's:
 
 * **commit order = notification order.** The ``EXCLUSIVE`` table lock is taken before the insert
   draws its notification ids and is held until the commit, so no transaction can commit a lower
   notification id after a reader has seen a higher one; a follower of the notification log never
   skips an event (``tests/test_recorder.py``). As with eventsourcing's recorder, a refused insert
   consumes the sequence values it drew, so ids can have gaps that are never filled; they are never
-  filled *later*, which is what followers rely on.
+  filled *later*, which is what followers rely on. (eventsourcing's own optional database function,
+  ``POSTGRES_ENABLE_DB_FUNCTIONS``, notifies but does not lock the table, so it does not give this.)
 * **optimistic concurrency.** The primary key (originator id, version) refuses a stale write with
   ``IntegrityError`` and nothing of the transaction is kept (nor the ``NOTIFY``).
 * **same tables, same rows.** Table creation, reads, notification selection and subscriptions are
   the library's own; the relay, snapshots and auditors read the tables unchanged.
+
+Why a function rather than the statements sent as one multi-statement query: the function's call
+is a prepared statement with bound parameters and the function's own plans are cached in the
+connection, so the server parses and plans nothing per save; a multi-statement query with the
+values written in as literals was parsed and planned every time, and cost about a third more per
+save (``bench/ledger.py``, docs/performance.md).
 
 It also answers "which of these aggregates changed since the versions I hold?" for a handful of
 ids in one query (:meth:`select_events_after`), so a command that reads several cached aggregates
@@ -34,7 +41,6 @@ from uuid import UUID
 from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.utils import retry
-from psycopg.adapt import Transformer
 from psycopg.sql import SQL, Identifier
 
 
@@ -46,16 +52,43 @@ class LockedInsertRecorder(PostgresApplicationRecorder):
     def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events") -> None:
         super().__init__(datastore, events_table_name=events_table_name)
         table = SQL("{0}.{1}").format(Identifier(self.datastore.schema), Identifier(self.events_table_name))
-        # Rendered once: SET LOCAL lock_timeout; LOCK TABLE … IN EXCLUSIVE MODE; NOTIFY …; INSERT
-        self.save_statements: list[bytes] = [
-            *(statement.as_bytes(None) for statement in self.lock_table_statements),  # type: ignore[union-attr]
-            SQL("NOTIFY {0}").format(Identifier(self.channel_name)).as_bytes(None),
-        ]
-        self.insert_prefix = SQL("INSERT INTO {0} (originator_id, originator_version, topic, state) VALUES ").format(
-            table).as_bytes(None)
+        save = SQL("{0}.{1}").format(Identifier(self.datastore.schema), Identifier(f"{self.events_table_name}_save"))
+        id_type = SQL(self.datastore.originator_id_type)
+        self.sql_create_statements.append(SQL(
+            "CREATE OR REPLACE FUNCTION {save}(ids {id_type}[], versions bigint[], topics text[], states bytea[])"
+            " RETURNS SETOF bigint LANGUAGE plpgsql AS $body$"
+            " BEGIN"
+            "   SET LOCAL lock_timeout = '{lock_timeout}s';"
+            "   LOCK TABLE {table} IN EXCLUSIVE MODE;"
+            "   NOTIFY {channel};"
+            "   RETURN QUERY INSERT INTO {table} (originator_id, originator_version, topic, state)"
+            "     SELECT * FROM unnest(ids, versions, topics, states)"  # in order: ids follow the arrays
+            "     RETURNING notification_id;"
+            " END $body$"
+        ).format(save=save, id_type=id_type, lock_timeout=self.datastore.lock_timeout, table=table,
+                 channel=Identifier(self.channel_name)))
+        self.sql_create_statements.append(SQL(
+            "CREATE OR REPLACE FUNCTION {save}(id {id_type}, version bigint, topic text, state bytea)"
+            " RETURNS SETOF bigint LANGUAGE plpgsql AS $body$"
+            " BEGIN"
+            "   SET LOCAL lock_timeout = '{lock_timeout}s';"
+            "   LOCK TABLE {table} IN EXCLUSIVE MODE;"
+            "   NOTIFY {channel};"
+            "   RETURN QUERY INSERT INTO {table} (originator_id, originator_version, topic, state)"
+            "     VALUES (id, version, topic, state) RETURNING notification_id;"
+            " END $body$"
+        ).format(save=save, id_type=id_type, lock_timeout=self.datastore.lock_timeout, table=table,
+                 channel=Identifier(self.channel_name)))
+        self.save_one_statement = SQL(
+            "SELECT * FROM {save}(%s::{id_type}, %s::bigint, %s::text, %s::bytea) AS notification_id"
+        ).format(save=save, id_type=id_type).as_bytes(None)
+        self.save_statement = SQL(
+            "SELECT * FROM {save}(%s::{id_type}[], %s::bigint[], %s::text[], %s::bytea[]) AS notification_id"
+        ).format(save=save, id_type=id_type).as_bytes(None)
         self.select_prefix = SQL("SELECT originator_id, originator_version, topic, state FROM {0} WHERE ").format(
             table).as_bytes(None)
         self._select_after: dict[tuple[int, bool], bytes] = {}
+        self._select_after_with: dict[tuple[tuple[int, str, int], ...], bytes] = {}
         self.select_many_after = SQL(
             "SELECT e.originator_id, e.originator_version, e.topic, e.state"
             " FROM unnest(%s::{id_type}[], %s::bigint[]) AS held(originator_id, originator_version)"
@@ -67,24 +100,16 @@ class LockedInsertRecorder(PostgresApplicationRecorder):
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
         if not stored_events:
             return []
-        with self.datastore.get_connection() as conn:
-            assert conn.autocommit, "a multi-statement query is one implicit transaction only in autocommit"
-            # Values rendered as SQL literals by psycopg's adapters (libpq's escaping), so that the
-            # save is one simple query with no parameters: Postgres runs it as one implicit
-            # transaction, committed at its end and rolled back entirely if any statement fails
-            # (a version conflict, a lock timeout). psycopg's own client-side binding would parse
-            # the whole query for placeholders on every save.
-            literal = Transformer.from_context(conn).as_literal
-            values = b", ".join(
-                b"(%b, %b, %b, %b)" % (literal(e.originator_id), literal(e.originator_version), literal(e.topic),
-                                      literal(e.state))
-                for e in stored_events
-            )
-            insert = self.insert_prefix + values + b" RETURNING notification_id"
-            cursor = conn.cursor()
-            cursor.execute(b"; ".join([*self.save_statements, insert]))
-            for _ in self.save_statements:  # the INSERT's rows are the last result
-                cursor.nextset()
+        params = ([e.originator_id for e in stored_events], [e.originator_version for e in stored_events],
+                  [e.topic for e in stored_events], [e.state for e in stored_events])
+        with self.datastore.get_connection() as conn, conn.cursor() as cursor:
+            assert conn.autocommit, "the function's call is one implicit transaction only in autocommit"
+            if len(stored_events) == 1:
+                e = stored_events[0]
+                cursor.execute(self.save_one_statement, (e.originator_id, e.originator_version, e.topic, e.state),
+                               prepare=True)
+            else:
+                cursor.execute(self.save_statement, params, prepare=True)
             notification_ids = [row["notification_id"] for row in cursor.fetchall()]
         if len(notification_ids) != len(stored_events):  # pragma: no cover - would be a driver bug
             raise OperationalError(f"got {len(notification_ids)} notification ids for {len(stored_events)} events")
@@ -127,3 +152,46 @@ class LockedInsertRecorder(PostgresApplicationRecorder):
                             topic=row["topic"], state=bytes(row["state"]))
                 for row in cursor.fetchall()
             ]
+
+    def shares_database(self, other: LockedInsertRecorder) -> bool:
+        """Whether ``other``'s table is in the same database and schema, so one query can read both."""
+        keys = ("host", "port", "dbname", "user")
+        mine, theirs = self.datastore.pool.kwargs, other.datastore.pool.kwargs
+        return (self.datastore.schema == other.datastore.schema
+                and all(mine.get(k) == theirs.get(k) for k in keys))  # type: ignore[union-attr]
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def select_events_after_with(
+        self, parts: Sequence[tuple[LockedInsertRecorder, dict[UUID, int]]],
+    ) -> list[list[StoredEvent]] | None:
+        """:meth:`select_events_after` of several tables (this one's and others') in one query.
+
+        Each part is ``(recorder, versions)``; the answer is each part's events, in the same order.
+        None (nothing sent) when a table is in another database or a part holds more than ``FEW``
+        aggregates: the caller then asks each recorder on its own.
+        """
+        asked = [(n, recorder, versions) for n, (recorder, versions) in enumerate(parts) if versions]
+        if any(len(versions) > self.FEW or not isinstance(recorder, LockedInsertRecorder)
+               or not self.shares_database(recorder) for _, recorder, versions in asked):
+            return None
+        answer: list[list[StoredEvent]] = [[] for _ in parts]
+        if not asked:
+            return answer
+        key = tuple((n, recorder.events_table_name, len(versions)) for n, recorder, versions in asked)
+        query = self._select_after_with.get(key)
+        if query is None:
+            query = self._select_after_with[key] = b" UNION ALL ".join(
+                b"(SELECT %d AS part, originator_id, originator_version, topic, state FROM %b WHERE %b)" % (
+                    n, SQL("{0}.{1}").format(Identifier(recorder.datastore.schema),
+                                             Identifier(recorder.events_table_name)).as_bytes(None),
+                    b" OR ".join([b"(originator_id = %s AND originator_version > %s)"] * len(versions)))
+                for n, recorder, versions in asked
+            ) + b" ORDER BY part, originator_id, originator_version"
+        params = [value for _, _, versions in asked for item in versions.items() for value in item]
+        with self.datastore.get_connection() as conn, conn.cursor() as cursor:
+            cursor.execute(query, params, prepare=True)
+            for row in cursor.fetchall():
+                answer[row["part"]].append(StoredEvent(
+                    originator_id=row["originator_id"], originator_version=row["originator_version"],
+                    topic=row["topic"], state=bytes(row["state"])))
+        return answer

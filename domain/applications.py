@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from copy import deepcopy
 from functools import cached_property
 from typing import Any, TypeVar
@@ -97,18 +97,19 @@ class LedgerApplication(Application[UUID]):
 
     def get_all(self, *wanted: tuple[UUID, type, str], copy: bool = True) -> list[Any]:
         """Several aggregates, each ``(id, kind, what)``, brought up to date in one query."""
-        aggregates: dict[UUID, Any] = {}
+        return get_together((self, wanted), copy=copy)[0]
+
+    def _split_cached(self, wanted: Sequence[tuple[UUID, type, str]],
+                      copy: bool) -> tuple[dict[UUID, Any], dict[UUID, Any]]:
+        """(loaded now from the store, cached instances to bring forward) for ``wanted``."""
+        loaded: dict[UUID, Any] = {}
         cached: dict[UUID, Any] = {}
         for aggregate_id, kind, what in wanted:
             if self.is_cached(aggregate_id):
                 cached[aggregate_id] = self.get(aggregate_id, kind, what, fresh=False, copy=False)
             else:
-                aggregates[aggregate_id] = self.get(aggregate_id, kind, what, fresh=False, copy=copy)
-        aggregates.update(self._fast_forward(cached, copy))
-        for aggregate_id, kind, what in wanted:
-            if not isinstance(aggregates[aggregate_id], kind):
-                raise NotFound(f"no {what} {aggregate_id}", id=str(aggregate_id))
-        return [aggregates[aggregate_id] for aggregate_id, _, _ in wanted]
+                loaded[aggregate_id] = self.get(aggregate_id, kind, what, fresh=False, copy=copy)
+        return loaded, cached
 
     def is_cached(self, aggregate_id: UUID) -> bool:
         if self.repository.cache is None:
@@ -131,8 +132,10 @@ class LedgerApplication(Application[UUID]):
         limit = 1 if first_only else None
         return [e for i, v in versions.items() for e in self.recorder.select_events(i, gt=v, limit=limit)]
 
-    def _fast_forward(self, cached: dict[UUID, Any], copy: bool) -> dict[UUID, Any]:
-        """Bring cached instances up to date (one query); returns copies if ``copy``, else shared instances.
+    def _fast_forward(self, cached: dict[UUID, Any], copy: bool,
+                      stored: list[Any] | None = None) -> dict[UUID, Any]:
+        """Bring cached instances up to date (one query, unless the events after them are given as
+        ``stored``); returns copies if ``copy``, else shared instances.
 
         The cached instances are never changed in place (another thread may be reading one): an
         aggregate that moved is copied, brought forward and put back in the cache.
@@ -140,7 +143,9 @@ class LedgerApplication(Application[UUID]):
         if not cached:
             return cached
         moved: dict[UUID, Any] = {}
-        for stored_event in self._stored_after({i: a.version for i, a in cached.items()}):
+        if stored is None:
+            stored = self._stored_after({i: a.version for i, a in cached.items()})
+        for stored_event in stored:
             aggregate_id = stored_event.originator_id
             aggregate = moved.get(aggregate_id) or deepcopy(cached[aggregate_id])
             moved[aggregate_id] = self.mapper.to_domain_event(stored_event).mutate(aggregate)
@@ -216,6 +221,28 @@ class LedgerApplication(Application[UUID]):
                 self.repository.cache.get(aggregate_id, evict=True)
             except KeyError:
                 pass
+
+
+def get_together(*requests: tuple[LedgerApplication, Sequence[tuple[UUID, type, str]]],
+                 copy: bool = True) -> list[list[Any]]:
+    """Aggregates of several Applications, each request ``(application, [(id, kind, what), ...])``
+    as :meth:`LedgerApplication.get_all` answers it, with every cached one brought up to date in
+    one query across the Applications' tables (when they share a database; one query per
+    Application otherwise)."""
+    split = [app._split_cached(wanted, copy) for app, wanted in requests]
+    held = [(app, {i: a.version for i, a in cached.items()}) for (app, _), (_, cached) in zip(requests, split)]
+    stored: list[list[Any]] | list[None] = [None] * len(requests)
+    together = getattr(requests[0][0].recorder, "select_events_after_with", None)
+    if together is not None and len([v for _, v in held if v]) > 1:
+        stored = together([(app.recorder, versions) for app, versions in held]) or stored
+    answers = []
+    for (app, wanted), (loaded, cached), events in zip(requests, split, stored):
+        aggregates = {**loaded, **app._fast_forward(cached, copy, events)}
+        for aggregate_id, kind, what in wanted:
+            if not isinstance(aggregates[aggregate_id], kind):
+                raise NotFound(f"no {what} {aggregate_id}", id=str(aggregate_id))
+        answers.append([aggregates[aggregate_id] for aggregate_id, _, _ in wanted])
+    return answers
 
 
 class Registry(LedgerApplication):

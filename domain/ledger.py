@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from eventsourcing.persistence import IntegrityError
 
-from domain.applications import Registry, Sessions, Tariffs, Wallets
+from domain.applications import Registry, Sessions, Tariffs, Wallets, get_together
 from domain.credential import Credential
 from domain.errors import (
     AlreadyExists,
@@ -158,22 +158,29 @@ class Ledger:
         The hold comes first: if it is refused nothing is written. If opening the session fails
         after the hold, the hold is released before the error propagates.
         """
-        # The pile and its station brought up to date in one query (a pile never changes station),
-        # the tariff in a second; the wallet's tenant never changes, so its cached copy answers.
-        # All four are only read here, so they are the cached instances, not copies.
+        # The pile, its station and their tariff brought up to date in one query (a pile never
+        # changes station; the tariff is the one the cached copies name, asked for again only if
+        # bringing them forward changed it); the wallet's tenant never changes, so its cached copy
+        # answers. All four are only read here, so they are the cached instances, not copies.
         pile = self.registry.get(Pile.create_id(pile_no), Pile, "pile", fresh=False, copy=False)
-        pile, station = self.registry.get_all((pile.id, Pile, "pile"), (pile.station_id, Station, "station"),
-                                              copy=False)
+        station = self.registry.get(pile.station_id, Station, "station", fresh=False, copy=False)
+        tariff_id = pile.tariff_id or station.tariff_id
+        tariffs = [(tariff_id, Tariff, "tariff")] if tariff_id is not None else []
+        (pile, station), fresh_tariff = get_together(
+            (self.registry, [(pile.id, Pile, "pile"), (pile.station_id, Station, "station")]),
+            (self.tariffs, tariffs), copy=False)
         if tenant_id is not None and pile.tenant_id != tenant_id:
             raise NotFound(f"no pile {pile_no}", pile_no=pile_no)
         if not pile.enabled:
             raise PileUnavailable(f"pile {pile_no} is disabled", pile_no=pile_no)
         if not pile.has_gun(gun_no):
             raise PileUnavailable(f"pile {pile_no} has no gun {gun_no}", pile_no=pile_no, gun_no=gun_no)
-        tariff_id = pile.tariff_id or station.tariff_id
-        if tariff_id is None:
+        if (pile.tariff_id or station.tariff_id) is None:
             raise InvalidTariff(f"pile {pile_no} has no tariff assigned (neither it nor its station)")
-        tariff = self.tariffs.get(tariff_id, Tariff, "tariff", copy=False)
+        if (pile.tariff_id or station.tariff_id) == tariff_id:
+            tariff = fresh_tariff[0]
+        else:  # reassigned since the cached copies: the tariff now in force, read fresh on its own
+            tariff = self.tariffs.get(pile.tariff_id or station.tariff_id, Tariff, "tariff", copy=False)
         wallet = self.wallets.get(wallet_id, Wallet, "wallet", fresh=False, copy=False) if wallet_id else None
         if wallet is not None and wallet.tenant_id != pile.tenant_id:
             raise NotFound(f"no wallet {wallet_id}", id=str(wallet_id))

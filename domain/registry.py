@@ -7,15 +7,16 @@ find a pile from a login frame without an index.
 
 from __future__ import annotations
 
-import copy
 import re
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from eventsourcing.domain import Aggregate, event
 
+from domain.aggregate import shallow_clone
 from domain.errors import InvalidRegistration
 
 PILE_NO = re.compile(r"^\d{14}$")
@@ -80,12 +81,18 @@ class Station(Aggregate):
         self.tariff_id = tariff_id
 
 
+@lru_cache(maxsize=20_000)
+def _pile_id(pile_no: str) -> UUID:
+    """The aggregate id of a pile, a name-based uuid: hashed once per pile_no (every frame asks for it)."""
+    return uuid5(NAMESPACE_URL, f"chargeledger:pile:{pile_no}")
+
+
 class Pile(Aggregate):
     """A charging pile with its guns (numbered from 1, as on the YKC wire)."""
 
     @staticmethod
     def create_id(pile_no: str) -> UUID:
-        return uuid5(NAMESPACE_URL, f"chargeledger:pile:{pile_no}")
+        return _pile_id(pile_no)
 
     @event("Registered")
     def __init__(self, pile_no: str, tenant_id: UUID, station_id: UUID, kind: str, gun_count: int,
@@ -224,7 +231,7 @@ class Pile(Aggregate):
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Pile:
         """Commands get a copy of the cached pile; only the gun dicts and pending events are mutated."""
-        clone = copy.copy(self)
+        clone = shallow_clone(self)
         clone.guns = {n: {**g, "faults": list(g["faults"])} for n, g in self.guns.items()}
         clone._pending_events = list(self._pending_events)
         return clone

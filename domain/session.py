@@ -17,16 +17,17 @@ whose reply was lost but that charged all the same) re-prices it
 
 from __future__ import annotations
 
-import copy
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 from zoneinfo import ZoneInfo
 
 from eventsourcing.domain import Aggregate, event
 
+from domain.aggregate import shallow_clone
 from domain.errors import InvalidTransition
 from domain.pricing import Bill, price
 from domain.tariff import TIERS, TariffSchedule
@@ -35,7 +36,9 @@ START_TIMEOUT = timedelta(seconds=90)  # YKC spec §13.3
 RECORD_TIMEOUT = timedelta(minutes=10)  # the pile retries 0x3B for up to ~5 min (P20); we wait twice that
 
 TRADE_NO = re.compile(r"^\d{32}$")
-_SCHEDULES: dict[tuple[str, int], TariffSchedule] = {}  # parsed once per tariff version per process
+# Parsed once per tariff version per process, beside the dict it was parsed from: a session
+# holding that very dict (every reading of a cached session) is answered without comparing.
+_SCHEDULES: dict[tuple[str, int], tuple[TariffSchedule, dict[str, Any]]] = {}
 OPEN_STATES = ("requested", "starting", "charging", "stopping")
 
 
@@ -68,10 +71,16 @@ class TransactionRecord:
         return d
 
 
+@lru_cache(maxsize=65_536)
+def _session_id(trade_no: str) -> UUID:
+    """The aggregate id of a session, a name-based uuid: hashed once per trade_no (every frame asks for it)."""
+    return uuid5(NAMESPACE_URL, f"chargeledger:session:{trade_no}")
+
+
 class ChargingSession(Aggregate):
     @staticmethod
     def create_id(trade_no: str) -> UUID:
-        return uuid5(NAMESPACE_URL, f"chargeledger:session:{trade_no}")
+        return _session_id(trade_no)
 
     @event("Opened")
     def __init__(self, trade_no: str, tenant_id: UUID, station_id: UUID, pile_no: str, gun_no: int,
@@ -120,7 +129,7 @@ class ChargingSession(Aggregate):
         """The repository hands commands a deep copy of the cached session; copy only what commands
         mutate in place (the tier counters, the pending events). Every other attribute is immutable
         or only ever rebound, so sharing it is safe, and it makes a cached load ~10x cheaper."""
-        clone = copy.copy(self)
+        clone = shallow_clone(self)
         clone.tier_energy = list(self.tier_energy)
         clone._pending_events = list(self._pending_events)
         return clone
@@ -129,10 +138,11 @@ class ChargingSession(Aggregate):
     @property
     def schedule(self) -> TariffSchedule:
         key = (self.tariff["id"], self.tariff["version"])
-        schedule = _SCHEDULES.get(key)
-        if schedule is None or schedule.as_dict() != self.tariff["schedule"]:
-            schedule = _SCHEDULES[key] = TariffSchedule.from_dict(self.tariff["schedule"])
-        return schedule
+        source = self.tariff["schedule"]
+        parsed = _SCHEDULES.get(key)
+        if parsed is None or (parsed[1] is not source and parsed[1] != source):
+            parsed = _SCHEDULES[key] = (TariffSchedule.from_dict(source), source)
+        return parsed[0]
 
     @property
     def is_open(self) -> bool:

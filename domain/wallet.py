@@ -13,7 +13,6 @@ and returns the earlier outcome; reusing it with different arguments is refused.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 from collections.abc import Iterable
@@ -22,6 +21,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
+from domain.aggregate import shallow_clone
 from domain.errors import (
     CaptureExceedsHold,
     IdempotencyConflict,
@@ -78,7 +78,7 @@ class Wallet(Aggregate):
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Wallet:
         """Commands get a copy of the cached wallet: copy the containers commands mutate in place."""
-        clone = copy.copy(self)
+        clone = shallow_clone(self)
         clone.balances = dict(self.balances)
         clone.holds = dict(self.holds)
         clone.refunds = {k: dict(v) for k, v in self.refunds.items()}

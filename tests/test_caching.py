@@ -76,3 +76,18 @@ def test_a_start_sees_a_pile_disabled_and_a_tariff_revised_by_another_process(le
     with pytest.raises(PileUnavailable):
         start(ledger, world, 10_00)
     assert ledger.wallet(world.wallet_id).held == 20_00  # the refused start held nothing
+
+
+def test_a_start_sees_a_tariff_assigned_by_another_process_and_one_it_never_read(ledger: Ledger,
+                                                                                  other: Ledger) -> None:
+    world = build_world(ledger, top_up=100_00)
+    start(ledger, world, 10_00)  # the station's tariff is cached here
+    cheaper = {tier: {"electricity": p["electricity"] // 2, "service": p["service"]} for tier, p in PRICES.items()}
+    pile_tariff = other.create_tariff(world.tenant_id, "pile special", cheaper, SLOTS, "ops")
+    other.assign_tariff(pile_tariff, "ops", pile_no=world.pile_no)  # overrides the station's, in the other process
+    session = ledger.session(start(ledger, world, 10_00))
+    assert (session.tariff["id"], session.tariff["version"]) == (str(pile_tariff), 1)
+    other.revise_tariff(pile_tariff, PRICES, SLOTS, "ops")  # now cached here: brought forward with the pile
+    assert ledger.session(start(ledger, world, 10_00)).tariff["version"] == 2
+    other.assign_tariff(None, "ops", pile_no=world.pile_no)  # back to the station's tariff
+    assert ledger.session(start(ledger, world, 10_00)).tariff["id"] == str(world.tariff_id)

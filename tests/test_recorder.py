@@ -145,3 +145,21 @@ def test_concurrent_writers_commit_in_notification_order_so_a_follower_never_ski
     assert not errors, errors
     total = 1 + WRITERS * (SAVES_PER_WRITER + SAVES_PER_WRITER // 5)
     assert seen == list(range(1, total + 1))  # every id, once, in order, none skipped, no gaps
+
+
+def test_two_tables_are_brought_forward_in_one_query(database_url: str) -> None:
+    sessions, wallets = make_recorder(database_url, "Sessions"), make_recorder(database_url, "Wallets")
+    try:
+        a, b, w, unseen = uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+        sessions.insert_events([event(a, 1), event(a, 2), event(a, 3), event(b, 1)])
+        wallets.insert_events([event(w, 1), event(w, 2)])
+        moved = sessions.select_events_after_with([(sessions, {a: 1, b: 1}), (wallets, {w: 1, unseen: 0})])
+        assert moved is not None
+        assert [[(e.originator_id, e.originator_version) for e in part] for part in moved] == [
+            [(a, 2), (a, 3)], [(w, 2)]]
+        assert sessions.select_events_after_with([(sessions, {}), (wallets, {w: 2})]) == [[], []]
+        too_many = {uuid.uuid4(): 0 for _ in range(LockedInsertRecorder.FEW + 1)}
+        assert sessions.select_events_after_with([(sessions, too_many), (wallets, {w: 1})]) is None
+    finally:
+        sessions.datastore.close()
+        wallets.datastore.close()
