@@ -139,9 +139,9 @@ class Ledger:
 
     def wallet_command(self, wallet_id: UUID, command: str, **kwargs: Any) -> Wallet:
         """Run one wallet command (top_up, hold, capture, ...) with optimistic-concurrency retry."""
-        return self._wallet_update(wallet_id, command, **kwargs)[0]
+        return self.wallet_update(wallet_id, command, **kwargs)[0]
 
-    def _wallet_update(self, wallet_id: UUID, command: str, **kwargs: Any) -> tuple[Wallet, list[Any]]:
+    def wallet_update(self, wallet_id: UUID, command: str, **kwargs: Any) -> tuple[Wallet, list[Any]]:
         """As wallet_command, also returning the events recorded (none if the key was seen before)."""
         _, wallet, events = self.wallets.update_recorded(wallet_id, Wallet, "wallet",
                                                          lambda w: getattr(w, command)(**kwargs))
@@ -193,7 +193,7 @@ class Ledger:
             placed = False
             if wallet_id is not None and hold_fen:
                 try:
-                    _, events = self._wallet_update(wallet_id, "hold", key=f"hold:{trade_no}", hold_id=trade_no,
+                    _, events = self.wallet_update(wallet_id, "hold", key=f"hold:{trade_no}", hold_id=trade_no,
                                                     amount=hold_fen)
                 except IdempotencyConflict:
                     continue  # an earlier session with this serial held a different amount

@@ -8,17 +8,31 @@ position, so after any crash it resumes exactly where it stopped. A sweep asks t
 deadlines passed and sends each session ``expire(now)``, which re-checks the deadline on the
 aggregate itself: the index only says where to look, the aggregate decides. Any number of gateway
 processes may sweep at once; a second ``expire`` of the same session changes nothing.
+
+It also sees that every closed session's money reached the wallet. The process that settles a
+session applies the wallet commands right after the session's commit; a crash between the two
+commits would leave the hold standing. So each closing event (``Failed``, ``Settled``,
+``Resettled``, ``Abandoned``) puts the wallet commands the settlement policy derives from it into
+``wallet_followups``, in the same transaction as the tracking position; once a follow-up is
+``FOLLOWUP_GRACE`` old, the sweep checks the wallet: a command whose idempotency key the wallet
+already holds (the usual case) is dropped without a write; one it does not is applied (the same
+command with the same key, so a late direct application changes nothing). A command the wallet
+refuses stays, retried with a growing pause and logged each time.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 import psycopg
 
 from domain.errors import DomainError
+from domain.settlement import wallet_commands
+from domain.wallet import Wallet
 
 log = logging.getLogger("chargeledger.watchdog")
 
@@ -28,12 +42,25 @@ CREATE TABLE IF NOT EXISTS session_deadlines (
     deadline timestamptz NOT NULL
 );
 CREATE INDEX IF NOT EXISTS session_deadlines_due ON session_deadlines (deadline);
+CREATE TABLE IF NOT EXISTS wallet_followups (
+    key text PRIMARY KEY,  -- the wallet command's idempotency key
+    trade_no text NOT NULL,
+    wallet_id uuid NOT NULL,
+    command text NOT NULL,
+    arguments jsonb NOT NULL,
+    due timestamptz NOT NULL,
+    attempts integer NOT NULL DEFAULT 0,
+    last_error text
+);
+CREATE INDEX IF NOT EXISTS wallet_followups_due ON wallet_followups (due);
 CREATE TABLE IF NOT EXISTS watchdog_tracking (
     application text PRIMARY KEY,
     position bigint NOT NULL
 );
 """
 CLOSING = {"Failed", "Settled", "Resettled", "Abandoned"}
+FOLLOWUP_GRACE = timedelta(minutes=1)  # the settling process applies the commands itself well before
+FOLLOWUP_RETRY = timedelta(minutes=1)  # after a refusal, doubled per attempt, at most a day
 
 
 class Watchdog:
@@ -68,6 +95,7 @@ class Watchdog:
                     if not notifications:
                         return total
                     upserts: dict[str, datetime | None] = {}
+                    followups: list[tuple[str, str, UUID, str, str, datetime]] = []
                     for n in notifications:
                         name = n.topic.rsplit(".", 1)[-1]
                         if name not in ("Opened", "StopRequested", "Charging") and name not in CLOSING:
@@ -80,7 +108,10 @@ class Watchdog:
                             upserts[trade_no] = event.record_deadline
                         else:
                             upserts[trade_no] = None
+                            followups.extend(self.followups(event, name))
                     with conn.cursor() as cur:
+                        cur.executemany("INSERT INTO wallet_followups (key, trade_no, wallet_id, command, arguments, "
+                                        "due) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (key) DO NOTHING", followups)
                         for trade_no, deadline in upserts.items():
                             if deadline is None:
                                 cur.execute("DELETE FROM session_deadlines WHERE trade_no = %s", (trade_no,))
@@ -96,6 +127,38 @@ class Watchdog:
         if trade_no is None:
             trade_no = self.ledger.sessions.get(event.originator_id, object, "session").trade_no
         return trade_no
+
+    def followups(self, event: Any, name: str) -> list[tuple[str, str, UUID, str, str, datetime]]:
+        """The wallet commands a closing event calls for, as ``wallet_followups`` rows."""
+        session = self.ledger.sessions.get(event.originator_id, object, "session", fresh=False, copy=False)
+        due = event.at + FOLLOWUP_GRACE
+        return [(kwargs["key"], session.trade_no, session.wallet_id, command, json.dumps(kwargs), due)
+                for command, kwargs in wallet_commands(session, name, event)]
+
+    def follow_up(self, now: datetime) -> list[str]:
+        """Apply the due wallet follow-ups the wallet does not hold yet. Returns the keys applied here."""
+        applied = []
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            rows = conn.execute("SELECT key, trade_no, wallet_id, command, arguments, attempts FROM wallet_followups "
+                                "WHERE due <= %s ORDER BY due LIMIT %s", (now, self.batch_size)).fetchall()
+            for key, trade_no, wallet_id, command, arguments, attempts in rows:
+                try:
+                    wallet = self.ledger.wallets.get(wallet_id, Wallet, "wallet", fresh=False, copy=False)
+                    if key not in wallet.outcomes:  # keys are never dropped: a cached copy that has it is right
+                        _, events = self.ledger.wallet_update(wallet_id, command, **arguments)
+                        if events:
+                            applied.append(key)
+                            log.warning("session %s: wallet %s (%s) was not applied after the session closed; "
+                                        "applied now", trade_no, command, key)
+                except DomainError as error:
+                    pause = min(FOLLOWUP_RETRY * 2 ** attempts, timedelta(days=1))
+                    conn.execute("UPDATE wallet_followups SET attempts = attempts + 1, last_error = %s, due = %s "
+                                 "WHERE key = %s", (str(error), now + pause, key))
+                    log.error("session %s: wallet %s (%s) refused: %s; retrying in %s", trade_no, command, key,
+                              error, pause)
+                    continue
+                conn.execute("DELETE FROM wallet_followups WHERE key = %s", (key,))
+        return applied
 
     def due(self, now: datetime) -> list[str]:
         with psycopg.connect(self.database_url) as conn:
@@ -116,4 +179,5 @@ class Watchdog:
                 log.error("session %s: watchdog could not expire it: %s", trade_no, error)
         if closed:
             self.catch_up()
+        self.follow_up(now)
         return closed

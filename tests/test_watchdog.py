@@ -1,0 +1,103 @@
+"""The watchdog's wallet follow-ups: a session that closed without its wallet commands (the settling
+process crashed between the two commits) gets them, once; one that got them gets nothing more."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import psycopg
+import pytest
+
+from adapters.postgres import eventsourcing_env
+from domain.ledger import Ledger
+from domain.session import ChargingSession
+from pile_link.watchdog import FOLLOWUP_GRACE, Watchdog
+from tests.factories import World, build_world, record
+
+T0 = datetime(2026, 11, 22, 2, 0, tzinfo=timezone.utc)
+
+
+def charging(ledger: Ledger, world: World, hold: int = 50_00) -> str:
+    trade_no = ledger.request_start(pile_no=world.pile_no, gun_no=1, wallet_id=world.wallet_id, hold_fen=hold,
+                                    at=T0, author="driver-1")
+    ledger.session_command(trade_no, "mark_charging", at=T0)
+    return trade_no
+
+
+def settle_session_only(ledger: Ledger, trade_no: str, at: datetime) -> ChargingSession:
+    """What a crash right after the session's commit leaves: the session settled, the wallet untouched."""
+    _, session, _ = ledger.sessions.update_recorded(ChargingSession.create_id(trade_no), ChargingSession, "session",
+                                                    lambda s: s.settle(record((0, 0, 20_000, 0), T0), at))
+    return session
+
+
+def wallet_events(ledger: Ledger, world: World) -> int:
+    return len(list(ledger.wallets.events.get(world.wallet_id)))
+
+
+def test_a_settlement_whose_wallet_commit_was_lost_is_captured_once_after_the_grace(ledger: Ledger,
+                                                                                   database_url: str) -> None:
+    world = build_world(ledger, top_up=100_00)
+    trade_no = charging(ledger, world)
+    closed_at = T0 + timedelta(minutes=31)
+    session = settle_session_only(ledger, trade_no, closed_at)
+    bill = session.bill["electricity_fen"] + session.bill["service_fen"]  # type: ignore[index]
+    assert bill > 0 and ledger.wallet(world.wallet_id).held == 50_00
+    watchdog = Watchdog(ledger, database_url)
+
+    watchdog.sweep(closed_at + FOLLOWUP_GRACE / 2)  # within the grace the settling process still has time
+    assert ledger.wallet(world.wallet_id).held == 50_00
+
+    assert watchdog.follow_up(closed_at + FOLLOWUP_GRACE) == [f"capture:{trade_no}"]
+    wallet = ledger.wallet(world.wallet_id)
+    assert (wallet.available, wallet.held) == (100_00 - bill, 0)
+
+    other = Ledger(eventsourcing_env(database_url))  # another gateway, its own caches, sweeping later
+    try:
+        before = wallet_events(ledger, world)
+        watchdog.catch_up()
+        assert Watchdog(other, database_url).follow_up(closed_at + timedelta(days=1)) == []
+        assert watchdog.follow_up(closed_at + timedelta(days=1)) == []
+        assert wallet_events(ledger, world) == before
+    finally:
+        other.close()
+
+
+def test_a_session_settled_normally_needs_no_follow_up_write(ledger: Ledger, database_url: str) -> None:
+    world = build_world(ledger, top_up=100_00)
+    settled = charging(ledger, world)
+    ledger.settle(settled, record((0, 0, 20_000, 0), T0), T0 + timedelta(minutes=31))
+    refused = ledger.request_start(pile_no=world.pile_no, gun_no=2, wallet_id=world.wallet_id, hold_fen=10_00,
+                                   at=T0, author="driver-1")
+    ledger.session_command(refused, "acknowledge_start", at=T0, ok=False, reason="gun not plugged")
+    before = wallet_events(ledger, world)
+    watchdog = Watchdog(ledger, database_url)
+    watchdog.catch_up()
+    with psycopg.connect(database_url) as conn:
+        keys = {r[0] for r in conn.execute("SELECT key FROM wallet_followups").fetchall()}
+    assert keys == {f"capture:{settled}", f"release:{refused}"}
+    assert watchdog.follow_up(T0 + timedelta(days=1)) == []
+    assert wallet_events(ledger, world) == before
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM wallet_followups").fetchone() == (0,)
+
+
+def test_a_follow_up_the_wallet_refuses_stays_and_is_retried_later(ledger: Ledger, database_url: str,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    world = build_world(ledger, top_up=10_00)
+    watchdog = Watchdog(ledger, database_url)
+    with psycopg.connect(database_url) as conn:  # a capture of a hold the wallet never had
+        conn.execute("INSERT INTO wallet_followups (key, trade_no, wallet_id, command, arguments, due) "
+                     "VALUES ('capture:x', 'x', %s, 'capture', %s, %s)",
+                     (world.wallet_id, json.dumps({"key": "capture:x", "hold_id": "x", "electricity": 1_00,
+                                                   "service": 0}), T0))
+    assert watchdog.follow_up(T0) == []
+    assert "refused" in caplog.text
+    with psycopg.connect(database_url) as conn:
+        attempts, due, error = conn.execute("SELECT attempts, due, last_error FROM wallet_followups").fetchone()
+    assert attempts == 1 and due > T0 and error
+    assert watchdog.follow_up(T0) == []  # not due again yet: no second attempt
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT attempts FROM wallet_followups").fetchone() == (1,)
+    assert ledger.wallet(world.wallet_id).available == 10_00
