@@ -278,7 +278,7 @@ class DriverSessions:
             hold = min(available, rules.max_hold_fen)
             trade_no = self.ledger.request_start(pile_no=pile_no, gun_no=gun_no, wallet_id=wallet_id, hold_fen=hold,
                                                  at=now, author=driver.driver_id, origin="app",
-                                                 tenant_id=driver.tenant_id)
+                                                 tenant_id=driver.tenant_id, require_ready=True)
         except BaseException:
             self.requests.drop(driver.tenant_id, driver.driver_id, key)
             raise
@@ -321,8 +321,8 @@ class DriverSessions:
             "station": {"id": str(station.id), "name": station.name, "address": station.address,
                         "latitude": station.latitude, "longitude": station.longitude, "timezone": station.timezone},
             "gun": {"status": status, "plugged": bool(gun.get("plugged")), "faults": list(gun.get("faults", [])),
-                    "online": pile.online, "can_start": pile.enabled and pile.online and not gun.get("faults")
-                    and status not in ("charging", "fault", "offline", "disabled")},
+                    "online": pile.online, "can_start": not pile.not_ready_because(gun_no),
+                    "why_not": pile.not_ready_because(gun_no) or None},
             "tariff": None,
         }
         tariff_id = pile.tariff_id or station.tariff_id

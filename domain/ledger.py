@@ -152,11 +152,15 @@ class Ledger:
         return self.sessions.session(trade_no)
 
     def request_start(self, *, pile_no: str, gun_no: int, wallet_id: UUID | None, hold_fen: int, at: datetime,
-                      author: str, origin: str = "app", tenant_id: UUID | None = None) -> str:
+                      author: str, origin: str = "app", tenant_id: UUID | None = None,
+                      require_ready: bool = False) -> str:
         """Hold the driver's money and open a session in 'requested'. Returns the trade serial.
 
         The hold comes first: if it is refused nothing is written. If opening the session fails
-        after the hold, the hold is released before the error propagates.
+        after the hold, the hold is released before the error propagates. ``require_ready`` (a
+        driver's start) also refuses a pile that is offline and a gun that is charging, faulted or
+        disabled, as the pile link last reported it: without it such a start would hold the
+        driver's money until the pile refused it or the start deadline passed.
         """
         # The pile, its station and their tariff brought up to date in one query (a pile never
         # changes station; the tariff is the one the cached copies name, asked for again only if
@@ -172,9 +176,12 @@ class Ledger:
         if tenant_id is not None and pile.tenant_id != tenant_id:
             raise NotFound(f"no pile {pile_no}", pile_no=pile_no)
         if not pile.enabled:
-            raise PileUnavailable(f"pile {pile_no} is disabled", pile_no=pile_no)
+            raise PileUnavailable(f"pile {pile_no} is disabled", pile_no=pile_no, reason="the pile is disabled")
         if not pile.has_gun(gun_no):
-            raise PileUnavailable(f"pile {pile_no} has no gun {gun_no}", pile_no=pile_no, gun_no=gun_no)
+            raise PileUnavailable(f"pile {pile_no} has no gun {gun_no}", pile_no=pile_no, gun_no=gun_no,
+                                  reason=f"the pile has no gun {gun_no}")
+        if require_ready:
+            pile.require_ready(gun_no)
         if (pile.tariff_id or station.tariff_id) is None:
             raise InvalidTariff(f"pile {pile_no} has no tariff assigned (neither it nor its station)")
         if (pile.tariff_id or station.tariff_id) == tariff_id:

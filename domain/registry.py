@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from eventsourcing.domain import Aggregate, event
 
 from domain.aggregate import shallow_clone
-from domain.errors import InvalidRegistration
+from domain.errors import InvalidRegistration, PileUnavailable
 
 PILE_NO = re.compile(r"^\d{14}$")
 DEFAULT_TIMEZONE = "Asia/Shanghai"
@@ -127,6 +127,30 @@ class Pile(Aggregate):
 
     def has_gun(self, gun_no: int) -> bool:
         return str(gun_no) in self.guns
+
+    def not_ready_because(self, gun_no: int) -> str:
+        """Why a start on this gun would not be taken up now ('' if it would), from what the pile
+        link last reported: the pile offline or disabled, the gun charging, faulted or disabled."""
+        gun = self._gun(gun_no)
+        if not self.enabled:
+            return "the pile is disabled"
+        if not self.online:
+            return "the pile is offline"
+        if not gun["enabled"]:
+            return f"gun {gun_no} is disabled"
+        if gun["faults"] or gun["status"] == "fault":
+            return f"gun {gun_no} reports a fault"
+        if gun["status"] == "charging":
+            return f"gun {gun_no} is charging"
+        if gun["status"] == "offline":
+            return f"gun {gun_no} is offline"
+        return ""
+
+    def require_ready(self, gun_no: int) -> None:
+        reason = self.not_ready_because(gun_no)
+        if reason:
+            raise PileUnavailable(f"pile {self.pile_no}: {reason}", pile_no=self.pile_no, gun_no=gun_no,
+                                  reason=reason)
 
     @event("Enabled")
     def enable(self, author: str) -> None:

@@ -46,6 +46,14 @@ def world(ledger: Ledger, database_url: str) -> Iterator[PayWorld]:
     w.close()
 
 
+def connect(ledger: Ledger, pile_no: str, status: str = "idle") -> None:
+    """What the pile link writes when a pile logs in and reports its guns."""
+    now = datetime.now(UTC)
+    ledger.pile_connected(pile_no, now, "test-gateway", 0x16, "v1")
+    for gun_no in (1, 2):
+        ledger.report_gun(pile_no, gun_no, status, True, {}, now)
+
+
 def settings_for(world: PayWorld, **kw: Any) -> DriverApiSettings:
     return DriverApiSettings(KEYS, "https://charge.example.com", start_rules=StartRules(5_00, 200_00),
                              stream_poll=0.05, gateways={"wechat": world.wechat.url, "alipay": world.alipay.gateway},
@@ -139,11 +147,36 @@ def test_qr_lookup_shows_station_gun_status_and_the_tariff_now_and_next(client: 
     assert r.status_code == 404  # another operator's gun does not exist for this driver
 
 
+def test_a_start_on_a_gun_that_cannot_take_it_up_is_refused_with_the_reason_and_holds_nothing(
+        client: TestClient, world: PayWorld, ledger: Ledger) -> None:
+    auth = login(client, world)
+    top_up(client, world, auth, 50_00)
+    qr = {"qr": f"{PILE}01"}
+    now = datetime.now(UTC)
+    steps = [("the pile is offline", lambda: None),
+             ("gun 1 is charging", lambda: connect(ledger, PILE, "charging")),
+             ("gun 1 reports a fault", lambda: ledger.report_gun(PILE, 1, "idle", True, {"0": "急停按钮动作故障"}, now)),
+             ("the pile is disabled", lambda: (ledger.report_gun(PILE, 1, "idle", True, {}, now),
+                                               ledger.set_pile_enabled(PILE, False, "ops", "maintenance")))]
+    for n, (reason, make_it_so) in enumerate(steps):
+        make_it_so()
+        gun = client.get("/driver/guns", params=qr, headers=auth).json()["gun"]
+        assert (gun["can_start"], gun["why_not"]) == (False, reason), gun
+        r = start(client, auth, f"not-ready-{n:04d}")
+        assert (r.status_code, r.json()["code"], r.json()["details"]["reason"]) == (409, "pile_unavailable", reason)
+        assert wallet(client, auth)["held_fen"] == 0
+    ledger.set_pile_enabled(PILE, True, "ops", "back")
+    gun = client.get("/driver/guns", params=qr, headers=auth).json()["gun"]
+    assert (gun["status"], gun["can_start"], gun["why_not"]) == ("idle", True, None)
+    assert start(client, auth, "ready-0001").status_code == 202
+
+
 # ---- who may see what -----------------------------------------------------------------------------------
 def test_a_driver_cannot_see_or_stop_another_drivers_session_wallet_or_stream(
         client: TestClient, world: PayWorld, ledger: Ledger, auth_settings: AuthSettings) -> None:
     alice, bob = login(client, world), login(client, world)
     top_up(client, world, alice, 50_00)
+    connect(ledger, PILE)
     r = start(client, alice, "alice-start-0001")
     assert r.status_code == 202, r.text
     trade_no = r.json()["trade_no"]
@@ -189,6 +222,7 @@ def test_a_start_needs_the_minimum_and_a_retry_with_the_same_key_starts_once(cli
     assert r.json()["details"]["min_start_fen"] == 5_00
     assert wallet(client, auth)["held_fen"] == 0
     top_up(client, world, auth, 1)
+    connect(ledger, PILE)
     r = start(client, auth, "too-little-0001")  # the refused try dropped its claim: judged afresh
     assert r.status_code == 202, r.text
     first = r.json()
@@ -217,6 +251,8 @@ def test_two_concurrent_starts_on_one_wallet_cannot_together_hold_more_than_it_h
         with TestClient(apps[0]) as one, TestClient(apps[1]) as two:
             auth = login(one, world)
             top_up(one, world, auth, 30_00)
+            for pile_no in (PILE, OTHER_PILE):
+                connect(ledger, pile_no)
             wallet(two, auth)  # both processes have the wallet cached at 30.00 available
             for round_no in range(3):
                 barrier = threading.Barrier(4)
