@@ -122,6 +122,7 @@ def test_qr_formats() -> None:
 def test_qr_lookup_shows_station_gun_status_and_the_tariff_now_and_next(client: TestClient, world: PayWorld,
                                                                          ledger: Ledger) -> None:
     auth = login(client, world)
+    before = datetime.now(UTC).astimezone(ZoneInfo("Asia/Shanghai"))
     r = client.get("/driver/guns", params={"qr": f"https://charge.example.com/c/{PILE}02"}, headers=auth)
     assert r.status_code == 200, r.text
     gun = r.json()
@@ -129,13 +130,13 @@ def test_qr_lookup_shows_station_gun_status_and_the_tariff_now_and_next(client: 
     assert gun["gun"]["status"] == "offline" and gun["gun"]["can_start"] is False  # the pile never connected
     tariff = gun["tariff"]
     assert tariff["timezone"] == "Asia/Shanghai" and tariff["version"] == 1
-    local = datetime.now(UTC).astimezone(ZoneInfo("Asia/Shanghai"))
-    tier = TIERS[SLOTS[local.hour * 2 + local.minute // 30]]
-    assert tariff["now"]["tier"] == tier
+    after = datetime.now(UTC).astimezone(ZoneInfo("Asia/Shanghai"))
+    tier = tariff["now"]["tier"]  # the server read its clock between before and after, maybe across a slot edge
+    assert tier in {TIERS[SLOTS[t.hour * 2 + t.minute // 30]] for t in (before, after)}
     assert tariff["now"]["electricity_price"] == PRICES[tier]["electricity"]
     periods = [tariff["now"], *tariff["next"]]
     assert all(a["until"] == b["from"] and a["tier"] != b["tier"] for a, b in zip(periods, periods[1:]))
-    assert datetime.fromisoformat(periods[-1]["until"]) >= local + timedelta(hours=24)
+    assert datetime.fromisoformat(periods[-1]["until"]) >= before + timedelta(hours=24)
     for qr, status, code in ((f"{PILE}07", 404, "not_found"), ("9" * 16, 404, "not_found"),
                              ("https://charge.example.com/c/123", 422, "invalid_qr_code")):
         r = client.get("/driver/guns", params={"qr": qr}, headers=auth)
@@ -392,7 +393,7 @@ def check_books(client: TestClient, ledger: Ledger, database_url: str, world: Pa
 
 def test_end_to_end_login_top_up_start_charge_stop_bill(client: TestClient, world: PayWorld, ledger: Ledger,
                                                         database_url: str, nats_url: str) -> None:
-    run = run_end_to_end(ledger, database_url, nats_url, client, world, 60_00, speed=300, stop_after_readings=4)
+    run = run_end_to_end(ledger, database_url, nats_url, client, world, 60_00, speed=120, stop_after_readings=4)
     final = check_books(client, ledger, database_url, world, run, 60_00)
     assert final["reason"] == "stopped by driver" and 0 < final["amount_fen"] < run["hold"]
 
