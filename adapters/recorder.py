@@ -54,35 +54,27 @@ class LockedInsertRecorder(PostgresApplicationRecorder):
         table = SQL("{0}.{1}").format(Identifier(self.datastore.schema), Identifier(self.events_table_name))
         save = SQL("{0}.{1}").format(Identifier(self.datastore.schema), Identifier(f"{self.events_table_name}_save"))
         id_type = SQL(self.datastore.originator_id_type)
-        self.sql_create_statements.append(SQL(
-            "CREATE OR REPLACE FUNCTION {save}(ids {id_type}[], versions bigint[], topics text[], states bytea[])"
-            " RETURNS SETOF bigint LANGUAGE plpgsql AS $body$"
-            " BEGIN"
-            "   SET LOCAL lock_timeout = '{lock_timeout}s';"
-            "   LOCK TABLE {table} IN EXCLUSIVE MODE;"
-            "   NOTIFY {channel};"
-            "   RETURN QUERY INSERT INTO {table} (originator_id, originator_version, topic, state)"
-            "     SELECT * FROM unnest(ids, versions, topics, states)"  # in order: ids follow the arrays
-            "     RETURNING notification_id;"
-            " END $body$"
-        ).format(save=save, id_type=id_type, lock_timeout=self.datastore.lock_timeout, table=table,
-                 channel=Identifier(self.channel_name)))
-        self.sql_create_statements.append(SQL(
-            "CREATE OR REPLACE FUNCTION {save}(id {id_type}, version bigint, topic text, state bytea)"
-            " RETURNS SETOF bigint LANGUAGE plpgsql AS $body$"
-            " BEGIN"
-            "   SET LOCAL lock_timeout = '{lock_timeout}s';"
-            "   LOCK TABLE {table} IN EXCLUSIVE MODE;"
-            "   NOTIFY {channel};"
-            "   RETURN QUERY INSERT INTO {table} (originator_id, originator_version, topic, state)"
-            "     VALUES (id, version, topic, state) RETURNING notification_id;"
-            " END $body$"
-        ).format(save=save, id_type=id_type, lock_timeout=self.datastore.lock_timeout, table=table,
-                 channel=Identifier(self.channel_name)))
+        # Two overloads of one function: a save of one event (scalars, the usual case) and of many
+        # (arrays, unnested in order, so the ids returned follow the events given).
+        for arguments, rows in (("id {id_type}, version bigint, topic text, state bytea",
+                                 "VALUES (id, version, topic, state)"),
+                                ("ids {id_type}[], versions bigint[], topics text[], states bytea[]",
+                                 "SELECT * FROM unnest(ids, versions, topics, states)")):
+            self.sql_create_statements.append(SQL(
+                "CREATE OR REPLACE FUNCTION {save}(" + arguments + ") RETURNS SETOF bigint"
+                " LANGUAGE plpgsql AS $body$ BEGIN"
+                " SET LOCAL lock_timeout = '{lock_timeout}s';"
+                " LOCK TABLE {table} IN EXCLUSIVE MODE;"
+                " NOTIFY {channel};"
+                " RETURN QUERY INSERT INTO {table} (originator_id, originator_version, topic, state) " + rows +
+                " RETURNING notification_id;"
+                " END $body$"
+            ).format(save=save, id_type=id_type, lock_timeout=self.datastore.lock_timeout, table=table,
+                     channel=Identifier(self.channel_name)))
         self.save_one_statement = SQL(
             "SELECT * FROM {save}(%s::{id_type}, %s::bigint, %s::text, %s::bytea) AS notification_id"
         ).format(save=save, id_type=id_type).as_bytes(None)
-        self.save_statement = SQL(
+        self.save_many_statement = SQL(
             "SELECT * FROM {save}(%s::{id_type}[], %s::bigint[], %s::text[], %s::bytea[]) AS notification_id"
         ).format(save=save, id_type=id_type).as_bytes(None)
         self.select_prefix = SQL("SELECT originator_id, originator_version, topic, state FROM {0} WHERE ").format(
@@ -100,16 +92,16 @@ class LockedInsertRecorder(PostgresApplicationRecorder):
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
         if not stored_events:
             return []
-        params = ([e.originator_id for e in stored_events], [e.originator_version for e in stored_events],
-                  [e.topic for e in stored_events], [e.state for e in stored_events])
+        if len(stored_events) == 1:
+            e = stored_events[0]
+            statement, params = self.save_one_statement, (e.originator_id, e.originator_version, e.topic, e.state)
+        else:
+            statement, params = self.save_many_statement, (
+                [e.originator_id for e in stored_events], [e.originator_version for e in stored_events],
+                [e.topic for e in stored_events], [e.state for e in stored_events])
         with self.datastore.get_connection() as conn, conn.cursor() as cursor:
             assert conn.autocommit, "the function's call is one implicit transaction only in autocommit"
-            if len(stored_events) == 1:
-                e = stored_events[0]
-                cursor.execute(self.save_one_statement, (e.originator_id, e.originator_version, e.topic, e.state),
-                               prepare=True)
-            else:
-                cursor.execute(self.save_statement, params, prepare=True)
+            cursor.execute(statement, params, prepare=True)
             notification_ids = [row["notification_id"] for row in cursor.fetchall()]
         if len(notification_ids) != len(stored_events):  # pragma: no cover - would be a driver bug
             raise OperationalError(f"got {len(notification_ids)} notification ids for {len(stored_events)} events")
