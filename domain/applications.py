@@ -248,6 +248,9 @@ def get_together(*requests: tuple[LedgerApplication, Sequence[tuple[UUID, type, 
 class Registry(LedgerApplication):
     name = "Registry"
     env = CACHED  # noqa: RUF012
+    # A pile gathers events for as long as it runs (every link drop, every gun status change: tens a
+    # day), so a gateway that restarts must not replay years of them per pile: piles are snapshotted.
+    snapshotting_intervals = {Pile: SNAPSHOT_INTERVAL}  # noqa: RUF012
 
     def tenant(self, tenant_id: UUID) -> Tenant:
         return self.get(tenant_id, Tenant, "tenant")

@@ -91,3 +91,20 @@ def test_a_start_sees_a_tariff_assigned_by_another_process_and_one_it_never_read
     assert ledger.session(start(ledger, world, 10_00)).tariff["version"] == 2
     other.assign_tariff(None, "ops", pile_no=world.pile_no)  # back to the station's tariff
     assert ledger.session(start(ledger, world, 10_00)).tariff["id"] == str(world.tariff_id)
+
+
+def test_a_pile_with_a_long_history_loads_from_its_snapshot(ledger: Ledger, other: Ledger) -> None:
+    world = build_world(ledger)
+    for n in range(200):  # a pile's life on the link: logins, gun status changes, link drops
+        at = T0.replace(minute=n % 60)
+        if n % 10 == 0:
+            ledger.pile_connected(world.pile_no, at, "gw-1", 0x16, "v1")
+        ledger.report_gun(world.pile_no, 1 + n % 2, ("idle", "charging")[n // 2 % 2], True, {}, at)
+        if n % 10 == 9:
+            ledger.pile_disconnected(world.pile_no, at, "link lost")
+    pile = ledger.registry.pile(world.pile_no)
+    assert pile.version > 2 * 100
+    snapshots = list(ledger.registry.snapshots.get(pile.id))  # type: ignore[union-attr]
+    assert [s.originator_version for s in snapshots] == [100, 200]
+    loaded = other.registry.pile(world.pile_no)  # not cached there: the latest snapshot and what followed it
+    assert (loaded.version, loaded.guns, loaded.online) == (pile.version, pile.guns, pile.online)
