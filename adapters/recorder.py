@@ -44,6 +44,9 @@ from eventsourcing.utils import retry
 from psycopg.sql import SQL, Identifier
 
 
+SCHEMA_LOCK = 7_402_001  # the advisory lock that serialises table and function creation
+
+
 class LockedInsertRecorder(PostgresApplicationRecorder):
     """``PostgresApplicationRecorder`` whose save is one round trip (see the module)."""
 
@@ -87,6 +90,17 @@ class LockedInsertRecorder(PostgresApplicationRecorder):
             " JOIN {table} AS e ON e.originator_id = held.originator_id"
             " AND e.originator_version > held.originator_version"
         ).format(table=table, id_type=SQL(self.datastore.originator_id_type)).as_bytes(None)
+
+    def create_table(self) -> None:
+        """The library's table creation, one process at a time: two processes starting together on
+        one database would otherwise both ``CREATE OR REPLACE`` the same functions, and one fails
+        ("tuple concurrently updated")."""
+        with self.datastore.get_connection() as conn:
+            conn.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK,))
+            try:
+                super().create_table()
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK,))
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:

@@ -162,10 +162,10 @@ class Ledger:
         disabled, as the pile link last reported it: without it such a start would hold the
         driver's money until the pile refused it or the start deadline passed.
         """
-        # The pile, its station and their tariff brought up to date in one query (a pile never
-        # changes station; the tariff is the one the cached copies name, asked for again only if
-        # bringing them forward changed it); the wallet's tenant never changes, so its cached copy
-        # answers. All four are only read here, so they are the cached instances, not copies.
+        # The pile, its station and their tariff brought up to date in one query (the station and
+        # the tariff are the ones the cached copies name, read again only if bringing the pile
+        # forward changed them); the wallet's tenant never changes, so its cached copy answers.
+        # All four are only read here, so they are the cached instances, not copies.
         pile = self.registry.get(Pile.create_id(pile_no), Pile, "pile", fresh=False, copy=False)
         station = self.registry.get(pile.station_id, Station, "station", fresh=False, copy=False)
         tariff_id = pile.tariff_id or station.tariff_id
@@ -173,6 +173,8 @@ class Ledger:
         (pile, station), fresh_tariff = get_together(
             (self.registry, [(pile.id, Pile, "pile"), (pile.station_id, Station, "station")]),
             (self.tariffs, tariffs), copy=False)
+        if station.id != pile.station_id:  # moved since the cached copy: its new station, read fresh
+            station = self.registry.get(pile.station_id, Station, "station", copy=False)
         if tenant_id is not None and pile.tenant_id != tenant_id:
             raise NotFound(f"no pile {pile_no}", pile_no=pile_no)
         if not pile.enabled:

@@ -130,7 +130,11 @@ class Pile(Aggregate):
 
     def not_ready_because(self, gun_no: int) -> str:
         """Why a start on this gun would not be taken up now ('' if it would), from what the pile
-        link last reported: the pile offline or disabled, the gun charging, faulted or disabled."""
+        link last reported: the pile offline or disabled, the gun charging, faulted or disabled.
+
+        A gun still "offline" on a pile that is online is not a reason: the link marks every gun
+        offline when it drops, and a pile that logged in again may report its guns only with its
+        next realtime frame (minutes, when idle); the pile itself refuses a start it cannot take."""
         gun = self._gun(gun_no)
         if not self.enabled:
             return "the pile is disabled"
@@ -142,8 +146,6 @@ class Pile(Aggregate):
             return f"gun {gun_no} reports a fault"
         if gun["status"] == "charging":
             return f"gun {gun_no} is charging"
-        if gun["status"] == "offline":
-            return f"gun {gun_no} is offline"
         return ""
 
     def require_ready(self, gun_no: int) -> None:

@@ -60,7 +60,8 @@ CREATE TABLE IF NOT EXISTS watchdog_tracking (
 """
 CLOSING = {"Failed", "Settled", "Resettled", "Abandoned"}
 FOLLOWUP_GRACE = timedelta(minutes=1)  # the settling process applies the commands itself well before
-FOLLOWUP_RETRY = timedelta(minutes=1)  # after a refusal, doubled per attempt, at most a day
+FOLLOWUP_RETRY = timedelta(minutes=1)  # after a refusal, doubled per attempt up to 2^10 minutes
+FOLLOWUP_LEASE = timedelta(minutes=5)  # a sweep's hold on the rows it took
 
 
 class Watchdog:
@@ -136,11 +137,20 @@ class Watchdog:
                 for command, kwargs in wallet_commands(session, name, event)]
 
     def follow_up(self, now: datetime) -> list[str]:
-        """Apply the due wallet follow-ups the wallet does not hold yet. Returns the keys applied here."""
+        """Apply the due wallet follow-ups the wallet does not hold yet. Returns the keys applied here.
+
+        Rows are leased (their ``due`` moved ``FOLLOWUP_LEASE`` ahead, skipping rows another
+        gateway holds), so concurrent sweeps share the work and one crashed mid-way leaves its rows
+        to be taken again. A row that fails, for whatever reason, is put back with a growing pause
+        and its error: it never blocks the rows behind it.
+        """
         applied = []
         with psycopg.connect(self.database_url, autocommit=True) as conn:
-            rows = conn.execute("SELECT key, trade_no, wallet_id, command, arguments, attempts FROM wallet_followups "
-                                "WHERE due <= %s ORDER BY due LIMIT %s", (now, self.batch_size)).fetchall()
+            rows = conn.execute(
+                "UPDATE wallet_followups SET due = %s WHERE key IN (SELECT key FROM wallet_followups WHERE due <= %s "
+                "ORDER BY due LIMIT %s FOR UPDATE SKIP LOCKED) "
+                "RETURNING key, trade_no, wallet_id, command, arguments, attempts",
+                (now + FOLLOWUP_LEASE, now, self.batch_size)).fetchall()
             for key, trade_no, wallet_id, command, arguments, attempts in rows:
                 try:
                     wallet = self.ledger.wallets.get(wallet_id, Wallet, "wallet", fresh=False, copy=False)
@@ -150,10 +160,10 @@ class Watchdog:
                             applied.append(key)
                             log.warning("session %s: wallet %s (%s) was not applied after the session closed; "
                                         "applied now", trade_no, command, key)
-                except DomainError as error:
-                    pause = min(FOLLOWUP_RETRY * 2 ** attempts, timedelta(days=1))
+                except Exception as error:  # noqa: BLE001 - one row's failure must not hold back the others
+                    pause = FOLLOWUP_RETRY * 2 ** min(attempts, 10)  # at most about 17 hours
                     conn.execute("UPDATE wallet_followups SET attempts = attempts + 1, last_error = %s, due = %s "
-                                 "WHERE key = %s", (str(error), now + pause, key))
+                                 "WHERE key = %s", (f"{type(error).__name__}: {error}", now + pause, key))
                     log.error("session %s: wallet %s (%s) refused: %s; retrying in %s", trade_no, command, key,
                               error, pause)
                     continue

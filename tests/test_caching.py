@@ -16,6 +16,7 @@ import pytest
 from adapters.postgres import eventsourcing_env
 from domain.errors import InsufficientFunds, PileUnavailable
 from domain.ledger import Ledger
+from domain.registry import Pile
 from tests.factories import PRICES, SLOTS, build_world
 
 T0 = datetime(2026, 11, 22, 2, 0, tzinfo=timezone.utc)
@@ -108,3 +109,15 @@ def test_a_pile_with_a_long_history_loads_from_its_snapshot(ledger: Ledger, othe
     assert [s.originator_version for s in snapshots] == [100, 200]
     loaded = other.registry.pile(world.pile_no)  # not cached there: the latest snapshot and what followed it
     assert (loaded.version, loaded.guns, loaded.online) == (pile.version, pile.guns, pile.online)
+
+
+def test_a_start_on_a_pile_moved_by_another_process_takes_its_new_stations_tariff_and_zone(ledger: Ledger,
+                                                                                          other: Ledger) -> None:
+    world = build_world(ledger, top_up=100_00)
+    start(ledger, world, 10_00)  # the pile and its first station are cached here
+    far = other.create_station(world.tenant_id, "Urumqi", "1 West Road", 43.8, 87.6, "ops", timezone="Asia/Urumqi")
+    night = other.create_tariff(world.tenant_id, "night", PRICES, [3] * 48, "ops")
+    other.assign_tariff(night, "ops", station_id=far)
+    other.registry.update(Pile.create_id(world.pile_no), Pile, "pile", lambda p: p.move(far, "ops"))
+    session = ledger.session(start(ledger, world, 10_00))
+    assert (session.station_id, session.timezone, session.tariff["id"]) == (far, "Asia/Urumqi", str(night))

@@ -163,3 +163,34 @@ def test_two_tables_are_brought_forward_in_one_query(database_url: str) -> None:
     finally:
         sessions.datastore.close()
         wallets.datastore.close()
+
+
+def test_processes_starting_together_on_an_empty_database_all_start(servers: tuple[str, str]) -> None:
+    """Each Ledger creates its tables and save functions at start; several at once must not collide."""
+    from adapters.servers import create_database
+    from domain.ledger import Ledger
+
+    url = create_database(servers[0], f"t_start_{uuid.uuid4().hex[:8]}")
+    barrier, ledgers, errors = threading.Barrier(3), [], []
+
+    def start() -> None:
+        barrier.wait()
+        try:
+            ledgers.append(Ledger(eventsourcing_env(url)))
+        except Exception as error:  # noqa: BLE001 - collected for the assertion
+            errors.append(error)
+
+    threads = [threading.Thread(target=start) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    try:
+        assert errors == [] and len(ledgers) == 3
+        tenant = ledgers[0].create_tenant("T", "admin")
+        assert ledgers[2].registry.tenant(tenant).name == "T"
+    finally:
+        for led in ledgers:
+            led.close()
+        with psycopg.connect(servers[0], autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[-1]}" WITH (FORCE)')

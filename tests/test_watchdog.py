@@ -100,4 +100,25 @@ def test_a_follow_up_the_wallet_refuses_stays_and_is_retried_later(ledger: Ledge
     assert watchdog.follow_up(T0) == []  # not due again yet: no second attempt
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT attempts FROM wallet_followups").fetchone() == (1,)
+        conn.execute("UPDATE wallet_followups SET attempts = 60")  # a month of refusals: the pause stays bounded
+    assert watchdog.follow_up(T0 + timedelta(days=1)) == []
+    with psycopg.connect(database_url) as conn:
+        attempts, due = conn.execute("SELECT attempts, due FROM wallet_followups").fetchone()
+    assert attempts == 61 and due <= T0 + timedelta(days=2)
     assert ledger.wallet(world.wallet_id).available == 10_00
+
+
+def test_a_row_that_fails_does_not_hold_back_the_rows_behind_it(ledger: Ledger, database_url: str) -> None:
+    world = build_world(ledger, top_up=100_00)
+    trade_no = charging(ledger, world)
+    settle_session_only(ledger, trade_no, T0)
+    watchdog = Watchdog(ledger, database_url)
+    watchdog.catch_up()
+    with psycopg.connect(database_url) as conn:  # due first, and its arguments fit no wallet command
+        conn.execute("INSERT INTO wallet_followups (key, trade_no, wallet_id, command, arguments, due) "
+                     "VALUES ('odd:x', 'x', %s, 'capture', %s, %s)",
+                     (world.wallet_id, json.dumps({"key": "odd:x", "no_such_argument": 1}), T0 - timedelta(days=1)))
+    assert watchdog.follow_up(T0 + FOLLOWUP_GRACE) == [f"capture:{trade_no}"]
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT key, attempts FROM wallet_followups").fetchall() == [("odd:x", 1)]
+    assert ledger.wallet(world.wallet_id).held == 0
