@@ -12,6 +12,11 @@ next one, then advances the tracking position. Consequences:
   it the stream would drop its first events as repeats of the old database's;
 * nothing is reordered: one event is in flight per Application at a time.
 
+It does not wait on a timer for new events: it LISTENs on the channels the recorder NOTIFYs in
+every save's transaction, so a commit wakes it at once (a start reaches its gateway in
+milliseconds, not a poll interval later). A slow poll (``idle_sleep``, 1 s) stays as the fallback
+for a notification missed while the listening connection was being re-established.
+
 Subjects are ``chargeledger.<application>.<aggregate type>.<event name>``. The body is the event's
 stored bytes, verbatim (the same bytes an auditor reads in Postgres); the headers carry the ids.
 """
@@ -26,6 +31,8 @@ from typing import Any
 import nats
 import nats.errors
 import nats.js.errors
+import psycopg
+from psycopg import sql
 from eventsourcing.persistence import InfrastructureFactory, Notification, Tracking
 from eventsourcing.utils import Environment
 from nats.js.api import StorageType, StreamConfig
@@ -82,7 +89,7 @@ async def ensure_stream(js: Any) -> None:
 
 class Relay:
     def __init__(self, applications: Sequence[Any], tracking_env: dict[str, str], nats_url: str,
-                 *, batch_size: int = 500, idle_sleep: float = 0.05) -> None:
+                 *, batch_size: int = 500, idle_sleep: float = 1.0) -> None:
         self.applications = list(applications)
         factory = InfrastructureFactory.construct(Environment("Relay", tracking_env))
         self.tracking = factory.tracking_recorder()
@@ -92,6 +99,8 @@ class Relay:
         self.idle_sleep = idle_sleep
         self.published = 0
         self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+        self.listening = False  # the LISTEN connection is up (else only the idle poll finds new events)
 
     def position(self, application: str) -> int:
         return self.tracking.max_tracking_id(application) or 0
@@ -103,14 +112,36 @@ class Relay:
     def stop(self) -> None:
         self._stopping.set()
 
+    async def _listen(self) -> None:
+        """Set ``_wake`` whenever a save commits in any Application (its recorder's NOTIFY)."""
+        kwargs = self.applications[0].recorder.datastore.pool.kwargs
+        params = {k: kwargs[k] for k in ("host", "port", "dbname", "user", "password") if kwargs.get(k) is not None}
+        while not self._stopping.is_set():
+            try:
+                async with await psycopg.AsyncConnection.connect(**params, autocommit=True) as conn:
+                    for app in self.applications:
+                        await conn.execute(sql.SQL("LISTEN {0}").format(sql.Identifier(app.recorder.channel_name)))
+                    self.listening = True
+                    self._wake.set()  # anything committed before LISTEN took effect is found by one poll
+                    async for _ in conn.notifies():
+                        self._wake.set()
+            except (psycopg.Error, OSError) as exc:
+                log.warning("relay: listening for commits failed (%s: %s); polling until it is back",
+                            type(exc).__name__, exc)
+            finally:
+                self.listening = False
+            await asyncio.sleep(1.0)
+
     async def run(self) -> None:
         """Relay until stopped, reconnecting to NATS for as long as it takes."""
         nc = await nats.connect(self.nats_url, max_reconnect_attempts=-1, reconnect_time_wait=0.25,
                                 allow_reconnect=True, connect_timeout=2)
         js = nc.jetstream(timeout=2)
         stream_ready = False
+        listener = asyncio.create_task(self._listen(), name="relay-listen")
         try:
             while not self._stopping.is_set():
+                self._wake.clear()  # before looking: a commit during the look wakes the next wait
                 try:
                     if not stream_ready:
                         await ensure_stream(js)
@@ -124,12 +155,20 @@ class Relay:
                     moved = 0
                     await asyncio.sleep(0.25)
                 if not moved:
-                    try:
-                        await asyncio.wait_for(self._stopping.wait(), self.idle_sleep)
-                    except asyncio.TimeoutError:
-                        pass
+                    await self._idle()
         finally:
+            listener.cancel()
+            await asyncio.gather(listener, return_exceptions=True)
             await nc.close()
+
+    async def _idle(self) -> None:
+        """Until a commit, a stop, or ``idle_sleep`` passes."""
+        waits = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(self._stopping.wait())]
+        try:
+            await asyncio.wait(waits, timeout=self.idle_sleep, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
 
     async def relay_batch(self, js: Any, app: Any) -> int:
         """Publish the next batch of one Application's events. Returns how many went out."""

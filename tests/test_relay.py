@@ -11,6 +11,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import nats
+import psycopg
 
 from adapters.postgres import eventsourcing_env
 from adapters.relay import STREAM, Relay, message_id, subject_for
@@ -94,3 +95,29 @@ def test_nats_outage_loses_and_duplicates_nothing(ledger: Ledger, database_url: 
         assert notification_ids == sorted(notification_ids), f"out of order on {subject}"
     for application, notification_ids in by_application.items():  # stronger still: each log's own order
         assert notification_ids == sorted(notification_ids), f"out of order in {application}"
+
+
+def test_a_commit_wakes_the_relay_without_waiting_for_its_poll(ledger: Ledger, database_url: str,
+                                                              nats_url: str) -> None:
+    """With the fallback poll an hour away, events still go out: the recorder's NOTIFY wakes the relay,
+    including after its listening connection was killed and came back."""
+    relay = Relay(ledger.applications, eventsourcing_env(database_url), nats_url, idle_sleep=3600)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_until_complete, args=(relay.run(),), daemon=True)
+    world = build_world(ledger)
+    thread.start()
+    try:
+        wait_for(lambda: relay.listening and relay.caught_up(), timeout=30)
+        charge_sessions(ledger, world, 1)
+        wait_for(relay.caught_up, timeout=30)
+        with psycopg.connect(database_url, autocommit=True) as conn:  # the listening connection dies
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                         "WHERE query LIKE 'LISTEN%%' AND pid <> pg_backend_pid()")
+        wait_for(lambda: not relay.listening, timeout=30)
+        wait_for(lambda: relay.listening, timeout=30)
+        charge_sessions(ledger, world, 1)
+        wait_for(relay.caught_up, timeout=30)
+    finally:
+        loop.call_soon_threadsafe(relay.stop)
+        thread.join(timeout=10)
+    assert not thread.is_alive()
