@@ -14,7 +14,7 @@ import random
 import threading
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -72,7 +72,11 @@ TIER_RATES = (TierRate(120000, 60000), TierRate(100000, 50000), TierRate(70000, 
 # valley 00-08, flat 08-10, peak 10-12, sharp 12-14, flat 14-18, peak 18-22, valley 22-24
 SLOTS = (3,) * 16 + (2,) * 4 + (1,) * 4 + (0,) * 4 + (2,) * 8 + (1,) * 8 + (3,) * 4
 PILE = "32010600019236"
-FAST = PileConfig(heartbeat_interval=0.5, reply_timeout=3.0, record_retry=0.4, reconnect_delay=0.1)
+# Link timers are real seconds. Heartbeats and record retries are fast so tests are short; how long
+# the pile tolerates silence (heartbeat_misses x interval, reply_timeout) is generous, so a stalled
+# event loop on a loaded machine does not drop the link in tests that are not about that.
+FAST = PileConfig(heartbeat_interval=0.5, heartbeat_misses=20, reply_timeout=10.0, record_retry=0.4,
+                  reconnect_delay=0.1)
 
 
 def run(coro_fn: Callable[[], Awaitable[Any]], timeout: float = 60.0) -> Any:
@@ -200,6 +204,13 @@ class Platform:
         return self.connections[pile_no].send(
             RemoteStart(trade_no, pile_no, gun, "1000000000000573", bytes(8), balance_fen))
 
+    async def remote_start_at(self, at: datetime, pile_no: str, gun: str, trade_no: str, balance_fen: int) -> bytes:
+        """Set the pile's clock to ``at`` (0x56), then start (0x34), in one write: the charge starts at
+        ``at`` in simulated time however long the login took in real time (the sim clock runs from the
+        first connect, so at x600 a one-second stall would otherwise move the start by ten minutes)."""
+        self.connections[pile_no].send(TimeSync(pile_no, at))
+        return await self.remote_start(pile_no, gun, trade_no, balance_fen)
+
 
 def trade(n: int, gun: str = "01", pile: str = PILE) -> str:
     return f"{pile}{gun}240601120000{n:04d}"
@@ -272,11 +283,16 @@ def test_login_model_heartbeats_and_time_sync() -> None:
                 assert seqs == [0, 1, 2, 3]
                 # time sync: the pile adopts the platform's clock and echoes it
                 conn = platform.connections[PILE]
-                seq = conn.send(TimeSync(PILE, datetime(2024, 6, 1, 12, 0, 0)))
+                noon = datetime(2024, 6, 1, 12, 0, 0)
+                loop = asyncio.get_running_loop()
+                sent_at = loop.time()
+                seq = conn.send(TimeSync(PILE, noon))
                 await platform.wait(lambda: platform.of(TimeSyncAck, PILE))
-                assert platform.of(TimeSyncAck, PILE)[0].time == datetime(2024, 6, 1, 12, 0, 0)
+                assert platform.of(TimeSyncAck, PILE)[0].time == noon
                 assert [f.seq for p, f, m in platform.received if isinstance(m, TimeSyncAck)] == [seq]
-                assert abs((pile.now() - datetime(2024, 6, 1, 12, 0, 0)).total_seconds()) < 120
+                # since the 0x56 the pile's clock ran from 12:00:00 at x60 (+ < 1 s: it keeps whole seconds)
+                ran = timedelta(seconds=(loop.time() - sent_at) * 60 + 1)
+                assert noon <= pile.now() <= noon + ran
                 # idle realtime on request
                 seq = conn.send(ReadRealtime(PILE, "02"))
                 await platform.wait(lambda: [f for p, f, m in platform.received if f.seq == seq and
@@ -314,7 +330,7 @@ def test_remote_start_charges_on_a_curve_and_remote_stop_settles_with_a_tiered_r
                              speed=600, start=start, config=FAST) as fleet:
                 pile = fleet.pile(PILE)
                 await fleet.events.wait_for("model_received", pile=PILE)
-                seq = await platform.remote_start(PILE, "01", trade(1), balance_fen=100_000)
+                seq = await platform.remote_start_at(start, PILE, "01", trade(1), balance_fen=100_000)
                 await platform.wait(lambda: platform.of(RemoteStartReply, PILE))
                 reply = platform.of(RemoteStartReply, PILE)[0]
                 assert (reply.result, reply.fail_reason, reply.trade_no) == (1, 0, trade(1))
@@ -327,9 +343,10 @@ def test_remote_start_charges_on_a_curve_and_remote_stop_settles_with_a_tiered_r
                 energies = [m.energy for m in frames]
                 assert energies == sorted(energies)
                 assert frames[-1].voltage_dv > 3000 and frames[-1].current_da > 0 and frames[-1].soc_pct > 0
-                # let it pass 08:00 so two tiers are used, then stop it from the platform
-                while pile.now() < datetime(2024, 6, 1, 8, 5):
-                    await asyncio.sleep(0.05)
+                # let the charge itself pass 08:05 (15 min after its 07:50 start) so two tiers are
+                # used, then stop it from the platform
+                await platform.wait(lambda: [m for m in platform.of(RealtimeData, PILE)
+                                             if m.trade_no == trade(1) and m.elapsed_min >= 15], 20)
                 platform.connections[PILE].send(RemoteStop(PILE, "01"))
                 await platform.wait(lambda: platform.records.get(trade(1)))
                 stop = platform.of(RemoteStopReply, PILE)[0]
@@ -386,7 +403,8 @@ def test_the_pile_stops_by_itself_when_the_balance_is_used_up() -> None:
             async with Fleet("127.0.0.1", platform.port, [PileSpec(PILE, plugged=True, max_power_w=120_000)],
                              seed=4, speed=600, start=datetime(2024, 6, 1, 12, 10), config=FAST) as fleet:
                 await fleet.events.wait_for("model_received", pile=PILE)
-                await platform.remote_start(PILE, "01", trade(2), balance_fen=500)  # 5.00 yuan at 1.80/kWh
+                await platform.remote_start_at(datetime(2024, 6, 1, 12, 10), PILE, "01", trade(2),
+                                               balance_fen=500)  # 5.00 yuan at 1.80/kWh
                 stopped = await fleet.events.wait_for("charging_stopped", pile=PILE, timeout=30)
                 assert stopped["stop_reason"] == 0x6E
                 await platform.wait(lambda: platform.records.get(trade(2)))
@@ -412,16 +430,25 @@ def test_an_unconfirmed_record_is_retried_and_survives_going_offline() -> None:
                 mark = fleet.events.mark()
                 await pile.disconnect()
                 await fleet.events.wait_for("disconnected", pile=PILE, after=mark)
-                assert pile.gun(1).charging  # charging goes on offline
-                await asyncio.sleep(0.3)
+                # charging goes on offline (wait for the charge itself to advance, not for a fixed real
+                # time: at x300 a stall could otherwise let the car fill up and stop by itself)
+                session = pile.gun(1).session
+                assert session is not None
+                offline_energy = session.meter.total_energy
+                while pile.gun(1).session is session and session.meter.total_energy <= offline_energy:
+                    await asyncio.sleep(0.005)
                 pile.press_stop(1)
                 assert trade(3) in pile.records and not platform.records.get(trade(3))
                 # back online: it logs in and uploads the record before verifying its model
                 platform.drop_confirms = 1  # and the first upload goes unanswered
                 await pile.reconnect()
-                await fleet.events.wait_for("record_confirmed", pile=PILE, trade_no=trade(3), timeout=10)
+                confirmed = await fleet.events.wait_for("record_confirmed", pile=PILE, trade_no=trade(3), timeout=10)
+                # the unanswered upload was sent again: twice in all, or more if a stall held the confirm
+                # past another record_retry; every copy reaches the platform and a retry is the same record
+                assert confirmed["attempts"] >= 2
+                await platform.wait(lambda: len(platform.records[trade(3)]) == confirmed["attempts"])
                 copies = platform.records[trade(3)]
-                assert len(copies) == 2 and copies[0] == copies[1]  # a retry is the same record
+                assert all(copy == copies[0] for copy in copies)
                 assert copies[0].stop_reason == 0x45 and copies[0].energy > 0
                 after_login = [type(m).__name__ for p, f, m in platform.received if p == PILE]
                 second_login = len(after_login) - after_login[::-1].index("Login") - 1
@@ -436,11 +463,11 @@ def test_a_platform_that_drops_the_link_is_reconnected_to_automatically() -> Non
         async with Platform() as platform:
             async with Fleet("127.0.0.1", platform.port, [PileSpec(PILE)], seed=6, config=FAST) as fleet:
                 await fleet.events.wait_for("model_received", pile=PILE)
-                mark = fleet.events.mark()
+                mark, logins = fleet.events.mark(), platform.logins
                 platform.kick(PILE)
                 await fleet.events.wait_for("disconnected", pile=PILE, after=mark)
                 await fleet.events.wait_for("login_ok", pile=PILE, after=mark)
-                assert platform.logins == 2
+                assert platform.logins == logins + 1
                 # the model is kept across the reconnect: verified, not requested again
                 await fleet.events.wait_for("model_verified", pile=PILE, after=mark, matches=True)
                 assert len(platform.of(BillingModelRequest, PILE)) == 1
@@ -451,7 +478,7 @@ def test_a_platform_that_drops_the_link_is_reconnected_to_automatically() -> Non
 def test_a_platform_that_stops_answering_heartbeats_is_dropped_and_logged_into_again() -> None:
     async def scenario() -> None:
         async with Platform() as platform:
-            config = PileConfig(heartbeat_interval=0.2, reply_timeout=3.0, reconnect_delay=0.1)
+            config = PileConfig(heartbeat_interval=0.2, reply_timeout=10.0, reconnect_delay=0.1)
             async with Fleet("127.0.0.1", platform.port, [PileSpec(PILE)], seed=6, config=config) as fleet:
                 await fleet.events.wait_for("model_received", pile=PILE)
                 mark = fleet.events.mark()
@@ -460,7 +487,11 @@ def test_a_platform_that_stops_answering_heartbeats_is_dropped_and_logged_into_a
                 assert lost["missed"] >= 3  # three unanswered heartbeats, as the protocol says
                 platform.answer_heartbeats = True
                 await fleet.events.wait_for("login_ok", pile=PILE, after=lost.index)
-                assert platform.logins == 2
+                # it logged in again, once, and the platform saw each login the pile made; counted from
+                # the drop, not from the start: a stall of 3 intervals (0.6 s) before the platform went
+                # quiet would itself have dropped the link once more
+                assert len(fleet.events.find("login_ok", pile=PILE, after=lost.index)) == 1
+                assert platform.logins == len(fleet.events.find("login_ok", pile=PILE))
 
     run(scenario)
 
@@ -514,7 +545,8 @@ def test_a_seed_replays_the_same_charge() -> None:
             async with Fleet("127.0.0.1", platform.port, [PileSpec(PILE, plugged=True)], seed=42, speed=1200,
                              start=datetime(2024, 6, 1, 9, 0), config=FAST) as fleet:
                 await fleet.events.wait_for("model_received", pile=PILE)
-                await platform.remote_start(PILE, "01", trade(1), balance_fen=3_000)
+                # the charge (about half an hour) starts at 09:00 sharp, far from the 10:00 tier edge
+                await platform.remote_start_at(datetime(2024, 6, 1, 9, 0), PILE, "01", trade(1), balance_fen=3_000)
                 await fleet.events.wait_for("record_confirmed", pile=PILE, timeout=30)
                 return [(t.energy, t.amount, t.price) for t in platform.records[trade(1)][0].tiers]
 
@@ -544,14 +576,21 @@ def test_load_mode_logs_in_many_connections_and_measures_heartbeat_latency() -> 
             load = LoadFleet("127.0.0.1", platform.port, config)
             report = await load.run()
             assert report.logged_in == 200 and report.login_failed == 0
-            assert report.heartbeat.count >= 200 * 5
             assert report.login.count == 200
-            assert 0 < report.heartbeat.percentile(50) <= report.heartbeat.percentile(99) < 1.0
-            assert report.realtime_sent >= 200 * 2
+            assert report.heartbeats_sent >= 200 * 5 and report.realtime_sent >= 200 * 2
+            # every heartbeat sent is matched to its 0x04 by sequence number, or still pending when the
+            # run closed its connections (how many depends on the machine: after a stall the scheduler
+            # catches up in a burst the close can cut off); most are answered
+            assert report.heartbeat.count + report.unanswered == report.heartbeats_sent
+            assert report.heartbeat.count > report.unanswered
+            # latency is per frame, write -> reply: typically well under a millisecond here; the median
+            # shrugs off a stall, the tail only has to be bounded (bench/ measures speed)
+            assert 0 < report.heartbeat.percentile(50) < 0.5
+            assert report.heartbeat.percentile(50) <= report.heartbeat.percentile(99) < 5.0
             assert len(platform.of(Login)) == 200
             # every frame counted as sent arrives (the last ones may still be in flight at the close)
-            await platform.wait(lambda: len(platform.of(RealtimeData)) == report.realtime_sent, 5)
-            assert report.unanswered <= 200  # at most the last heartbeat of each connection
+            await platform.wait(lambda: len(platform.of(RealtimeData)) == report.realtime_sent
+                                and len(platform.of(Heartbeat)) == report.heartbeats_sent)
 
     run(scenario)
 
@@ -583,6 +622,10 @@ def test_the_cli_prints_a_readable_log_and_succeeds_when_every_record_is_confirm
     platform = Platform()
     asyncio.run_coroutine_threadsafe(platform.__aenter__(), loop).result(5)
     pile_no = "99000000000002"
+    # --duration is real seconds in which both piles log in and pile 2 charges until its 2 yuan are
+    # used up and its record is confirmed (well under a second here): 10 s leaves room for a slow
+    # machine. --heartbeat 2: a pile drops the link after three unanswered intervals, 6 s, so a stalled
+    # loop does not cause a third login, while a pile ignoring the answers would still do so within 10 s.
 
     async def start_when_logged_in() -> None:
         await platform.wait(lambda: pile_no in platform.connections and platform.of(BillingModelRequest, pile_no))
@@ -593,8 +636,8 @@ def test_the_cli_prints_a_readable_log_and_succeeds_when_every_record_is_confirm
         parser = argparse.ArgumentParser()
         cli.add_arguments(parser)
         args = parser.parse_args(["--port", str(platform.port), "--piles", "2", "--guns", "2", "--seed", "3",
-                                  "--speed", "600", "--plugged", "--duration", "3", "--quirky", "0",
-                                  "--heartbeat", "0.5", "--progress", "1", "--start", "2024-06-01T10:00"])
+                                  "--speed", "600", "--plugged", "--duration", "10", "--quirky", "0",
+                                  "--heartbeat", "2", "--progress", "1", "--start", "2024-06-01T10:00"])
         out = io.StringIO()
         assert cli.run(args, out) == 0
         starter.result(1)
@@ -620,7 +663,7 @@ def test_the_cli_reports_a_failure_when_the_platform_refuses_the_login() -> None
         async with Platform(refuse={"99000000000001"}) as platform:
             parser = argparse.ArgumentParser()
             cli.add_arguments(parser)
-            args = parser.parse_args(["--port", str(platform.port), "--duration", "1"])
+            args = parser.parse_args(["--port", str(platform.port), "--duration", "3"])
             out = io.StringIO()
             rc = await cli._simulate(args, out)
             return rc, out.getvalue()
