@@ -227,6 +227,8 @@ class FakeAlipay(_Loopback):
         self.trades: dict[str, dict[str, Any]] = {}
         self.refunds: dict[str, dict[str, Any]] = {}
         self.refund_fails = False
+        # ACQ.SYSTEM_ERROR to a refund call: "done" (the refund went through all the same) or "lost"
+        self.refund_system_error: str | None = None
 
     @property
     def gateway(self) -> str:
@@ -262,10 +264,21 @@ class FakeAlipay(_Loopback):
                 return self._signed(key, {"code": "40004", "msg": "Business Failed", "sub_code": "ACQ.TRADE_STATUS_ERROR",
                                           "sub_msg": "交易状态不合法"})
             trade = self.trades[biz["out_trade_no"]]
-            self.refunds[biz["out_request_no"]] = biz
+            if self.refund_system_error != "lost":
+                self.refunds[biz["out_request_no"]] = biz
+            if self.refund_system_error:
+                return self._signed(key, {"code": "20000", "msg": "Service Currently Unavailable",
+                                          "sub_code": "ACQ.SYSTEM_ERROR", "sub_msg": "系统错误"})
             return self._signed(key, {"code": "10000", "msg": "Success", "trade_no": trade["trade_no"],
                                       "out_trade_no": biz["out_trade_no"], "fund_change": "Y",
                                       "refund_fee": biz["refund_amount"]})
+        if method_name == "alipay.trade.fastpay.refund.query":  # no refund: success with no amount
+            refund = self.refunds.get(biz["out_request_no"])
+            paid = self.trades[refund["out_trade_no"]] if refund else {}
+            found = {"trade_no": paid["trade_no"], "refund_amount": refund["refund_amount"],
+                     "total_amount": paid["total_amount"], "refund_status": "REFUND_SUCCESS"} if refund else {}
+            return self._signed(key, {"code": "10000", "msg": "Success", "out_trade_no": biz.get("out_trade_no"),
+                                      "out_request_no": biz["out_request_no"], **found})
         if method_name == "alipay.system.oauth.token":
             user = self.codes.pop(params.get("code", ""), None)
             if user is None:

@@ -110,6 +110,30 @@ def test_a_refund_succeeds_synchronously(world: PayWorld) -> None:
     assert (wallet.available, wallet.refund_pending, wallet.balances["clearing:alipay"]) == (80_00, 0, 80_00)
 
 
+def test_a_refund_left_processing_by_a_system_error_is_settled_by_reconciling(world: PayWorld) -> None:
+    """ACQ.SYSTEM_ERROR leaves a refund's outcome unknown; the refund query decides it later: one
+    refund went through all the same (the money leaves), the other never happened (it comes back)."""
+    out_trade_no = _top_up(world, 88_88)
+    _notify(world, world.alipay.payment_notification(out_trade_no))
+    world.alipay.refund_system_error = "done"
+    [went_through] = world.service.request_refund(world.alipay_payer(), 8_88)
+    world.alipay.refund_system_error = "lost"
+    [never_happened] = world.service.request_refund(world.alipay_payer(), 10_00)
+    assert (went_through.status, never_happened.status) == ("processing", "processing")
+    wallet = _wallet(world)
+    assert (wallet.available, wallet.refund_pending) == (70_00, 18_88)
+
+    world.alipay.refund_system_error = None
+    assert world.service.reconcile_refund(out_trade_no, went_through.out_refund_no) == "succeeded"
+    assert world.service.reconcile_refund(out_trade_no, never_happened.out_refund_no) == "failed"
+    assert world.service.reconcile_refund(out_trade_no, went_through.out_refund_no) == "succeeded"  # again: no change
+    wallet = _wallet(world)
+    assert (wallet.available, wallet.refund_pending, wallet.balances["clearing:alipay"]) == (80_00, 0, 80_00)
+    refunds = world.payments.order(out_trade_no).refunds
+    assert (refunds[went_through.out_refund_no]["state"], refunds[never_happened.out_refund_no]["state"]) == (
+        "succeeded", "failed")
+
+
 def test_a_refund_that_fails_gives_the_money_back(world: PayWorld) -> None:
     out_trade_no = _top_up(world, 88_88)
     _notify(world, world.alipay.payment_notification(out_trade_no))
