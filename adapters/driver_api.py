@@ -39,8 +39,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from psycopg.rows import dict_row
 from pydantic import BaseModel, ConfigDict, Field
 
-from adapters.auth import AuthError
-from adapters.driver_identity import DriverIdentity, DriverPrincipal
+from adapters.driver_identity import DriverIdentity, DriverPrincipal, bearer_driver
 from adapters.http import ApiError
 from domain.errors import DomainError, IdempotencyConflict, InsufficientFunds, NotFound
 from domain.money import fen_to_yuan_str
@@ -316,13 +315,13 @@ class DriverSessions:
         status = gun["status"] if pile.online else "offline"
         if not pile.enabled or not gun.get("enabled", True):
             status = "disabled"
+        why_not = pile.not_ready_because(gun_no)
         out: dict[str, Any] = {
             "pile_no": pile_no, "gun_no": gun_no, "kind": pile.kind,
             "station": {"id": str(station.id), "name": station.name, "address": station.address,
                         "latitude": station.latitude, "longitude": station.longitude, "timezone": station.timezone},
             "gun": {"status": status, "plugged": bool(gun.get("plugged")), "faults": list(gun.get("faults", [])),
-                    "online": pile.online, "can_start": not pile.not_ready_because(gun_no),
-                    "why_not": pile.not_ready_because(gun_no) or None},
+                    "online": pile.online, "can_start": not why_not, "why_not": why_not or None},
             "tariff": None,
         }
         tariff_id = pile.tariff_id or station.tariff_id
@@ -368,13 +367,7 @@ def sse(event: str, data: Any, event_id: int | None = None) -> str:
 def driver_router(identity: DriverIdentity, sessions: DriverSessions) -> APIRouter:
     router = APIRouter(prefix="/driver", tags=["driver sessions"])
 
-    def driver(authorization: Annotated[str | None, Header()] = None) -> DriverPrincipal:
-        scheme, _, token = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise AuthError("missing_token", "send Authorization: Bearer <driver token>")
-        return identity.tokens.verify(token.strip())
-
-    Driver = Annotated[DriverPrincipal, Depends(driver)]
+    Driver = Annotated[DriverPrincipal, Depends(bearer_driver(identity))]
 
     @router.get("/guns", summary="Look up a gun from its QR code: station, status, tariff now and next")
     def lookup(d: Driver, qr: Annotated[str, Query(min_length=16, max_length=300)]) -> dict[str, Any]:

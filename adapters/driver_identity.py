@@ -18,10 +18,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 from uuid import UUID
 
 import httpx
+from fastapi import Header
 
 from adapters.auth import DRIVER, AuthError, Principal, TokenSigner
 from adapters.payments.base import ProviderError
@@ -138,3 +139,15 @@ class DriverIdentity:
         self.open_wallet(tenant_id, driver_id)
         token, expires_at = self.tokens.issue(tenant_id, driver_id)
         return Login(token, expires_at, DriverPrincipal(tenant_id, driver_id, provider, channel_name, payer))
+
+
+def bearer_driver(identity: DriverIdentity) -> Callable[..., DriverPrincipal]:
+    """The FastAPI dependency of every driver-facing route: the driver a Bearer token names."""
+
+    def driver(authorization: Annotated[str | None, Header()] = None) -> DriverPrincipal:
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise AuthError("missing_token", "send Authorization: Bearer <driver token>")
+        return identity.tokens.verify(token.strip())
+
+    return driver

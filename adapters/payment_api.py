@@ -14,13 +14,12 @@ import logging
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from adapters.auth import AuthError
-from adapters.driver_identity import DriverIdentity, DriverPrincipal
+from adapters.driver_identity import DriverIdentity, DriverPrincipal, bearer_driver
 from adapters.payments.base import InvalidSignature, NotificationRefused
 from adapters.payments.service import Payer, PaymentService
 from domain.errors import DomainError, NotFound
@@ -60,13 +59,7 @@ def _status_of(error: Exception) -> int:
 def payment_router(service: PaymentService, identity: DriverIdentity) -> APIRouter:
     router = APIRouter()
 
-    def driver(authorization: Annotated[str | None, Header()] = None) -> DriverPrincipal:
-        scheme, _, token = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise AuthError("missing_token", "send Authorization: Bearer <driver token>")
-        return identity.tokens.verify(token.strip())
-
-    Driver = Annotated[DriverPrincipal, Depends(driver)]
+    Driver = Annotated[DriverPrincipal, Depends(bearer_driver(identity))]
 
     def payer(d: DriverPrincipal) -> Payer:
         return Payer(d.tenant_id, d.driver_id, d.channel, d.payer)

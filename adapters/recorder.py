@@ -153,11 +153,7 @@ class LockedInsertRecorder(PostgresApplicationRecorder):
             params = [value for item in versions.items() for value in item]
         with self.datastore.get_connection() as conn, conn.cursor() as cursor:
             cursor.execute(query, params, prepare=True)
-            return [
-                StoredEvent(originator_id=row["originator_id"], originator_version=row["originator_version"],
-                            topic=row["topic"], state=bytes(row["state"]))
-                for row in cursor.fetchall()
-            ]
+            return [_stored_event(row) for row in cursor.fetchall()]
 
     def shares_database(self, other: LockedInsertRecorder) -> bool:
         """Whether ``other``'s table is in the same database and schema, so one query can read both."""
@@ -197,7 +193,10 @@ class LockedInsertRecorder(PostgresApplicationRecorder):
         with self.datastore.get_connection() as conn, conn.cursor() as cursor:
             cursor.execute(query, params, prepare=True)
             for row in cursor.fetchall():
-                answer[row["part"]].append(StoredEvent(
-                    originator_id=row["originator_id"], originator_version=row["originator_version"],
-                    topic=row["topic"], state=bytes(row["state"])))
+                answer[row["part"]].append(_stored_event(row))
         return answer
+
+
+def _stored_event(row: dict[str, Any]) -> StoredEvent:
+    return StoredEvent(originator_id=row["originator_id"], originator_version=row["originator_version"],
+                       topic=row["topic"], state=bytes(row["state"]))

@@ -184,12 +184,13 @@ class Ledger:
                                   reason=f"the pile has no gun {gun_no}")
         if require_ready:
             pile.require_ready(gun_no)
-        if (pile.tariff_id or station.tariff_id) is None:
+        in_force = pile.tariff_id or station.tariff_id
+        if in_force is None:
             raise InvalidTariff(f"pile {pile_no} has no tariff assigned (neither it nor its station)")
-        if (pile.tariff_id or station.tariff_id) == tariff_id:
+        if in_force == tariff_id:
             tariff = fresh_tariff[0]
         else:  # reassigned since the cached copies: the tariff now in force, read fresh on its own
-            tariff = self.tariffs.get(pile.tariff_id or station.tariff_id, Tariff, "tariff", copy=False)
+            tariff = self.tariffs.get(in_force, Tariff, "tariff", copy=False)
         wallet = self.wallets.get(wallet_id, Wallet, "wallet", fresh=False, copy=False) if wallet_id else None
         if wallet is not None and wallet.tenant_id != pile.tenant_id:
             raise NotFound(f"no wallet {wallet_id}", id=str(wallet_id))
