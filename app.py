@@ -19,7 +19,8 @@ from typing import Any
 
 from adapters.postgres import eventsourcing_env
 from adapters.relay import Relay
-from adapters.servers import create_database, resolve_servers
+from adapters.nats_auth import ADMIN, GATEWAY, READER, RELAY, ROLES
+from adapters.servers import create_database, nats_url_for, redacted, resolve_servers
 from domain.ledger import Ledger
 
 log = logging.getLogger("chargeledger")
@@ -32,11 +33,12 @@ def var_dir() -> Path:
 
 
 @contextmanager
-def servers() -> Iterator[tuple[str, str]]:
-    """(database server URL, NATS URL), starting the embedded ones for whichever is not configured."""
+def servers(*roles: str) -> Iterator[tuple[str, ...]]:
+    """(database server URL, a NATS URL per role), starting the embedded servers for whichever is not
+    configured. Each role's URL carries its own NATS user (adapters.nats_auth); the default is the admin's."""
     database_url, nats_url, started = resolve_servers(var_dir())
     try:
-        yield database_url, nats_url
+        yield database_url, *(nats_url_for(role, nats_url, started) for role in roles or (ADMIN,))
     finally:
         for server in reversed(started):
             server.stop()
@@ -287,15 +289,16 @@ async def run_live_fleet(ledger: Ledger, database_url: str, nats_url: str, tenan
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    with servers() as (server_url, nats_url):
+    with servers(RELAY, GATEWAY, ADMIN) as (server_url, relay_url, gateway_url, nats_url):
         database_url = server_url if os.environ.get("DATABASE_URL") else create_database(server_url, "demo")
         ledger = Ledger(eventsourcing_env(database_url))
         try:
-            with running_relay(ledger, database_url, nats_url) as relay:
-                print(f"Postgres: {database_url}\nNATS:     {nats_url}\n")
-                ok = run_demo(ledger, relay, database_url=database_url, nats_url=nats_url)
+            with running_relay(ledger, database_url, relay_url) as relay:
+                print(f"Postgres: {database_url}\nNATS:     {redacted(nats_url)}\n")
+                ok = run_demo(ledger, relay, database_url=database_url, nats_url=gateway_url)
                 print(f"""
-where to look (with DATABASE_URL={database_url} NATS_URL={nats_url} set, while the servers run):
+where to look (with DATABASE_URL={database_url} set, while the servers run; `chargeledger servers`
+prints each role's NATS_URL, with its credentials, from {var_dir() / "nats" / "credentials.json"}):
   psql "$DATABASE_URL"                      tables sessions_events, wallets_events, orders, revenue_daily, alarms
   chargeledger audit replay                 the auditor's replay of every event; audit seal / verify
   chargeledger api                          the operator and driver API (CHARGELEDGER_TOKEN_KEY; docs at /docs)
@@ -313,8 +316,11 @@ where to look (with DATABASE_URL={database_url} NATS_URL={nats_url} set, while t
 
 
 def cmd_servers(args: argparse.Namespace) -> int:
-    with servers() as (database_url, nats_url):
-        print(f"DATABASE_URL={database_url}\nNATS_URL={nats_url}\n(Ctrl-C stops them)", flush=True)
+    with servers(*ROLES) as (database_url, *role_urls):
+        print(f"DATABASE_URL={database_url}", flush=True)
+        for role, url in zip(ROLES, role_urls):  # each process gets the NATS user of its own role
+            print(f"NATS_URL={url}  # {role}", flush=True)
+        print("(Ctrl-C stops them)", flush=True)
         try:
             threading.Event().wait()
         except KeyboardInterrupt:
@@ -323,7 +329,7 @@ def cmd_servers(args: argparse.Namespace) -> int:
 
 
 def cmd_relay(args: argparse.Namespace) -> int:
-    with servers() as (database_url, nats_url):
+    with servers(RELAY) as (database_url, nats_url):
         ledger = Ledger(eventsourcing_env(database_url))
         relay = Relay(ledger.applications, eventsourcing_env(database_url), nats_url)
         try:
@@ -339,11 +345,12 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     """The YKC gateway, with the relay beside it so commands reach piles through NATS."""
     from pile_link.gateway import serve
 
-    with servers() as (database_url, nats_url):
+    with servers(GATEWAY, RELAY) as (database_url, nats_url, relay_url):
         ledger = Ledger(eventsourcing_env(database_url))
         try:
-            with running_relay(ledger, database_url, nats_url):
-                print(f"YKC gateway on {args.host}:{args.port} (Postgres {database_url}, NATS {nats_url})",
+            with running_relay(ledger, database_url, relay_url):
+                print(f"YKC gateway on {args.host}:{args.port} (Postgres {redacted(database_url)}, "
+                      f"NATS {redacted(nats_url)})",
                       flush=True)
                 asyncio.run(serve(ledger, database_url=database_url, nats_url=nats_url, host=args.host,
                                   port=args.port))
@@ -357,7 +364,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
 def with_database(run: Any) -> Any:
     """A module's ``run(args)`` that needs ``args.database_url``: give it ours (embedded or configured)."""
     def command(args: argparse.Namespace) -> int:
-        with servers() as (database_url, nats_url):
+        with servers(READER) as (database_url, nats_url):
             args.database_url, args.nats_url = database_url, nats_url
             return int(run(args))
     return command

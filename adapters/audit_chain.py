@@ -49,9 +49,8 @@ import psycopg
 from psycopg import sql
 
 from adapters.audit_store import EventTable, event_tables, read_events
+from adapters.nats_auth import AUDITOR, SEAL_STREAM, SEAL_SUBJECT, connect_options
 
-SEAL_STREAM = "CHARGELEDGER_SEALS"
-SEAL_SUBJECT = "chargeledger_seals"
 LAG = timedelta(minutes=1)  # longest commit delay of a legitimate event after its own timestamp
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
@@ -234,7 +233,7 @@ async def _ensure_seal_stream(js: Any) -> None:
 async def _publish(nats_url: str, seals: Iterable[Seal]) -> list[Seal]:
     import nats
 
-    nc = await nats.connect(nats_url, connect_timeout=2, max_reconnect_attempts=2)
+    nc = await nats.connect(nats_url, connect_timeout=2, max_reconnect_attempts=2, **connect_options(AUDITOR))
     published = []
     try:
         js = nc.jetstream(timeout=5)
@@ -265,7 +264,7 @@ async def _read_nats_seals(nats_url: str, ledger: str) -> list[Seal]:
     import nats
     import nats.js.errors
 
-    nc = await nats.connect(nats_url, connect_timeout=2, max_reconnect_attempts=2)
+    nc = await nats.connect(nats_url, connect_timeout=2, max_reconnect_attempts=2, **connect_options(AUDITOR))
     try:
         js = nc.jetstream(timeout=5)
         try:

@@ -79,11 +79,12 @@ def _urls(args: argparse.Namespace, need_nats: bool) -> Iterator[tuple[str, str]
     if args.database_url and (args.nats_url or not need_nats):
         yield args.database_url, args.nats_url
         return
+    from adapters.nats_auth import AUDITOR
     from app import servers  # the composition root starts the embedded servers
 
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-    with servers() as (server_url, nats_url):
+    with servers(AUDITOR) as (server_url, nats_url):
         database_url = args.database_url or make_conninfo(
             **{**conninfo_to_dict(server_url), "dbname": args.database})
         yield database_url, args.nats_url or nats_url

@@ -37,10 +37,10 @@ from eventsourcing.persistence import InfrastructureFactory, Notification, Track
 from eventsourcing.utils import Environment
 from nats.js.api import StorageType, StreamConfig
 
+from adapters.nats_auth import RELAY, STREAM, SUBJECT_PREFIX, connect_options
+
 log = logging.getLogger(__name__)
 
-STREAM = "CHARGELEDGER"
-SUBJECT_PREFIX = "chargeledger"
 DUPLICATE_WINDOW = 15 * 60.0  # seconds; far longer than any publish retry loop
 PUBLISH_ERRORS = (nats.errors.Error, asyncio.TimeoutError, OSError)
 
@@ -85,6 +85,22 @@ async def ensure_stream(js: Any) -> None:
         await js.add_stream(config)
     except nats.js.errors.BadRequestError:
         await js.update_stream(config)
+
+
+async def stream_exists(js: Any) -> bool:
+    try:
+        await js.stream_info(STREAM)
+    except nats.js.errors.NotFoundError:
+        return False
+    return True
+
+
+async def wait_for_stream(js: Any, pause: float = 0.5) -> None:
+    """Until the relay has made the stream (a follower's NATS user may not create it)."""
+    if not await stream_exists(js):
+        log.warning("stream %s does not exist yet; waiting for the relay to create it", STREAM)
+        while not await stream_exists(js):
+            await asyncio.sleep(pause)
 
 
 class Relay:
@@ -135,7 +151,7 @@ class Relay:
     async def run(self) -> None:
         """Relay until stopped, reconnecting to NATS for as long as it takes."""
         nc = await nats.connect(self.nats_url, max_reconnect_attempts=-1, reconnect_time_wait=0.25,
-                                allow_reconnect=True, connect_timeout=2)
+                                allow_reconnect=True, connect_timeout=2, **connect_options(RELAY))
         js = nc.jetstream(timeout=2)
         stream_ready = False
         listener = asyncio.create_task(self._listen(), name="relay-listen")

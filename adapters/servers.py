@@ -11,8 +11,10 @@ registers atexit hooks and global lock files we do not want.
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
+import secrets
 import shutil
 import socket
 import stat
@@ -27,6 +29,8 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import psutil
 import psycopg
 from psycopg import sql
+
+from adapters import nats_auth
 
 with warnings.catch_warnings():
     # The package __init__ builds PostgresServer's lock path at import time and warns
@@ -226,20 +230,57 @@ class EmbeddedPostgres:
 
 
 class EmbeddedNats:
-    """A nats-server with JetStream file storage under `data_dir`."""
+    """A nats-server with JetStream file storage under `data_dir`, one user per role.
+
+    The server runs from a configuration file it writes (``nats.conf``): its port, its JetStream
+    store and the users of :mod:`adapters.nats_auth`, each limited to its role's subjects. The
+    passwords are made at the first start and kept in ``credentials.json`` (mode 0600) beside the
+    data, so a later process (or the next run) finds them; no connection without one is accepted.
+    """
 
     def __init__(self, data_dir: Path, port: int | None = None):
         self.data_dir = Path(data_dir).resolve()
         self.port = port or free_port()
         self.store_dir = self.data_dir / "jetstream"
         self.log = self.data_dir / "nats.log"
+        self.config = self.data_dir / "nats.conf"
+        self.credentials = self.data_dir / "credentials.json"
         # "pid\nport": lets a later process find, reuse or stop a server we left running.
         self.pid_file = self.data_dir / "nats.pid"
         self._proc: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
-        return f"nats://{HOST}:{self.port}"
+        """The admin's URL (the operator's tools, the test suite's fixtures)."""
+        return self.url_for(nats_auth.ADMIN)
+
+    def url_for(self, role: str) -> str:
+        """The URL a process of ``role`` connects with: that role's user and password."""
+        password = self._passwords()[role]
+        return f"nats://{quote(role, safe='')}:{quote(password, safe='')}@{HOST}:{self.port}"
+
+    def _passwords(self) -> dict[str, str]:
+        """The role passwords, made once (a role added since gets one too) and kept private."""
+        try:
+            passwords = json.loads(self.credentials.read_text())
+        except (OSError, ValueError):
+            passwords = {}
+        missing = [role for role in nats_auth.ROLES if role not in passwords]
+        if missing:
+            passwords.update({role: secrets.token_urlsafe(24) for role in missing})
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.credentials, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as out:
+                json.dump(passwords, out, indent=1)
+        return passwords
+
+    def _write_config(self) -> None:
+        # nats-server reads JSON as configuration; quoted strings are taken literally ($JS.API...).
+        config = {"listen": f"{HOST}:{self.port}", "jetstream": {"store_dir": str(self.store_dir)},
+                  "authorization": nats_auth.authorization(self._passwords())}
+        fd = os.open(self.config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump(config, out, indent=1)
 
     def start(self) -> EmbeddedNats:
         left_running = self._left_running()
@@ -247,8 +288,8 @@ class EmbeddedNats:
             self.port = left_running[1]
             return self
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [str(self._binary()), "-js", "--store_dir", str(self.store_dir),
-               "-a", HOST, "-p", str(self.port)]
+        self._write_config()
+        cmd = [str(self._binary()), "-c", str(self.config)]
         with open(self.log, "ab") as log:
             # Own session: a Ctrl-C in the terminal should not kill it before stop() runs.
             self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
@@ -258,7 +299,7 @@ class EmbeddedNats:
         while not _accepts_tcp(self.port):
             if self._proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"nats-server did not start on {self.url}\n{_tail(self.log)}")
+                raise RuntimeError(f"nats-server did not start on {HOST}:{self.port}\n{_tail(self.log)}")
             time.sleep(0.05)
         return self
 
@@ -296,7 +337,8 @@ class EmbeddedNats:
             pid, port = map(int, self.pid_file.read_text().split())
         except (OSError, ValueError):
             return None
-        return (pid, port) if _serves(pid, "nats-server", self.store_dir) else None
+        serves = _serves(pid, "nats-server", self.config) or _serves(pid, "nats-server", self.store_dir)
+        return (pid, port) if serves else None
 
     @staticmethod
     def _binary() -> Path:
@@ -320,9 +362,12 @@ def create_database(server_url: str, name: str) -> str:
     return urlunsplit(parts._replace(path="/" + quote(name, safe="")))
 
 
-def resolve_servers(var_dir: Path) -> tuple[str, str, list]:
+def resolve_servers(var_dir: Path, role: str = nats_auth.ADMIN) -> tuple[str, str, list]:
     """Use DATABASE_URL / NATS_URL when the environment provides real servers,
-    otherwise start embedded ones; the caller stops whatever is returned as started."""
+    otherwise start embedded ones; the caller stops whatever is returned as started.
+
+    The NATS URL is ``role``'s: the embedded server's user for that role, or ``NATS_URL`` as given
+    (with an external server, each process is given the URL of its own role's user)."""
     database_url = os.environ.get("DATABASE_URL", "")
     nats_url = os.environ.get("NATS_URL", "")
     started: list = []
@@ -332,9 +377,26 @@ def resolve_servers(var_dir: Path) -> tuple[str, str, list]:
             database_url = started[-1].url
         if not nats_url:
             started.append(EmbeddedNats(Path(var_dir) / "nats").start())
-            nats_url = started[-1].url
+            nats_url = started[-1].url_for(role)
     except BaseException:
         for server in reversed(started):
             server.stop()
         raise
     return database_url, nats_url, started
+
+
+def nats_url_for(role: str, nats_url: str, started: list) -> str:
+    """The URL ``role`` connects with, given what :func:`resolve_servers` returned."""
+    for server in started:
+        if isinstance(server, EmbeddedNats):
+            return server.url_for(role)
+    return nats_url
+
+
+def redacted(url: str) -> str:
+    """A server URL fit for a log line: its password replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))

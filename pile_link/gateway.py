@@ -32,7 +32,8 @@ import nats
 from eventsourcing.persistence import StoredEvent
 from nats.js.api import DeliverPolicy
 
-from adapters.relay import SUBJECT_PREFIX, ensure_stream
+from adapters.nats_auth import GATEWAY, connect_options
+from adapters.relay import SUBJECT_PREFIX, stream_exists, wait_for_stream
 from domain.errors import DomainError
 from pile_link.link import (
     PileLink,
@@ -262,10 +263,20 @@ class Gateway:
 
     # ---- ledger to pile: commands arrive as events through NATS ------------------------------------------
     async def _follow_commands(self) -> None:
+        """Follow the command subjects: at once if the stream exists, else once the relay has made it
+        (a gateway's NATS user may only follow the stream), serving piles meanwhile."""
         self._nc = await nats.connect(self.nats_url, max_reconnect_attempts=-1, reconnect_time_wait=0.25,
-                                      connect_timeout=2, name=f"gateway {self.gateway_id}")
+                                      connect_timeout=2, **{**connect_options(GATEWAY),
+                                                            "name": f"gateway {self.gateway_id}"})
         js = self._nc.jetstream(timeout=5)
-        await ensure_stream(js)
+        if await stream_exists(js):
+            await self._subscribe(js)
+        else:
+            self._tasks.append(asyncio.create_task(self._subscribe(js, wait=True), name="follow commands"))
+
+    async def _subscribe(self, js: Any, wait: bool = False) -> None:
+        if wait:
+            await wait_for_stream(js)
         for subject in COMMAND_SUBJECTS:
             await js.subscribe(f"{SUBJECT_PREFIX}.{subject}", cb=self._on_command_event, ordered_consumer=True,
                                deliver_policy=DeliverPolicy.NEW)

@@ -22,7 +22,8 @@ from hypothesis import settings
 
 from adapters.postgres import eventsourcing_env
 from adapters.relay import STREAM
-from adapters.servers import create_database, resolve_servers
+from adapters import nats_auth
+from adapters.servers import create_database, nats_url_for, resolve_servers
 from domain.ledger import Ledger
 
 # No per-example deadline: on a shared 2-core machine a scheduling stall is not a slow example, and
@@ -34,16 +35,29 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
-def servers() -> Iterator[tuple[str, str]]:
+def started_servers() -> Iterator[tuple[str, str, list]]:
     base = ROOT / "var" / "test"
     base.mkdir(parents=True, exist_ok=True)
     run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=base))
     run_dir.chmod(0o755)  # the embedded Postgres may run as its own system user
     database_url, nats_url, started = resolve_servers(run_dir)
-    yield database_url, nats_url
+    yield database_url, nats_url, started
     for server in reversed(started):
         server.stop()
     shutil.rmtree(run_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def servers(started_servers: tuple[str, str, list]) -> tuple[str, str]:
+    """(Postgres server URL, NATS URL of the admin user: the suite's fixtures may do anything)."""
+    return started_servers[0], started_servers[1]
+
+
+@pytest.fixture(scope="session")
+def nats_role_urls(started_servers: tuple[str, str, list]) -> dict[str, str]:
+    """Each role's own NATS URL (its user's credentials), as `chargeledger <role>` would connect."""
+    _, nats_url, started = started_servers
+    return {role: nats_url_for(role, nats_url, started) for role in nats_auth.ROLES}
 
 
 @pytest.fixture

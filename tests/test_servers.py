@@ -3,6 +3,7 @@
 import asyncio
 import os
 import signal
+from urllib.parse import urlsplit
 
 import nats
 import psutil
@@ -134,7 +135,8 @@ async def read_all(url: str) -> list[bytes]:
 
 def test_nats_jetstream_publish_and_ack(nats_server):
     assert nats_server.running()
-    assert nats_server.url == f"nats://127.0.0.1:{nats_server.port}"
+    url = urlsplit(nats_server.url)
+    assert (url.scheme, url.hostname, url.port, url.username) == ("nats", "127.0.0.1", nats_server.port, "admin")
     asyncio.run(publish(nats_server.url, 3))
     assert asyncio.run(read_all(nats_server.url)) == [b"event 0", b"event 1", b"event 2"]
 
