@@ -49,6 +49,7 @@ import psycopg
 from psycopg import sql
 
 from adapters.audit_store import EventTable, event_tables, read_events
+from adapters.postgres import lock_schema
 
 SEAL_STREAM = "CHARGELEDGER_SEALS"
 SEAL_SUBJECT = "chargeledger_seals"
@@ -144,7 +145,7 @@ class Seal:
 def ensure_schema(conn: psycopg.Connection[Any]) -> str:
     """Create the audit tables if needed; returns this ledger's id, which names its seals in NATS."""
     with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext('chargeledger audit schema'))")
+        lock_schema(conn)
         conn.execute(SCHEMA)
         conn.execute("INSERT INTO audit_ledger (ledger_id) SELECT gen_random_uuid() "
                       "WHERE NOT EXISTS (SELECT 1 FROM audit_ledger)")

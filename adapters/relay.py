@@ -37,6 +37,8 @@ from eventsourcing.persistence import InfrastructureFactory, Notification, Track
 from eventsourcing.utils import Environment
 from nats.js.api import StorageType, StreamConfig
 
+from adapters.postgres import lock_schema
+
 log = logging.getLogger(__name__)
 
 STREAM = "CHARGELEDGER"
@@ -58,6 +60,7 @@ def message_id(ledger: str, application: str, notification_id: int) -> str:
 def ledger_identity(recorder: Any) -> str:
     """This database's ledger id, made on first use: the first 12 hex digits of a random UUID."""
     with recorder.datastore.transaction(commit=True) as cur:
+        lock_schema(cur)
         cur.execute("CREATE TABLE IF NOT EXISTS ledger_identity (id text PRIMARY KEY, "
                     "created_at timestamptz NOT NULL DEFAULT now())")
         cur.execute("LOCK TABLE ledger_identity IN EXCLUSIVE MODE")  # two relays starting at once agree

@@ -23,8 +23,10 @@ from datetime import date, datetime
 from typing import Any, ClassVar
 from uuid import UUID
 
-from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
+from eventsourcing.postgres import PostgresDatastore
 from psycopg.sql import SQL, Identifier
+
+from adapters.recorder import LockedTrackingRecorder
 
 Handler = Callable[[Any, Any, "Item"], None]
 
@@ -114,10 +116,11 @@ class StaleBatch(Exception):
     """Another process moved this view's position first; the batch was rolled back."""
 
 
-class ViewRecorder(PostgresTrackingRecorder):
+class ViewRecorder(LockedTrackingRecorder):
     """eventsourcing's Postgres tracking recorder, extended with a view's tables.
 
-    ``create_table`` creates the tracking table and the view's tables in one transaction; the
+    ``create_table`` creates the tracking table and the view's tables in one transaction, under the
+    schema lock; the
     batch writer below puts the rows and the tracking record in one transaction too.
     """
 
