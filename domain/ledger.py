@@ -92,7 +92,7 @@ class Ledger:
     # ---- tariffs -----------------------------------------------------------------------------
     def create_tariff(self, tenant_id: UUID, name: str, prices: Any, slots: Any, author: str) -> UUID:
         self.registry.tenant(tenant_id)
-        name = checked(name, "tariff name", NAME, required=True)
+        name = checked(name, "tariff name", NAME)  # empty: Tariff.create refuses it (invalid_tariff)
         tariff = Tariff.create(tenant_id, name, TariffSchedule.build(prices, slots), author)
         self.tariffs.create(tariff, "tariff")
         return tariff.id
