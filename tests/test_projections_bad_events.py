@@ -14,6 +14,9 @@ from typing import Any
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from psycopg.types.json import Jsonb
 
 from adapters.postgres import eventsourcing_env
 from domain.ledger import Ledger
@@ -21,7 +24,7 @@ from domain.registry import Pile, Station, Tenant
 from domain.session import ChargingSession
 from domain.tariff import Tariff, TariffSchedule
 from domain.wallet import Wallet
-from projections.base import VIEW_TEXT_LIMIT
+from projections.base import VIEW_TEXT_LIMIT, StoringCursor
 from projections.revenue import Revenue
 from projections.runner import Projections, print_status
 from tests.factories import PRICES, SLOTS, build_world, record
@@ -75,6 +78,28 @@ def bad_day(ledger: Ledger) -> dict[str, Any]:
     pile.disconnect(at=T0 + timedelta(minutes=5), reason=f"link {SURROGATE} lost")
     save_raw(ledger.registry, pile)
     return {"world": w, "trade": trade, "station": station.id}
+
+
+ANY_TEXT = st.text(st.characters(codec=None, categories=None), max_size=3000)  # every code point, surrogates too
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | ANY_TEXT,
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(ANY_TEXT, inner, max_size=3),
+                    max_leaves=6)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=ANY_TEXT, document=JSON)
+def test_storable_makes_any_string_and_json_fit_text_jsonb_and_an_index(database_url: str, text: str,
+                                                                        document: Any) -> None:
+    with psycopg.connect(database_url) as conn:
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS probe (key uuid, name text, doc jsonb)")
+        conn.execute("CREATE INDEX IF NOT EXISTS probe_name ON probe (key, name)")
+        StoringCursor(conn.cursor()).execute("INSERT INTO probe VALUES (gen_random_uuid(), %s, %s)",
+                                             (text, Jsonb(document)))
+        stored = conn.execute("SELECT name FROM probe").fetchone()[0]
+        conn.rollback()
+    assert len(stored) <= VIEW_TEXT_LIMIT
+    if "\x00" not in text and not any("\ud800" <= c <= "\udfff" for c in text) and len(text) <= VIEW_TEXT_LIMIT:
+        assert stored == text  # anything Postgres can keep is kept as it is
 
 
 def failing_views(database_url: str) -> list[tuple[Any, ...]]:
