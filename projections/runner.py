@@ -218,6 +218,7 @@ class Projections:
             recorder.drop()
             recorder.create_table()
         self._positions.clear()
+        self.failing.clear()  # a rebuilt view is tried at once, whatever failed before
         return self.catch_up()
 
 
