@@ -7,9 +7,9 @@ transactions creating the same table both pass the check and one fails on the ca
 index (``Key (typname, typnamespace)=(wallets_snapshots, 2200) already exists``). So every piece of
 start-up DDL, in every role, runs while its transaction holds one advisory lock, :data:`SCHEMA_LOCK`:
 :func:`create_tables` (or :func:`lock_schema` as the first statement of a transaction that creates
-tables), or :func:`schema_lock` around eventsourcing's ``create_table`` (which spreads creation over several
-transactions on pooled connections). The lock is transaction-scoped, so it is let go at commit or
-rollback, and by Postgres if the process dies.
+tables), or :func:`schema_lock` around eventsourcing's ``create_table`` (which spreads creation
+over several transactions on pooled connections). The lock is transaction-scoped, so it is let go
+at commit or rollback, and by Postgres if the process dies.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def create_tables(conn: Any, *statements: str) -> None:
 def schema_lock(datastore: Any) -> Iterator[None]:
     """Hold the schema lock while the body runs, in a transaction on a connection of its own (so a
     body that takes pooled connections, like eventsourcing's ``create_table``, cannot starve it)."""
-    with psycopg.connect(**datastore.pool.kwargs) as conn:
+    with psycopg.connect(**datastore.pool.kwargs, connect_timeout=10) as conn:
         lock_schema(conn)
         yield
 
