@@ -50,6 +50,7 @@ from psycopg import sql
 
 from adapters.audit_store import EventTable, event_tables, read_events
 from adapters.nats_auth import AUDITOR, SEAL_STREAM, SEAL_SUBJECT, connect_options
+from adapters.postgres import lock_schema
 
 LAG = timedelta(minutes=1)  # longest commit delay of a legitimate event after its own timestamp
 _U32 = struct.Struct(">I")
@@ -143,7 +144,7 @@ class Seal:
 def ensure_schema(conn: psycopg.Connection[Any]) -> str:
     """Create the audit tables if needed; returns this ledger's id, which names its seals in NATS."""
     with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext('chargeledger audit schema'))")
+        lock_schema(conn)
         conn.execute(SCHEMA)
         conn.execute("INSERT INTO audit_ledger (ledger_id) SELECT gen_random_uuid() "
                       "WHERE NOT EXISTS (SELECT 1 FROM audit_ledger)")

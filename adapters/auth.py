@@ -32,6 +32,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from psycopg.rows import dict_row
 
+from adapters.postgres import create_tables
+
 PLATFORM_ADMIN, TENANT_ADMIN, AGENT, DRIVER = "platform_admin", "tenant_admin", "agent", "driver"
 OPERATOR_ROLES = (PLATFORM_ADMIN, TENANT_ADMIN, AGENT)
 ISSUER = "chargeledger"
@@ -156,7 +158,7 @@ class CredentialStore:
     def __init__(self, pool: Any) -> None:
         self.pool = pool
         with pool.connection() as conn:
-            conn.execute(CREDENTIALS_DDL)
+            create_tables(conn, CREDENTIALS_DDL)
 
     def create_user(self, username: str, password: str, role: str, created_by: str,
                     tenant_id: UUID | None = None, stations: list[UUID] | None = None) -> None:

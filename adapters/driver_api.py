@@ -41,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from adapters.driver_identity import DriverIdentity, DriverPrincipal, bearer_driver
 from adapters.http import ApiError
+from adapters.postgres import create_tables
 from domain.errors import DomainError, IdempotencyConflict, InsufficientFunds, NotFound
 from domain.money import fen_to_yuan_str
 from domain.registry import Pile
@@ -205,7 +206,7 @@ class StartRequests:
     def __init__(self, pool: Any) -> None:
         self.pool = pool
         with pool.connection() as conn:
-            conn.execute(START_REQUESTS_DDL)
+            create_tables(conn, START_REQUESTS_DDL)
 
     def claim(self, tenant_id: UUID, driver_id: str, key: str, request_hash: str,
               now: datetime) -> tuple[str, int] | None:

@@ -30,6 +30,10 @@ save (``bench/ledger.py``, docs/performance.md).
 It also answers "which of these aggregates changed since the versions I hold?" for a handful of
 ids in one query (:meth:`select_events_after`), so a command that reads several cached aggregates
 fast-forwards them all in one round trip instead of one each.
+
+Every recorder the factory below makes (events, snapshots, tracking) creates its tables under the
+schema lock (:func:`adapters.postgres.schema_lock`), so roles starting together on an empty database
+take turns instead of colliding.
 """
 
 from __future__ import annotations
@@ -39,15 +43,38 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
-from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from eventsourcing.postgres import (
+    PostgresAggregateRecorder,
+    PostgresApplicationRecorder,
+    PostgresDatastore,
+    PostgresTrackingRecorder,
+)
+from eventsourcing.postgres import PostgresFactory as LibraryFactory
 from eventsourcing.utils import retry
 from psycopg.sql import SQL, Identifier
 
+from adapters.postgres import schema_lock
 
-SCHEMA_LOCK = 7_402_001  # the advisory lock that serialises table and function creation
+
+class SchemaLocked:
+    """A recorder whose ``create_table`` (the library's) runs under the schema lock."""
+
+    datastore: PostgresDatastore
+
+    def create_table(self) -> None:
+        with schema_lock(self.datastore):
+            super().create_table()  # type: ignore[misc]
 
 
-class LockedInsertRecorder(PostgresApplicationRecorder):
+class LockedAggregateRecorder(SchemaLocked, PostgresAggregateRecorder):
+    """The snapshot tables' recorder."""
+
+
+class LockedTrackingRecorder(SchemaLocked, PostgresTrackingRecorder):
+    """Tracking tables (the relay's, the views')."""
+
+
+class LockedInsertRecorder(SchemaLocked, PostgresApplicationRecorder):
     """``PostgresApplicationRecorder`` whose save is one round trip (see the module)."""
 
     FEW = 8  # up to this many aggregates, select_events_after sends scalar pairs
@@ -90,17 +117,6 @@ class LockedInsertRecorder(PostgresApplicationRecorder):
             " JOIN {table} AS e ON e.originator_id = held.originator_id"
             " AND e.originator_version > held.originator_version"
         ).format(table=table, id_type=SQL(self.datastore.originator_id_type)).as_bytes(None)
-
-    def create_table(self) -> None:
-        """The library's table creation, one process at a time: two processes starting together on
-        one database would otherwise both ``CREATE OR REPLACE`` the same functions, and one fails
-        ("tuple concurrently updated")."""
-        with self.datastore.get_connection() as conn:
-            conn.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK,))
-            try:
-                super().create_table()
-            finally:
-                conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK,))
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
@@ -200,3 +216,11 @@ class LockedInsertRecorder(PostgresApplicationRecorder):
 def _stored_event(row: dict[str, Any]) -> StoredEvent:
     return StoredEvent(originator_id=row["originator_id"], originator_version=row["originator_version"],
                        topic=row["topic"], state=bytes(row["state"]))
+
+
+class PostgresFactory(LibraryFactory):
+    """eventsourcing's Postgres factory, making the recorders above (``PERSISTENCE_MODULE`` names it)."""
+
+    aggregate_recorder_class = LockedAggregateRecorder
+    application_recorder_class = LockedInsertRecorder
+    tracking_recorder_class = LockedTrackingRecorder

@@ -38,6 +38,7 @@ from eventsourcing.utils import Environment
 from nats.js.api import StorageType, StreamConfig
 
 from adapters.nats_auth import RELAY, STREAM, SUBJECT_PREFIX, connect_options
+from adapters.postgres import lock_schema
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ def message_id(ledger: str, application: str, notification_id: int) -> str:
 def ledger_identity(recorder: Any) -> str:
     """This database's ledger id, made on first use: the first 12 hex digits of a random UUID."""
     with recorder.datastore.transaction(commit=True) as cur:
+        lock_schema(cur)
         cur.execute("CREATE TABLE IF NOT EXISTS ledger_identity (id text PRIMARY KEY, "
                     "created_at timestamptz NOT NULL DEFAULT now())")
         cur.execute("LOCK TABLE ledger_identity IN EXCLUSIVE MODE")  # two relays starting at once agree

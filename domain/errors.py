@@ -66,6 +66,12 @@ class InvalidRegistration(DomainError):
     code = "invalid_registration"
 
 
+class InvalidText(DomainError):
+    """A name, address or reason the ledger will not store (see :mod:`domain.text`)."""
+
+    code = "invalid_text"
+
+
 class PileUnavailable(DomainError):
     code = "pile_unavailable"
 

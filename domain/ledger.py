@@ -35,6 +35,7 @@ from domain.registry import Pile, Station, Tenant
 from domain.session import ChargingSession, TransactionRecord, make_trade_no
 from domain.settlement import wallet_commands
 from domain.tariff import Tariff, TariffSchedule
+from domain.text import NAME, REASON, checked
 from domain.wallet import Wallet
 
 
@@ -78,6 +79,8 @@ class Ledger:
         return pile.id
 
     def set_pile_enabled(self, pile_no: str, enabled: bool, author: str, reason: str = "") -> None:
+        reason = checked(reason, "disable reason", REASON)
+
         def change(pile: Pile) -> None:
             if enabled and not pile.enabled:
                 pile.enable(author=author)
@@ -89,6 +92,7 @@ class Ledger:
     # ---- tariffs -----------------------------------------------------------------------------
     def create_tariff(self, tenant_id: UUID, name: str, prices: Any, slots: Any, author: str) -> UUID:
         self.registry.tenant(tenant_id)
+        name = checked(name, "tariff name", NAME)  # empty: Tariff.create refuses it (invalid_tariff)
         tariff = Tariff.create(tenant_id, name, TariffSchedule.build(prices, slots), author)
         self.tariffs.create(tariff, "tariff")
         return tariff.id
@@ -127,6 +131,7 @@ class Ledger:
     # ---- wallets -----------------------------------------------------------------------------
     def open_wallet(self, tenant_id: UUID, driver_id: str, author: str) -> UUID:
         """Open a driver's wallet; opening it again returns the same wallet."""
+        checked(driver_id, "driver id", NAME, required=True)  # an id: checked, kept as given
         wallet_id = Wallet.create_id(tenant_id, driver_id)
         try:
             self.wallets.save(Wallet(tenant_id=tenant_id, driver_id=driver_id, author=author))

@@ -18,17 +18,12 @@ from eventsourcing.domain import Aggregate, event
 
 from domain.aggregate import shallow_clone
 from domain.errors import InvalidRegistration, PileUnavailable
+from domain.text import ADDRESS, NAME, TIMEZONE, checked
 
 PILE_NO = re.compile(r"^\d{14}$")
 DEFAULT_TIMEZONE = "Asia/Shanghai"
 GUN_STATUSES = ("offline", "fault", "idle", "charging")  # the YKC 0x13 status byte, 0..3
 PILE_COMMANDS = ("reboot", "set_parameters", "push_tariff", "read_realtime")
-
-
-def _required(value: str, what: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidRegistration(f"{what} is required")
-    return value.strip()
 
 
 class Tenant(Aggregate):
@@ -40,10 +35,13 @@ class Tenant(Aggregate):
 
     @classmethod
     def create(cls, name: str, author: str) -> Tenant:
-        return cls(name=_required(name, "tenant name"), author=author)
+        return cls(name=checked(name, "tenant name", NAME, required=True), author=author)
+
+    def rename(self, name: str, author: str) -> None:
+        self._renamed(name=checked(name, "tenant name", NAME, required=True), author=author)
 
     @event("Renamed")
-    def rename(self, name: str, author: str) -> None:
+    def _renamed(self, name: str, author: str) -> None:
         self.name = name
 
 
@@ -64,15 +62,22 @@ class Station(Aggregate):
                author: str, timezone: str = DEFAULT_TIMEZONE) -> Station:
         if not -90 <= latitude <= 90 or not -180 <= longitude <= 180:
             raise InvalidRegistration(f"coordinates out of range: {latitude}, {longitude}")
+        name = checked(name, "station name", NAME, required=True)
+        address = checked(address, "station address", ADDRESS)
+        timezone = checked(timezone, "time zone", TIMEZONE, required=True)
         try:
             ZoneInfo(timezone)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a directory ("Asia"), a long name
             raise InvalidRegistration(f"unknown time zone {timezone!r}") from None
-        return cls(tenant_id=tenant_id, name=_required(name, "station name"), address=address,
-                   latitude=float(latitude), longitude=float(longitude), timezone=timezone, author=author)
+        return cls(tenant_id=tenant_id, name=name, address=address, latitude=float(latitude),
+                   longitude=float(longitude), timezone=timezone, author=author)
+
+    def change(self, name: str, address: str, author: str) -> None:
+        self._changed(name=checked(name, "station name", NAME, required=True),
+                      address=checked(address, "station address", ADDRESS), author=author)
 
     @event("Changed")
-    def change(self, name: str, address: str, author: str) -> None:
+    def _changed(self, name: str, address: str, author: str) -> None:
         self.name = name
         self.address = address
 

@@ -31,6 +31,7 @@ from domain.aggregate import shallow_clone
 from domain.errors import InvalidTransition
 from domain.pricing import Bill, price
 from domain.tariff import TIERS, TariffSchedule
+from domain.text import REASON, checked
 
 START_TIMEOUT = timedelta(seconds=90)  # YKC spec §13.3
 RECORD_TIMEOUT = timedelta(minutes=10)  # the pile retries 0x3B for up to ~5 min (P20); we wait twice that
@@ -212,6 +213,7 @@ class ChargingSession(Aggregate):
 
     # ---- platform-driven transitions -------------------------------------------------------
     def request_stop(self, at: datetime, reason: str, author: str) -> None:
+        reason = checked(reason, "stop reason", REASON)
         if self.state == "stopping":
             return
         self._require("requested", "starting", "charging", action="stop")
@@ -269,7 +271,8 @@ class ChargingSession(Aggregate):
     def force_close(self, at: datetime, reason: str, author: str) -> None:
         """An operator closes a stuck session; it still prices from the energy measured."""
         self._require(*OPEN_STATES, action="force-close")
-        if not reason.strip():
+        reason = checked(reason, "force-close reason", REASON)
+        if not reason:
             raise InvalidTransition("a force-close needs a reason")
         self._abandon(at=at, reason=reason, author=author)
 

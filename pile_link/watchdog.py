@@ -30,6 +30,7 @@ from uuid import UUID
 
 import psycopg
 
+from adapters.postgres import create_tables
 from domain.errors import DomainError
 from domain.settlement import wallet_commands
 from domain.wallet import Wallet
@@ -70,11 +71,7 @@ class Watchdog:
         self.database_url = database_url
         self.batch_size = batch_size
         with psycopg.connect(database_url, autocommit=True) as conn:
-            conn.execute("SELECT pg_advisory_lock(7401)")  # concurrent CREATE IF NOT EXISTS can collide
-            try:
-                conn.execute(SCHEMA)
-            finally:
-                conn.execute("SELECT pg_advisory_unlock(7401)")
+            create_tables(conn, SCHEMA)  # under the schema lock: concurrent CREATE IF NOT EXISTS can collide
 
     def position(self, conn: psycopg.Connection) -> int:
         row = conn.execute("SELECT position FROM watchdog_tracking WHERE application = 'Sessions'").fetchone()

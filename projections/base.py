@@ -12,19 +12,29 @@ tracking: one row per followed Application). :meth:`ViewRecorder.record_batch` m
 position with a compare-and-set *first* and then runs the handlers, all in one transaction: a
 process killed mid-batch leaves neither rows nor position behind, and two processes racing on one
 view cannot both apply the same events (the loser's compare-and-set finds no row and rolls back).
+
+Handlers write through a :class:`StoringCursor`: every value they pass goes through
+:func:`storable`, the one rule that makes whatever the ledger holds storable in Postgres (a NUL or
+a lone surrogate in a station name must not stop every view of every tenant).
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, ClassVar
 from uuid import UUID
 
-from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
+from eventsourcing.postgres import PostgresDatastore
 from psycopg.sql import SQL, Identifier
+from psycopg.types.json import Jsonb
+
+from adapters.recorder import LockedTrackingRecorder
+from projections import health
 
 Handler = Callable[[Any, Any, "Item"], None]
 
@@ -42,6 +52,7 @@ class Item:
     name: str  # "<Aggregate>.<Event>", e.g. "ChargingSession.Settled"
     event: Any
     group: list[Any] = field(default_factory=list)
+    undecodable: str = ""  # why the stored event could not be decoded (``event`` is then None)
 
 
 def on(application: str, *names: str) -> Callable[[Handler], Handler]:
@@ -80,8 +91,12 @@ class View:
         return {k: frozenset(v) for k, v in out.items()}
 
     def process(self, cur: Any, items: Sequence[Item]) -> None:
+        for item in items:
+            if item.undecodable:
+                raise UndecodableEvent(f"{item.application} #{item.notification_id} {item.name}: {item.undecodable}")
+        storing = StoringCursor(cur)
         for item in fold(items, self.coalesce):
-            self.handlers[(item.application, item.name)](self, cur, item)
+            self.handlers[(item.application, item.name)](self, storing, item)
 
 
 def fold(items: Sequence[Item], coalesce: frozenset[str]) -> Iterable[Item]:
@@ -114,17 +129,23 @@ class StaleBatch(Exception):
     """Another process moved this view's position first; the batch was rolled back."""
 
 
-class ViewRecorder(PostgresTrackingRecorder):
+class UndecodableEvent(Exception):
+    """A stored event this view handles could not be turned back into a domain event."""
+
+
+class ViewRecorder(LockedTrackingRecorder):
     """eventsourcing's Postgres tracking recorder, extended with a view's tables.
 
-    ``create_table`` creates the tracking table and the view's tables in one transaction; the
-    batch writer below puts the rows and the tracking record in one transaction too.
+    ``create_table`` creates the tracking table, the view's tables and ``projection_health`` in one
+    transaction, under the schema lock; the batch writer below puts the rows and the tracking
+    record in one transaction too.
     """
 
     def __init__(self, datastore: PostgresDatastore, view: View) -> None:
         super().__init__(datastore, tracking_table_name=f"{view.name}_tracking")
         self.view = view
-        self.sql_create_statements.extend(SQL(statement) for statement in view.ddl)  # type: ignore[arg-type]
+        statements = (*view.ddl, health.DDL)
+        self.sql_create_statements.extend(SQL(statement) for statement in statements)  # type: ignore[arg-type]
         table = Identifier(self.datastore.schema, self.tracking_table_name)
         self._insert_first = SQL("INSERT INTO {0} VALUES (%s, %s) ON CONFLICT DO NOTHING "
                                  "RETURNING notification_id").format(table)
@@ -140,9 +161,11 @@ class ViewRecorder(PostgresTrackingRecorder):
                 cur.execute(self._advance, (position, application, expected))
             if cur.fetchone() is None:
                 raise StaleBatch(f"{self.view.name}: {application} is no longer at {expected}")
-            if items:
-                with cur.connection.pipeline():
+            with cur.connection.pipeline():
+                if items:
                     self.view.process(cur, items)
+                cur.execute(health.CLEAR, {"view": self.view.name, "application": application,
+                                           "position": position})
 
     def drop(self) -> None:
         """Drop the view's tables and its tracking table (a rebuild then starts from zero)."""
@@ -152,6 +175,65 @@ class ViewRecorder(PostgresTrackingRecorder):
                 cur.execute(SQL("DROP TABLE IF EXISTS {0} CASCADE").format(Identifier(self.datastore.schema, name)))
         self.tracking_table_exists = False
         self.tracking_migration_previous = self.tracking_migration_current = None
+
+
+# ---- what a view stores --------------------------------------------------------------------------
+VIEW_TEXT_LIMIT = 500  # characters; at least every limit of domain.text, and within a btree index row
+REPLACEMENT = "\ufffd"  # U+FFFD REPLACEMENT CHARACTER, as a UTF-8 decoder shows what it cannot read
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")  # what Postgres text and jsonb refuse: NUL, surrogates
+
+
+def storable(value: Any) -> Any:
+    """The one rule for every value a view writes: the ledger's value, as Postgres can keep it.
+
+    * a string: NUL and surrogates (which have no UTF-8 form) become U+FFFD; a string longer than
+      :data:`VIEW_TEXT_LIMIT` characters keeps its first ``VIEW_TEXT_LIMIT - 1`` and ends with
+      "…" (U+2026), so every text column, index key included, fits a btree row (4 bytes a
+      character at most: 2,000 bytes of the 2,704 allowed);
+    * JSON (``Jsonb``): every string and key as above, and a float JSON cannot write (NaN,
+      ±Infinity) as its name (``"nan"``, ``"inf"``, ``"-inf"``);
+    * lists and tuples: each element; anything else unchanged.
+
+    The ledger keeps the original; the view shows what it could store.
+    """
+    if isinstance(value, str):
+        return storable_text(value)
+    if isinstance(value, Jsonb):
+        return Jsonb(storable_json(jsonable(value.obj)))
+    if isinstance(value, list | tuple):
+        return [storable(v) for v in value]
+    return value
+
+
+def storable_text(value: str) -> str:
+    value = UNSTORABLE.sub(REPLACEMENT, value)
+    return value if len(value) <= VIEW_TEXT_LIMIT else value[:VIEW_TEXT_LIMIT - 1] + "\u2026"
+
+
+def storable_json(value: Any) -> Any:
+    if isinstance(value, str):
+        return storable_text(value)
+    if isinstance(value, dict):
+        return {storable_text(str(k)): storable_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [storable_json(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+class StoringCursor:
+    """The cursor a handler writes through: every parameter passes :func:`storable` first."""
+
+    def __init__(self, cursor: Any) -> None:
+        self.cursor = cursor
+
+    def execute(self, query: Any, params: Sequence[Any] | dict[str, Any] | None = None) -> Any:
+        if isinstance(params, dict):
+            params = {k: storable(v) for k, v in params.items()}
+        elif params is not None:
+            params = [storable(v) for v in params]
+        return self.cursor.execute(query, params)
 
 
 # ---- helpers the views share ----------------------------------------------------------------

@@ -4,10 +4,18 @@ One :class:`Projections` reads each Application's log once per batch (from the l
 the views that follow it), decodes only the events some view handles, and hands each view the
 events after its own position, one transaction per view and batch (rows + tracking, see
 :mod:`projections.base`). Views are independent: each can be rebuilt alone, and a view that fails
-holds back only itself.
+holds back only itself:
+
+* a batch a view fails on is split in two and each half applied in turn, down to the one event it
+  fails on, so the view keeps everything before that event and the failure names it;
+* that (view, application) is then left out of the following batches (the other views move on)
+  and tried again after a backoff (1 s, doubled per attempt, at most 5 min), from where it stands;
+* the failure is logged and recorded in ``projection_health`` (:mod:`projections.health`), and
+  cleared by the batch that finally applies the event.
 
 ``chargeledger projections run`` follows the logs forever (polling every 50 ms when idle);
-``chargeledger projections rebuild`` drops every view and catches up from zero.
+``chargeledger projections rebuild`` drops every view and catches up from zero;
+``chargeledger projections status`` shows each view's position and any failure.
 """
 
 from __future__ import annotations
@@ -16,14 +24,16 @@ import argparse
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from eventsourcing.persistence import InfrastructureFactory
 from eventsourcing.utils import Environment
 
+from projections import health
 from projections.alarms import Alarms
-from projections.base import Item, StaleBatch, View, ViewRecorder
+from projections.base import Item, StaleBatch, View, ViewRecorder, storable_text
 from projections.catalogue import Catalogue
 from projections.live_status import LiveStatus
 from projections.operation_log import OperationLog
@@ -34,11 +44,30 @@ log = logging.getLogger(__name__)
 
 VIEWS: tuple[type[View], ...] = (Catalogue, LiveStatus, Orders, Revenue, Alarms, OperationLog)
 BATCH_SIZE = 5000  # measured: 1,000 -> 5,000 doubles catch-up (fewer commits, readings folded)
+RETRY_FIRST = 1.0  # seconds before a failing view is tried again; doubled per attempt
+RETRY_MAX = 300.0
+
+
+class ViewFailed(Exception):
+    """A view could not apply ``item`` (None: a batch with no event of its own, e.g. the database is down)."""
+
+    def __init__(self, item: Item | None, error: Exception) -> None:
+        super().__init__(f"{type(error).__name__}: {error}")
+        self.item, self.error = item, error
+
+
+@dataclass
+class Failing:
+    """A (view, application) held back in this process: attempts so far, when to try again (clock)."""
+
+    attempts: int
+    retry_at: float
 
 
 class Projections:
     def __init__(self, applications: Sequence[Any], env: Mapping[str, str],
-                 views: Sequence[type[View]] = VIEWS, *, batch_size: int = BATCH_SIZE) -> None:
+                 views: Sequence[type[View]] = VIEWS, *, batch_size: int = BATCH_SIZE,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.applications = list(applications)
         factory = InfrastructureFactory.construct(Environment("Projections", dict(env)))
         self.datastore = factory.datastore  # type: ignore[attr-defined]
@@ -46,7 +75,9 @@ class Projections:
         for recorder in self.recorders.values():
             recorder.create_table()
         self.batch_size = batch_size
+        self.clock = clock
         self.processed = 0  # events handed to views, counted once per view
+        self.failing: dict[tuple[str, str], Failing] = {}
         self._positions: dict[tuple[str, str], int | None] = {}
 
     def close(self) -> None:
@@ -85,8 +116,10 @@ class Projections:
                 return total
 
     def step(self, app: Any) -> int:
-        """One batch of one Application's log for every view that follows it. Returns notifications read."""
-        following = [(name, r) for name, r in self.recorders.items() if app.name in r.view.follows()]
+        """One batch of one Application's log for every view that follows it and is not waiting out a
+        failure. Returns notifications read."""
+        following = [(name, r) for name, r in self.recorders.items()
+                     if app.name in r.view.follows() and self.due(name, app.name)]
         if not following:
             return 0
         positions = {name: self.position(name, app.name) for name, _ in following}
@@ -95,11 +128,7 @@ class Projections:
         if not notifications:
             return 0
         wanted = set().union(*(r.view.follows()[app.name] for _, r in following))
-        decoded: dict[int, Item] = {}
-        for n in notifications:
-            name = n.topic.rsplit(":", 1)[-1]
-            if name in wanted:
-                decoded[n.id] = Item(app.name, n.id, name, app.mapper.to_domain_event(n))
+        decoded = {n.id: decode(app, n) for n in notifications if n.topic.rsplit(":", 1)[-1] in wanted}
         last = notifications[-1].id
         for name, recorder in following:
             expected = positions[name]
@@ -108,22 +137,71 @@ class Projections:
             names = recorder.view.follows()[app.name]
             items = [i for nid, i in decoded.items() if nid > (expected or 0) and i.name in names]
             try:
-                recorder.record_batch(app.name, expected, last, items)
+                self.apply(recorder, app.name, expected, last, items)
             except StaleBatch:
                 log.info("%s: another process advanced %s; re-reading the position", name, app.name)
                 self._positions.pop((name, app.name), None)
-                continue
-            self._positions[(name, app.name)] = last
-            self.processed += len(items)
+            except ViewFailed as failure:
+                self.held_back(name, app.name, failure)
+            else:
+                self.failing.pop((name, app.name), None)
         return len(notifications)
 
+    def apply(self, recorder: ViewRecorder, application: str, expected: int | None, last: int,
+              items: list[Item]) -> None:
+        """Apply ``items`` and move the view from ``expected`` to ``last``.
+
+        A batch that fails is split in two and the halves applied in turn, down to the one event the
+        view fails on: everything before it is kept, and :class:`ViewFailed` names it.
+        """
+        try:
+            recorder.record_batch(application, expected, last, items)
+        except StaleBatch:
+            raise
+        except Exception as error:  # noqa: BLE001 - whatever a view raises holds back that view alone
+            if len(items) <= 1:
+                raise ViewFailed(items[0] if items else None, error) from error
+            half = len(items) // 2
+            middle = items[half].notification_id - 1  # every item of the first half is at or before it
+            self.apply(recorder, application, expected, middle, items[:half])
+            self.apply(recorder, application, middle, last, items[half:])
+            return
+        self._positions[(recorder.view.name, application)] = last
+        self.processed += len(items)
+
+    # ---- failures ----------------------------------------------------------------------------
+    def due(self, view: str, application: str) -> bool:
+        failing = self.failing.get((view, application))
+        return failing is None or self.clock() >= failing.retry_at
+
+    def held_back(self, view: str, application: str, failure: ViewFailed) -> None:
+        """Wait before trying this view on this log again; log and record why (projection_health)."""
+        key = (view, application)
+        self._positions.pop(key, None)  # re-read: the halves before the failing event may have moved it
+        attempts = self.failing[key].attempts + 1 if key in self.failing else 1
+        retry_in = min(RETRY_MAX, RETRY_FIRST * 2 ** (attempts - 1))
+        self.failing[key] = Failing(attempts, self.clock() + retry_in)
+        item = failure.item
+        where = f"{application} #{item.notification_id} {item.name}" if item else application
+        log.error("projections: view %s is held back at %s (attempt %d; next in %.0f s): %s", view, where,
+                  attempts, retry_in, failure, exc_info=failure.error)
+        try:
+            row = {"view": view, "application": application, "position": self.position(view, application),
+                   "notification_id": item.notification_id if item else None, "event": item.name if item else None,
+                   "error": storable_text(str(failure)), "retry_in": retry_in}
+            with self.datastore.transaction(commit=True) as cur:
+                cur.execute(health.RECORD, row)
+        except Exception:  # noqa: BLE001 - the log above still says it; the next attempt writes it again
+            log.exception("projections: could not record the failure of view %s", view)
+
     def run_forever(self, stop: threading.Event, idle_sleep: float = 0.05) -> None:
-        """Follow the logs until ``stop`` is set; a failing batch is retried after a pause."""
+        """Follow the logs until ``stop`` is set. A view that fails waits on its own (see the module);
+        a failure of the logs themselves (the database down) pauses every view for a second."""
         while not stop.is_set():
             try:
                 moved = self.catch_up()
-            except Exception:  # noqa: BLE001 - keep following; the batch rolled back and will be retried
-                log.exception("projections: batch failed; retrying")
+            except Exception:  # noqa: BLE001 - keep following; nothing was applied, it will be retried
+                log.exception("projections: reading the logs failed; retrying")
                 self._positions.clear()
                 moved = 0
                 stop.wait(1.0)
@@ -140,13 +218,25 @@ class Projections:
             recorder.drop()
             recorder.create_table()
         self._positions.clear()
+        self.failing.clear()  # a rebuilt view is tried at once, whatever failed before
         return self.catch_up()
 
 
-# ---- CLI: chargeledger projections run|rebuild -------------------------------------------------
+def decode(app: Any, notification: Any) -> Item:
+    """The notification as the views see it. One that cannot be decoded is kept with the reason, so
+    that only the views that handle it are held back (:class:`projections.base.UndecodableEvent`)."""
+    name = notification.topic.rsplit(":", 1)[-1]
+    try:
+        return Item(app.name, notification.id, name, app.mapper.to_domain_event(notification))
+    except Exception as error:  # noqa: BLE001 - any decoding failure; the views that need it report it
+        return Item(app.name, notification.id, name, None, undecodable=f"{type(error).__name__}: {error}")
+
+
+# ---- CLI: chargeledger projections run|rebuild|status -------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=("run", "rebuild"),
-                        help="run: follow the ledger forever; rebuild: drop every view and catch up from zero")
+    parser.add_argument("action", choices=("run", "rebuild", "status"),
+                        help="run: follow the ledger forever; rebuild: drop every view and catch up from zero; "
+                             "status: each view's position and any failure holding it back (exit 1 if any)")
     parser.add_argument("--view", action="append", choices=[v.name for v in VIEWS],
                         help="rebuild only this view (repeatable)")
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
@@ -161,12 +251,14 @@ def run(args: argparse.Namespace) -> int:
     ledger = Ledger(env)
     projections = Projections(ledger.applications, env, batch_size=args.batch_size)
     try:
+        if args.action == "status":
+            return print_status(projections)
         if args.action == "rebuild":
             started = time.monotonic()
             count = projections.rebuild(args.view)
             print(f"rebuilt {', '.join(args.view or projections.recorders)}: {count} notifications "
                   f"in {time.monotonic() - started:.1f} s")
-            return 0
+            return print_status(projections) if projections.failing else 0
         stop = threading.Event()
         try:
             projections.run_forever(stop)
@@ -176,3 +268,23 @@ def run(args: argparse.Namespace) -> int:
     finally:
         projections.close()
         ledger.close()
+
+
+def print_status(projections: Projections) -> int:
+    """Print every view's position in every log it follows, then what holds any back. 1 if any is held back."""
+    projections._positions.clear()
+    for app in projections.applications:
+        head = app.recorder.max_notification_id() or 0
+        for name, recorder in projections.recorders.items():
+            if app.name in recorder.view.follows():
+                position = projections.position(name, app.name) or 0
+                print(f"{name:14} {app.name:9} at {position:>10} of {head:>10}"
+                      + ("" if position >= head else f"  ({head - position} behind)"))
+    with projections.datastore.get_connection() as conn:
+        failures = health.failing(conn)
+    for f in failures:
+        at = f"#{f['notification_id']} {f['event']}" if f["notification_id"] is not None else "its next batch"
+        print(f"HELD BACK {f['view']} on {f['application']} at {at}, failing since "
+              f"{f['failing_since']:%Y-%m-%d %H:%M:%S%z} ({f['attempts']} attempts, next "
+              f"{f['next_attempt_at']:%H:%M:%S%z}): {f['error']}")
+    return 1 if failures else 0
