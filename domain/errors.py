@@ -80,3 +80,9 @@ class ConcurrencyExhausted(DomainError):
     """Optimistic concurrency retries ran out: the aggregate is too hot right now."""
 
     code = "concurrency_exhausted"
+
+
+class WrongPile(DomainError):
+    """A pile named a session, a serial or a gun that is not its own (the pile link's boundary)."""
+
+    code = "wrong_pile"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import random
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -27,16 +28,47 @@ from domain.errors import (
     InsufficientFunds,
     InvalidRegistration,
     InvalidTariff,
+    InvalidTransition,
     NotFound,
     PileUnavailable,
+    WrongPile,
 )
 from domain.payment import Payments
 from domain.registry import Pile, Station, Tenant
-from domain.session import ChargingSession, TransactionRecord, make_trade_no
+from domain.session import TRADE_NO, ChargingSession, TransactionRecord, make_trade_no
 from domain.settlement import wallet_commands
 from domain.tariff import Tariff, TariffSchedule
 from domain.text import NAME, REASON, checked
 from domain.wallet import Wallet
+
+
+@dataclass(frozen=True)
+class PileGun:
+    """Who sent a pile's frame: the pile logged in on the connection, and the gun the frame names.
+
+    A command given one runs only on a session of that pile and gun (else :class:`WrongPile`, and
+    nothing is written): a pile speaks for its own sessions only."""
+
+    pile_no: str
+    gun_no: int
+
+    def require_owns(self, session: ChargingSession) -> None:
+        if session.pile_no != self.pile_no or session.gun_no != self.gun_no:
+            raise WrongPile(f"session {session.trade_no} is not on pile {self.pile_no} gun {self.gun_no}",
+                            trade_no=session.trade_no, pile_no=self.pile_no, gun_no=self.gun_no)
+
+    def require_offline_serial(self, trade_no: str, pile: Pile) -> None:
+        """An offline record's serial (a session the ledger never saw start) must be this pile's:
+        it starts with the pile number (YKC composes serials as pile + gun + time + sequence, the
+        charger offline too), and the gun the record names must be one the pile has. The two digits
+        after the pile number are not required to spell the gun: real piles' do not (see
+        docs/protocols/ykc.md, "The pile link's boundary")."""
+        if not trade_no.startswith(self.pile_no):
+            raise WrongPile(f"serial {trade_no} is not pile {self.pile_no}'s", trade_no=trade_no,
+                            pile_no=self.pile_no)
+        if not pile.has_gun(self.gun_no):
+            raise WrongPile(f"pile {self.pile_no} has no gun {self.gun_no}", trade_no=trade_no,
+                            pile_no=self.pile_no, gun_no=self.gun_no)
 
 
 class Ledger:
@@ -230,21 +262,30 @@ class Ledger:
             return trade_no
         raise ConcurrencyExhausted(f"no free trade serial for pile {pile_no} gun {gun_no} in this second")
 
-    def session_command(self, trade_no: str, command: str, **kwargs: Any) -> ChargingSession:
-        """Run one session command, then bring the wallet in line with what it decided."""
+    def session_command(self, trade_no: str, command: str, *, sent_by: PileGun | None = None,
+                        **kwargs: Any) -> ChargingSession:
+        """Run one session command, then bring the wallet in line with what it decided.
+
+        ``sent_by``: the command comes from a pile's frame, and runs only on a session of that pile
+        and gun (checked on the loaded aggregate, so it costs no query)."""
+        def change(session: ChargingSession) -> Any:
+            if sent_by is not None:
+                sent_by.require_owns(session)
+            return getattr(session, command)(**kwargs)
+
         _, session, events = self.sessions.update_recorded(
-            ChargingSession.create_id(trade_no), ChargingSession, "session",
-            lambda s: getattr(s, command)(**kwargs),
-        )
+            ChargingSession.create_id(trade_no), ChargingSession, "session", change)
         self.apply_to_wallet(session, events)
         return session
 
     def record_readings(self, readings: list[dict[str, Any]]) -> list[Exception | None]:
         """Record realtime readings of many sessions in one transaction (the pile link's batch).
 
-        Each item is ``{"trade_no", "at", "energy", **measurements}``. Returns, per item, None or
-        the domain error that refused it. If the batch's save conflicts with another writer, the
-        items are retried one by one, so one hot session never holds back the others.
+        Each item is ``{"trade_no", "at", "energy", **measurements}``, with ``"sent_by"`` (a
+        :class:`PileGun`) when a pile sent it: the session must then be that pile's gun's, checked on
+        the loaded aggregate. Returns, per item, None or the domain error that refused it. If the
+        batch's save conflicts with another writer, the items are retried one by one, so one hot
+        session never holds back the others.
         """
         outcomes: list[Exception | None] = [None] * len(readings)
         sessions: dict[str, ChargingSession] = {}
@@ -252,7 +293,9 @@ class Ledger:
             trade_no = reading["trade_no"]
             try:
                 session = sessions.get(trade_no) or self.session(trade_no)
-                session.record_reading(**{k: v for k, v in reading.items() if k != "trade_no"})
+                if reading.get("sent_by") is not None:
+                    reading["sent_by"].require_owns(session)
+                session.record_reading(**_measurements(reading))
                 sessions[trade_no] = session
             except DomainError as error:
                 outcomes[i] = error
@@ -264,8 +307,8 @@ class Ledger:
             for i, reading in enumerate(readings):
                 if outcomes[i] is None:
                     try:
-                        self.session_command(reading["trade_no"], "record_reading",
-                                             **{k: v for k, v in reading.items() if k != "trade_no"})
+                        self.session_command(reading["trade_no"], "record_reading", sent_by=reading.get("sent_by"),
+                                             **_measurements(reading))
                     except DomainError as error:
                         outcomes[i] = error
         return outcomes
@@ -276,10 +319,20 @@ class Ledger:
 
         A record for a session never seen starting (an offline start) opens the session from the
         record and settles it in the same transaction.
+
+        Given ``pile_no`` and ``gun_no`` (the pile link always gives them: the pile logged in on the
+        connection and the gun the record names), the record is refused with :class:`WrongPile`,
+        writing nothing, unless the session is that pile's gun's, or, for an offline record, its
+        serial starts with that pile number and the pile has that gun.
         """
+        sent_by = PileGun(pile_no, gun_no) if pile_no is not None and gun_no is not None else None
         if self.sessions.exists(ChargingSession.create_id(trade_no)):
-            return self.session_command(trade_no, "settle", record=record, at=at)
+            return self.session_command(trade_no, "settle", sent_by=sent_by, record=record, at=at)
+        if not TRADE_NO.match(trade_no):
+            raise InvalidTransition(f"a trade serial is 32 digits, got {trade_no!r}")
         pile = self.registry.pile(pile_no or trade_no[:14])
+        if sent_by is not None:
+            sent_by.require_offline_serial(trade_no, pile)
         station = self.registry.station(pile.station_id)
         gun = gun_no if gun_no is not None else int(trade_no[14:16])
         session = self._new_session(trade_no, pile, station, self.tariff_for(pile), gun, wallet_id, 0,
@@ -288,7 +341,7 @@ class Ledger:
         try:
             recordings = self.sessions.save(session)
         except IntegrityError:  # a concurrent delivery of the same record got there first
-            return self.session_command(trade_no, "settle", record=record, at=at)
+            return self.session_command(trade_no, "settle", sent_by=sent_by, record=record, at=at)
         self.apply_to_wallet(session, [r.domain_event for r in recordings])
         return session
 
@@ -452,3 +505,8 @@ class Ledger:
                 raise NotFound(f"no station {station_id}", id=str(station_id))
             station.change(name=name, address=address, author=author)
         self.registry.update(station_id, Station, "station", change)
+
+
+def _measurements(reading: dict[str, Any]) -> dict[str, Any]:
+    """A reading item of :meth:`Ledger.record_readings` without its session and sender."""
+    return {k: v for k, v in reading.items() if k not in ("trade_no", "sent_by")}

@@ -227,6 +227,12 @@ class Pile(Aggregate):
     def _fault_cleared(self, gun_no: int, code: str, at: datetime) -> None:
         self.guns[str(gun_no)]["faults"] = [c for c in self.guns[str(gun_no)]["faults"] if c != code]
 
+    @event("FrameRefused")
+    def report_refused_frames(self, kind: str, frame_type: int, detail: str, count: int, at: datetime) -> None:
+        """The pile link refused ``count`` frames of this pile's connection for one reason (``kind``:
+        ``other_pile``, ``unknown_gun``, ``foreign_session``); ``frame_type`` and ``detail`` are the
+        last one's. The link writes at most one of these per pile and kind a minute."""
+
     def confirm_billing_model(self, tariff_id: UUID, version: int, at: datetime) -> None:
         """The pile now bills with this tariff version (it asked for it, or acknowledged a push).
 

@@ -7,7 +7,10 @@ are handled in order; the ledger calls they make run in the gateway's thread poo
 holds back only this pile.
 
 Answers that mean "stored" (0x40 for 0x3B) are sent only after the ledger committed. A bad frame is
-counted, logged in hex and skipped; a pile that sends only garbage, or will not log in, is closed.
+counted, logged in hex and skipped; a pile that sends only garbage, or does not log in within the
+gateway's login deadline, is closed. Every frame after login is bound to the pile that logged in
+(:mod:`pile_link.boundary`) before its handler runs, and every session command a handler gives the
+ledger is scoped to that pile and the frame's gun (``sent_by``).
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from domain.errors import DomainError, InsufficientFunds, NotFound, PileUnavailable
+from domain.errors import DomainError, InsufficientFunds, NotFound, PileUnavailable, WrongPile
+from domain.ledger import PileGun
 from domain.session import TransactionRecord as SettlementRecord
+from pile_link.boundary import NO_TRADE, Refusal, binding_refusal, gun_number, refusal_answer
 from pile_link.ykc import (
     BillingModelReply,
     BillingModelRequest,
@@ -74,7 +79,6 @@ Handler = Callable[["PileLink", Frame, Any], Awaitable[None]]
 HANDLERS: dict[type[Message], Handler] = {}
 
 GUN_STATUS = ("offline", "fault", "idle", "charging")  # the 0x13 status byte
-NO_TRADE = "0" * 32
 MAX_ERRORS_BEFORE_LOGIN = 8  # a peer that sends this many bad frames and no login is not a YKC pile
 MAX_ERROR_STREAK = 64  # ... or this many bad frames in a row after logging in
 START_FAIL_REASONS = {1: "pile number mismatch", 2: "gun busy", 3: "device fault", 4: "pile offline",
@@ -111,11 +115,14 @@ class PileLink:
         self.last_seen = gateway.loop_time()
         self.last_time_sync = 0.0
         self.guns: dict[int, tuple[str, bool, tuple[str, ...]]] = {}  # last reported (status, plugged, faults)
-        self.charging: set[str] = set()  # trade serials already marked charging by this link
+        self.gun_numbers: frozenset[int] = frozenset()  # the guns the registry gives the pile
+        self.charging: dict[str, int] = {}  # trade serial -> gun, marked charging by this link
         self.tariff_pending = False  # a billing-model push waits until every gun is idle
         self.pushed_tariff: tuple[Any, int] | None = None  # (tariff id, version) sent in the last 0x58
         self.error_streak = 0
         self.closed = False
+        self.closing: asyncio.Task[None] | None = None
+        self.login_timer = asyncio.get_running_loop().call_later(gateway.login_deadline, self.login_overdue)
 
     # ---- the read loop ----------------------------------------------------------------------
     async def serve(self) -> None:
@@ -140,6 +147,13 @@ class PileLink:
             reason = f"connection lost ({type(exc).__name__})"
         finally:
             await self.close(reason)
+
+    def login_overdue(self) -> None:
+        """No login within the gateway's deadline: not a pile we know, whatever else it sends."""
+        if self.pile_no is None and not self.closed:
+            self.gateway.stats["login_overdue"] += 1
+            log.warning("%s: no login within %.0f s, closing", self.peer, self.gateway.login_deadline)
+            self.closing = asyncio.ensure_future(self.close("no login"))
 
     def too_much_garbage(self) -> bool:
         if self.pile_no is None:
@@ -166,22 +180,56 @@ class PileLink:
             self.crc_order = frame.crc_order
             log.info("pile %s %s sends its CRC %s; answering the same way", self.pile_no or "-", self.peer,
                      "high byte first" if frame.crc_order == "be" else "low byte first")
-        if self.pile_no is None and not isinstance(msg, Login):
-            log.warning("%s: 0x%02X before login, ignored", self.peer, frame.frame_type)
-            self.gateway.stats["before_login"] += 1
-            return
+        if self.pile_no is None:
+            if not isinstance(msg, Login):
+                log.warning("%s: 0x%02X before login, ignored", self.peer, frame.frame_type)
+                self.gateway.stats["before_login"] += 1
+                return
+        else:
+            refusal = binding_refusal(msg, self.pile_no, self.gun_numbers)
+            if refusal is not None:
+                self.refuse(frame, msg, refusal)
+                return
         handler = HANDLERS.get(type(msg))
         if handler is None:
             self.gateway.stats["unhandled"] += 1
             return
         try:
             await handler(self, frame, msg)
+        except WrongPile as error:  # the ledger's half of the boundary: the session is not this pile's gun's
+            self.refuse(frame, msg, Refusal("foreign_session", str(error)))
         except DomainError as error:
             log.warning("pile %s: 0x%02X refused by the ledger: %s (%s)", self.pile_no, frame.frame_type,
                         error, error.code)
         except Exception:  # one bad handler run must not end the pile's connection
             self.gateway.stats["handler_errors"] += 1
             log.exception("pile %s: handling %r failed", self.pile_no, msg)
+
+    def refuse(self, frame: Frame, msg: Message, refusal: Refusal) -> None:
+        """A frame this connection's pile may not send: answered as the protocol says, counted,
+        logged, and reported on the pile (throttled) for the alarms view."""
+        answer = refusal_answer(msg)
+        if answer is not None:
+            self.reply(frame, answer)
+        self.gateway.frame_refused(self.pile_no, refusal, frame.frame_type)  # type: ignore[arg-type]
+        log.warning("pile %s %s: 0x%02X refused (%s): %s", self.pile_no, self.peer, frame.frame_type, refusal.kind,
+                    refusal.detail)
+
+    async def on_session(self, trade_no: str, sent_by: PileGun, command: str, **kwargs: Any) -> bool:
+        """Run a session command scoped to the pile and gun that sent the frame (the ledger raises
+        WrongPile for another's session). False if the ledger never saw the session start: an
+        offline start, which its transaction record will open."""
+        try:
+            await self.call(self.gateway.ledger.session_command, trade_no, command, sent_by=sent_by, **kwargs)
+        except NotFound:
+            log.info("pile %s gun %s: %s of unknown session %s skipped", self.pile_no, sent_by.gun_no, command,
+                     trade_no)
+            return False
+        return True
+
+    def sent_by(self, gun_byte: str) -> PileGun:
+        """Who sent a frame naming this gun (checked by the boundary, so a gun of this pile)."""
+        return PileGun(self.pile_no, gun_number(gun_byte))  # type: ignore[arg-type]
 
     # ---- writing ---------------------------------------------------------------------------
     def reply(self, request: Frame, msg: Message) -> None:
@@ -200,6 +248,7 @@ class PileLink:
         if self.closed:
             return
         self.closed = True
+        self.login_timer.cancel()
         self.writer.close()
         await self.gateway.link_closed(self, reason)
 
@@ -248,8 +297,10 @@ async def on_login(link: PileLink, frame: Frame, msg: Login) -> None:
         await link.close(f"login refused: {error.code}")
         return
     link.pile_no, link.pile_id = msg.pile_no, pile.id
+    link.login_timer.cancel()
     link.timezone = await link.call(gateway.station_timezone, pile.station_id)
     link.guns = {int(n): (g["status"], g["plugged"], tuple(sorted(g["faults"]))) for n, g in pile.guns.items()}
+    link.gun_numbers = frozenset(link.guns)
     link.reply(frame, LoginAck(msg.pile_no, 0))
     at, program = link.now(), msg.firmware_version.strip("\x00 ")
     gateway.pile_changes.add((msg.pile_no, lambda p: p.connect(at=at, gateway=gateway.gateway_id,
@@ -298,31 +349,35 @@ async def on_time_ack(link: PileLink, frame: Frame, msg: TimeSyncAck) -> None:
 # ---- realtime data: gun status, faults, meter readings ----------------------------------------
 @handles(RealtimeData)
 async def on_realtime(link: PileLink, frame: Frame, msg: RealtimeData) -> None:
+    """Session commands first, so a serial that is not this gun's (the ledger's WrongPile) refuses the
+    whole frame before its gun status is taken."""
     gateway = link.gateway
     at = link.now()
-    gun_no = int(msg.gun_no)
+    sent_by = link.sent_by(msg.gun_no)
+    gun_no = sent_by.gun_no
     status = GUN_STATUS[msg.status] if msg.status < len(GUN_STATUS) else "fault"
     names = {f"hw:{bit.bit_length()}": name for bit, name in HW_FAULTS.items() if msg.hw_faults & bit}
     faults = tuple(sorted(names))
     observed = (status, bool(msg.plugged), faults)
-    if link.guns.get(gun_no) != observed:
+    in_session = msg.trade_no != NO_TRADE
+    if in_session and status == "charging" and link.charging.get(msg.trade_no) != gun_no:
+        if await link.on_session(msg.trade_no, sent_by, "mark_charging", at=at):
+            link.charging[msg.trade_no] = gun_no
+    previous = link.guns.get(gun_no)
+    if previous != observed:
+        new_faults = [code for code in faults if code not in (previous or ("", False, ()))[2]]
+        for code in new_faults if in_session else ():
+            await link.on_session(msg.trade_no, sent_by, "record_fault", at=at, source="pile", code=code,
+                                  detail=names[code])
         gateway.pile_changes.add((link.pile_no, lambda p: (p.report_faults(gun_no, names, at),
                                                            p.report_gun_status(gun_no, status, bool(msg.plugged), at))))
-        if faults and msg.trade_no != NO_TRADE:
-            for code in faults:
-                if code not in (link.guns.get(gun_no) or ("", False, ()))[2]:
-                    await link.call(gateway.session_command, msg.trade_no, "record_fault", at=at, source="pile",
-                                    code=code, detail=names[code])
         link.guns[gun_no] = observed
         if link.tariff_pending and not any(s == "charging" for s, _, _ in link.guns.values()):
             await link.push_tariff_when_idle()
-    if msg.trade_no == NO_TRADE or status != "charging":
-        return
-    if msg.trade_no not in link.charging:
-        await link.call(gateway.session_command, msg.trade_no, "mark_charging", at=at)
-        link.charging.add(msg.trade_no)
-    gateway.readings.add({"trade_no": msg.trade_no, "at": at, "energy": msg.energy, "voltage_dv": msg.voltage_dv,
-                          "current_da": msg.current_da, "soc_pct": msg.soc_pct, "pile_amount": msg.amount})
+    if in_session and status == "charging" and link.charging.get(msg.trade_no) == gun_no:
+        gateway.readings.add({"trade_no": msg.trade_no, "sent_by": sent_by, "at": at, "energy": msg.energy,
+                              "voltage_dv": msg.voltage_dv, "current_da": msg.current_da, "soc_pct": msg.soc_pct,
+                              "pile_amount": msg.amount})
 
 
 # ---- starts and stops ---------------------------------------------------------------------------
@@ -330,8 +385,8 @@ async def on_realtime(link: PileLink, frame: Frame, msg: RealtimeData) -> None:
 async def on_start_reply(link: PileLink, frame: Frame, msg: RemoteStartReply) -> None:
     ok = msg.result == 1
     reason = "" if ok else START_FAIL_REASONS.get(msg.fail_reason, f"pile reason {msg.fail_reason}")
-    await link.call(link.gateway.session_command, msg.trade_no, "acknowledge_start", at=link.now(), ok=ok,
-                    reason=reason)
+    await link.on_session(msg.trade_no, link.sent_by(msg.gun_no), "acknowledge_start", at=link.now(), ok=ok,
+                          reason=reason)
     log.info("pile %s gun %s: start %s %s", link.pile_no, msg.gun_no, msg.trade_no,
              "accepted" if ok else f"refused ({reason})")
 
@@ -349,9 +404,9 @@ async def on_pile_start(link: PileLink, frame: Frame, msg: StartRequest) -> None
     refused = 0
     trade_no, hold = NO_TRADE, 0
     try:
-        trade_no, hold = await link.call(link.gateway.ledger.start_at_pile, pile_no=msg.pile_no,
-                                         gun_no=int(msg.gun_no), kind=kind, value=value, at=link.now(),
-                                         max_hold_fen=link.gateway.max_card_hold_fen)
+        trade_no, hold = await link.call(link.gateway.ledger.start_at_pile, pile_no=link.pile_no,
+                                         gun_no=link.sent_by(msg.gun_no).gun_no, kind=kind, value=value,
+                                         at=link.now(), max_hold_fen=link.gateway.max_card_hold_fen)
     except NotFound:
         refused = 1  # no such account
     except InsufficientFunds:
@@ -362,7 +417,7 @@ async def on_pile_start(link: PileLink, frame: Frame, msg: StartRequest) -> None
     link.reply(frame, StartAuthReply(trade_no, msg.pile_no, msg.gun_no, logical, hold, 0 if refused else 1,
                                      refused))
     if not refused:
-        await link.call(link.gateway.session_command, trade_no, "acknowledge_start", at=link.now(), ok=True)
+        await link.on_session(trade_no, link.sent_by(msg.gun_no), "acknowledge_start", at=link.now(), ok=True)
     log.info("pile %s gun %s: %s start by %s %s", link.pile_no, msg.gun_no,
              "refused" if refused else f"authorised ({hold} fen held)", kind, value)
 
@@ -375,8 +430,8 @@ async def on_abort(link: PileLink, frame: Frame, msg: Any) -> None:
     if msg.trade_no == NO_TRADE:
         return
     detail = ", ".join(f"{k}={v}" for k, v in vars(msg).items() if k not in ("trade_no", "pile_no", "gun_no") and v)
-    await link.call(link.gateway.session_command, msg.trade_no, "record_fault", at=link.now(), source="bms",
-                    code=f"0x{msg.TYPE:02X}", detail=detail[:500])
+    await link.on_session(msg.trade_no, link.sent_by(msg.gun_no), "record_fault", at=link.now(), source="bms",
+                          code=f"0x{msg.TYPE:02X}", detail=detail[:500])
 
 
 # ---- the transaction record -----------------------------------------------------------------------
@@ -393,12 +448,14 @@ async def on_transaction(link: PileLink, frame: Frame, msg: TransactionRecord) -
     await link.gateway.readings.flush()  # every reading before the record, in order
     try:
         await link.call(link.gateway.ledger.settle, msg.trade_no, record, link.now(), pile_no=link.pile_no,
-                        gun_no=int(msg.gun_no))
+                        gun_no=link.sent_by(msg.gun_no).gun_no)
+    except WrongPile:
+        raise  # refused at the boundary (PileLink.dispatch): answered 0x40 "invalid", counted and reported
     except DomainError as error:
         log.error("pile %s: transaction record %s refused: %s (%s)", link.pile_no, msg.trade_no, error, error.code)
         link.reply(frame, TransactionConfirm(msg.trade_no, 1))
         return
-    link.charging.discard(msg.trade_no)
+    link.charging.pop(msg.trade_no, None)
     link.gateway.stop_requested.discard(msg.trade_no)
     link.gateway.stats["records_settled"] += 1
     link.reply(frame, TransactionConfirm(msg.trade_no, 0))

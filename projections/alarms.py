@@ -23,6 +23,14 @@ SELECT %(alarm_id)s, %(seq)s, p.tenant_id, p.station_id, p.pile_no, %(gun_no)s, 
        %(severity)s, %(message)s, %(at)s
 FROM alarm_piles p WHERE p.pile_id = %(pile_id)s"""
 
+REFUSED_FROM_PILE = """
+INSERT INTO alarms AS a (alarm_id, seq, tenant_id, station_id, pile_no, gun_no, trade_no, kind, code, severity,
+                         message, raised_at, count)
+SELECT %(alarm_id)s, %(seq)s, p.tenant_id, p.station_id, p.pile_no, NULL, NULL, 'frame_refused', %(code)s, 'major',
+       %(message)s, %(at)s, %(count)s
+FROM alarm_piles p WHERE p.pile_id = %(pile_id)s
+ON CONFLICT (alarm_id) DO UPDATE SET count = a.count + EXCLUDED.count, message = EXCLUDED.message"""
+
 FROM_SESSION = """
 INSERT INTO alarms (alarm_id, seq, tenant_id, station_id, pile_no, gun_no, trade_no, kind, code, severity,
                     message, raised_at, count)
@@ -99,6 +107,16 @@ class Alarms(View):
                     "AND alarms.pile_no = p.pile_no AND alarms.kind = 'fault' AND alarms.gun_no = %s "
                     "AND alarms.code = %s AND alarms.cleared_at IS NULL",
                     (e.at, e.originator_id, e.gun_no, e.code))
+
+    @on("Registry", "Pile.FrameRefused")
+    def frame_refused(self, cur: Any, item: Item) -> None:
+        """Frames a pile may not send (another pile's number, a gun it has not, another's session): one
+        alarm per pile, kind of refusal and UTC day, counting every refused frame."""
+        e = item.event
+        cur.execute(REFUSED_FROM_PILE, {
+            "alarm_id": f"frame_refused:{e.originator_id}:{e.kind}:{e.at.date().isoformat()}",
+            "seq": item.notification_id, "code": e.kind, "count": e.count, "at": e.at, "pile_id": e.originator_id,
+            "message": f"frames refused ({e.kind}); the last, a 0x{e.frame_type:02X}: {e.detail}"})
 
     # ---- sessions ---------------------------------------------------------------------------
     @on("Sessions", "ChargingSession.Opened")
