@@ -31,7 +31,6 @@ import sys
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from functools import cache
 from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
@@ -182,12 +181,6 @@ def password_matches(stored_hash: str, password: str, hasher: Any = None) -> boo
         return bool((hasher or PasswordHasher()).verify(stored_hash, password))
     except (VerificationError, InvalidHashError):
         return False
-
-
-@cache
-def dummy_hash() -> str:
-    """Verified for unknown users, so that an unknown name costs what a wrong password does."""
-    return hash_password(secrets.token_urlsafe(16))
 
 
 User = TypeVar("User")

@@ -14,6 +14,7 @@ Who may manage whom: a platform admin every user; a tenant admin the users of th
 
 from __future__ import annotations
 
+import secrets
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -23,8 +24,7 @@ from pydantic import AfterValidator, BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from adapters.auth import (AGENT, MAX_PASSWORD, MIN_PASSWORD, OPERATOR_ROLES, PLATFORM_ADMIN, TENANT_ADMIN,
-                           USERNAME_PATTERN, USERNAME_RULE, AuthError, Principal, TokenSigner, check_printable,
-                           dummy_hash)
+                           USERNAME_PATTERN, USERNAME_RULE, AuthError, Principal, TokenSigner, check_printable)
 from adapters.http import ApiError
 from adapters.login_guard import HashGate, LoginBusy, LoginLimits, LoginThrottle
 from adapters.operator_api import ERRORS, S, T, Caller, body_example, example, require
@@ -46,6 +46,7 @@ class Accounts:
         self.users, self.signer = users, signer
         self.throttle = LoginThrottle(limits)
         self.gate = HashGate(limits.hash_concurrency, limits.hash_waiting)
+        self._dummy_hash: str | None = None
 
     async def principal(self, token: str) -> Principal:
         """The caller a token speaks for, as their user is now."""
@@ -59,6 +60,12 @@ class Accounts:
             raise AuthError("token_revoked", "the token was revoked (logout or new password); sign in again")
         return user.principal()
 
+    async def dummy_hash(self) -> str:
+        """Verified for unknown users, so that an unknown name costs what a wrong password does."""
+        if self._dummy_hash is None:
+            self._dummy_hash = await self.gate.hash(secrets.token_urlsafe(16))
+        return self._dummy_hash
+
     def token_answer(self, user: OperatorUser) -> JSONResponse:
         token, expires = self.signer.issue(user.principal(), generation=user.generation)
         return JSONResponse({"access_token": token, "token_type": "bearer", "expires_at": expires.isoformat(),
@@ -69,7 +76,7 @@ class Accounts:
         self.throttle.begin(address, username)
         try:
             user = await self.users.find(username)
-            good = await self.gate.matches(user.password_hash if user else dummy_hash(), password)
+            good = await self.gate.matches(user.password_hash if user else await self.dummy_hash(), password)
         except LoginBusy:
             self.throttle.undecided(address, username)
             raise
