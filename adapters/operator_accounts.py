@@ -67,7 +67,9 @@ class Accounts:
         return self._dummy_hash
 
     def token_answer(self, user: OperatorUser) -> JSONResponse:
-        token, expires = self.signer.issue(user.principal(), generation=user.generation)
+        # no station list in the token: an agent's scope is read from their row at each request
+        principal = Principal(user.username, user.role, user.tenant_id)
+        token, expires = self.signer.issue(principal, generation=user.generation)
         return JSONResponse({"access_token": token, "token_type": "bearer", "expires_at": expires.isoformat(),
                              "role": user.role}, headers=NO_STORE)
 

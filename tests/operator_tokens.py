@@ -43,8 +43,7 @@ def operator_token(app: Any, role: str, tenant_id: UUID | None = None, stations:
             "tenant_id = excluded.tenant_id, stations = excluded.stations, disabled = false "
             "RETURNING token_generation",
             (subject, password_hash(), role, tenant_id, stations)).fetchone()[0]
-    principal = Principal(subject, role, tenant_id, frozenset(stations) if role == AGENT else None)
-    return str(app.state.signer.issue(principal, generation=generation)[0])
+    return str(app.state.signer.issue(Principal(subject, role, tenant_id), generation=generation)[0])
 
 
 def operator_headers(app: Any, role: str, tenant_id: UUID | None = None, stations: Iterable[UUID] | None = None,

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import jwt
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
@@ -101,6 +102,8 @@ def test_an_agent_whose_stations_change_sees_the_new_scope_with_the_old_token(si
     admin = site.headers(TENANT_ADMIN, site.a)
     site.add_user(admin, "agent.two", AGENT, stations=[str(site.a.stations[0])])
     agent = site.token("agent.two")
+    claims = jwt.decode(agent["Authorization"].split()[1], options={"verify_signature": False})
+    assert "stations" not in claims and claims["gen"] == 0  # the scope is the user's row, read per request
     assert station_ids(site, agent) == {str(site.a.stations[0])}
     assert site.client.post(f"{V}/piles/{site.a.piles[1]}/reboot", headers=agent).status_code == 404
     r = site.client.put(f"{V}/users/agent.two/stations", headers=admin, json={"stations": [str(site.a.stations[1])]})
