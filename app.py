@@ -301,7 +301,8 @@ where to look (with DATABASE_URL={database_url} set, while the servers run; `cha
 prints each role's NATS_URL, with its credentials, from {var_dir() / "nats" / "credentials.json"}):
   psql "$DATABASE_URL"                      tables sessions_events, wallets_events, orders, revenue_daily, alarms
   chargeledger audit replay                 the auditor's replay of every event; audit seal / verify
-  chargeledger api                          the operator and driver API (CHARGELEDGER_TOKEN_KEY; docs at /docs)
+  chargeledger api                          the operator and driver API (CHARGELEDGER_TOKEN_KEY; docs at /docs
+                                            with CHARGELEDGER_API_DOCS=1)
   chargeledger gateway / simulate           the YKC gateway on TCP 8767 and simulated piles against it
   docs/architecture.md, docs/performance.md how it fits together, and what it measured""")
                 if not args.once and sys.stdin.isatty():
@@ -370,9 +371,8 @@ def with_database(run: Any) -> Any:
     return command
 
 
-def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "WARNING"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def build_parser() -> argparse.ArgumentParser:
+    """Every command and its arguments (tests/test_cli_docs.py parses the documented commands with it)."""
     parser = argparse.ArgumentParser(prog="chargeledger", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="scripted sessions on the ledger; prints what happened and the books")
@@ -402,8 +402,14 @@ def main(argv: list[str] | None = None) -> int:
     simulate = sub.add_parser("simulate", help="simulated YKC piles (or a load of connections) against a gateway")
     simulate_cli.add_arguments(simulate)
     simulate.set_defaults(func=simulate_cli.run)
-    args = parser.parse_args(argv)
-    return args.func(args)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "WARNING"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
 
 
 if __name__ == "__main__":

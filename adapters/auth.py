@@ -1,11 +1,15 @@
-"""Who is calling: operator credentials, password hashing, and signed expiring tokens.
+"""Who is calling: principals, password hashing, user names, signed expiring tokens, and the
+``chargeledger operators`` command.
 
 * Passwords are hashed with Argon2id (``argon2-cffi``, its default parameters); the hash string
   carries its own salt and parameters, and an old hash is upgraded on the next good login.
 * Tokens are JWTs signed with HMAC-SHA256 (``PyJWT``) under a key from the settings
   (``CHARGELEDGER_TOKEN_KEY``, at least 32 bytes; never in the code). Claims: ``sub`` (user),
-  ``role``, ``tenant`` (absent for a platform admin), ``stations`` (an agent's scope), ``iat``,
-  ``exp``, ``iss``. The tenant and the station scope come from these claims only.
+  ``role``, ``tenant`` (absent for a platform admin), ``iat``, ``exp``, ``iss``; a driver's tenant
+  comes from these claims. An operator token also carries ``gen``, its user's token generation:
+  the operator API checks every request against the user's current row (adapters/operator_users.py),
+  so role, tenant, an agent's stations and "disabled" are the user's as they are now, and a token
+  whose ``gen`` is not the user's current one (logout, password change, disable) is refused.
 * ``role`` says which API a token is for. The operator API accepts ``platform_admin``,
   ``tenant_admin`` and ``agent``; a token with any other role (``driver``, issued by the driver API
   with the same signer) is refused there, and vice versa.
@@ -18,44 +22,44 @@ forever (docs/operator-api.md).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import getpass
 import os
+import re
 import secrets
 import sys
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from psycopg.rows import dict_row
 
-from adapters.postgres import create_tables
+if TYPE_CHECKING:
+    from adapters.operator_users import OperatorUsers
+
 
 PLATFORM_ADMIN, TENANT_ADMIN, AGENT, DRIVER = "platform_admin", "tenant_admin", "agent", "driver"
 OPERATOR_ROLES = (PLATFORM_ADMIN, TENANT_ADMIN, AGENT)
 ISSUER = "chargeledger"
 ALGORITHM = "HS256"
 MIN_KEY_BYTES = 32
-CREDENTIALS_DDL = """
-CREATE TABLE IF NOT EXISTS operator_users (
-    username text PRIMARY KEY, password_hash text NOT NULL, role text NOT NULL,
-    tenant_id uuid, stations uuid[] NOT NULL DEFAULT '{}', created_by text NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT now(), disabled boolean NOT NULL DEFAULT false,
-    CHECK (role IN ('platform_admin', 'tenant_admin', 'agent')),
-    CHECK ((role = 'platform_admin') = (tenant_id IS NULL)))"""
-
-_hasher = PasswordHasher()
+USERNAME_CHARS = r"[A-Za-z0-9._@+-]{3,64}"  # ASCII only: no look-alikes, no bidi or invisible characters
+USERNAME_PATTERN = f"^{USERNAME_CHARS}$"
+USERNAME_RULE = "3 to 64 of the characters A-Z a-z 0-9 . _ - @ +"
+MIN_PASSWORD, MAX_PASSWORD = 10, 500
+UNPRINTABLE = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}  # controls, format (bidi, zero-width), unassigned
 
 
 class AuthError(Exception):
     """Refused credentials or token; ``code`` is stable, ``status`` the HTTP status."""
 
-    def __init__(self, code: str, message: str, status: int = 401) -> None:
+    def __init__(self, code: str, message: str, status: int = 401, retry_after: int | None = None) -> None:
         super().__init__(message)
-        self.code, self.message, self.status = code, message, status
+        self.code, self.message, self.status, self.retry_after = code, message, status, retry_after
 
 
 @dataclass(frozen=True)
@@ -114,14 +118,18 @@ class TokenSigner:
     def __init__(self, settings: AuthSettings) -> None:
         self.settings = settings
 
-    def issue(self, principal: Principal, now: datetime | None = None) -> tuple[str, datetime]:
+    def issue(self, principal: Principal, now: datetime | None = None,
+              generation: int | None = None) -> tuple[str, datetime]:
+        """A token for ``principal``; ``generation`` (operators) is the user's current token generation."""
         now = now or datetime.now(timezone.utc)
         expires = now + self.settings.token_ttl
         claims = {**principal.claims(), "iss": ISSUER, "iat": now, "exp": expires}
+        if generation is not None:
+            claims["gen"] = generation
         return jwt.encode(claims, self.settings.token_key, algorithm=ALGORITHM), expires
 
-    def verify(self, token: str, roles: tuple[str, ...]) -> Principal:
-        """The principal of a valid, unexpired token whose role is one of ``roles``."""
+    def decode(self, token: str, roles: tuple[str, ...]) -> dict[str, Any]:
+        """The claims of a valid, unexpired token whose role is one of ``roles``."""
         try:
             claims = jwt.decode(token, self.settings.token_key, algorithms=[ALGORITHM], issuer=ISSUER,
                                 options={"require": ["exp", "iat", "iss", "sub", "role"]}, leeway=5)
@@ -129,83 +137,150 @@ class TokenSigner:
             raise AuthError("token_expired", "the token has expired; sign in again") from None
         except jwt.PyJWTError:
             raise AuthError("invalid_token", "the token is not valid") from None
-        principal = Principal.from_claims(claims)
-        if principal.role not in roles:
-            raise AuthError("wrong_token_role", f"a {principal.role} token is not accepted here", status=403)
+        if claims["role"] not in roles:
+            raise AuthError("wrong_token_role", f"a {claims['role']} token is not accepted here", status=403)
+        return dict(claims)
+
+    def verify(self, token: str, roles: tuple[str, ...]) -> Principal:
+        """The principal of a valid, unexpired token whose role is one of ``roles``, from its claims alone."""
+        principal = Principal.from_claims(self.decode(token, roles))
         if principal.role != PLATFORM_ADMIN and principal.tenant_id is None:
             raise AuthError("invalid_token", "the token has no tenant")
         return principal
 
 
-# ---- passwords ------------------------------------------------------------------------------------
-def hash_password(password: str) -> str:
-    return _hasher.hash(password)
 
 
-def verify_password(stored_hash: str, password: str) -> bool:
+# ---- user names and passwords ---------------------------------------------------------------------
+def check_username(name: str) -> str:
+    """``name`` if it is a safe user name (USERNAME_RULE), else ValueError."""
+    if not re.fullmatch(USERNAME_CHARS, name):
+        raise ValueError(f"a user name is {USERNAME_RULE}")
+    return name
+
+
+def check_printable(text: str) -> str:
+    """``text`` if it has no control, format (bidi, zero-width) or unassigned characters, else ValueError."""
+    if any(unicodedata.category(c) in UNPRINTABLE for c in text):
+        raise ValueError("control, format and unassigned characters are not allowed")
+    return text
+
+
+def check_password(password: str) -> str:
+    if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+        raise ValueError(f"a password has {MIN_PASSWORD} to {MAX_PASSWORD} characters")
+    return password
+
+
+def hash_password(password: str, hasher: Any = None) -> str:
+    """Argon2id with argon2-cffi's defaults (64 MiB, 3 passes, 4 lanes): run it off the event loop."""
+    return str((hasher or PasswordHasher()).hash(password))
+
+
+def password_matches(stored_hash: str, password: str, hasher: Any = None) -> bool:
     try:
-        return _hasher.verify(stored_hash, password)
+        return bool((hasher or PasswordHasher()).verify(stored_hash, password))
     except (VerificationError, InvalidHashError):
         return False
 
 
-_DUMMY_HASH = hash_password(secrets.token_urlsafe(16))  # spent on unknown users, so timing does not tell
+User = TypeVar("User")
 
 
-class CredentialStore:
-    """Operator users in ``operator_users``, over a psycopg connection pool."""
-
-    def __init__(self, pool: Any) -> None:
-        self.pool = pool
-        with pool.connection() as conn:
-            create_tables(conn, CREDENTIALS_DDL)
-
-    def create_user(self, username: str, password: str, role: str, created_by: str,
-                    tenant_id: UUID | None = None, stations: list[UUID] | None = None) -> None:
-        if role not in OPERATOR_ROLES:
-            raise ValueError(f"role is one of {', '.join(OPERATOR_ROLES)}")
-        if len(password) < 10:
-            raise ValueError("a password has at least 10 characters")
-        with self.pool.connection() as conn:
-            conn.execute("INSERT INTO operator_users (username, password_hash, role, tenant_id, stations, created_by) "
-                         "VALUES (%s, %s, %s, %s, %s, %s)",
-                         (username, hash_password(password), role, tenant_id, list(stations or []), created_by))
-
-    def authenticate(self, username: str, password: str) -> Principal:
-        with self.pool.connection() as conn:
-            row = conn.cursor(row_factory=dict_row).execute(
-                "SELECT * FROM operator_users WHERE username = %s AND NOT disabled", (username,)).fetchone()
-        if row is None:
-            verify_password(_DUMMY_HASH, password)
-            raise AuthError("bad_credentials", "unknown user or wrong password")
-        if not verify_password(row["password_hash"], password):
-            raise AuthError("bad_credentials", "unknown user or wrong password")
-        if _hasher.check_needs_rehash(row["password_hash"]):
-            with self.pool.connection() as conn:
-                conn.execute("UPDATE operator_users SET password_hash = %s WHERE username = %s",
-                             (hash_password(password), username))
-        stations = frozenset(row["stations"]) if row["role"] == AGENT else None
-        return Principal(username, row["role"], row["tenant_id"], stations)
+def existing(user: User | None, username: str) -> User:
+    """``user``, or LookupError naming ``username`` if there is none."""
+    if user is None:
+        raise LookupError(f"no operator user {username}")
+    return user
 
 
-# ---- CLI: chargeledger operators add ... (the first platform admin has to come from somewhere) ----
+# ---- CLI: chargeledger operators add|disable|enable|passwd|list ------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("username")
-    parser.add_argument("--role", choices=OPERATOR_ROLES, default=PLATFORM_ADMIN)
-    parser.add_argument("--tenant", type=UUID, help="tenant id (tenant admins and agents)")
-    parser.add_argument("--station", type=UUID, action="append", default=[], help="an agent's station (repeatable)")
+    operations = parser.add_subparsers(dest="operation", required=True, metavar="{add,disable,enable,passwd,list}")
+    add = operations.add_parser("add", help="create an operator user (the first platform admin comes from here); "
+                                            "the password is read from stdin")
+    add.add_argument("username", help=USERNAME_RULE)
+    add.add_argument("--role", choices=OPERATOR_ROLES, default=PLATFORM_ADMIN)
+    add.add_argument("--tenant", type=UUID, help="tenant id (tenant admins and agents)")
+    add.add_argument("--station", type=UUID, action="append", default=[], help="an agent's station (repeatable)")
+    add.set_defaults(operate=_add)
+    for name, operate, text in (("disable", _disable, "disable a user: their tokens stop working at once"),
+                                ("enable", _enable, "enable a disabled user (they sign in again)"),
+                                ("passwd", _passwd, "set a user's password (read from stdin); revokes their tokens")):
+        command = operations.add_parser(name, help=text)
+        command.add_argument("username")
+        command.set_defaults(operate=operate)
+    operations.add_parser("list", help="list the operator users").set_defaults(operate=_list)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Create an operator user in ``args.database_url``; the password is read from stdin or a prompt."""
-    from psycopg_pool import ConnectionPool
+    """Manage operator users in ``args.database_url`` (set by app.py)."""
+    return asyncio.run(_run(args))
 
-    password = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass("password: ")
-    with ConnectionPool(args.database_url, min_size=1, max_size=1, open=True) as pool:
-        try:
-            CredentialStore(pool).create_user(args.username, password, args.role, "cli", args.tenant, args.station)
-        except ValueError as exc:
-            print(exc, file=sys.stderr)
-            return 2
+
+async def _run(args: argparse.Namespace) -> int:
+    from psycopg_pool import AsyncConnectionPool
+
+    from adapters.operator_users import OperatorUsers
+
+    pool = AsyncConnectionPool(args.database_url, min_size=1, max_size=1, open=False)
+    await pool.open(wait=True)
+    try:
+        users = OperatorUsers(pool)
+        await users.create_schema()
+        return int(await args.operate(args, users))
+    except (ValueError, LookupError) as exc:
+        print(exc.args[0] if exc.args else exc, file=sys.stderr)
+        return 2
+    finally:
+        await pool.close()
+
+
+def read_password() -> str:
+    """One line from stdin (scripts), or a prompt at a terminal."""
+    if sys.stdin.isatty():
+        return getpass.getpass("password: ")
+    return sys.stdin.readline().rstrip("\n")
+
+
+async def _add(args: argparse.Namespace, users: OperatorUsers) -> int:
+    check_username(args.username)
+    if args.role != PLATFORM_ADMIN and args.tenant is None:
+        raise ValueError("--tenant is required for a tenant admin or an agent")
+    if args.role == AGENT and not args.station:
+        raise ValueError("an agent needs at least one --station")
+    password = check_password(read_password())
+    tenant = None if args.role == PLATFORM_ADMIN else args.tenant
+    stations = args.station if args.role == AGENT else []
+    if not await users.add(args.username, hash_password(password), args.role, "cli", tenant, stations):
+        raise ValueError("that user name is taken")
     print(f"created {args.role} {args.username}")
+    return 0
+
+
+async def _disable(args: argparse.Namespace, users: OperatorUsers) -> int:
+    existing(await users.set_disabled(args.username, True), args.username)
+    print(f"disabled {args.username}")
+    return 0
+
+
+async def _enable(args: argparse.Namespace, users: OperatorUsers) -> int:
+    existing(await users.set_disabled(args.username, False), args.username)
+    print(f"enabled {args.username}")
+    return 0
+
+
+async def _passwd(args: argparse.Namespace, users: OperatorUsers) -> int:
+    existing(await users.find(args.username), args.username)
+    existing(await users.set_password(args.username, hash_password(check_password(read_password()))),
+             args.username)
+    print(f"password set for {args.username}; their tokens are revoked")
+    return 0
+
+
+async def _list(args: argparse.Namespace, users: OperatorUsers) -> int:
+    for user in await users.listing(None):
+        stations = ",".join(sorted(str(s) for s in user.stations))
+        print(f"{user.username:32} {user.role:15} {user.tenant_id or '-'!s:36} "
+              f"{'disabled' if user.disabled else 'enabled':8} {stations}")
     return 0

@@ -3,10 +3,16 @@
 Every refusal has the same body, ``{"code": ..., "message": ..., "details": ...}``:
 
 * 422 ``validation_error`` (pydantic; ``details`` lists the fields),
-* 401 ``missing_token`` / ``invalid_token`` / ``token_expired`` / ``bad_credentials``,
-* 403 ``wrong_token_role`` (e.g. a driver token at the operator API) / ``forbidden_role``,
+* 401 ``missing_token`` / ``invalid_token`` / ``token_expired`` / ``token_revoked`` / ``user_disabled`` /
+  ``bad_credentials``,
+* 403 ``wrong_token_role`` (e.g. a driver token at the operator API) / ``forbidden_role`` / ``wrong_password``,
 * 404 ``not_found`` (also for another tenant's ids, so ids cannot be probed),
-* 409 a domain rule's own code (``domain.errors``: ``invalid_state_transition``, ``insufficient_funds``...).
+* 409 a domain rule's own code (``domain.errors``: ``invalid_state_transition``, ``insufficient_funds``...),
+* 413 ``body_too_large``, 429 ``too_many_attempts`` and 503 ``login_busy`` (both with Retry-After).
+
+The server's own defences (timeouts, connection and body caps, security headers; the API docs
+only where configured) are in adapters/http_guards.py; sign-in and the per-request token check in
+adapters/operator_accounts.py.
 
 Given ``driver`` settings (``adapters.driver_api.DriverApiSettings``: the payment channels' sealing
 keys and the public URL, from ``CHARGELEDGER_PAYMENT_KEYS`` / ``CHARGELEDGER_PUBLIC_URL``), the app
@@ -30,7 +36,10 @@ from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from adapters.auth import AuthError, AuthSettings, CredentialStore, TokenSigner
+from adapters.auth import AuthError, AuthSettings, TokenSigner
+from adapters.http_guards import BodyLimit, BodyLimits, SecurityHeaders, ServerSettings, server_config
+from adapters.login_guard import LoginLimits
+from adapters.operator_users import OperatorUsers
 from domain.errors import DomainError, NotFound
 
 if TYPE_CHECKING:
@@ -61,26 +70,41 @@ async def _autc(conn: Any) -> None:
 
 
 def create_app(ledger: Any, database_url: str, settings: AuthSettings, *, pool_size: int = 8,
-               driver: DriverApiSettings | None = None) -> FastAPI:
+               driver: DriverApiSettings | None = None, api_docs: bool | None = None,
+               server: ServerSettings | None = None, login: LoginLimits | None = None) -> FastAPI:
+    """The API; ``api_docs`` (default: ``server.api_docs``, off) serves /docs, /redoc and /openapi.json."""
+    server = server or ServerSettings()
+    docs = server.api_docs if api_docs is None else api_docs
     pool = ConnectionPool(database_url, min_size=1, max_size=pool_size, open=False, configure=_utc)
 
     apool = AsyncConnectionPool(database_url, min_size=1, max_size=pool_size, open=False, configure=_autc)
+    signer = TokenSigner(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from adapters.operator_accounts import Accounts
+
         await apool.open(wait=True)
         app.state.apool = apool  # for the hottest reads: no thread hop per request
+        users = OperatorUsers(apool)
+        await users.create_schema()
+        app.state.accounts = Accounts(users, signer, login or LoginLimits())
         yield
+        app.state.accounts.close()
         await apool.close()
         pool.close()
 
     app = FastAPI(title="chargeledger", version="1", lifespan=lifespan,
-                  description="Operator API over the chargeledger event-sourced ledger. See docs/operator-api.md.")
+                  description="Operator API over the chargeledger event-sourced ledger. See docs/operator-api.md.",
+                  docs_url="/docs" if docs else None, redoc_url="/redoc" if docs else None,
+                  openapi_url="/openapi.json" if docs else None)
     pool.open(wait=True)
     app.state.ledger = ledger
     app.state.pool = pool
-    app.state.signer = TokenSigner(settings)
-    app.state.credentials = CredentialStore(pool)
+    app.state.signer = signer
+    app.state.body_limits = BodyLimits(server.max_body_bytes)
+    app.add_middleware(BodyLimit, limits=app.state.body_limits)
+    app.add_middleware(SecurityHeaders, hsts=server.hsts)
 
     @app.exception_handler(DomainError)
     async def domain_error(request: Request, exc: DomainError) -> JSONResponse:
@@ -93,7 +117,9 @@ def create_app(ledger: Any, database_url: str, settings: AuthSettings, *, pool_s
 
     @app.exception_handler(AuthError)
     async def auth_error(request: Request, exc: AuthError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+        if exc.retry_after is not None:
+            headers["Retry-After"] = str(exc.retry_after)
         return JSONResponse(error_body(exc.code, exc.message), status_code=exc.status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
@@ -103,11 +129,13 @@ def create_app(ledger: Any, database_url: str, settings: AuthSettings, *, pool_s
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(exc.status_code, "http_error")
         return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code)
 
+    from adapters.operator_accounts import router as accounts_router
     from adapters.operator_api import router as operator_router
 
+    app.include_router(accounts_router)
     app.include_router(operator_router)
     if driver is not None:
         mount_driver_api(app, ledger, driver)
@@ -141,7 +169,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Serve the API on ``args.database_url`` (set by app.py); needs CHARGELEDGER_TOKEN_KEY, and for the
-    driver side CHARGELEDGER_PAYMENT_KEYS and CHARGELEDGER_PUBLIC_URL (without them: operators only)."""
+    driver side CHARGELEDGER_PAYMENT_KEYS and CHARGELEDGER_PUBLIC_URL (without them: operators only).
+    Limits and timeouts from the environment (ServerSettings.from_env, docs/operations.md)."""
     import sys
 
     import uvicorn
@@ -153,10 +182,13 @@ def run(args: argparse.Namespace) -> int:
     driver = DriverApiSettings.from_env(dict(os.environ))
     if driver is None:
         print("CHARGELEDGER_PAYMENT_KEYS is not set: serving the operator API only (no driver API)", file=sys.stderr)
+    server = ServerSettings.from_env(os.environ)
     ledger = Ledger(eventsourcing_env(args.database_url))
     try:
-        app = create_app(ledger, args.database_url, AuthSettings.from_env(dict(os.environ)), driver=driver)
-        uvicorn.run(app, host=args.host, port=args.port, log_level=os.environ.get("LOG_LEVEL", "warning").lower())
+        app = create_app(ledger, args.database_url, AuthSettings.from_env(dict(os.environ)), driver=driver,
+                         server=server)
+        uvicorn.Server(server_config(app, server, host=args.host, port=args.port,
+                                     log_level=os.environ.get("LOG_LEVEL", "warning").lower())).run()
     finally:
         ledger.close()
     return 0

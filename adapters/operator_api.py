@@ -3,12 +3,15 @@
 Reads come from projection tables (never a replay per request); commands go to the ledger, one
 command on one aggregate each, with the caller as the event's author. Who may do what:
 
-| role            | scope (from the token only)   | may                                                       |
+| role            | scope (the token's user, now) | may                                                       |
 |-----------------|-------------------------------|-----------------------------------------------------------|
 | platform_admin  | every tenant                  | create tenants and users; read every view                 |
 | tenant_admin    | one tenant                    | everything in the tenant: stations, piles, tariffs, users |
-|                 |                               | (agents), remote commands, refunds                        |
+|                 |                               | (agents), remote commands, refunds, acknowledge alarms    |
 | agent           | some stations of one tenant   | read those stations; remote commands on their piles       |
+
+The scope is the token's user's as it is at each request (``caller``; adapters/operator_accounts.py
+holds sign-in and the users endpoints).
 
 Anything outside the caller's scope is 404, exactly as if it did not exist, so ids cannot be
 probed; a role that may not do something at all gets 403 ``forbidden_role``.
@@ -31,7 +34,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg.rows import dict_row
 from pydantic import BaseModel, ConfigDict, Field
 
-from adapters.auth import AGENT, OPERATOR_ROLES, PLATFORM_ADMIN, TENANT_ADMIN, AuthError, Principal
+from adapters.auth import AGENT, PLATFORM_ADMIN, TENANT_ADMIN, AuthError, Principal
 from adapters.http import ApiError
 from domain.errors import NotFound
 from domain.money import energy_to_kwh_str, fen_to_yuan_str
@@ -65,9 +68,10 @@ ERRORS = (401, 403, 404, 422)
 
 # ---- who is calling -------------------------------------------------------------------------------
 async def caller(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
+    """The token's user as they are now (adapters/operator_accounts.py): one indexed query per request."""
     if credentials is None:
         raise AuthError("missing_token", "send Authorization: Bearer <token>")
-    return request.app.state.signer.verify(credentials.credentials, OPERATOR_ROLES)
+    return await request.app.state.accounts.principal(credentials.credentials)  # type: ignore[no-any-return]
 
 
 Caller = Annotated[Principal, Depends(caller)]
@@ -146,22 +150,6 @@ def now() -> datetime:
 # ---- request bodies ---------------------------------------------------------------------------------
 def body_example(**values: Any) -> ConfigDict:
     return ConfigDict(extra="forbid", json_schema_extra={"examples": [values]})
-
-
-class TokenRequest(BaseModel):
-    model_config = body_example(username="ops@example", password="correct horse battery")
-    username: str = Field(min_length=1, max_length=200)
-    password: str = Field(min_length=1, max_length=500)
-
-
-class UserRequest(BaseModel):
-    model_config = body_example(username="agent@example", password="a long passphrase", role="agent",
-                                stations=[S])
-    username: str = Field(min_length=3, max_length=200)
-    password: str = Field(min_length=10, max_length=500)
-    role: Literal["platform_admin", "tenant_admin", "agent"]
-    tenant_id: UUID | None = Field(None, description="platform admins only; others create users in their own tenant")
-    stations: list[UUID] = Field(default_factory=list, description="an agent's stations")
 
 
 class TenantRequest(BaseModel):
@@ -255,52 +243,6 @@ class RefundRequest(BaseModel):
 
 def _prices(body: TariffRequest | TariffRevision) -> dict[str, dict[str, int]]:
     return {tier: p.model_dump() for tier, p in body.prices.items()}
-
-
-# ---- auth and users ---------------------------------------------------------------------------------
-@router.post("/auth/token", tags=["auth"], summary="Exchange credentials for a token",
-             responses=example({"access_token": "eyJhbGciOiJIUzI1NiIs...", "token_type": "bearer",
-                                "expires_at": "2026-11-22T10:00:00+00:00", "role": "tenant_admin"}, 200, 401, 422))
-def issue_token(request: Request, body: TokenRequest) -> JSONResponse:
-    principal = request.app.state.credentials.authenticate(body.username, body.password)
-    token, expires = request.app.state.signer.issue(principal)
-    return JSONResponse({"access_token": token, "token_type": "bearer", "expires_at": expires.isoformat(),
-                         "role": principal.role})
-
-
-@router.post("/users", tags=["auth"], status_code=201, summary="Create an operator user",
-             responses=example({"username": "agent@example", "role": "agent", "tenant_id": T, "stations": [S]},
-                               201, *ERRORS, 409))
-def create_user(request: Request, who: Caller, body: UserRequest) -> JSONResponse:
-    require(who, PLATFORM_ADMIN, TENANT_ADMIN)
-    if who.role == PLATFORM_ADMIN:
-        tenant = body.tenant_id
-        if body.role != PLATFORM_ADMIN and tenant is None:
-            raise ApiError(422, "validation_error", "tenant_id is required for a tenant admin or an agent")
-        if body.role == PLATFORM_ADMIN:
-            tenant = None
-        else:
-            request.app.state.ledger.registry.tenant(tenant)
-    else:
-        if body.role == PLATFORM_ADMIN:
-            raise ApiError(403, "forbidden_role", "only a platform admin creates platform admins")
-        tenant = tenant_of(who)
-    stations = body.stations if body.role == AGENT else []
-    if body.role == AGENT and not stations:
-        raise ApiError(422, "validation_error", "an agent needs at least one station")
-    for station_id in stations:
-        station = request.app.state.ledger.registry.station(station_id)
-        if station.tenant_id != tenant:
-            raise NotFound(f"no station {station_id}", id=str(station_id))
-    try:
-        request.app.state.credentials.create_user(body.username, body.password, body.role, who.subject, tenant,
-                                                  stations)
-    except Exception as exc:  # the username is the primary key
-        if "duplicate key" in str(exc):
-            raise ApiError(409, "already_exists", f"user {body.username} already exists") from None
-        raise
-    return JSONResponse({"username": body.username, "role": body.role, "tenant_id": jsonable(tenant),
-                         "stations": jsonable(stations)}, status_code=201)
 
 
 # ---- tenants and stations ---------------------------------------------------------------------------
@@ -701,6 +643,7 @@ def list_alarms(request: Request, who: Caller,
                                 "acknowledged_at": "2026-11-22T03:05:00+00:00", "note": "technician dispatched"},
                                200, *ERRORS))
 def acknowledge_alarm(request: Request, who: Caller, alarm_id: str, body: AcknowledgeRequest) -> JSONResponse:
+    require(who, TENANT_ADMIN)  # agents read alarms; acknowledging is the tenant's
     where, params = scope_where(who)
     with request.app.state.pool.connection() as conn:
         alarm = conn.execute(f"SELECT tenant_id FROM alarms WHERE alarm_id = %(id)s AND {where}",  # noqa: S608

@@ -28,6 +28,7 @@ from pile_link.gateway import Gateway
 from pile_link.simulator import Fleet, PileConfig, PileSpec
 from projections.runner import Projections
 from tests.factories import PRICES, SLOTS
+from tests.operator_tokens import operator_headers
 from tests.payment_fakes import PayWorld, build_pay_world
 
 PILE, OTHER_PILE = "32010600019236", "32010600019237"
@@ -381,8 +382,7 @@ def check_books(client: TestClient, ledger: Ledger, database_url: str, world: Pa
     history = client.get("/driver/sessions", headers=auth).json()["sessions"]
     assert [(h["trade_no"], h["total_fen"], h["state"]) for h in history] == [
         (trade_no, expected["total_fen"], "finished")]
-    operator = {"Authorization": "Bearer " + client.app.state.signer.issue(  # type: ignore[attr-defined]
-        Principal("ops", TENANT_ADMIN, world.tenant_id))[0]}
+    operator = operator_headers(client.app, TENANT_ADMIN, world.tenant_id)
     order = client.get(f"/operator/v1/orders/{trade_no}", headers=operator).json()
     assert {k: order[k] for k in expected} == expected and order["energy"] == bill["energy"]
     totals = client.get("/operator/v1/revenue", headers=operator).json()["totals"]

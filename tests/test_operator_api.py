@@ -14,12 +14,14 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from adapters.auth import AGENT, DRIVER, PLATFORM_ADMIN, TENANT_ADMIN, AuthSettings, Principal, TokenSigner
+from adapters.auth import (AGENT, DRIVER, OPERATOR_ROLES, PLATFORM_ADMIN, TENANT_ADMIN, AuthSettings, Principal,
+                           TokenSigner)
 from adapters.http import create_app
 from adapters.postgres import eventsourcing_env
 from domain.ledger import Ledger
 from projections.runner import Projections
 from tests.factories import PRICES, SLOTS
+from tests.operator_tokens import operator_headers
 from tests.test_projections import DAY, Tenant, charge, scripted_day
 
 
@@ -32,10 +34,12 @@ class Api:
     database_url: str
 
     def token(self, role: str, tenant: Tenant | None = None, stations: list[Any] | None = None,
-              subject: str = "ops@test") -> dict[str, str]:
-        principal = Principal(subject, role, tenant.tenant_id if tenant else None,
-                              frozenset(stations) if stations is not None else None)
-        return {"Authorization": f"Bearer {self.signer.issue(principal)[0]}"}
+              subject: str | None = None) -> dict[str, str]:
+        """A signed-in operator's headers (operator roles: the user is written first, tests/operator_tokens.py)."""
+        if role not in OPERATOR_ROLES:
+            principal = Principal(subject or "someone", role, tenant.tenant_id if tenant else None)
+            return {"Authorization": f"Bearer {self.signer.issue(principal)[0]}"}
+        return operator_headers(self.client.app, role, tenant.tenant_id if tenant else None, stations, subject)
 
     def sync(self) -> None:
         self.projections.catch_up()
@@ -44,7 +48,7 @@ class Api:
 @pytest.fixture
 def api(ledger: Ledger, database_url: str) -> Iterator[Api]:
     settings = AuthSettings.generate()
-    app = create_app(ledger, database_url, settings)
+    app = create_app(ledger, database_url, settings, api_docs=True)
     projections = Projections(ledger.applications, eventsourcing_env(database_url))
     with TestClient(app) as client:
         yield Api(client, TokenSigner(settings), projections, ledger, database_url)
@@ -168,7 +172,7 @@ def test_a_tenant_reads_and_changes_nothing_of_another(api: Api, day: tuple[Tena
     assert event_count(api.ledger) == before, "a refused call wrote an event"
     with psycopg.connect(api.database_url) as conn:
         assert conn.execute("SELECT count(*) FROM alarm_acknowledgements").fetchone() == (0,)
-        assert conn.execute("SELECT count(*) FROM operator_users").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM operator_users WHERE username = 'spy'").fetchone() == (0,)
     lists = ["stations", "piles", "tariffs", "orders", "orders.csv", "revenue", "alarms?state=all", "operations",
              "tenants", "dashboard"]
     for path in lists:
@@ -226,8 +230,7 @@ def test_pages_stay_correct_while_orders_arrive(api: Api) -> None:
 
     open_orders(23)
     api.sync()
-    principal = Principal("ops", TENANT_ADMIN, t)
-    headers = {"Authorization": f"Bearer {api.signer.issue(principal)[0]}"}
+    headers = operator_headers(api.client.app, TENANT_ADMIN, t)
     with psycopg.connect(api.database_url) as conn:
         existing = [r[0] for r in conn.execute("SELECT trade_no FROM orders ORDER BY seq DESC").fetchall()]
     seen: list[str] = []
@@ -359,7 +362,7 @@ def test_the_dashboard_counts_each_stations_own_today(api: Api) -> None:
         trade = charge(api.ledger, f"6601060000000{i}", 1, None, late - timedelta(minutes=10), minutes=2)
         api.ledger.session_command(trade, "force_close", at=late, reason="test", author="ops")
     api.sync()
-    headers = {"Authorization": f"Bearer {api.signer.issue(Principal('ops', TENANT_ADMIN, t))[0]}"}
+    headers = operator_headers(api.client.app, TENANT_ADMIN, t)
     at_next_morning = api.client.get("/operator/v1/dashboard", headers=headers,
                                      params={"at": "2026-11-22T17:45:00Z"}).json()
     # Shanghai's today is 11-23 (its session counts); Urumqi's today is still 11-22 (its session counts too)
