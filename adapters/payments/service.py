@@ -25,6 +25,7 @@ money straight back.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,7 +45,7 @@ from adapters.payments.base import (
 )
 from adapters.payments.config import Channel, Channels
 from adapters.payments.wechat import WeChatPayAdapter
-from domain.errors import InsufficientFunds, InvalidAmount, NotFound
+from domain.errors import IdempotencyConflict, InsufficientFunds, InvalidAmount, NotFound
 from domain.ledger import Ledger
 from domain.payment import PaymentAmountMismatch, PaymentOrder, Payments, RefundRefused
 from domain.wallet import Wallet
@@ -112,6 +113,11 @@ class Providers:
         kind = {"wechat": WeChatPayAdapter, "alipay": AlipayAdapter}[channel.provider]
         return kind(channel.config, self.notify_url(channel), gateway=self.gateways.get(channel.provider),
                     now=self.now)
+
+
+def request_tag(wallet_id: UUID, request_id: str) -> str:
+    """The tail of the refund numbers one operator refund request makes: ``O`` + 16 hex (44 characters in all)."""
+    return "O" + hashlib.sha256(f"{wallet_id}:{request_id}".encode()).hexdigest()[:16]
 
 
 def new_out_trade_no(at: datetime) -> str:
@@ -218,9 +224,24 @@ class PaymentService:
     # ---- refunds ---------------------------------------------------------------------------
     def request_refund(self, payer: Payer, amount_fen: int | None = None,
                        reason: str = "wallet refund") -> list[RefundView]:
-        """Refund ``amount_fen`` (default: all available) through the payments it came from, newest first."""
-        wallet_id = Wallet.create_id(payer.tenant_id, payer.driver_id)
+        """A driver's refund of ``amount_fen`` (default: all available) through the payments it came from."""
+        return self.refund_wallet(payer.tenant_id, payer.driver_id, amount_fen, reason)
+
+    def refund_wallet(self, tenant_id: UUID, driver_id: str, amount_fen: int | None, reason: str, *,
+                      request_id: str | None = None, provider: str | None = None) -> list[RefundView]:
+        """Refund ``amount_fen`` (default: all available) through the payments it came from, newest first
+        (only ``provider``'s, when named). With a ``request_id`` (an operator's refund id) the refund
+        numbers derive from it, so asking again with it returns the refunds it made instead of new ones."""
+        wallet_id = Wallet.create_id(tenant_id, driver_id)
         wallet = self.ledger.wallet(wallet_id)
+        tag = None if request_id is None else request_tag(wallet_id, request_id)
+        if tag is not None:
+            done = self._refunds_tagged(wallet_id, tag)
+            if done:
+                if amount_fen is not None and sum(v.amount_fen for v in done) != amount_fen:
+                    raise IdempotencyConflict(f"refund {request_id} was asked before with another amount",
+                                              refund_id=request_id)
+                return done
         amount = wallet.available if amount_fen is None else amount_fen
         if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
             raise InvalidAmount(f"a refund is a positive number of fen, got {amount!r}")
@@ -233,17 +254,26 @@ class PaymentService:
             if left == 0:
                 break
             order = self.payments.order(out_trade_no)
-            part = min(left, order.refundable)
+            part = min(left, order.refundable) if provider in (None, order.provider) else 0
             if part > 0:
                 plan.append((order, part))
                 left -= part
         if left:
             raise RefundRefused(f"only {amount - left} fen of the wallet came from refundable payments",
                                 refundable=amount - left, wanted=amount)
-        return [self._refund(wallet_id, order, part, reason) for order, part in plan]
+        return [self._refund(wallet_id, order, part, reason,
+                             f"{order.out_trade_no}{tag or 'R' + secrets.token_hex(4)}") for order, part in plan]
 
-    def _refund(self, wallet_id: UUID, order: PaymentOrder, amount_fen: int, reason: str) -> RefundView:
-        out_refund_no = f"{order.out_trade_no}R{secrets.token_hex(4)}"
+    def _refunds_tagged(self, wallet_id: UUID, tag: str) -> list[RefundView]:
+        """The refunds an earlier request with this tag made, as they stand now."""
+        status = {"pending": "processing", "succeeded": "succeeded", "failed": "failed"}
+        return [RefundView(order.out_trade_no, no, order.provider, refund["amount"], status[refund["state"]],
+                           refund.get("reason", ""))
+                for order in map(self.payments.order, self.payments.orders_of(wallet_id))
+                for no, refund in order.refunds.items() if no.endswith(tag)]
+
+    def _refund(self, wallet_id: UUID, order: PaymentOrder, amount_fen: int, reason: str,
+                out_refund_no: str) -> RefundView:
         view = RefundView(order.out_trade_no, out_refund_no, order.provider, amount_fen, "failed")
         self.ledger.wallet_command(wallet_id, "request_refund", key=f"refund:{out_refund_no}",
                                    refund_id=out_refund_no, amount=amount_fen, provider=order.provider)
