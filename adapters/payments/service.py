@@ -29,7 +29,7 @@ import hashlib
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -45,7 +45,7 @@ from adapters.payments.base import (
 )
 from adapters.payments.config import Channel, Channels
 from adapters.payments.wechat import WeChatPayAdapter
-from domain.errors import IdempotencyConflict, InsufficientFunds, InvalidAmount, NotFound
+from domain.errors import DomainError, IdempotencyConflict, InsufficientFunds, InvalidAmount, NotFound
 from domain.ledger import Ledger
 from domain.payment import PaymentAmountMismatch, PaymentOrder, Payments, RefundRefused
 from domain.wallet import Wallet
@@ -93,6 +93,33 @@ class NotificationResult:
 ProviderFactory = Callable[[Channel], Any]
 
 
+@dataclass(frozen=True)
+class TopUpLimits:
+    """What one driver may ask of the platforms' prepay: each top-up is a call to WeChat Pay or Alipay.
+
+    ``pending``: unpaid top-ups at once (created within ``pending_window``, after which the platform's
+    prepay has expired: WeChat's prepay_id lives 2 h); ``per_hour``: top-ups created in any hour.
+    """
+
+    pending: int = 5
+    per_hour: int = 10
+    pending_window: timedelta = timedelta(hours=2)
+
+
+class TopUpLimitReached(DomainError):
+    """A driver asked for more top-ups than :class:`TopUpLimits` allows; ``retry_after`` in seconds."""
+
+    code = "too_many_top_ups"
+
+    def __init__(self, message: str, retry_after: int, **details: Any) -> None:
+        super().__init__(message, **details)
+        self.retry_after = retry_after
+
+
+class TooManyPendingTopUps(TopUpLimitReached):
+    code = "too_many_pending_top_ups"
+
+
 class Providers:
     """Builds the adapter for a channel: notification URLs under ``public_base_url``.
 
@@ -125,9 +152,19 @@ def new_out_trade_no(at: datetime) -> str:
     return f"T{at.astimezone(UTC):%Y%m%d%H%M%S}{secrets.token_hex(6)}"
 
 
+def created_at(out_trade_no: str) -> datetime | None:
+    """When an order was created, read back from its ``out_trade_no`` (None if it is not one of ours)."""
+    try:
+        return datetime.strptime(out_trade_no[1:15], "%Y%m%d%H%M%S").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
 class PaymentService:
     def __init__(self, ledger: Ledger, payments: Payments, channels: Channels, providers: ProviderFactory,
-                 *, now: Callable[[], datetime] = _utcnow, description: str = "Charging wallet top-up") -> None:
+                 *, now: Callable[[], datetime] = _utcnow, description: str = "Charging wallet top-up",
+                 limits: TopUpLimits | None = None) -> None:
+        self.limits = limits or TopUpLimits()
         self.ledger = ledger
         self.payments = payments
         self.channels = channels
@@ -151,6 +188,7 @@ class PaymentService:
         if not channel.enabled:
             raise NotFound(f"no payment channel {payer.channel}", channel=payer.channel)
         at = self.now()
+        self.check_top_up_limits(self.wallet_id(payer.tenant_id, payer.driver_id), at)
         out_trade_no = new_out_trade_no(at)
         order = PaymentOrder.create(tenant_id=payer.tenant_id, wallet_id=self.wallet_id(payer.tenant_id, payer.driver_id),
                                     driver_id=payer.driver_id, provider=channel.provider, channel=channel.name,
@@ -163,6 +201,24 @@ class PaymentService:
             raise
         self._order(out_trade_no, lambda o: o.prepare(provider_ref=prepay.provider_ref, at=self.now()))
         return TopUp(out_trade_no, channel.provider, amount_fen, prepay.pay_params)
+
+    def check_top_up_limits(self, wallet_id: UUID, now: datetime) -> None:
+        """Refuse a top-up beyond :class:`TopUpLimits`, before the platform is called. Orders' creation times
+        are read from their numbers, so only the unpaid recent ones are loaded. Requests racing each other
+        may each pass: the overshoot is at most the driver's requests in flight."""
+        hour = timedelta(hours=1)
+        recent = [(no, at) for no in self.payments.orders_of(wallet_id)
+                  if (at := created_at(no)) is not None and at > now - max(hour, self.limits.pending_window)]
+        this_hour = sorted(at for _, at in recent if at > now - hour)
+        if len(this_hour) >= self.limits.per_hour:
+            wait = this_hour[-self.limits.per_hour] + hour - now
+            raise TopUpLimitReached(f"at most {self.limits.per_hour} top-ups an hour", int(wait.total_seconds()) + 1,
+                                    limit=self.limits.per_hour, window_s=3600)
+        pending = [no for no, at in recent if at > now - self.limits.pending_window
+                   and self.payments.order(no).state in ("created", "prepared")]
+        if len(pending) >= self.limits.pending:
+            raise TooManyPendingTopUps(f"at most {self.limits.pending} unpaid top-ups at once: pay or wait for one",
+                                       60, limit=self.limits.pending, pending=pending)
 
     def order_of(self, payer: Payer, out_trade_no: str) -> PaymentOrder:
         """A driver's own order; anyone else's is not found."""
