@@ -19,7 +19,6 @@ in OpenAPI each status a route can answer with a real example of that status's b
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Annotated, Any
@@ -141,10 +140,11 @@ def error(code: str, message: str, details: Any = None) -> dict[str, Any]:
     return {"code": code, "message": message, **({"details": details} if details else {})}
 
 
-DESCRIPTIONS = {401: "no token, or a bad or expired one", 403: "this role or token may not do this",
+DESCRIPTIONS = {400: "the body could not be read (not UTF-8 JSON)", 401: "no token, or a bad or expired one", 403: "this role or token may not do this",
                 404: "not found, or not in your scope", 409: "refused by a domain rule", 413: "body too large",
                 422: "invalid input (details name the fields)", 429: "too many requests; try again later"}
 EXAMPLES = {
+    400: error("http_error", "There was an error parsing the body"),
     401: error("missing_token", "send Authorization: Bearer <token>"),
     403: error("forbidden_role", "a agent may not do this"),
     404: error("not_found", "no pile 32010600019236", {"pile_no": "32010600019236"}),
@@ -172,5 +172,5 @@ def responses(body: Any = None, status: int = 200, *errors: int, media_type: str
     return out
 
 
-WRONG_ROLE = error("wrong_token_role", "this token's role may not use this API")
-CONTROL = re.compile(f"[{_REFUSED}]")  # for tests and callers that check a whole text at once
+BAD_BODY = responses(None, 200, 400)  # on a router: a body that is not UTF-8 JSON, before any validation
+WRONG_ROLE = error("wrong_token_role", "a tenant_admin token is not accepted here")

@@ -431,7 +431,7 @@ TradeNo = Annotated[t.TradeNo, Path(description="the session's trade serial")]
 
 
 def driver_router(identity: DriverIdentity, sessions: DriverSessions) -> APIRouter:
-    router = APIRouter(prefix="/driver", tags=["driver sessions"])
+    router = APIRouter(prefix="/driver", tags=["driver sessions"], responses=t.BAD_BODY)
 
     Driver = Annotated[DriverPrincipal, Depends(bearer_driver(identity))]
 

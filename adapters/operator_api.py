@@ -44,7 +44,7 @@ from projections.base import jsonable
 from projections.dashboard import dashboard
 from projections.orders import find_orders, orders_query
 
-router = APIRouter(prefix="/operator/v1")
+router = APIRouter(prefix="/operator/v1", responses=t.BAD_BODY)
 bearer = HTTPBearer(auto_error=False, description="a token from POST /operator/v1/auth/token")
 
 T = "3fa85f64-5717-4562-b3fc-2c963f66afa6"  # an example id

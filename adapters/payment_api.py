@@ -105,7 +105,7 @@ ChannelName = Annotated[t.ChannelName, Path(description="the mini-program channe
 
 
 def payment_router(service: PaymentService, identity: DriverIdentity) -> APIRouter:
-    router = APIRouter()
+    router = APIRouter(responses=t.BAD_BODY)
 
     Driver = Annotated[DriverPrincipal, Depends(bearer_driver(identity))]
 

@@ -56,6 +56,8 @@ def calls(a: Tenant, trade: str, ch: str) -> list[tuple[str, str, dict[str, Any]
         ("get", f"{V}/orders/{trade}{q}", None, None, "path.trade_no"),
         ("post", f"{V}/orders/{trade}{q}/stop", {"reason": "x"}, None, "path.trade_no"),
         ("get", f"{V}/piles/{pile}{q}", None, None, "path.pile_no"),
+        ("post", f"{V}/alarms/fault:{pile}{q}/acknowledge", {"note": "x"}, None, "path.alarm_id"),
+        ("post", f"{V}/alarms/fault:{pile}/acknowledge", {"note": f"on it{ch}"}, None, "body.note"),
         ("post", f"{V}/piles/{pile}{q}/reboot", None, None, "path.pile_no"),
     ]
 
@@ -173,7 +175,7 @@ def test_every_documented_error_example_is_the_real_body_of_that_status(api: Api
     import adapters.operator_api  # noqa: F401  (the routes register their ApiError codes when imported)
 
     spec = api.client.get("/openapi.json").json()
-    expected = {"401": {"missing_token", "bad_credentials"}, "403": {"forbidden_role", "wrong_token_role"}, "404": {"not_found"},
+    expected = {"400": {"http_error"}, "401": {"missing_token", "bad_credentials"}, "403": {"forbidden_role", "wrong_token_role"}, "404": {"not_found"},
                 "413": {"payload_too_large"}, "422": {"validation_error", "invalid_cursor"},
                 "409": domain_codes() | {"payments_not_configured"},
                 "429": {"too_many_requests", "too_many_top_ups", "too_many_pending_top_ups", "too_many_streams",
