@@ -19,12 +19,22 @@ in OpenAPI each status a route can answer with a real example of that status's b
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Annotated, Any
+from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, Field, GetCoreSchemaHandler, GetJsonSchemaHandler, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    StringConstraints,
+)
 from pydantic_core import PydanticCustomError, core_schema
 
 BIGINT_MAX = 2**63 - 1  # the largest value a Postgres bigint holds
@@ -100,6 +110,35 @@ def _instant(value: datetime) -> datetime:
     return value
 
 
+ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _iso_text(value: Any) -> Any:
+    """Only ISO 8601 text (``2026-11-22``, ``2026-11-22T08:00:00+08:00``): pydantic would also read a bare
+    number as a Unix time, which the OpenAPI document (``format: date-time``) does not promise."""
+    if isinstance(value, str | bytes) and not ISO_DATE.match(value if isinstance(value, str) else value.decode()):
+        raise PydanticCustomError("iso_format", "an ISO 8601 date or instant, e.g. 2026-11-22T08:00:00+08:00")
+    return value
+
+
+UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+DECIMAL = re.compile(r"-?[0-9]{1,19}")
+
+
+def _uuid_text(value: Any) -> Any:
+    """Only the hyphenated form the OpenAPI document promises (``format: uuid``), not pydantic's other readings."""
+    if isinstance(value, str) and not UUID_TEXT.fullmatch(value):
+        raise PydanticCustomError("uuid_format", "a UUID, e.g. 3fa85f64-5717-4562-b3fc-2c963f66afa6")
+    return value
+
+
+def _decimal_text(value: Any) -> Any:
+    """Only decimal digits for an integer given as text (a query parameter): not ``1.0``, ``+5``, ``5_000``."""
+    if isinstance(value, str) and not DECIMAL.fullmatch(value):
+        raise PydanticCustomError("int_format", "an integer in decimal digits")
+    return value
+
+
 def _day(value: date) -> date:
     if not EARLIEST.date() <= value <= LATEST.date():
         raise PydanticCustomError("date_out_of_range", "must be between 1970 and 2999")
@@ -121,10 +160,12 @@ AlarmKind = identifier(r"^[a-z_]+$", 64)
 DriverId = identifier(max_length=200)  # "<provider>:<channel>:<openid>", or an operator's own id
 RefundId = identifier(r"^[A-Za-z0-9_-]+$", 64)
 ChannelName = identifier(r"^[A-Za-z0-9_-]+$", 32)
-Cursor = Annotated[int, Field(ge=1, le=BIGINT_MAX)]
+Uuid = Annotated[UUID, BeforeValidator(_uuid_text)]
+Int = Annotated[int, BeforeValidator(_decimal_text)]
+Cursor = Annotated[int, BeforeValidator(_decimal_text), Field(ge=1, le=BIGINT_MAX)]
 Fen = Annotated[int, Field(gt=0, le=10**10)]  # at most 100 million yuan in one request
-Instant = Annotated[datetime, AfterValidator(_instant)]
-Day = Annotated[date, AfterValidator(_day)]
+Instant = Annotated[datetime, BeforeValidator(_iso_text), AfterValidator(_instant)]
+Day = Annotated[date, BeforeValidator(_iso_text), AfterValidator(_day)]
 
 
 # ---- what a refusal looks like -----------------------------------------------------------------------

@@ -469,7 +469,7 @@ def driver_router(identity: DriverIdentity, sessions: DriverSessions) -> APIRout
     @router.get("/sessions", summary="The driver's sessions, newest first (from the orders view)",
                 responses=responses({"sessions": [{"trade_no": TRADE, "state": "finished", "total_fen": 462}],
                                      "next": 1041}, 200, *DRIVER, **E403))
-    def history(request: Request, d: Driver, limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    def history(request: Request, d: Driver, limit: Annotated[t.Int, Query(ge=1, le=100)] = 20,
                 before: Annotated[t.Cursor | None, Query(description="'next' of the previous page")] = None
                 ) -> dict[str, Any]:
         return sessions.history(request.app.state.pool, d, before, limit)

@@ -170,8 +170,8 @@ class UserRequest(BaseModel):
     username: t.text(200, min_length=3)  # type: ignore[valid-type]
     password: str = Field(min_length=10, max_length=500)
     role: Literal["platform_admin", "tenant_admin", "agent"]
-    tenant_id: UUID | None = Field(None, description="platform admins only; others create users in their own tenant")
-    stations: list[UUID] = Field(default_factory=list, description="an agent's stations")
+    tenant_id: t.Uuid | None = Field(None, description="platform admins only; others create users in their own tenant")
+    stations: list[t.Uuid] = Field(default_factory=list, description="an agent's stations")
 
 
 class TenantRequest(BaseModel):
@@ -214,7 +214,7 @@ class RequiredReason(BaseModel):
 
 class TariffAssignment(BaseModel):
     model_config = body_example(tariff_id=T)
-    tariff_id: UUID | None
+    tariff_id: t.Uuid | None
 
 
 class TierPrices(BaseModel):
@@ -361,13 +361,13 @@ def station_json(station: Station) -> dict[str, Any]:
 
 @router.get("/stations/{station_id}", tags=["registry"], summary="One station (read from the ledger: current)",
             responses=example(STATION_EXAMPLE, 200, *ERRORS, e403=E403_SCOPE))
-def get_station(request: Request, who: Caller, station_id: UUID) -> JSONResponse:
+def get_station(request: Request, who: Caller, station_id: t.Uuid) -> JSONResponse:
     return JSONResponse(station_json(check_station(request, who, station_id)))
 
 
 @router.patch("/stations/{station_id}", tags=["registry"], summary="Change a station's name and address",
               responses=example(STATION_EXAMPLE, 200, *ERRORS, 409, e409=E409_REGISTRATION))
-def change_station(request: Request, who: Caller, station_id: UUID, body: StationChange) -> JSONResponse:
+def change_station(request: Request, who: Caller, station_id: t.Uuid, body: StationChange) -> JSONResponse:
     require(who, TENANT_ADMIN)
     check_station(request, who, station_id)
     request.app.state.ledger.change_station(station_id, body.name, body.address, who.subject, tenant_id=who.tenant_id)
@@ -376,7 +376,7 @@ def change_station(request: Request, who: Caller, station_id: UUID, body: Statio
 
 @router.put("/stations/{station_id}/tariff", tags=["tariffs"], summary="Assign a tariff to a station",
             responses=example({"station_id": S, "tariff_id": T}, 200, *ERRORS, 409, e409=E409_REGISTRATION))
-def assign_station_tariff(request: Request, who: Caller, station_id: UUID, body: TariffAssignment) -> JSONResponse:
+def assign_station_tariff(request: Request, who: Caller, station_id: t.Uuid, body: TariffAssignment) -> JSONResponse:
     require(who, TENANT_ADMIN)
     check_station(request, who, station_id)
     if body.tariff_id is not None:
@@ -415,7 +415,7 @@ def list_piles(request: Request, who: Caller, station_id: StationFilter = None) 
 
 @router.post("/stations/{station_id}/piles", tags=["piles"], status_code=201, summary="Register a pile",
              responses=example({"pile_no": PILE, "pile_id": T}, 201, *ERRORS, 409, e409=E409_EXISTS))
-def register_pile(request: Request, who: Caller, station_id: UUID, body: PileRequest) -> JSONResponse:
+def register_pile(request: Request, who: Caller, station_id: t.Uuid, body: PileRequest) -> JSONResponse:
     require(who, TENANT_ADMIN)
     check_station(request, who, station_id)
     pile_id = request.app.state.ledger.register_pile(station_id, body.pile_no, body.kind, body.gun_count, who.subject)
@@ -493,7 +493,7 @@ def create_tariff(request: Request, who: Caller, body: TariffRequest) -> JSONRes
 
 @router.get("/tariffs/{tariff_id}", tags=["tariffs"], summary="One tariff (current version, from the ledger)",
             responses=example(TARIFF_VIEW, 200, *ERRORS, e403=E403_SCOPE))
-def get_tariff(request: Request, who: Caller, tariff_id: UUID) -> JSONResponse:
+def get_tariff(request: Request, who: Caller, tariff_id: t.Uuid) -> JSONResponse:
     tariff = check_tariff(request, who, tariff_id)
     return JSONResponse(jsonable({"tariff_id": tariff.id, "tenant_id": tariff.tenant_id, "name": tariff.name,
                                   "version": tariff.tariff_version, "schedule": tariff.schedule_dict}))
@@ -501,7 +501,7 @@ def get_tariff(request: Request, who: Caller, tariff_id: UUID) -> JSONResponse:
 
 @router.put("/tariffs/{tariff_id}", tags=["tariffs"], summary="Revise a tariff (a new version; sessions keep theirs)",
             responses=example({"tariff_id": T, "version": 2}, 200, *ERRORS, 409, e409=E409_TARIFF))
-def revise_tariff(request: Request, who: Caller, tariff_id: UUID, body: TariffRevision) -> JSONResponse:
+def revise_tariff(request: Request, who: Caller, tariff_id: t.Uuid, body: TariffRevision) -> JSONResponse:
     require(who, TENANT_ADMIN)
     check_tariff(request, who, tariff_id)
     version = request.app.state.ledger.revise_tariff(tariff_id, _prices(body), body.slots, who.subject)
@@ -517,7 +517,7 @@ ORDER_EXAMPLE = {"trade_no": TRADE, "seq": 1042, "tenant_id": T, "station_id": S
                  "energy_peak": 240000, "energy_flat": 240000, "energy_valley": 0, "electricity_fen": 4080,
                  "service_fen": 3360, "total_fen": 7440, "tariff_id": T, "tariff_version": 1, "pile_amount": 744000,
                  "pile_difference": 0, "stop_code": 64, "reason": "driver stopped", "readings": 40, "anomalies": 0}
-StationFilter = Annotated[UUID | None, Query(description="only this station")]
+StationFilter = Annotated[t.Uuid | None, Query(description="only this station")]
 PileFilter = Annotated[t.PileNo | None, Query(description="only this pile")]
 Since = Annotated[t.Instant | None, Query(alias="from", description="ordered at or after")]
 Until = Annotated[t.Instant | None, Query(alias="to", description="ordered before")]
@@ -559,7 +559,7 @@ async def list_orders(request: Request, who: Caller, station_id: StationFilter =
                       state: OrderState | None = None, since: Since = None, until: Until = None,
                       cursor: Annotated[t.identifier(r"^[A-Za-z0-9_=-]+$", 32) | None,  # type: ignore[valid-type]
                                         Query(description="next_cursor of the previous page")] = None,
-                      limit: Annotated[int, Query(ge=1, le=500)] = 50) -> Response:
+                      limit: Annotated[t.Int, Query(ge=1, le=500)] = 50) -> Response:
     filters = order_filters(who, station_id, pile_no, state, since, until)
     sql, params = orders_query(**filters, before_seq=decode_cursor(cursor), limit=limit, as_json=True)
     async with request.app.state.apool.connection() as conn:
@@ -703,7 +703,7 @@ def list_alarms(request: Request, who: Caller,
                 state: Literal["open", "unacknowledged", "cleared", "all"] = "open",
                 kind: Annotated[t.AlarmKind | None, Query(description="e.g. fault, lost_heartbeat")] = None,
                 station_id: StationFilter = None,
-                limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> JSONResponse:
+                limit: Annotated[t.Int, Query(ge=1, le=1000)] = 200) -> JSONResponse:
     where, params = scope_where(who, "a")
     where += {"open": " AND a.cleared_at IS NULL", "unacknowledged": " AND k.alarm_id IS NULL",
               "cleared": " AND a.cleared_at IS NOT NULL", "all": ""}[state]
@@ -750,7 +750,7 @@ def acknowledge_alarm(request: Request, who: Caller, alarm_id: AlarmId, body: Ac
                                "next_before": None}, 200, 401, 403, 422, e403=E403_SCOPE))
 def operation_log(request: Request, who: Caller,
                   before: Annotated[t.Instant | None, Query(description="only entries before this instant")] = None,
-                  limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> JSONResponse:
+                  limit: Annotated[t.Int, Query(ge=1, le=1000)] = 100) -> JSONResponse:
     where, params = scope_where(who)
     if before is not None:
         where += " AND at < %(before)s"

@@ -119,7 +119,7 @@ def payment_router(service: PaymentService, identity: DriverIdentity) -> APIRout
                                       "channel": "wx-main", "provider": "wechat"}, 200, 409, 422,
                                      e409=error("login_refused", "WeChat refused the login code: 40029 invalid code",
                                                 {"errcode": 40029})))
-    def login(provider: Literal["wechat", "alipay"], tenant_id: UUID, app: ChannelName,
+    def login(provider: Literal["wechat", "alipay"], tenant_id: t.Uuid, app: ChannelName,
               body: LoginBody) -> dict[str, Any]:
         done = identity.login(provider, tenant_id, app, body.code)
         return {"token": done.token, "expires_at": done.expires_at, "driver_id": done.principal.driver_id,
@@ -139,7 +139,7 @@ def payment_router(service: PaymentService, identity: DriverIdentity) -> APIRout
                                                    "reference": OUT_TRADE_NO,
                                                    "postings": [[["clearing:wechat", 5000], ["available", -5000]]]}],
                                      "next": None}, 200, *DRIVER, **E403))
-    def postings(d: Driver, limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    def postings(d: Driver, limit: Annotated[t.Int, Query(ge=1, le=200)] = 50,
                  before: Annotated[t.Cursor | None, Query(description="a version from 'next'")] = None
                  ) -> dict[str, Any]:
         """The wallet's movements, newest first: one entry per wallet event, with its balanced posting sets."""
@@ -192,7 +192,7 @@ def payment_router(service: PaymentService, identity: DriverIdentity) -> APIRout
     # ---- the platforms' callbacks ------------------------------------------------------------
     @router.post("/pay/wechat/notify/{tenant_id}/{app}", tags=["payment callbacks"], status_code=204,
                  responses=callback_docs("wechat"))
-    async def wechat_notify(tenant_id: UUID, app: ChannelName, request: Request) -> Response:
+    async def wechat_notify(tenant_id: t.Uuid, app: ChannelName, request: Request) -> Response:
         def answer(status: int, message: str) -> Response:
             return JSONResponse({"code": "FAIL", "message": message}, status_code=status)
 
@@ -209,7 +209,7 @@ def payment_router(service: PaymentService, identity: DriverIdentity) -> APIRout
 
     @router.post("/pay/alipay/notify/{tenant_id}/{app}", tags=["payment callbacks"], response_class=PlainTextResponse,
                  responses=callback_docs("alipay"))
-    async def alipay_notify(tenant_id: UUID, app: ChannelName, request: Request) -> Response:
+    async def alipay_notify(tenant_id: t.Uuid, app: ChannelName, request: Request) -> Response:
         def answer(status: int, message: str) -> Response:
             return PlainTextResponse("fail", status_code=status)
 

@@ -104,6 +104,8 @@ def test_a_time_zone_not_in_the_iana_database_is_422(api: Api, day: tuple[Tenant
     ("dashboard", {"at": "0001-01-01T00:00:00+14:00"}, "query.at"),
     ("operations", {"before": "9999-12-31T23:59:59-14:00"}, "query.before"),
     ("revenue", {"from": "0001-01-01"}, "query.from"),
+    ("operations", {"before": "219"}, "query.before"),  # a bare number is not an instant here
+    ("revenue", {"to": "20261122"}, "query.to"),
     ("alarms", {"kind": "k" * 65}, "query.kind"),
     ("orders", {"cursor": "x" * 200}, "query.cursor"),
 ])

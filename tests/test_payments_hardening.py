@@ -208,22 +208,18 @@ def alipay_paid(world: PayWorld, fen: int = 88_88) -> Wallet:
     return world.ledger.wallet(Wallet.create_id(world.tenant_id, world.alipay_payer().driver_id))
 
 
-def test_an_unsigned_refund_answer_for_a_refund_alipay_made_is_a_success_after_the_query(world: PayWorld) -> None:
+@pytest.mark.parametrize(("at_alipay", "status", "balances"), [
+    ("done", "succeeded", (80_00, 0, 8_88)),  # Alipay made the refund: the query says so, the money leaves
+    ("lost", "failed", (88_88, 0, 0)),  # Alipay never made it: the query finds none, the money comes back
+])
+def test_an_unsigned_refund_answer_is_settled_by_the_refund_query(world: PayWorld, at_alipay: str, status: str,
+                                                                   balances: tuple[int, int, int]) -> None:
     alipay_paid(world)
-    world.alipay.refund_unsigned = "done"
+    world.alipay.refund_unsigned = at_alipay
     [refund] = world.service.request_refund(world.alipay_payer(), 8_88)
-    assert refund.status == "succeeded"
+    assert refund.status == status
     wallet = world.ledger.wallet(Wallet.create_id(world.tenant_id, world.alipay_payer().driver_id))
-    assert (wallet.available, wallet.refund_pending, wallet.balances["clearing:alipay"]) == (80_00, 0, 80_00)
-
-
-def test_an_unsigned_refund_answer_for_a_refund_alipay_never_made_gives_the_money_back(world: PayWorld) -> None:
-    alipay_paid(world)
-    world.alipay.refund_unsigned = "lost"
-    [refund] = world.service.request_refund(world.alipay_payer(), 8_88)
-    assert refund.status == "failed"
-    wallet = world.ledger.wallet(Wallet.create_id(world.tenant_id, world.alipay_payer().driver_id))
-    assert (wallet.available, wallet.refund_pending) == (88_88, 0)
+    assert (wallet.available, wallet.refund_pending, 88_88 - wallet.available - wallet.refund_pending) == balances
 
 
 def test_an_unsigned_refund_answer_with_no_readable_query_stays_pending_until_reconciled(world: PayWorld) -> None:
