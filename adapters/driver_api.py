@@ -25,7 +25,8 @@ import asyncio
 import hashlib
 import json
 import re
-from collections.abc import AsyncIterator, Mapping
+import threading
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -33,15 +34,18 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import psycopg
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, StreamingResponse
 from psycopg.rows import dict_row
 from pydantic import BaseModel, ConfigDict, Field
 
+from adapters import api_types as t
+from adapters.api_types import WRONG_ROLE, error, responses
 from adapters.driver_identity import DriverIdentity, DriverPrincipal, bearer_driver
 from adapters.http import ApiError
 from adapters.postgres import create_tables
+from adapters.payments.service import TopUpLimits
 from domain.errors import DomainError, IdempotencyConflict, InsufficientFunds, NotFound
 from domain.money import fen_to_yuan_str
 from domain.registry import Pile
@@ -101,6 +105,8 @@ class DriverApiSettings:
     stream_keepalive: float = 15.0  # seconds of silence before a keep-alive comment
     gateways: Mapping[str, str] = field(default_factory=dict)
     wechat_api: str = "https://api.weixin.qq.com"
+    top_up_limits: TopUpLimits = field(default_factory=TopUpLimits)
+    max_streams_per_driver: int = 3  # live streams one driver may hold open at once, per API process
 
     def rules(self, tenant_id: UUID) -> StartRules:
         return self.tenant_rules.get(tenant_id, self.start_rules)
@@ -250,6 +256,57 @@ class StartRequests:
                          "AND trade_no IS NULL", (tenant_id, driver_id, key))
 
 
+# ---- live streams per driver ----------------------------------------------------------------------------
+class StreamSlots:
+    """The live streams each driver holds open in this process; one beyond ``limit`` is refused (429)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open: dict[tuple[UUID, str], int] = {}
+        self.lock = threading.Lock()
+
+    def count(self, driver: DriverPrincipal) -> int:
+        with self.lock:
+            return self.open.get((driver.tenant_id, driver.driver_id), 0)
+
+    def take(self, driver: DriverPrincipal) -> Callable[[], None]:
+        """A slot for one stream, or ApiError 429; returns its release (safe to call more than once)."""
+        key = (driver.tenant_id, driver.driver_id)
+        with self.lock:
+            if self.open.get(key, 0) >= self.limit:
+                raise ApiError(429, "too_many_streams", f"at most {self.limit} live streams at once; close one",
+                               limit=self.limit)
+            self.open[key] = self.open.get(key, 0) + 1
+        released = threading.Event()
+
+        def release() -> None:
+            with self.lock:
+                if released.is_set():
+                    return
+                released.set()
+                left = self.open[key] - 1
+                if left:
+                    self.open[key] = left
+                else:
+                    del self.open[key]
+
+        return release
+
+
+class SlotStream(StreamingResponse):
+    """A streaming response that gives its slot back when it ends, however it ends (done, dropped, error)."""
+
+    def __init__(self, content: AsyncIterator[str], release: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self.release = release
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.release()
+
+
 # ---- the service: what the endpoints do, without HTTP ---------------------------------------------------
 class DriverSessions:
     """Start, read, stop a driver's sessions on the ledger; a session not on the driver's wallet is NotFound."""
@@ -258,6 +315,7 @@ class DriverSessions:
         self.ledger = ledger
         self.requests = requests
         self.settings = settings
+        self.streams = StreamSlots(settings.max_streams_per_driver)
 
     def start(self, driver: DriverPrincipal, pile_no: str, gun_no: int, key: str,
               now: datetime | None = None) -> tuple[str, int, bool]:
@@ -356,7 +414,7 @@ class DriverSessions:
 # ---- HTTP -----------------------------------------------------------------------------------------------
 class StartBody(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
-    pile_no: str = Field(pattern=r"^\d{14}$", description="from the QR lookup")
+    pile_no: t.PileNo = Field(description="from the QR lookup")
     gun_no: int = Field(ge=1, le=99)
 
 
@@ -365,21 +423,42 @@ def sse(event: str, data: Any, event_id: int | None = None) -> str:
     return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
+TRADE = "32010600019236012611221147120042"
+SESSION_EXAMPLE = {"trade_no": TRADE, "state": "charging", "final": False, "pile_no": "32010600019236", "gun_no": 1,
+                   "hold_fen": 6000, "energy": 66690, "amount_fen": 1001, "amount_yuan": "10.01", "bill": None}
+DRIVER = (401, 403, 422)  # what every driver endpoint can answer besides its own
+E403 = {"e403": WRONG_ROLE}
+TradeNo = Annotated[t.TradeNo, Path(description="the session's trade serial")]
+
+
 def driver_router(identity: DriverIdentity, sessions: DriverSessions) -> APIRouter:
-    router = APIRouter(prefix="/driver", tags=["driver sessions"])
+    router = APIRouter(prefix="/driver", tags=["driver sessions"], responses=t.BAD_BODY)
 
     Driver = Annotated[DriverPrincipal, Depends(bearer_driver(identity))]
 
-    @router.get("/guns", summary="Look up a gun from its QR code: station, status, tariff now and next")
-    def lookup(d: Driver, qr: Annotated[str, Query(min_length=16, max_length=300)]) -> dict[str, Any]:
+    @router.get("/guns", summary="Look up a gun from its QR code: station, status, tariff now and next",
+                responses=responses({"pile_no": "32010600019236", "gun_no": 1, "kind": "DC",
+                                     "gun": {"status": "idle", "can_start": True, "why_not": None}},
+                                    200, *DRIVER, 404, **E403,
+                                    e422=error("invalid_qr_code", "not a charging gun's QR code: expected "
+                                               "https://<host>/c/<14-digit pile><2-digit gun>",
+                                               {"qr": "https://evil.example.com/x"})))
+    def lookup(d: Driver, qr: Annotated[t.text(300, min_length=16), Query()]) -> dict[str, Any]:  # type: ignore[valid-type]
         try:
             return sessions.lookup(d, qr)
         except InvalidQrCode as error:  # malformed input: 422, like any other invalid field
             raise ApiError(422, error.code, error.message, **error.details) from None
 
-    @router.post("/sessions", status_code=202, summary="Start charging (hold the balance, tell the pile)")
+    @router.post("/sessions", status_code=202, summary="Start charging (hold the balance, tell the pile)",
+                 responses=responses({"trade_no": TRADE, "session_id": "5d5b6c1e-1c1b-5c39-9d0c-0c2b0c1f0a11",
+                                      "hold_fen": 6000, "replayed": False,
+                                      "stream": f"/driver/sessions/{TRADE}/stream"}, 202, *DRIVER, 404, 409,
+                                     **E403, e409=error("insufficient_funds", "starting needs at least 5.00 yuan "
+                                                        "available; the wallet has 0.00",
+                                                        {"available_fen": 0, "min_start_fen": 500})))
     def start(d: Driver, body: StartBody,
-              idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None) -> JSONResponse:
+              idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None
+              ) -> JSONResponse:
         if idempotency_key is None or not IDEMPOTENCY_KEY.match(idempotency_key):
             raise ApiError(422, IdempotencyKeyRequired.code, "send an Idempotency-Key header (8-64 letters, "
                            "digits, - _ : .), the same one on every retry of this start")
@@ -388,25 +467,38 @@ def driver_router(identity: DriverIdentity, sessions: DriverSessions) -> APIRout
                              "hold_fen": hold, "replayed": not opened,
                              "stream": f"/driver/sessions/{trade_no}/stream"}, status_code=202)
 
-    @router.get("/sessions", summary="The driver's sessions, newest first (from the orders view)")
-    def history(request: Request, d: Driver, limit: Annotated[int, Query(ge=1, le=100)] = 20,
-                before: Annotated[int | None, Query(ge=1, description="'next' of the previous page")] = None
+    @router.get("/sessions", summary="The driver's sessions, newest first (from the orders view)",
+                responses=responses({"sessions": [{"trade_no": TRADE, "state": "finished", "total_fen": 462}],
+                                     "next": 1041}, 200, *DRIVER, **E403))
+    def history(request: Request, d: Driver, limit: Annotated[t.Int, Query(ge=1, le=100)] = 20,
+                before: Annotated[t.Cursor | None, Query(description="'next' of the previous page")] = None
                 ) -> dict[str, Any]:
         return sessions.history(request.app.state.pool, d, before, limit)
 
-    @router.get("/sessions/{trade_no}", summary="One session: live figures, and the bill per tier once priced")
-    def status(d: Driver, trade_no: str) -> dict[str, Any]:
+    @router.get("/sessions/{trade_no}", summary="One session: live figures, and the bill per tier once priced",
+                responses=responses(SESSION_EXAMPLE, 200, *DRIVER, 404, **E403))
+    def status(d: Driver, trade_no: TradeNo) -> dict[str, Any]:
         return session_view(sessions.session(d, trade_no), utcnow())
 
-    @router.post("/sessions/{trade_no}/stop", status_code=202, summary="Ask the pile to stop")
-    def stop(d: Driver, trade_no: str) -> JSONResponse:
+    @router.post("/sessions/{trade_no}/stop", status_code=202, summary="Ask the pile to stop",
+                 responses=responses({"trade_no": TRADE, "state": "stopping"}, 202, *DRIVER, 404, 409, **E403,
+                                     e409=error("invalid_state_transition", "session is finished; cannot "
+                                                "request_stop")))
+    def stop(d: Driver, trade_no: TradeNo) -> JSONResponse:
         session = sessions.stop(d, trade_no)
         return JSONResponse({"trade_no": trade_no, "state": session.state}, status_code=202)
 
-    @router.get("/sessions/{trade_no}/stream", summary="Live status as server-sent events until the session ends")
-    async def stream(request: Request, d: Driver, trade_no: str) -> StreamingResponse:
+    @router.get("/sessions/{trade_no}/stream", summary="Live status as server-sent events until the session ends",
+                response_class=StreamingResponse,
+                responses={200: {"description": "server-sent events: status ... end",
+                                 "content": {"text/event-stream": {"example": sse("status", SESSION_EXAMPLE, 7)}}},
+                           **responses(None, 200, *DRIVER, 404, 429, **E403,
+                                       e429=error("too_many_streams", "at most 3 live streams at once; close one",
+                                                  {"limit": 3}))})
+    async def stream(request: Request, d: Driver, trade_no: TradeNo) -> StreamingResponse:
         first = await run_in_threadpool(sessions.session, d, trade_no)  # 404 before any byte is streamed
         poll, keepalive = sessions.settings.stream_poll, sessions.settings.stream_keepalive
+        release = sessions.streams.take(d)
 
         async def events() -> AsyncIterator[str]:
             loop = asyncio.get_running_loop()
@@ -427,7 +519,7 @@ def driver_router(identity: DriverIdentity, sessions: DriverSessions) -> APIRout
                 await asyncio.sleep(poll)
                 session = await run_in_threadpool(sessions.session, d, trade_no)
 
-        return StreamingResponse(events(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return SlotStream(events(), release, media_type="text/event-stream",
+                          headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     return router

@@ -15,6 +15,8 @@ and the driver API refuses operator tokens.
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,7 +24,8 @@ from typing import Annotated, Any, Protocol
 from uuid import UUID
 
 import httpx
-from fastapi import Header
+from fastapi import Depends
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from adapters.auth import DRIVER, AuthError, Principal, TokenSigner
 from adapters.payments.base import ProviderError
@@ -72,6 +75,33 @@ class DriverTokens:
         return DriverPrincipal(principal.tenant_id, principal.subject, provider, channel, payer)
 
 
+SECRET_IN_URL = re.compile(r"((?:app_?)?secret=)[^&\s\"']+", re.IGNORECASE)
+
+
+class RedactSecrets(logging.Filter):
+    """Rewrites a log record so no ``secret=...`` query value survives in it (WeChat's code2session takes
+    the app secret in its URL, and httpx logs every request's URL at INFO)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if SECRET_IN_URL.search(message):
+            record.msg, record.args = SECRET_IN_URL.sub(r"\1[redacted]", message), None
+        return True
+
+
+HTTP_CLIENT_LOGGERS = ("httpx", "httpcore", "httpcore.connection", "httpcore.http11", "httpcore.http2",
+                       "httpcore.proxy")
+
+
+def redact_http_client_logs() -> None:
+    """Install :class:`RedactSecrets` on the HTTP client's loggers (a logger's filters see only its own
+    records, so each one that logs is named). Idempotent."""
+    for name in HTTP_CLIENT_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactSecrets) for f in logger.filters):
+            logger.addFilter(RedactSecrets())
+
+
 class WeChatCodeExchange(Protocol):
     def __call__(self, app_id: str, app_secret: str, code: str) -> str:
         """The openid for a ``wx.login`` code; raises LoginRefused if WeChat refuses it."""
@@ -85,6 +115,7 @@ class WeChatCode2Session:
     def __init__(self, base_url: str = "https://api.weixin.qq.com", *, timeout: float = 5.0) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        redact_http_client_logs()
 
     def __call__(self, app_id: str, app_secret: str, code: str) -> str:
         try:
@@ -141,13 +172,17 @@ class DriverIdentity:
         return Login(token, expires_at, DriverPrincipal(tenant_id, driver_id, provider, channel_name, payer))
 
 
+DRIVER_BEARER = HTTPBearer(auto_error=False, scheme_name="DriverBearer",
+                           description="a driver token from POST /driver/login/{provider}/{tenant}/{app}")
+
+
 def bearer_driver(identity: DriverIdentity) -> Callable[..., DriverPrincipal]:
     """The FastAPI dependency of every driver-facing route: the driver a Bearer token names."""
 
-    def driver(authorization: Annotated[str | None, Header()] = None) -> DriverPrincipal:
-        scheme, _, token = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not token:
+    def driver(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(DRIVER_BEARER)]
+               ) -> DriverPrincipal:
+        if credentials is None or not credentials.credentials.strip():
             raise AuthError("missing_token", "send Authorization: Bearer <driver token>")
-        return identity.tokens.verify(token.strip())
+        return identity.tokens.verify(credentials.credentials.strip())
 
     return driver

@@ -152,7 +152,7 @@ def mount_driver_api(app: FastAPI, ledger: Any, driver: DriverApiSettings) -> No
 
     channels = Channels(ledger.payments, SecretBox.from_setting(driver.payment_keys))
     providers = Providers(driver.public_url, gateways=dict(driver.gateways))
-    service = PaymentService(ledger, ledger.payments, channels, providers)
+    service = PaymentService(ledger, ledger.payments, channels, providers, limits=driver.top_up_limits)
     identity = DriverIdentity(channels, DriverTokens(app.state.signer), WeChatCode2Session(driver.wechat_api),
                               providers, service.wallet_id)
     sessions = DriverSessions(ledger, StartRequests(app.state.pool), driver)

@@ -23,17 +23,20 @@ import base64
 import csv
 import io
 import json
+import re
 from collections.abc import Iterator
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg.rows import dict_row
 from pydantic import BaseModel, ConfigDict, Field
 
+from adapters import api_types as t
+from adapters.api_types import error, responses
 from adapters.auth import AGENT, PLATFORM_ADMIN, TENANT_ADMIN, AuthError, Principal
 from adapters.http import ApiError
 from domain.errors import NotFound
@@ -44,7 +47,7 @@ from projections.base import jsonable
 from projections.dashboard import dashboard
 from projections.orders import find_orders, orders_query
 
-router = APIRouter(prefix="/operator/v1")
+router = APIRouter(prefix="/operator/v1", responses=t.BAD_BODY)
 bearer = HTTPBearer(auto_error=False, description="a token from POST /operator/v1/auth/token")
 
 T = "3fa85f64-5717-4562-b3fc-2c963f66afa6"  # an example id
@@ -53,17 +56,21 @@ TRADE = "32010600019236012611221000003556"
 PILE = "32010600019236"
 
 
-def example(body: Any, status: int = 200, *errors: int) -> dict[int | str, Any]:
-    """OpenAPI ``responses`` with an example of the success body and the error shape."""
-    out: dict[int | str, Any] = {status: {"content": {"application/json": {"example": body}}}}
-    for code in errors:
-        out[code] = {"description": {401: "no or bad token", 403: "role may not do this", 404: "not in your scope",
-                                     409: "refused by a domain rule", 422: "invalid input"}[code],
-                     "content": {"application/json": {"example": {"code": "not_found", "message": "no pile 3201..."}}}}
-    return out
+def example(body: Any, status: int = 200, *errors: int, **examples: dict[str, Any]) -> dict[int | str, Any]:
+    """OpenAPI ``responses``: the success example, and the real body of each error status (api_types)."""
+    return responses(body, status, *errors, **examples)
 
 
 ERRORS = (401, 403, 404, 422)
+E403_SCOPE = error("wrong_token_role", "a driver token is not accepted here")  # reads: any operator role may
+# the 409 a command really answers (a domain rule's code), per kind of command
+E409_EXISTS = error("already_exists", f"pile {PILE} is already registered", {"pile_no": PILE})
+E409_REGISTRATION = error("invalid_registration", "coordinates out of range: 91.0, 0.0")
+E409_BUSY = error("concurrency_exhausted", "the pile is being changed by others right now; try again")
+E409_TARIFF = error("invalid_tariff", "slot 3 (01:30-02:00) is not assigned a tier: 9")
+E409_UNAVAILABLE = error("pile_unavailable", f"pile {PILE}: the pile is offline",
+                         {"pile_no": PILE, "gun_no": 1, "reason": "the pile is offline"})
+E409_TRANSITION = error("invalid_state_transition", "session is finished; cannot request_stop")
 
 
 # ---- who is calling -------------------------------------------------------------------------------
@@ -75,6 +82,9 @@ async def caller(request: Request, credentials: Annotated[HTTPAuthorizationCrede
 
 
 Caller = Annotated[Principal, Depends(caller)]
+PileNo = Annotated[t.PileNo, Path(description="the pile's 14-digit number")]
+TradeNo = Annotated[t.TradeNo, Path(description="the order's trade serial")]
+AlarmId = Annotated[t.AlarmId, Path()]
 
 
 def require(principal: Principal, *roles: str) -> None:
@@ -154,45 +164,45 @@ def body_example(**values: Any) -> ConfigDict:
 
 class TenantRequest(BaseModel):
     model_config = body_example(name="Demo Charging Co.")
-    name: str = Field(min_length=1, max_length=200)
+    name: t.Name
 
 
 class StationRequest(BaseModel):
     model_config = body_example(name="Zhangjiang Hub", address="88 Keyuan Rd, Pudong, Shanghai", latitude=31.2036,
                                 longitude=121.5907, timezone="Asia/Shanghai")
-    name: str = Field(min_length=1, max_length=200)
-    address: str = Field("", max_length=500)
-    latitude: float = Field(ge=-90, le=90)
-    longitude: float = Field(ge=-180, le=180)
-    timezone: str = "Asia/Shanghai"
+    name: t.Name
+    address: t.Address = ""
+    latitude: float = Field(ge=-90, le=90, allow_inf_nan=False)
+    longitude: float = Field(ge=-180, le=180, allow_inf_nan=False)
+    timezone: t.TimeZone = "Asia/Shanghai"
 
 
 class StationChange(BaseModel):
     model_config = body_example(name="Zhangjiang Hub North", address="90 Keyuan Rd")
-    name: str = Field(min_length=1, max_length=200)
-    address: str = Field("", max_length=500)
+    name: t.Name
+    address: t.Address = ""
 
 
 class PileRequest(BaseModel):
     model_config = body_example(pile_no=PILE, kind="DC", gun_count=2)
-    pile_no: str = Field(pattern=r"^\d{14}$")
+    pile_no: t.PileNo
     kind: Literal["DC", "AC"]
     gun_count: int = Field(ge=1, le=99)
 
 
 class Reason(BaseModel):
     model_config = body_example(reason="maintenance")
-    reason: str = Field("", max_length=500)
+    reason: t.Reason = ""
 
 
 class RequiredReason(BaseModel):
     model_config = body_example(reason="pile lost power; session stuck in stopping")
-    reason: str = Field(min_length=1, max_length=500)
+    reason: t.RequiredReason
 
 
 class TariffAssignment(BaseModel):
     model_config = body_example(tariff_id=T)
-    tariff_id: UUID | None
+    tariff_id: t.Uuid | None
 
 
 class TierPrices(BaseModel):
@@ -211,7 +221,7 @@ TARIFF_EXAMPLE = {
 
 class TariffRequest(BaseModel):
     model_config = body_example(**TARIFF_EXAMPLE)
-    name: str = Field(min_length=1, max_length=200)
+    name: t.Name
     prices: dict[Literal["sharp", "peak", "flat", "valley"], TierPrices]
     slots: list[int | Literal["sharp", "peak", "flat", "valley"]] = Field(min_length=48, max_length=48)
 
@@ -229,16 +239,17 @@ class StartRequest(BaseModel):
 
 class AcknowledgeRequest(BaseModel):
     model_config = body_example(note="technician dispatched")
-    note: str = Field("", max_length=500)
+    note: t.Note = ""
 
 
 class RefundRequest(BaseModel):
     model_config = body_example(driver_id="driver-li", refund_id="rf-20261122-0001", amount_fen=2500,
                                 provider="wechat")
-    driver_id: str = Field(min_length=1, max_length=200)
-    refund_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
-    amount_fen: int = Field(gt=0)
-    provider: Literal[PROVIDERS]  # type: ignore[valid-type]
+    driver_id: t.DriverId
+    refund_id: t.RefundId = Field(description="your id for this refund: asking again with it changes nothing")
+    amount_fen: t.Fen
+    provider: Literal[PROVIDERS] | None = Field(  # type: ignore[valid-type]
+        None, description="refund only payments made through this provider (default: any)")
 
 
 def _prices(body: TariffRequest | TariffRevision) -> dict[str, dict[str, int]]:
@@ -256,7 +267,7 @@ def create_tenant(request: Request, who: Caller, body: TenantRequest) -> JSONRes
 
 @router.get("/tenants", tags=["registry"], summary="Tenants in scope",
             responses=example({"items": [{"tenant_id": T, "name": "Demo Charging Co.",
-                                          "created_at": "2026-11-22T01:00:00+00:00"}]}, 200, 401, 403))
+                                          "created_at": "2026-11-22T01:00:00+00:00"}]}, 200, 401, 403, e403=E403_SCOPE))
 def list_tenants(request: Request, who: Caller) -> JSONResponse:
     where, params = ("true", {}) if who.tenant_id is None else ("tenant_id = %(t)s", {"t": who.tenant_id})
     rows = query(request, f"SELECT * FROM catalogue_tenants WHERE {where} ORDER BY name", params)  # noqa: S608
@@ -268,7 +279,7 @@ STATION_EXAMPLE = {"station_id": S, "tenant_id": T, "name": "Zhangjiang Hub", "a
 
 
 @router.get("/stations", tags=["registry"], summary="Stations in scope",
-            responses=example({"items": [STATION_EXAMPLE]}, 200, 401, 403))
+            responses=example({"items": [STATION_EXAMPLE]}, 200, 401, 403, e403=E403_SCOPE))
 def list_stations(request: Request, who: Caller) -> JSONResponse:
     where, params = scope_where(who)
     rows = query(request, f"SELECT * FROM catalogue_stations WHERE {where} ORDER BY name, station_id", params)  # noqa: S608
@@ -276,7 +287,7 @@ def list_stations(request: Request, who: Caller) -> JSONResponse:
 
 
 @router.post("/stations", tags=["registry"], status_code=201, summary="Create a station",
-             responses=example({"station_id": S}, 201, *ERRORS, 409))
+             responses=example({"station_id": S}, 201, *ERRORS, 409, e409=E409_REGISTRATION))
 def create_station(request: Request, who: Caller, body: StationRequest) -> JSONResponse:
     require(who, TENANT_ADMIN)
     station_id = request.app.state.ledger.create_station(tenant_of(who), body.name, body.address, body.latitude,
@@ -291,14 +302,14 @@ def station_json(station: Station) -> dict[str, Any]:
 
 
 @router.get("/stations/{station_id}", tags=["registry"], summary="One station (read from the ledger: current)",
-            responses=example(STATION_EXAMPLE, 200, *ERRORS))
-def get_station(request: Request, who: Caller, station_id: UUID) -> JSONResponse:
+            responses=example(STATION_EXAMPLE, 200, *ERRORS, e403=E403_SCOPE))
+def get_station(request: Request, who: Caller, station_id: t.Uuid) -> JSONResponse:
     return JSONResponse(station_json(check_station(request, who, station_id)))
 
 
 @router.patch("/stations/{station_id}", tags=["registry"], summary="Change a station's name and address",
-              responses=example(STATION_EXAMPLE, 200, *ERRORS, 409))
-def change_station(request: Request, who: Caller, station_id: UUID, body: StationChange) -> JSONResponse:
+              responses=example(STATION_EXAMPLE, 200, *ERRORS, 409, e409=E409_REGISTRATION))
+def change_station(request: Request, who: Caller, station_id: t.Uuid, body: StationChange) -> JSONResponse:
     require(who, TENANT_ADMIN)
     check_station(request, who, station_id)
     request.app.state.ledger.change_station(station_id, body.name, body.address, who.subject, tenant_id=who.tenant_id)
@@ -306,8 +317,8 @@ def change_station(request: Request, who: Caller, station_id: UUID, body: Statio
 
 
 @router.put("/stations/{station_id}/tariff", tags=["tariffs"], summary="Assign a tariff to a station",
-            responses=example({"station_id": S, "tariff_id": T}, 200, *ERRORS, 409))
-def assign_station_tariff(request: Request, who: Caller, station_id: UUID, body: TariffAssignment) -> JSONResponse:
+            responses=example({"station_id": S, "tariff_id": T}, 200, *ERRORS, 409, e409=E409_REGISTRATION))
+def assign_station_tariff(request: Request, who: Caller, station_id: t.Uuid, body: TariffAssignment) -> JSONResponse:
     require(who, TENANT_ADMIN)
     check_station(request, who, station_id)
     if body.tariff_id is not None:
@@ -338,15 +349,15 @@ def piles_json(request: Request, who: Caller, extra: str = "", params: dict[str,
 
 
 @router.get("/piles", tags=["piles"], summary="Piles and guns in scope, with live status",
-            responses=example({"items": [PILE_EXAMPLE]}, 200, 401, 403, 422))
-def list_piles(request: Request, who: Caller, station_id: UUID | None = None) -> JSONResponse:
+            responses=example({"items": [PILE_EXAMPLE]}, 200, 401, 403, 422, e403=E403_SCOPE))
+def list_piles(request: Request, who: Caller, station_id: StationFilter = None) -> JSONResponse:
     extra, params = ("AND p.station_id = %(station)s", {"station": station_id}) if station_id else ("", {})
     return JSONResponse({"items": piles_json(request, who, extra, params)})
 
 
 @router.post("/stations/{station_id}/piles", tags=["piles"], status_code=201, summary="Register a pile",
-             responses=example({"pile_no": PILE, "pile_id": T}, 201, *ERRORS, 409))
-def register_pile(request: Request, who: Caller, station_id: UUID, body: PileRequest) -> JSONResponse:
+             responses=example({"pile_no": PILE, "pile_id": T}, 201, *ERRORS, 409, e409=E409_EXISTS))
+def register_pile(request: Request, who: Caller, station_id: t.Uuid, body: PileRequest) -> JSONResponse:
     require(who, TENANT_ADMIN)
     check_station(request, who, station_id)
     pile_id = request.app.state.ledger.register_pile(station_id, body.pile_no, body.kind, body.gun_count, who.subject)
@@ -354,8 +365,8 @@ def register_pile(request: Request, who: Caller, station_id: UUID, body: PileReq
 
 
 @router.get("/piles/{pile_no}", tags=["piles"], summary="One pile with its guns' live status",
-            responses=example(PILE_EXAMPLE, 200, *ERRORS))
-def get_pile(request: Request, who: Caller, pile_no: str) -> JSONResponse:
+            responses=example(PILE_EXAMPLE, 200, *ERRORS, e403=E403_SCOPE))
+def get_pile(request: Request, who: Caller, pile_no: PileNo) -> JSONResponse:
     check_pile(request, who, pile_no)
     rows = piles_json(request, who, "AND p.pile_no = %(pile)s", {"pile": pile_no})
     if not rows:  # registered a moment ago, not yet projected
@@ -364,16 +375,16 @@ def get_pile(request: Request, who: Caller, pile_no: str) -> JSONResponse:
 
 
 @router.get("/piles/{pile_no}/guns", tags=["piles"], summary="A pile's guns",
-            responses=example({"items": PILE_EXAMPLE["guns"]}, 200, *ERRORS))
-def list_guns(request: Request, who: Caller, pile_no: str) -> JSONResponse:
+            responses=example({"items": PILE_EXAMPLE["guns"]}, 200, *ERRORS, e403=E403_SCOPE))
+def list_guns(request: Request, who: Caller, pile_no: PileNo) -> JSONResponse:
     check_pile(request, who, pile_no)
     rows = piles_json(request, who, "AND p.pile_no = %(pile)s", {"pile": pile_no})
     return JSONResponse({"items": rows[0]["guns"] if rows else []})
 
 
 @router.post("/piles/{pile_no}/enable", tags=["piles"], summary="Enable a pile",
-             responses=example({"pile_no": PILE, "enabled": True}, 200, *ERRORS, 409))
-def enable_pile(request: Request, who: Caller, pile_no: str) -> JSONResponse:
+             responses=example({"pile_no": PILE, "enabled": True}, 200, *ERRORS, 409, e409=E409_BUSY))
+def enable_pile(request: Request, who: Caller, pile_no: PileNo) -> JSONResponse:
     require(who, TENANT_ADMIN)
     check_pile(request, who, pile_no)
     request.app.state.ledger.set_pile_enabled(pile_no, True, who.subject)
@@ -381,8 +392,8 @@ def enable_pile(request: Request, who: Caller, pile_no: str) -> JSONResponse:
 
 
 @router.post("/piles/{pile_no}/disable", tags=["piles"], summary="Disable a pile (no new sessions)",
-             responses=example({"pile_no": PILE, "enabled": False}, 200, *ERRORS, 409))
-def disable_pile(request: Request, who: Caller, pile_no: str, body: Reason) -> JSONResponse:
+             responses=example({"pile_no": PILE, "enabled": False}, 200, *ERRORS, 409, e409=E409_BUSY))
+def disable_pile(request: Request, who: Caller, pile_no: PileNo, body: Reason) -> JSONResponse:
     require(who, TENANT_ADMIN)
     check_pile(request, who, pile_no)
     request.app.state.ledger.set_pile_enabled(pile_no, False, who.subject, body.reason)
@@ -390,8 +401,8 @@ def disable_pile(request: Request, who: Caller, pile_no: str, body: Reason) -> J
 
 
 @router.put("/piles/{pile_no}/tariff", tags=["tariffs"], summary="Assign a tariff to one pile (overrides its station's)",
-            responses=example({"pile_no": PILE, "tariff_id": T}, 200, *ERRORS, 409))
-def assign_pile_tariff(request: Request, who: Caller, pile_no: str, body: TariffAssignment) -> JSONResponse:
+            responses=example({"pile_no": PILE, "tariff_id": T}, 200, *ERRORS, 409, e409=E409_REGISTRATION))
+def assign_pile_tariff(request: Request, who: Caller, pile_no: PileNo, body: TariffAssignment) -> JSONResponse:
     require(who, TENANT_ADMIN)
     check_pile(request, who, pile_no)
     if body.tariff_id is not None:
@@ -406,7 +417,7 @@ TARIFF_VIEW = {"tariff_id": T, "tenant_id": T, "name": TARIFF_EXAMPLE["name"], "
 
 
 @router.get("/tariffs", tags=["tariffs"], summary="Tariffs of the tenant",
-            responses=example({"items": [TARIFF_VIEW]}, 200, 401, 403))
+            responses=example({"items": [TARIFF_VIEW]}, 200, 401, 403, e403=E403_SCOPE))
 def list_tariffs(request: Request, who: Caller) -> JSONResponse:
     where, params = ("true", {}) if who.tenant_id is None else ("tenant_id = %(t)s", {"t": who.tenant_id})
     rows = query(request, f"SELECT * FROM catalogue_tariffs WHERE {where} ORDER BY name, tariff_id", params)  # noqa: S608
@@ -414,7 +425,7 @@ def list_tariffs(request: Request, who: Caller) -> JSONResponse:
 
 
 @router.post("/tariffs", tags=["tariffs"], status_code=201, summary="Create a tariff (version 1)",
-             responses=example({"tariff_id": T, "version": 1}, 201, *ERRORS, 409))
+             responses=example({"tariff_id": T, "version": 1}, 201, *ERRORS, 409, e409=E409_TARIFF))
 def create_tariff(request: Request, who: Caller, body: TariffRequest) -> JSONResponse:
     require(who, TENANT_ADMIN)
     tariff_id = request.app.state.ledger.create_tariff(tenant_of(who), body.name, _prices(body), body.slots,
@@ -423,16 +434,16 @@ def create_tariff(request: Request, who: Caller, body: TariffRequest) -> JSONRes
 
 
 @router.get("/tariffs/{tariff_id}", tags=["tariffs"], summary="One tariff (current version, from the ledger)",
-            responses=example(TARIFF_VIEW, 200, *ERRORS))
-def get_tariff(request: Request, who: Caller, tariff_id: UUID) -> JSONResponse:
+            responses=example(TARIFF_VIEW, 200, *ERRORS, e403=E403_SCOPE))
+def get_tariff(request: Request, who: Caller, tariff_id: t.Uuid) -> JSONResponse:
     tariff = check_tariff(request, who, tariff_id)
     return JSONResponse(jsonable({"tariff_id": tariff.id, "tenant_id": tariff.tenant_id, "name": tariff.name,
                                   "version": tariff.tariff_version, "schedule": tariff.schedule_dict}))
 
 
 @router.put("/tariffs/{tariff_id}", tags=["tariffs"], summary="Revise a tariff (a new version; sessions keep theirs)",
-            responses=example({"tariff_id": T, "version": 2}, 200, *ERRORS, 409))
-def revise_tariff(request: Request, who: Caller, tariff_id: UUID, body: TariffRevision) -> JSONResponse:
+            responses=example({"tariff_id": T, "version": 2}, 200, *ERRORS, 409, e409=E409_TARIFF))
+def revise_tariff(request: Request, who: Caller, tariff_id: t.Uuid, body: TariffRevision) -> JSONResponse:
     require(who, TENANT_ADMIN)
     check_tariff(request, who, tariff_id)
     version = request.app.state.ledger.revise_tariff(tariff_id, _prices(body), body.slots, who.subject)
@@ -448,7 +459,10 @@ ORDER_EXAMPLE = {"trade_no": TRADE, "seq": 1042, "tenant_id": T, "station_id": S
                  "energy_peak": 240000, "energy_flat": 240000, "energy_valley": 0, "electricity_fen": 4080,
                  "service_fen": 3360, "total_fen": 7440, "tariff_id": T, "tariff_version": 1, "pile_amount": 744000,
                  "pile_difference": 0, "stop_code": 64, "reason": "driver stopped", "readings": 40, "anomalies": 0}
-StationFilter = Annotated[UUID | None, Query(description="only this station")]
+StationFilter = Annotated[t.Uuid | None, Query(description="only this station")]
+PileFilter = Annotated[t.PileNo | None, Query(description="only this pile")]
+Since = Annotated[t.Instant | None, Query(alias="from", description="ordered at or after")]
+Until = Annotated[t.Instant | None, Query(alias="to", description="ordered before")]
 
 
 def decode_cursor(cursor: str | None) -> int | None:
@@ -482,12 +496,12 @@ OrderState = Literal["requested", "starting", "charging", "stopping", "finished"
             description="Pages are keyed on `seq` (the commit position of the order's first event), so orders "
                         "arriving while you page never shift a row between pages: pass `next_cursor` back as "
                         "`cursor` until it is null.",
-            responses=example({"items": [ORDER_EXAMPLE], "next_cursor": "MTA0Mg"}, 200, 401, 403, 422))
-async def list_orders(request: Request, who: Caller, station_id: StationFilter = None, pile_no: str | None = None,
-                state: OrderState | None = None,
-                since: Annotated[datetime | None, Query(alias="from", description="ordered at or after")] = None,
-                until: Annotated[datetime | None, Query(alias="to", description="ordered before")] = None,
-                cursor: str | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> Response:
+            responses=example({"items": [ORDER_EXAMPLE], "next_cursor": "MTA0Mg"}, 200, 401, 403, 422, e403=E403_SCOPE))
+async def list_orders(request: Request, who: Caller, station_id: StationFilter = None, pile_no: PileFilter = None,
+                      state: OrderState | None = None, since: Since = None, until: Until = None,
+                      cursor: Annotated[t.identifier(r"^[A-Za-z0-9_=-]+$", 32) | None,  # type: ignore[valid-type]
+                                        Query(description="next_cursor of the previous page")] = None,
+                      limit: Annotated[t.Int, Query(ge=1, le=500)] = 50) -> Response:
     filters = order_filters(who, station_id, pile_no, state, since, until)
     sql, params = orders_query(**filters, before_seq=decode_cursor(cursor), limit=limit, as_json=True)
     async with request.app.state.apool.connection() as conn:
@@ -500,6 +514,18 @@ async def list_orders(request: Request, who: Caller, station_id: StationFilter =
 CSV_COLUMNS = ("trade_no", "ordered_at", "started_at", "stopped_at", "settled_at", "station_id", "pile_no", "gun_no",
                "driver_id", "origin", "state", "energy_kwh", "electricity_yuan", "service_yuan", "total_yuan",
                "tariff_version", "pile_amount_yuan", "pile_difference_yuan", "stop_code", "reason")
+
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+PLAIN_NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
+
+
+def csv_cell(value: Any) -> Any:
+    """A cell a spreadsheet will not run: text starting with = + - @ tab or CR gets a leading quote
+    (OWASP's CSV-injection rule); numbers, ours, stay as they are."""
+    if isinstance(value, str) and value.startswith(FORMULA_START) and not PLAIN_NUMBER.match(value):
+        return "'" + value
+    return value
 
 
 def csv_row(row: dict[str, Any]) -> list[Any]:
@@ -519,11 +545,9 @@ def csv_row(row: dict[str, Any]) -> list[Any]:
 @router.get("/orders.csv", tags=["orders"], summary="Orders as CSV (same filters, every page)",
             responses={200: {"content": {"text/csv": {"example": ",".join(CSV_COLUMNS) + "\n" + TRADE
                                                       + ",2026-11-22T01:40:00+00:00,...\n"}}},
-                       **{k: v for k, v in example({}, 200, 401, 403, 422).items() if k != 200}})
-def export_orders(request: Request, who: Caller, station_id: StationFilter = None, pile_no: str | None = None,
-                  state: OrderState | None = None,
-                  since: Annotated[datetime | None, Query(alias="from")] = None,
-                  until: Annotated[datetime | None, Query(alias="to")] = None) -> StreamingResponse:
+                       **example(None, 200, 401, 403, 422, e403=E403_SCOPE)})
+def export_orders(request: Request, who: Caller, station_id: StationFilter = None, pile_no: PileFilter = None,
+                  state: OrderState | None = None, since: Since = None, until: Until = None) -> StreamingResponse:
     filters = order_filters(who, station_id, pile_no, state, since, until)
     pool = request.app.state.pool
 
@@ -536,7 +560,7 @@ def export_orders(request: Request, who: Caller, station_id: StationFilter = Non
             with pool.connection() as conn:
                 rows = find_orders(conn, **filters, before_seq=before, limit=1000)
             for row in rows:
-                writer.writerow(csv_row(row))
+                writer.writerow([csv_cell(cell) for cell in csv_row(row)])
             yield out.getvalue()
             out.seek(0)
             out.truncate()
@@ -554,8 +578,9 @@ def export_orders(request: Request, who: Caller, station_id: StationFilter = Non
                 {"at": "2026-11-22T01:40:03+00:00", "step": "requested"},
                 {"at": "2026-11-22T01:40:20+00:00", "step": "started"},
                 {"at": "2026-11-22T02:21:00+00:00", "step": "stopped", "stop_code": 64},
-                {"at": "2026-11-22T02:22:00+00:00", "step": "settled", "total_fen": 7440}]}, 200, *ERRORS))
-def get_order(request: Request, who: Caller, trade_no: str) -> JSONResponse:
+                {"at": "2026-11-22T02:22:00+00:00", "step": "settled", "total_fen": 7440}]}, 200, *ERRORS,
+                e403=E403_SCOPE))
+def get_order(request: Request, who: Caller, trade_no: TradeNo) -> JSONResponse:
     where, params = scope_where(who)
     rows = query(request, f"SELECT * FROM orders WHERE trade_no = %(trade)s AND {where}",  # noqa: S608
                  {**params, "trade": trade_no})
@@ -571,10 +596,10 @@ def get_order(request: Request, who: Caller, trade_no: str) -> JSONResponse:
                                           "electricity_fen": 9650, "service_fen": 7200, "refunds_fen": 0,
                                           "charging_seconds": 10800}],
                                "totals": {"sessions": 5, "energy": 1250000, "electricity_fen": 9650,
-                                          "service_fen": 7200, "refunds_fen": 0}}, 200, 401, 403, 422))
+                                          "service_fen": 7200, "refunds_fen": 0}}, 200, 401, 403, 422, e403=E403_SCOPE))
 def revenue(request: Request, who: Caller, station_id: StationFilter = None,
-            day_from: Annotated[date | None, Query(alias="from")] = None,
-            day_to: Annotated[date | None, Query(alias="to", description="inclusive")] = None) -> JSONResponse:
+            day_from: Annotated[t.Day | None, Query(alias="from")] = None,
+            day_to: Annotated[t.Day | None, Query(alias="to", description="inclusive")] = None) -> JSONResponse:
     where, params = scope_where(who)
     for clause, key, value in (("station_id = %(station)s", "station", station_id), ("day >= %(d0)s", "d0", day_from),
                                ("day <= %(d1)s", "d1", day_to)):
@@ -599,9 +624,9 @@ def revenue(request: Request, who: Caller, station_id: StationFilter = None,
                                "today": {"sessions": 85, "energy": 21500000, "revenue_fen": 289000,
                                          "utilisation": 0.3125},
                                "month": {"sessions": 1840, "energy": 466000000, "revenue_fen": 6120000}},
-                              200, 401, 403, 422))
+                              200, 401, 403, 422, e403=E403_SCOPE))
 def get_dashboard(request: Request, who: Caller,
-                  at: Annotated[datetime | None, Query(description="the instant 'today' is taken at; default now")]
+                  at: Annotated[t.Instant | None, Query(description="the instant 'today' is taken at; default now")]
                   = None) -> JSONResponse:
     with request.app.state.pool.connection() as conn:
         return JSONResponse(dashboard(conn, who.tenant_id, who.stations, at or now()))
@@ -615,11 +640,12 @@ ALARM_EXAMPLE = {"alarm_id": "fault:2929de6f-3c40-5547-95b4-8721d02cc8f2:1:0x02:
 
 
 @router.get("/alarms", tags=["alarms"], summary="Alarms, newest first",
-            responses=example({"items": [ALARM_EXAMPLE]}, 200, 401, 403, 422))
+            responses=example({"items": [ALARM_EXAMPLE]}, 200, 401, 403, 422, e403=E403_SCOPE))
 def list_alarms(request: Request, who: Caller,
                 state: Literal["open", "unacknowledged", "cleared", "all"] = "open",
-                kind: str | None = None, station_id: StationFilter = None,
-                limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> JSONResponse:
+                kind: Annotated[t.AlarmKind | None, Query(description="e.g. fault, lost_heartbeat")] = None,
+                station_id: StationFilter = None,
+                limit: Annotated[t.Int, Query(ge=1, le=1000)] = 200) -> JSONResponse:
     where, params = scope_where(who, "a")
     where += {"open": " AND a.cleared_at IS NULL", "unacknowledged": " AND k.alarm_id IS NULL",
               "cleared": " AND a.cleared_at IS NOT NULL", "all": ""}[state]
@@ -642,7 +668,7 @@ def list_alarms(request: Request, who: Caller,
              responses=example({"alarm_id": ALARM_EXAMPLE["alarm_id"], "acknowledged_by": "ops@example",
                                 "acknowledged_at": "2026-11-22T03:05:00+00:00", "note": "technician dispatched"},
                                200, *ERRORS))
-def acknowledge_alarm(request: Request, who: Caller, alarm_id: str, body: AcknowledgeRequest) -> JSONResponse:
+def acknowledge_alarm(request: Request, who: Caller, alarm_id: AlarmId, body: AcknowledgeRequest) -> JSONResponse:
     require(who, TENANT_ADMIN)  # agents read alarms; acknowledging is the tenant's
     where, params = scope_where(who)
     with request.app.state.pool.connection() as conn:
@@ -664,10 +690,10 @@ def acknowledge_alarm(request: Request, who: Caller, alarm_id: str, body: Acknow
                                           "station_id": S, "aggregate_type": "Pile", "aggregate_id": T,
                                           "event": "Disabled", "author": "ops@example",
                                           "at": "2026-11-22T03:00:00+00:00", "detail": {"reason": "maintenance"}}],
-                               "next_before": None}, 200, 401, 403, 422))
+                               "next_before": None}, 200, 401, 403, 422, e403=E403_SCOPE))
 def operation_log(request: Request, who: Caller,
-                  before: Annotated[datetime | None, Query(description="only entries before this instant")] = None,
-                  limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> JSONResponse:
+                  before: Annotated[t.Instant | None, Query(description="only entries before this instant")] = None,
+                  limit: Annotated[t.Int, Query(ge=1, le=1000)] = 100) -> JSONResponse:
     where, params = scope_where(who)
     if before is not None:
         where += " AND at < %(before)s"
@@ -682,8 +708,8 @@ def operation_log(request: Request, who: Caller,
 # ---- remote commands ---------------------------------------------------------------------------------
 @router.post("/piles/{pile_no}/start", tags=["commands"], status_code=202,
              summary="Start a gun without a driver (commissioning)",
-             responses=example({"trade_no": TRADE}, 202, *ERRORS, 409))
-def start_gun(request: Request, who: Caller, pile_no: str, body: StartRequest) -> JSONResponse:
+             responses=example({"trade_no": TRADE}, 202, *ERRORS, 409, e409=E409_UNAVAILABLE))
+def start_gun(request: Request, who: Caller, pile_no: PileNo, body: StartRequest) -> JSONResponse:
     require(who, TENANT_ADMIN, AGENT)
     pile = check_pile(request, who, pile_no)
     trade_no = request.app.state.ledger.request_start(pile_no=pile_no, gun_no=body.gun_no, wallet_id=None,
@@ -693,8 +719,8 @@ def start_gun(request: Request, who: Caller, pile_no: str, body: StartRequest) -
 
 
 @router.post("/orders/{trade_no}/stop", tags=["commands"], status_code=202, summary="Ask the pile to stop a session",
-             responses=example({"trade_no": TRADE, "state": "stopping"}, 202, *ERRORS, 409))
-def stop_session(request: Request, who: Caller, trade_no: str, body: Reason) -> JSONResponse:
+             responses=example({"trade_no": TRADE, "state": "stopping"}, 202, *ERRORS, 409, e409=E409_TRANSITION))
+def stop_session(request: Request, who: Caller, trade_no: TradeNo, body: Reason) -> JSONResponse:
     require(who, TENANT_ADMIN, AGENT)
     session = check_session(request, who, trade_no)
     session = request.app.state.ledger.request_stop(trade_no, who.subject, body.reason or "stopped by operator",
@@ -703,8 +729,9 @@ def stop_session(request: Request, who: Caller, trade_no: str, body: Reason) -> 
 
 
 @router.post("/orders/{trade_no}/force-close", tags=["commands"], summary="Close a stuck session, priced as measured",
-             responses=example({"trade_no": TRADE, "state": "abandoned", "total_fen": 1210}, 200, *ERRORS, 409))
-def force_close(request: Request, who: Caller, trade_no: str, body: RequiredReason) -> JSONResponse:
+             responses=example({"trade_no": TRADE, "state": "abandoned", "total_fen": 1210}, 200, *ERRORS, 409,
+                               e409=E409_TRANSITION))
+def force_close(request: Request, who: Caller, trade_no: TradeNo, body: RequiredReason) -> JSONResponse:
     require(who, TENANT_ADMIN, AGENT)
     check_session(request, who, trade_no)
     session = request.app.state.ledger.session_command(trade_no, "force_close", at=now(), reason=body.reason,
@@ -721,21 +748,35 @@ def pile_command(request: Request, who: Principal, pile_no: str, command: str) -
 
 
 @router.post("/piles/{pile_no}/reboot", tags=["commands"], status_code=202, summary="Reboot a pile",
-             responses=example({"pile_no": PILE, "command": "reboot"}, 202, *ERRORS, 409))
-def reboot(request: Request, who: Caller, pile_no: str) -> JSONResponse:
+             responses=example({"pile_no": PILE, "command": "reboot"}, 202, *ERRORS, 409, e409=E409_UNAVAILABLE))
+def reboot(request: Request, who: Caller, pile_no: PileNo) -> JSONResponse:
     return pile_command(request, who, pile_no, "reboot")
 
 
 @router.post("/piles/{pile_no}/push-tariff", tags=["commands"], status_code=202,
              summary="Send the pile its current tariff",
-             responses=example({"pile_no": PILE, "command": "push_tariff"}, 202, *ERRORS, 409))
-def push_tariff(request: Request, who: Caller, pile_no: str) -> JSONResponse:
+             responses=example({"pile_no": PILE, "command": "push_tariff"}, 202, *ERRORS, 409, e409=E409_UNAVAILABLE))
+def push_tariff(request: Request, who: Caller, pile_no: PileNo) -> JSONResponse:
     return pile_command(request, who, pile_no, "push_tariff")
 
 
-@router.post("/refunds", tags=["commands"], status_code=202, summary="Refund a driver's balance to their payment account",
-             responses=example({"refund_id": "rf-20261122-0001", "wallet_id": T, "amount_fen": 2500,
-                                "available_fen": 0}, 202, *ERRORS, 409))
+REFUND_EXAMPLE = {"refund_id": "rf-20261122-0001", "wallet_id": T, "amount_fen": 2500, "available_fen": 0,
+                  "refunds": [{"out_trade_no": "T20261122014000a1b2c3d4e5f6",
+                               "out_refund_no": "T20261122014000a1b2c3d4e5f6O3f2a1b0c9d8e7f60",
+                               "provider": "wechat", "amount_fen": 2500, "status": "processing",
+                               "reason": "WeChat refund PROCESSING"}]}
+
+
+@router.post("/refunds", tags=["commands"], status_code=202,
+             summary="Refund a driver's balance to their payment account, through the payment platform",
+             description="Sent through the payments the money came from, newest first (only `provider`'s when "
+                         "named), exactly as a driver's own refund (docs/payments.md): each refund is "
+                         "`succeeded`, `failed` (the money is back in the wallet) or `processing` (the platform "
+                         "decides later; the money stays `refund_pending` until it does). Asking again with the "
+                         "same `refund_id` answers the refunds it made, as they stand now.",
+             responses=example(REFUND_EXAMPLE, 202, *ERRORS, 409,
+                               e409=error("refund_refused", "only 1000 fen of the wallet came from refundable "
+                                          "payments", {"refundable": 1000, "wanted": 2500})))
 def refund(request: Request, who: Caller, body: RefundRequest) -> JSONResponse:
     require(who, TENANT_ADMIN)
     tenant = tenant_of(who)
@@ -744,8 +785,12 @@ def refund(request: Request, who: Caller, body: RefundRequest) -> JSONResponse:
         request.app.state.ledger.wallet(wallet_id)
     except NotFound:
         raise NotFound(f"no driver {body.driver_id}", driver_id=body.driver_id) from None
-    wallet = request.app.state.ledger.wallet_command(wallet_id, "request_refund", key=f"refund:{body.refund_id}",
-                                                     refund_id=body.refund_id, amount=body.amount_fen,
-                                                     provider=body.provider)
+    payments = getattr(request.app.state, "payments", None)
+    if payments is None:
+        raise ApiError(409, "payments_not_configured", "this API has no payment channels configured "
+                       "(CHARGELEDGER_PAYMENT_KEYS): a refund has nowhere to go")
+    refunds = payments.refund_wallet(tenant, body.driver_id, body.amount_fen, f"operator refund {body.refund_id}",
+                                     request_id=body.refund_id, provider=body.provider)
+    available = request.app.state.ledger.wallet(wallet_id).available
     return JSONResponse({"refund_id": body.refund_id, "wallet_id": str(wallet_id), "amount_fen": body.amount_fen,
-                         "available_fen": wallet.available}, status_code=202)
+                         "available_fen": available, "refunds": [r.__dict__ for r in refunds]}, status_code=202)

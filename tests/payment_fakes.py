@@ -229,6 +229,10 @@ class FakeAlipay(_Loopback):
         self.refund_fails = False
         # ACQ.SYSTEM_ERROR to a refund call: "done" (the refund went through all the same) or "lost"
         self.refund_system_error: str | None = None
+        # an unsigned error_response to a refund call (a gateway error, a proxy): "done" or "lost" as above
+        self.refund_unsigned: str | None = None
+        self.query_unsigned = False  # the refund query answers an unsigned error_response too
+        self.calls: list[str] = []  # the API methods called, in order
 
     @property
     def gateway(self) -> str:
@@ -252,6 +256,7 @@ class FakeAlipay(_Loopback):
         if params.get("app_id") != self.app_id or not self.app.verify(unsigned, sign):
             return self._unsigned({"code": "40002", "msg": "Invalid Arguments", "sub_code": "isv.invalid-signature"})
         method_name = params["method"]
+        self.calls.append(method_name)
         biz = json.loads(params.get("biz_content") or "{}")
         key = method_name.replace(".", "_") + "_response"
         if method_name == "alipay.trade.create":
@@ -260,6 +265,11 @@ class FakeAlipay(_Loopback):
             return self._signed(key, {"code": "10000", "msg": "Success", "out_trade_no": biz["out_trade_no"],
                                       "trade_no": trade_no})
         if method_name == "alipay.trade.refund":
+            if self.refund_unsigned:
+                if self.refund_unsigned == "done":
+                    self.refunds[biz["out_request_no"]] = biz
+                return self._unsigned({"code": "20000", "msg": "Service Currently Unavailable",
+                                       "sub_code": "isp.unknow-error", "sub_msg": "系统繁忙"})
             if self.refund_fails:
                 return self._signed(key, {"code": "40004", "msg": "Business Failed", "sub_code": "ACQ.TRADE_STATUS_ERROR",
                                           "sub_msg": "交易状态不合法"})
@@ -273,6 +283,9 @@ class FakeAlipay(_Loopback):
                                       "out_trade_no": biz["out_trade_no"], "fund_change": "Y",
                                       "refund_fee": biz["refund_amount"]})
         if method_name == "alipay.trade.fastpay.refund.query":  # no refund: success with no amount
+            if self.query_unsigned:
+                return self._unsigned({"code": "20000", "msg": "Service Currently Unavailable",
+                                       "sub_code": "isp.unknow-error", "sub_msg": "系统繁忙"})
             refund = self.refunds.get(biz["out_request_no"])
             paid = self.trades[refund["out_trade_no"]] if refund else {}
             found = {"trade_no": paid["trade_no"], "refund_amount": refund["refund_amount"],

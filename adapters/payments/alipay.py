@@ -3,8 +3,9 @@
 What the SDK checks on a notification: the RSA2 signature over the sorted ``k=v`` pairs with the
 Alipay public key (and it refuses another ``sign_type``). What this adapter adds: the ``app_id`` (and
 ``seller_id`` when configured) equal to our channel's, ``notify_time`` within a window, a trade status
-that means paid, and an exact two-decimal amount. Refunds are synchronous: the answer of
-``alipay.trade.refund`` decides, and a signed business failure is a failed refund.
+that means paid, and an exact two-decimal amount. Refunds are synchronous: ``fund_change Y`` in the
+answer of ``alipay.trade.refund`` is a success; any other answer is settled by the refund query, so no
+money goes back to the wallet while Alipay may have refunded it.
 
 ``notify_time`` is the platform's clock in Beijing time. Whether a resend carries a new one is not
 confirmed, so the window is wide enough for Alipay's whole retry schedule (about 25 h): at most
@@ -132,25 +133,31 @@ class AlipayAdapter:
     # ---- refunds ---------------------------------------------------------------------------
     def refund(self, out_trade_no: str, out_refund_no: str, amount_fen: int, total_fen: int,
                reason: str) -> RefundOutcome:
-        """Synchronous: ``fund_change == "Y"`` is a success, a signed business failure is a failure;
-        a lost answer or ``fund_change == "N"`` is settled by the refund query."""
+        """``fund_change == "Y"`` is a success. Nothing else is taken as a failure on its word: an unsigned
+        error answer (a gateway or proxy error), a signed refusal or ``fund_change == "N"`` is settled by
+        the refund query, and the money goes back only if Alipay has no such refund. A lost answer or
+        ``ACQ.SYSTEM_ERROR`` stays ``processing`` (Alipay may still be refunding) until reconciled."""
         try:
             result = self.ali.api_alipay_trade_refund(
                 refund_amount=yuan(amount_fen), out_trade_no=out_trade_no, out_request_no=out_refund_no,
                 refund_reason=reason or "wallet refund")
-        except AliPayException as error:  # an unsigned error answer: the gateway refused the call
-            return RefundOutcome("failed", reason=f"Alipay refused the refund: {error}")
+        except AliPayException as error:  # unsigned error_response: says nothing about the refund
+            return self._settled_by_query(out_trade_no, out_refund_no, f"unsigned answer: {str(error)[:200]}")
         except Exception as error:  # network, a bad answer signature: the outcome is unknown
             return RefundOutcome("processing", reason=f"refund call outcome unknown: {error}")
         if result.get("code") == OK and result.get("fund_change") == "Y":
             return RefundOutcome("succeeded", provider_ref=str(result.get("trade_no", "")),
                                  amount_fen=amount_fen, reason="fund_change Y")
-        if result.get("code") == OK:
-            return self.query_refund(out_trade_no, out_refund_no)
         if result.get("sub_code") in ("ACQ.SYSTEM_ERROR", "aop.ACQ.SYSTEM_ERROR"):
             return RefundOutcome("processing", reason="Alipay system error; query later")
-        return RefundOutcome("failed", reason=f"Alipay refused the refund: {result.get('sub_code') or result.get('code')}"
-                                              f" {result.get('sub_msg') or result.get('msg') or ''}".strip())
+        why = f"{result.get('sub_code') or result.get('code')} {result.get('sub_msg') or result.get('msg') or ''}"
+        return self._settled_by_query(out_trade_no, out_refund_no, why.strip())
+
+    def _settled_by_query(self, out_trade_no: str, out_refund_no: str, why: str) -> RefundOutcome:
+        outcome = self.query_refund(out_trade_no, out_refund_no)
+        if outcome.status == "failed":
+            return RefundOutcome("failed", reason=f"Alipay refused the refund ({why}) and has no such refund")
+        return outcome
 
     def query_refund(self, out_trade_no: str, out_refund_no: str) -> RefundOutcome:
         """Alipay's rule: the refund succeeded if the query returns it with ``REFUND_SUCCESS`` (or no status)."""

@@ -8,9 +8,9 @@ prepay, verify and parse a notification, refund, query a refund. The flow in
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
 from domain.errors import DomainError
@@ -112,13 +112,14 @@ def yuan(fen: int) -> str:
     return f"{fen // 100}.{fen % 100:02d}"
 
 
+PLAIN_YUAN = re.compile(r"(0|[1-9][0-9]{0,9})(\.[0-9]{1,2})?")
+
+
 def fen_of_yuan(text: str) -> int:
-    """Alipay's yuan string back to fen, exactly; anything but a plain 0-2 decimal amount is refused."""
-    try:
-        value = Decimal(text)
-    except (InvalidOperation, TypeError):
-        raise NotificationRefused(f"not an amount: {text!r}") from None
-    fen = value * 100
-    if not value.is_finite() or fen != fen.to_integral_value() or value < 0:
-        raise NotificationRefused(f"not an amount in fen: {text!r}")
-    return int(fen)
+    """Alipay's yuan string back to fen, exactly. Only a plain amount is read: ASCII digits, at most two
+    decimals; anything else (``NaN``, ``sNaN``, ``Infinity``, ``1e999``, a sign, a third decimal, spaces)
+    is refused as a notification we cannot act on, never an error of ours."""
+    if not isinstance(text, str) or not PLAIN_YUAN.fullmatch(text):
+        raise NotificationRefused(f"not an amount in yuan: {str(text)[:40]!r}")
+    whole, _, cents = text.partition(".")
+    return int(whole) * 100 + int(cents.ljust(2, "0") or 0)

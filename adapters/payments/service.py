@@ -25,10 +25,11 @@ money straight back.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -44,7 +45,7 @@ from adapters.payments.base import (
 )
 from adapters.payments.config import Channel, Channels
 from adapters.payments.wechat import WeChatPayAdapter
-from domain.errors import InsufficientFunds, InvalidAmount, NotFound
+from domain.errors import DomainError, IdempotencyConflict, InsufficientFunds, InvalidAmount, NotFound
 from domain.ledger import Ledger
 from domain.payment import PaymentAmountMismatch, PaymentOrder, Payments, RefundRefused
 from domain.wallet import Wallet
@@ -92,6 +93,33 @@ class NotificationResult:
 ProviderFactory = Callable[[Channel], Any]
 
 
+@dataclass(frozen=True)
+class TopUpLimits:
+    """What one driver may ask of the platforms' prepay: each top-up is a call to WeChat Pay or Alipay.
+
+    ``pending``: unpaid top-ups at once (created within ``pending_window``, after which the platform's
+    prepay has expired: WeChat's prepay_id lives 2 h); ``per_hour``: top-ups created in any hour.
+    """
+
+    pending: int = 5
+    per_hour: int = 10
+    pending_window: timedelta = timedelta(hours=2)
+
+
+class TopUpLimitReached(DomainError):
+    """A driver asked for more top-ups than :class:`TopUpLimits` allows; ``retry_after`` in seconds."""
+
+    code = "too_many_top_ups"
+
+    def __init__(self, message: str, retry_after: int, **details: Any) -> None:
+        super().__init__(message, **details)
+        self.retry_after = retry_after
+
+
+class TooManyPendingTopUps(TopUpLimitReached):
+    code = "too_many_pending_top_ups"
+
+
 class Providers:
     """Builds the adapter for a channel: notification URLs under ``public_base_url``.
 
@@ -114,14 +142,29 @@ class Providers:
                     now=self.now)
 
 
+def request_tag(wallet_id: UUID, request_id: str) -> str:
+    """The tail of the refund numbers one operator refund request makes: ``O`` + 16 hex (44 characters in all)."""
+    return "O" + hashlib.sha256(f"{wallet_id}:{request_id}".encode()).hexdigest()[:16]
+
+
 def new_out_trade_no(at: datetime) -> str:
     """``T`` + UTC yyyymmddHHMMSS + 12 hex: 27 characters, within both platforms' limits."""
     return f"T{at.astimezone(UTC):%Y%m%d%H%M%S}{secrets.token_hex(6)}"
 
 
+def created_at(out_trade_no: str) -> datetime | None:
+    """When an order was created, read back from its ``out_trade_no`` (None if it is not one of ours)."""
+    try:
+        return datetime.strptime(out_trade_no[1:15], "%Y%m%d%H%M%S").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
 class PaymentService:
     def __init__(self, ledger: Ledger, payments: Payments, channels: Channels, providers: ProviderFactory,
-                 *, now: Callable[[], datetime] = _utcnow, description: str = "Charging wallet top-up") -> None:
+                 *, now: Callable[[], datetime] = _utcnow, description: str = "Charging wallet top-up",
+                 limits: TopUpLimits | None = None) -> None:
+        self.limits = limits or TopUpLimits()
         self.ledger = ledger
         self.payments = payments
         self.channels = channels
@@ -145,6 +188,7 @@ class PaymentService:
         if not channel.enabled:
             raise NotFound(f"no payment channel {payer.channel}", channel=payer.channel)
         at = self.now()
+        self.check_top_up_limits(self.wallet_id(payer.tenant_id, payer.driver_id), at)
         out_trade_no = new_out_trade_no(at)
         order = PaymentOrder.create(tenant_id=payer.tenant_id, wallet_id=self.wallet_id(payer.tenant_id, payer.driver_id),
                                     driver_id=payer.driver_id, provider=channel.provider, channel=channel.name,
@@ -157,6 +201,24 @@ class PaymentService:
             raise
         self._order(out_trade_no, lambda o: o.prepare(provider_ref=prepay.provider_ref, at=self.now()))
         return TopUp(out_trade_no, channel.provider, amount_fen, prepay.pay_params)
+
+    def check_top_up_limits(self, wallet_id: UUID, now: datetime) -> None:
+        """Refuse a top-up beyond :class:`TopUpLimits`, before the platform is called. Orders' creation times
+        are read from their numbers, so only the unpaid recent ones are loaded. Requests racing each other
+        may each pass: the overshoot is at most the driver's requests in flight."""
+        hour = timedelta(hours=1)
+        recent = [(no, at) for no in self.payments.orders_of(wallet_id)
+                  if (at := created_at(no)) is not None and at > now - max(hour, self.limits.pending_window)]
+        this_hour = sorted(at for _, at in recent if at > now - hour)
+        if len(this_hour) >= self.limits.per_hour:
+            wait = this_hour[-self.limits.per_hour] + hour - now
+            raise TopUpLimitReached(f"at most {self.limits.per_hour} top-ups an hour", int(wait.total_seconds()) + 1,
+                                    limit=self.limits.per_hour, window_s=3600)
+        pending = [no for no, at in recent if at > now - self.limits.pending_window
+                   and self.payments.order(no).state in ("created", "prepared")]
+        if len(pending) >= self.limits.pending:
+            raise TooManyPendingTopUps(f"at most {self.limits.pending} unpaid top-ups at once: pay or wait for one",
+                                       60, limit=self.limits.pending, pending=pending)
 
     def order_of(self, payer: Payer, out_trade_no: str) -> PaymentOrder:
         """A driver's own order; anyone else's is not found."""
@@ -218,9 +280,24 @@ class PaymentService:
     # ---- refunds ---------------------------------------------------------------------------
     def request_refund(self, payer: Payer, amount_fen: int | None = None,
                        reason: str = "wallet refund") -> list[RefundView]:
-        """Refund ``amount_fen`` (default: all available) through the payments it came from, newest first."""
-        wallet_id = Wallet.create_id(payer.tenant_id, payer.driver_id)
+        """A driver's refund of ``amount_fen`` (default: all available) through the payments it came from."""
+        return self.refund_wallet(payer.tenant_id, payer.driver_id, amount_fen, reason)
+
+    def refund_wallet(self, tenant_id: UUID, driver_id: str, amount_fen: int | None, reason: str, *,
+                      request_id: str | None = None, provider: str | None = None) -> list[RefundView]:
+        """Refund ``amount_fen`` (default: all available) through the payments it came from, newest first
+        (only ``provider``'s, when named). With a ``request_id`` (an operator's refund id) the refund
+        numbers derive from it, so asking again with it returns the refunds it made instead of new ones."""
+        wallet_id = Wallet.create_id(tenant_id, driver_id)
         wallet = self.ledger.wallet(wallet_id)
+        tag = None if request_id is None else request_tag(wallet_id, request_id)
+        if tag is not None:
+            done = self._refunds_tagged(wallet_id, tag)
+            if done:
+                if amount_fen is not None and sum(v.amount_fen for v in done) != amount_fen:
+                    raise IdempotencyConflict(f"refund {request_id} was asked before with another amount",
+                                              refund_id=request_id)
+                return done
         amount = wallet.available if amount_fen is None else amount_fen
         if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
             raise InvalidAmount(f"a refund is a positive number of fen, got {amount!r}")
@@ -233,17 +310,26 @@ class PaymentService:
             if left == 0:
                 break
             order = self.payments.order(out_trade_no)
-            part = min(left, order.refundable)
+            part = min(left, order.refundable) if provider in (None, order.provider) else 0
             if part > 0:
                 plan.append((order, part))
                 left -= part
         if left:
             raise RefundRefused(f"only {amount - left} fen of the wallet came from refundable payments",
                                 refundable=amount - left, wanted=amount)
-        return [self._refund(wallet_id, order, part, reason) for order, part in plan]
+        return [self._refund(wallet_id, order, part, reason,
+                             f"{order.out_trade_no}{tag or 'R' + secrets.token_hex(4)}") for order, part in plan]
 
-    def _refund(self, wallet_id: UUID, order: PaymentOrder, amount_fen: int, reason: str) -> RefundView:
-        out_refund_no = f"{order.out_trade_no}R{secrets.token_hex(4)}"
+    def _refunds_tagged(self, wallet_id: UUID, tag: str) -> list[RefundView]:
+        """The refunds an earlier request with this tag made, as they stand now."""
+        status = {"pending": "processing", "succeeded": "succeeded", "failed": "failed"}
+        return [RefundView(order.out_trade_no, no, order.provider, refund["amount"], status[refund["state"]],
+                           refund.get("reason", ""))
+                for order in map(self.payments.order, self.payments.orders_of(wallet_id))
+                for no, refund in order.refunds.items() if no.endswith(tag)]
+
+    def _refund(self, wallet_id: UUID, order: PaymentOrder, amount_fen: int, reason: str,
+                out_refund_no: str) -> RefundView:
         view = RefundView(order.out_trade_no, out_refund_no, order.provider, amount_fen, "failed")
         self.ledger.wallet_command(wallet_id, "request_refund", key=f"refund:{out_refund_no}",
                                    refund_id=out_refund_no, amount=amount_fen, provider=order.provider)
