@@ -190,7 +190,7 @@ EXAMPLES = {
     403: error("forbidden_role", "a agent may not do this"),
     404: error("not_found", "no pile 32010600019236", {"pile_no": "32010600019236"}),
     409: error("invalid_state_transition", "session is finished; cannot request_stop"),
-    413: error("payload_too_large", "the body is larger than 8192 bytes"),
+    413: error("body_too_large", "the request body is larger than 8192 bytes"),
     422: error("validation_error", "the request is not valid",
                [{"field": "body.name", "message": "must not contain control or bidi characters (found U+0000 at 4)"}]),
     429: error("too_many_requests", "too many requests; try again later"),

@@ -40,7 +40,7 @@ from adapters.auth import AuthError, AuthSettings, TokenSigner
 from adapters.http_guards import BodyLimit, BodyLimits, SecurityHeaders, ServerSettings, server_config
 from adapters.login_guard import LoginLimits
 from adapters.operator_users import OperatorUsers
-from domain.errors import DomainError, NotFound
+from domain.errors import DomainError, InvalidText, NotFound
 
 if TYPE_CHECKING:
     from adapters.driver_api import DriverApiSettings
@@ -108,7 +108,7 @@ def create_app(ledger: Any, database_url: str, settings: AuthSettings, *, pool_s
 
     @app.exception_handler(DomainError)
     async def domain_error(request: Request, exc: DomainError) -> JSONResponse:
-        status = 404 if isinstance(exc, NotFound) else 409
+        status = 404 if isinstance(exc, NotFound) else 422 if isinstance(exc, InvalidText) else 409
         return JSONResponse(error_body(exc.code, exc.message, exc.details or None), status_code=status)
 
     @app.exception_handler(ApiError)
@@ -146,7 +146,7 @@ def mount_driver_api(app: FastAPI, ledger: Any, driver: DriverApiSettings) -> No
     """The payment service and driver identity built from ``driver`` (DriverApiSettings), and both driver routers."""
     from adapters.driver_api import DriverSessions, StartRequests, driver_router
     from adapters.driver_identity import DriverIdentity, DriverTokens, WeChatCode2Session
-    from adapters.payment_api import payment_router
+    from adapters.payment_api import CALLBACK_MAX_BYTES, CALLBACK_PREFIX, payment_router
     from adapters.payments.config import Channels, SecretBox
     from adapters.payments.service import PaymentService, Providers
 
@@ -157,6 +157,7 @@ def mount_driver_api(app: FastAPI, ledger: Any, driver: DriverApiSettings) -> No
                               providers, service.wallet_id)
     sessions = DriverSessions(ledger, StartRequests(app.state.pool), driver)
     app.state.payments, app.state.driver_identity, app.state.driver_sessions = service, identity, sessions
+    app.state.body_limits.cap(CALLBACK_PREFIX, CALLBACK_MAX_BYTES)
     app.include_router(payment_router(service, identity))
     app.include_router(driver_router(identity, sessions))
 

@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from adapters import api_types as t
 from adapters.auth import (AGENT, MAX_PASSWORD, MIN_PASSWORD, OPERATOR_ROLES, PLATFORM_ADMIN, TENANT_ADMIN,
                            USERNAME_PATTERN, USERNAME_RULE, AuthError, Principal, TokenSigner, check_printable)
 from adapters.http import ApiError
@@ -31,7 +32,7 @@ from adapters.operator_api import ERRORS, S, T, Caller, body_example, example, r
 from adapters.operator_users import OperatorUser, OperatorUsers
 from domain.errors import NotFound
 
-router = APIRouter(prefix="/operator/v1")
+router = APIRouter(prefix="/operator/v1", responses=t.BAD_BODY)
 NO_STORE = {"Cache-Control": "no-store"}
 
 UserName = Annotated[str, Field(pattern=USERNAME_PATTERN, description=USERNAME_RULE)]

@@ -6,8 +6,9 @@ Mount with ``app.include_router(payment_router(service, identity))`` on the app 
 token only (``role: driver``). The callbacks answer each platform the way it expects: WeChat Pay
 204 on success and 4xx/5xx with ``{"code": "FAIL", "message": ...}`` otherwise (it retries); Alipay
 the plain body ``success``, anything else makes it retry. A callback body is read up to
-:data:`CALLBACK_MAX_BYTES` (a real notification is 1-2 KB); a larger one is refused with 413 before the
-rest is read, whatever Content-Length says.
+:data:`CALLBACK_MAX_BYTES` (a real notification is 1-2 KB) under :data:`CALLBACK_PREFIX`; a larger one is
+refused with 413 ``body_too_large`` by the app's body limit (``adapters.http_guards.BodyLimit``) before
+the rest is read, whatever Content-Length says.
 
 Each top-up calls the platform's prepay, so a driver's top-ups are limited (``TopUpLimits``: unpaid ones
 at once, and per hour): beyond them, 429 ``too_many_pending_top_ups`` / ``too_many_top_ups`` with
@@ -36,6 +37,7 @@ from domain.payment import MAX_TOP_UP_FEN
 from domain.wallet import Wallet, posting_sets_of
 
 log = logging.getLogger("chargeledger.payments")
+CALLBACK_PREFIX = "/pay/"
 CALLBACK_MAX_BYTES = 8192
 TENANT = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
 OUT_TRADE_NO = "T20261122014000a1b2c3d4e5f6"
@@ -71,21 +73,7 @@ def _status_of(error: Exception) -> int:
     return 500
 
 
-async def capped_body(request: Request, limit: int = CALLBACK_MAX_BYTES) -> bytes | None:
-    """The body, or None as soon as it is known to be larger than ``limit`` (declared or as read)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
-        return None
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            return None
-    return bytes(body)
-
-
 WECHAT_FAIL = {"code": "FAIL", "message": "notification signature does not verify"}
-TOO_LARGE = f"the body is larger than {CALLBACK_MAX_BYTES} bytes"
 
 
 def callback_docs(provider: str) -> dict[int | str, Any]:
@@ -94,11 +82,11 @@ def callback_docs(provider: str) -> dict[int | str, Any]:
         fail = {"description": "refused (WeChat retries)", "model": t.ErrorBody,
                 "content": {"application/json": {"example": WECHAT_FAIL}}}
         return {204: {"description": "acted on (or already was)"},
-                **{code: fail for code in (400, 401, 404, 409, 413)},
-                **responses(None, 200, 422)}
+                **{code: fail for code in (400, 401, 404, 409)},
+                **responses(None, 200, 413, 422)}
     fail = {"description": "refused (Alipay retries)", "content": {"text/plain": {"example": "fail"}}}
     return {200: {"description": "acted on (or already was)", "content": {"text/plain": {"example": "success"}}},
-            **{code: fail for code in (400, 401, 404, 409, 413)}, **responses(None, 200, 422)}
+            **{code: fail for code in (400, 401, 404, 409)}, **responses(None, 200, 413, 422)}
 
 
 ChannelName = Annotated[t.ChannelName, Path(description="the mini-program channel the operator configured")]
@@ -196,9 +184,7 @@ def payment_router(service: PaymentService, identity: DriverIdentity) -> APIRout
         def answer(status: int, message: str) -> Response:
             return JSONResponse({"code": "FAIL", "message": message}, status_code=status)
 
-        body = await capped_body(request)
-        if body is None:
-            return answer(413, TOO_LARGE)
+        body = await request.body()  # capped at CALLBACK_MAX_BYTES by the app's BodyLimit (mount_driver_api)
         headers = dict(request.headers)
         try:
             result = await run_in_threadpool(service.handle_notification, "wechat", tenant_id, app, headers, body)
@@ -213,9 +199,7 @@ def payment_router(service: PaymentService, identity: DriverIdentity) -> APIRout
         def answer(status: int, message: str) -> Response:
             return PlainTextResponse("fail", status_code=status)
 
-        body = await capped_body(request)
-        if body is None:
-            return answer(413, TOO_LARGE)
+        body = await request.body()
         try:
             result = await run_in_threadpool(service.handle_notification, "alipay", tenant_id, app, {}, body)
         except Exception as error:

@@ -63,7 +63,7 @@ class Station(Aggregate):
         if not -90 <= latitude <= 90 or not -180 <= longitude <= 180:
             raise InvalidRegistration(f"coordinates out of range: {latitude}, {longitude}")
         name = checked(name, "station name", NAME, required=True)
-        address = checked(address, "station address", ADDRESS)
+        address = checked(address, "station address", ADDRESS, multiline=True)
         timezone = checked(timezone, "time zone", TIMEZONE, required=True)
         try:
             ZoneInfo(timezone)
@@ -74,7 +74,7 @@ class Station(Aggregate):
 
     def change(self, name: str, address: str, author: str) -> None:
         self._changed(name=checked(name, "station name", NAME, required=True),
-                      address=checked(address, "station address", ADDRESS), author=author)
+                      address=checked(address, "station address", ADDRESS, multiline=True), author=author)
 
     @event("Changed")
     def _changed(self, name: str, address: str, author: str) -> None:

@@ -7,7 +7,8 @@ trims surrounding whitespace and refuses, with :class:`~domain.errors.InvalidTex
 
 * anything that is not a ``str``;
 * control characters (Unicode category Cc: NUL, tab, CR, LF and the rest of C0, DEL, C1): Postgres
-  text refuses NUL, and the others break logs, CSV exports and one-line displays;
+  text refuses NUL, and the others break logs, CSV exports and one-line displays (a multi-line field,
+  a station's address, may hold tab, LF and CR);
 * surrogates (U+D800..U+DFFF, category Cs): they have no UTF-8 form, so no store can keep them;
 * line and paragraph separators (U+2028, U+2029) and the bidirectional embedding, override and
   isolate controls (U+202A..U+202E, U+2066..U+2069): text that displays as something it is not;
@@ -31,13 +32,16 @@ REASON = 500  # stop, force-close and disable reasons
 TIMEZONE = 64  # an IANA zone name (the longest is 32 characters)
 
 REFUSED = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+REFUSED_MULTILINE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
-def checked(value: object, what: str, limit: int, *, required: bool = False) -> str:
-    """``value`` trimmed, if a person may store it as ``what``; else :class:`InvalidText`."""
+def checked(value: object, what: str, limit: int, *, required: bool = False, multiline: bool = False) -> str:
+    """``value`` trimmed, if a person may store it as ``what``; else :class:`InvalidText`.
+
+    ``multiline`` text (a station's address) may also hold tab, LF and CR, as the API's free text does."""
     if not isinstance(value, str):
         raise InvalidText(f"{what} must be text", field=what)
-    found = REFUSED.search(value)
+    found = (REFUSED_MULTILINE if multiline else REFUSED).search(value)
     if found is not None:
         raise InvalidText(f"{what} contains U+{ord(found.group()):04X} at {found.start()}: control characters, "
                           "surrogates and bidirectional overrides are not allowed", field=what,

@@ -177,8 +177,10 @@ def test_every_documented_error_example_is_the_real_body_of_that_status(api: Api
     import adapters.operator_api  # noqa: F401  (the routes register their ApiError codes when imported)
 
     spec = api.client.get("/openapi.json").json()
-    expected = {"400": {"http_error"}, "401": {"missing_token", "bad_credentials"}, "403": {"forbidden_role", "wrong_token_role"}, "404": {"not_found"},
-                "413": {"payload_too_large"}, "422": {"validation_error", "invalid_cursor"},
+    expected = {"400": {"http_error"}, "401": {"missing_token", "bad_credentials"},
+                "403": {"forbidden_role", "wrong_token_role", "wrong_password"}, "404": {"not_found"},
+                "413": {"body_too_large"}, "422": {"validation_error", "invalid_cursor"},
+                "503": {"login_busy"},
                 "409": domain_codes() | {"payments_not_configured"},
                 "429": {"too_many_requests", "too_many_top_ups", "too_many_pending_top_ups", "too_many_streams",
                         "too_many_attempts"}}

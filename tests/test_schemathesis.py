@@ -37,14 +37,17 @@ from schemathesis.specs.openapi.checks import (
 
 from fastapi.testclient import TestClient
 
-from adapters.auth import AGENT, PLATFORM_ADMIN, TENANT_ADMIN, AuthSettings, CredentialStore
+from adapters.auth import AGENT, PLATFORM_ADMIN, TENANT_ADMIN, AuthSettings
 from adapters.driver_api import DriverApiSettings, StartRules
 from adapters.http import create_app
+from adapters.operator_users import SCHEMA as OPERATOR_USERS_SCHEMA
+from adapters.postgres import create_tables
 from adapters.payments.config import SecretBox
 from adapters.postgres import eventsourcing_env
 from domain.ledger import Ledger
 from projections.runner import Projections
 from tests.factories import PRICES, SLOTS
+from tests.operator_tokens import operator_headers
 from tests.payment_fakes import PayWorld, build_pay_world
 from tests.test_projections import charge, scripted_day
 
@@ -63,6 +66,15 @@ class Seeded:
     tokens: dict[str, dict[str, str]]  # role -> headers
     operator_ids: dict[str, str]  # path parameter -> a seeded value the operator roles can see
     driver_ids: dict[str, str]  # path parameter -> a seeded value of the driver
+    operators: dict[str, tuple[str, Any, list[Any]]]  # role -> (user, tenant, stations)
+
+    def headers(self, role: str) -> dict[str, str]:
+        """A token of ``role`` good now: an operator's is signed again for the user's current row, since
+        the run itself may log the user out, change its password or disable it."""
+        if role in self.operators:
+            user, tenant, stations = self.operators[role]
+            return operator_headers(self.app, role, tenant, stations, subject=user)
+        return dict(self.tokens[role])
 
 
 def seed(ledger: Ledger, database_url: str) -> tuple[PayWorld, dict[str, str], dict[str, str]]:
@@ -73,11 +85,6 @@ def seed(ledger: Ledger, database_url: str) -> tuple[PayWorld, dict[str, str], d
     ledger.register_pile(station, PAY_PILE, "DC", 2, "admin")
     tariff = ledger.create_tariff(world.tenant_id, "standard", PRICES, SLOTS, "admin")
     ledger.assign_tariff(tariff, "admin", station_id=station)
-    credentials = CredentialStore(_pool(database_url))
-    credentials.create_user("root@test", PASSWORD, PLATFORM_ADMIN, "test", None, [])
-    credentials.create_user("alpha@test", PASSWORD, TENANT_ADMIN, "test", alpha.tenant_id, [])
-    credentials.create_user("agent@test", PASSWORD, AGENT, "test", alpha.tenant_id, [alpha.stations[0]])
-    credentials.pool.close()
     Projections(ledger.applications, eventsourcing_env(database_url)).catch_up()
     with psycopg.connect(database_url) as conn:
         trade = conn.execute("SELECT trade_no FROM orders WHERE tenant_id = %s ORDER BY seq LIMIT 1",
@@ -86,21 +93,16 @@ def seed(ledger: Ledger, database_url: str) -> tuple[PayWorld, dict[str, str], d
                              (alpha.tenant_id,)).fetchone()[0]
     operator_ids = {"station_id": str(alpha.stations[0]), "pile_no": alpha.piles[0], "tariff_id": str(alpha.tariff_id),
                     "trade_no": trade, "alarm_id": alarm}
-    return world, operator_ids, {"tenant_id": str(world.tenant_id)}
+    operators = {PLATFORM_ADMIN: ("root@test", None, []), TENANT_ADMIN: ("alpha@test", alpha.tenant_id, []),
+                 AGENT: ("agent@test", alpha.tenant_id, [alpha.stations[0]])}
+    return world, operator_ids, {"tenant_id": str(world.tenant_id)}, operators
 
 
-def _pool(database_url: str) -> Any:
-    from psycopg_pool import ConnectionPool
-
-    return ConnectionPool(database_url, min_size=1, max_size=1, open=True)
 
 
-def log_in(client: Any, world: PayWorld, ledger: Ledger, driver_ids: dict[str, str]) -> dict[str, dict[str, str]]:
-    tokens = {}
-    for role, user in ((PLATFORM_ADMIN, "root@test"), (TENANT_ADMIN, "alpha@test"), (AGENT, "agent@test")):
-        r = client.post("/operator/v1/auth/token", json={"username": user, "password": PASSWORD})
-        assert r.status_code == 200, r.text
-        tokens[role] = {"Authorization": f"Bearer {r.json()['access_token']}"}
+def log_in(client: Any, world: PayWorld, ledger: Ledger, driver_ids: dict[str, str],
+           operators: dict[str, tuple[str, Any, list[Any]]]) -> dict[str, dict[str, str]]:
+    tokens = {}  # operators' tokens are signed per call (Seeded.headers); sign-in itself is an operation schemathesis runs
     code, _ = world.wechat.login_code()
     r = client.post(f"/driver/login/wechat/{world.tenant_id}/wx-main", json={"code": code})
     assert r.status_code == 200, r.text
@@ -121,15 +123,16 @@ def log_in(client: Any, world: PayWorld, ledger: Ledger, driver_ids: dict[str, s
 
 @pytest.fixture
 def seeded(ledger: Ledger, database_url: str) -> Iterator[Seeded]:
-    world, operator_ids, driver_ids = seed(ledger, database_url)
+    world, operator_ids, driver_ids, operators = seed(ledger, database_url)
     settings_ = DriverApiSettings(KEYS, "https://charge.example.com", start_rules=StartRules(5_00, 200_00),
                                   stream_poll=0.02, stream_keepalive=0.05, wechat_api=world.wechat.url,
                                   gateways={"wechat": world.wechat.url, "alipay": world.alipay.gateway})
-    app = create_app(ledger, database_url, AuthSettings.generate(), pool_size=4, driver=settings_)
-    # no lifespan here: schemathesis starts the app's (the async pool) once, for the whole run
-    tokens = log_in(TestClient(app), world, ledger, driver_ids)
+    app = create_app(ledger, database_url, AuthSettings.generate(), pool_size=4, driver=settings_, api_docs=True)
+    with psycopg.connect(database_url) as conn:  # what the app's lifespan does (schemathesis starts it later)
+        create_tables(conn, *OPERATOR_USERS_SCHEMA)
+    tokens = log_in(TestClient(app), world, ledger, driver_ids, operators)
     try:
-        yield Seeded(app, world, tokens, operator_ids, driver_ids)
+        yield Seeded(app, world, tokens, operator_ids, driver_ids, operators)
     finally:
         asgi.shutdown_lifespans()
         world.close()
@@ -181,7 +184,7 @@ def exercise(seeded: Seeded, operation: Any) -> None:
             for name in case.path_parameters:
                 if name in known:
                     case.path_parameters[name] = known[name]
-        headers = dict(seeded.tokens[role])
+        headers = seeded.headers(role)
         if headers_negated(case):
             headers = {}  # the invalid part may be the token itself (missing, malformed): send it as generated
         else:
