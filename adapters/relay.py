@@ -325,8 +325,11 @@ class Relay:
             if self._resync is not None:
                 self._resync.set()
 
+        closing = False
+
         async def disconnected() -> None:
-            log.warning("relay: NATS disconnected")
+            if not closing:
+                log.warning("relay: NATS disconnected")
 
         async def error(exc: Exception) -> None:
             # a refused reconnect is expected while NATS is down (disconnected_cb said so); the rest,
@@ -343,6 +346,7 @@ class Relay:
             await ensure_stream(js)
             yield js
         finally:
+            closing = True
             try:
                 await nc.close()
             except NATS_ERRORS:
@@ -473,7 +477,8 @@ class Relay:
             for n in notifications:
                 if not lease.held or self._resync.is_set():
                     break
-                await js.publish(subject_for(app.name, n.topic), n.state, headers=headers_for(self.ledger_id, app.name, n))
+                await js.publish(subject_for(app.name, n.topic), n.state,
+                                 headers=headers_for(self.ledger_id, app.name, n))
                 last, sent = n.id, sent + 1
                 self.published += 1
         finally:

@@ -160,7 +160,8 @@ class Processes:
 
     def alive(self, *procs: subprocess.Popen) -> None:
         for proc in procs:
-            assert proc.poll() is None, f"{proc.name} died (exit {proc.returncode}):\n{self.log(proc)}"  # type: ignore[attr-defined]
+            name = proc.name  # type: ignore[attr-defined]
+            assert proc.poll() is None, f"{name} died (exit {proc.returncode}):\n{self.log(proc)}"
 
     def stop_all(self) -> None:
         for proc in self.running:
@@ -189,7 +190,8 @@ def test_two_relays_in_one_process_publish_every_event_once_and_neither_dies(
     with relay_thread(first) as first_thread, relay_thread(second) as second_thread:
         charge_sessions(ledger, world, 20)
         backlog(ledger, world, 300)
-        wait_for(lambda: caught_up(ledger, database_url) or not (first_thread.is_alive() and second_thread.is_alive()))
+        wait_for(lambda: caught_up(ledger, database_url)
+                 or not (first_thread.is_alive() and second_thread.is_alive()))
         assert first_thread.is_alive() and second_thread.is_alive(), "a relay died"
         events = sum(len(app.recorder.select_notifications(None, 1_000_000)) for app in ledger.applications)
         assert first.published + second.published == events, "both published: one should have stood by"
@@ -202,6 +204,36 @@ def test_two_relays_in_one_process_publish_every_event_once_and_neither_dies(
         assert standing_by.published > 0 and standing_by.errors == 0
     assert not first_thread.is_alive() and not second_thread.is_alive()
     assert_stream_is_the_logs(ledger, first.ledger_id, asyncio.run(read_stream(nats_url)))
+
+
+def test_a_leader_whose_lock_connection_breaks_stops_and_a_relay_takes_over(
+        ledger: Ledger, database_url: str, nats_url: str, nats_role_urls: dict[str, str]) -> None:
+    """The session holding the leader's lock is killed three times while events stream in: each time
+    the leader stops publishing and a relay (either) takes the lock again; nothing is lost, repeated
+    or reordered, and neither relay dies."""
+    env = eventsourcing_env(database_url)
+    relays = [Relay(ledger.applications, env, nats_role_urls[RELAY], batch_size=50) for _ in range(2)]
+    world = build_world(ledger)
+    with relay_thread(relays[0]) as first, relay_thread(relays[1]) as second:
+        wait_for(lambda: leader(database_url) is not None)
+        writer = threading.Thread(target=backlog, args=(ledger, world, 4000))
+        writer.start()
+        try:
+            for _ in range(3):
+                wait_for(lambda: leader(database_url) is not None, timeout=30)
+                before = sum(r.takeovers for r in relays)
+                with psycopg.connect(database_url, autocommit=True) as conn:
+                    conn.execute("SELECT pg_terminate_backend(l.pid) FROM pg_locks l WHERE l.locktype = 'advisory' "
+                                 "AND l.granted AND l.objid = %s AND l.database = (SELECT oid FROM pg_database "
+                                 "WHERE datname = current_database())", (relay_module.RELAY_LOCK,))
+                wait_for(lambda: sum(r.takeovers for r in relays) > before, timeout=30)
+                time.sleep(0.3)
+        finally:
+            writer.join()
+        wait_for(lambda: caught_up(ledger, database_url), timeout=120)
+        assert first.is_alive() and second.is_alive()
+    assert sum(r.takeovers for r in relays) >= 4
+    assert_stream_is_the_logs(ledger, relays[0].ledger_id, asyncio.run(read_stream(nats_url)))
 
 
 def test_two_relay_processes_and_a_kill_9_of_the_leader_mid_batch(
