@@ -141,6 +141,10 @@ async def wait_for_stream(js: Any, pause: float = 0.5) -> None:
             await asyncio.sleep(pause)
 
 
+class Stopped(Exception):
+    """The relay was stopped while it waited for NATS."""
+
+
 class Retry:
     """Consecutive failures of one kind of work: the pause before the next attempt (``first``, doubled
     per failure, at most ``most``), and a log line for each failure and for the recovery."""
@@ -302,6 +306,8 @@ class Relay:
                         nats_retry.succeeded()
                         await self._serve(js)
                     bug_retry.succeeded()
+                except Stopped:
+                    break
                 except NATS_ERRORS as exc:
                     self.errors += 1
                     await self._pause(nats_retry.failed(exc))
@@ -320,27 +326,44 @@ class Relay:
         ``pending_size=0``: a publish while the connection is down fails at once instead of waiting
         in the client's buffer to be sent after the reconnect, when this relay may no longer lead.
         A reconnect asks for a :meth:`sync` before the next publish."""
+        assert self._stopping is not None
+        reported: set[str] = set()  # the kinds of error logged since the last (re)connect
+        closing = False
+
         async def reconnected() -> None:
+            reported.clear()
             log.warning("relay: NATS reconnected; reading the stream's last messages before publishing")
             if self._resync is not None:
                 self._resync.set()
-
-        closing = False
 
         async def disconnected() -> None:
             if not closing:
                 log.warning("relay: NATS disconnected")
 
         async def error(exc: Exception) -> None:
-            # a refused reconnect is expected while NATS is down (disconnected_cb said so); the rest,
-            # such as a permissions violation (a NATS_URL that is not the relay's user), is news
-            log.log(logging.DEBUG if isinstance(exc, OSError) else logging.WARNING, "relay: NATS: %s: %s",
-                    type(exc).__name__, exc)
+            # the client retries every 0.25 s: each kind of error (refused, a permissions violation of
+            # a NATS_URL that is not the relay's user, ...) is logged once until it connects again
+            kind = type(exc).__name__
+            log.log(logging.DEBUG if kind in reported else logging.WARNING,
+                    "relay: NATS unavailable (%s: %s); the client keeps trying", kind, exc)
+            reported.add(kind)
 
-        nc = await nats.connect(self.nats_url, max_reconnect_attempts=-1, reconnect_time_wait=0.25,
-                                allow_reconnect=True, connect_timeout=2, pending_size=0,
-                                reconnected_cb=reconnected, disconnected_cb=disconnected, error_cb=error,
-                                **connect_options(RELAY))
+        # the client keeps trying to connect for as long as it takes; a stop ends the wait
+        connecting = asyncio.ensure_future(nats.connect(
+            self.nats_url, max_reconnect_attempts=-1, reconnect_time_wait=0.25, allow_reconnect=True,
+            connect_timeout=2, pending_size=0, reconnected_cb=reconnected, disconnected_cb=disconnected,
+            error_cb=error, **connect_options(RELAY)))
+        stopped = asyncio.ensure_future(self._stopping.wait())
+        await asyncio.wait([connecting, stopped], return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if not connecting.done():
+            connecting.cancel()
+            await asyncio.gather(connecting, return_exceptions=True)
+            raise Stopped
+        nc = connecting.result()
+        if reported:
+            log.warning("relay: NATS connected")
+            reported.clear()
         try:
             js = nc.jetstream(timeout=2)
             await ensure_stream(js)

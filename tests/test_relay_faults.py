@@ -385,7 +385,8 @@ def test_a_relay_process_started_while_postgres_is_down_waits_for_it(
 
 
 def test_the_relay_starts_while_nats_is_down_and_outlives_a_nats_outage(
-        ledger: Ledger, database_url: str, tmp_path: Path) -> None:
+        ledger: Ledger, database_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="adapters.relay")
     server = EmbeddedNats(tmp_path / "nats").start()
     server.stop()  # its port and users are kept: it comes back at the same address
     relay = Relay(ledger.applications, eventsourcing_env(database_url), server.url_for(RELAY))
@@ -395,6 +396,7 @@ def test_the_relay_starts_while_nats_is_down_and_outlives_a_nats_outage(
             charge_sessions(ledger, world, 2)
             time.sleep(3)  # longer than the relay's NATS connect and request timeouts (2 s)
             assert thread.is_alive() and relay.published == 0
+            assert any("NATS unavailable" in r.getMessage() for r in caplog.records)
             server.start()
             wait_for(lambda: caught_up(ledger, database_url), timeout=60)
             server.stop()
@@ -406,9 +408,21 @@ def test_the_relay_starts_while_nats_is_down_and_outlives_a_nats_outage(
             wait_for(lambda: caught_up(ledger, database_url), timeout=60)
             print(f"\nNATS back: relay caught up {time.monotonic() - back:.2f} s later")
             assert thread.is_alive()
+        messages = [r.getMessage() for r in caplog.records]
+        assert "relay: NATS connected" in messages and "relay: NATS disconnected" in messages
         assert_stream_is_the_logs(ledger, relay.ledger_id, asyncio.run(read_stream(server.url)))
     finally:
         server.stop()
+
+
+def test_a_relay_waiting_for_nats_stops_when_asked(ledger: Ledger, database_url: str, tmp_path: Path) -> None:
+    server = EmbeddedNats(tmp_path / "nats").start()
+    server.stop()
+    relay = Relay(ledger.applications, eventsourcing_env(database_url), server.url_for(RELAY))
+    with relay_thread(relay) as thread:
+        time.sleep(1)
+        assert thread.is_alive()
+    assert not thread.is_alive()
 
 
 # ---- a relay beside a gateway never dies silently ---------------------------------------------------------
