@@ -27,6 +27,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import nats
+import nats.errors
 import nats.js.errors
 import psycopg
 import pytest
@@ -178,6 +179,11 @@ def processes(tmp_path: Path) -> Iterator[Processes]:
     procs = Processes(tmp_path, env)
     yield procs
     procs.stop_all()
+    var = Path(env["CHARGELEDGER_VAR"])  # servers a killed `chargeledger servers` may have left running
+    if (var / "postgres").exists():
+        EmbeddedPostgres(var / "postgres").stop()
+    if (var / "nats").exists():
+        EmbeddedNats(var / "nats").stop()
 
 
 # ---- 11.3: two relays -----------------------------------------------------------------------------------
@@ -504,6 +510,22 @@ def printed(processes: Processes, proc: subprocess.Popen, prefix: str, suffix: s
     raise AssertionError(f"{proc.name} printed no {prefix!r}:\n{processes.log(proc)}")  # type: ignore[attr-defined]
 
 
+def nats_answers(url: str) -> bool:
+    async def connect() -> bool:
+        try:
+            nc = await nats.connect(url, allow_reconnect=False, connect_timeout=5)
+        except (nats.errors.Error, OSError):
+            return False
+        await nc.close()
+        return True
+    return asyncio.run(connect())
+
+
+def has_table(database_url: str, table: str) -> bool:
+    with psycopg.connect(database_url) as conn:
+        return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()[0]
+
+
 def accepts(database_url: str) -> bool:
     try:
         with psycopg.connect(database_url, connect_timeout=5) as conn:
@@ -522,12 +544,16 @@ def test_a_relay_stopped_with_ctrl_c_leaves_running_the_servers_it_did_not_start
     database_url = printed(processes, servers, "DATABASE_URL=")
     nats_admin = printed(processes, servers, "NATS_URL=", "  # admin")
     relay = processes.start("relay", "-c", CLI, "relay")
-    wait_for(lambda: leader(database_url) == relay.pid or relay.poll() is not None, timeout=120)
+    wait_for(lambda: has_table(database_url, "relay_tracking") or relay.poll() is not None, timeout=120)  # running
     processes.alive(relay)
     relay.send_signal(signal.SIGINT)
-    assert relay.wait(timeout=60) == 0, processes.log(relay)
+    try:
+        relay.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        pass
     assert accepts(database_url), "the relay stopped the Postgres `chargeledger servers` serves"
-    assert stream_count(nats_admin) >= 0  # NATS answers (the relay made the stream)
+    assert nats_answers(nats_admin), "the relay stopped the NATS `chargeledger servers` serves"
+    assert relay.poll() == 0, processes.log(relay)
     processes.alive(servers)
     servers.send_signal(signal.SIGINT)
     assert servers.wait(timeout=120) == 0, processes.log(servers)
