@@ -12,18 +12,20 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from adapters.postgres import eventsourcing_env
-from adapters.relay import Relay
+from adapters.relay import DATABASE_ERRORS, Relay, Retry, keep_running
 from adapters.nats_auth import ADMIN, GATEWAY, READER, RELAY, ROLES
-from adapters.servers import create_database, nats_url_for, redacted, resolve_servers
+from adapters.servers import create_database, nats_url_for, redacted, release, resolve_servers
 from domain.ledger import Ledger
 
 log = logging.getLogger("chargeledger")
+T = TypeVar("T")
 
 
 def var_dir() -> Path:
@@ -34,14 +36,15 @@ def var_dir() -> Path:
 
 @contextmanager
 def servers(*roles: str) -> Iterator[tuple[str, ...]]:
-    """(database server URL, a NATS URL per role), starting the embedded servers for whichever is not
-    configured. Each role's URL carries its own NATS user (adapters.nats_auth); the default is the admin's."""
-    database_url, nats_url, started = resolve_servers(var_dir())
+    """(database server URL, a NATS URL per role), with the embedded servers for whichever is not
+    configured: started here, or adopted if another process (``chargeledger servers``) serves them.
+    Only the servers this process started are stopped at the end. Each role's URL carries its own
+    NATS user (adapters.nats_auth); the default is the admin's."""
+    database_url, nats_url, in_use = resolve_servers(var_dir())
     try:
-        yield database_url, *(nats_url_for(role, nats_url, started) for role in roles or (ADMIN,))
+        yield database_url, *(nats_url_for(role, nats_url, in_use) for role in roles or (ADMIN,))
     finally:
-        for server in reversed(started):
-            server.stop()
+        release(in_use)
 
 
 def iter_events(app: Any, batch: int = 1000) -> Iterator[Any]:
@@ -58,15 +61,18 @@ def iter_events(app: Any, batch: int = 1000) -> Iterator[Any]:
 
 @contextmanager
 def running_relay(ledger: Ledger, database_url: str, nats_url: str) -> Iterator[Relay]:
+    """A relay in a thread of its own beside the caller (a gateway, the demo): the leader if it takes
+    the lock, else a standby; it retries every failure, and should its loop ever end unasked, the
+    thread logs it and starts it again (adapters.relay.keep_running)."""
     relay = Relay(ledger.applications, eventsourcing_env(database_url), nats_url)
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_until_complete, args=(relay.run(),), name="relay", daemon=True)
+    thread = threading.Thread(target=keep_running, args=(relay,), name="relay", daemon=True)
     thread.start()
     try:
         yield relay
     finally:
-        loop.call_soon_threadsafe(relay.stop)
+        relay.stop()
         thread.join(timeout=10)
+        relay.close()
 
 
 DEMO_PRICES = {  # yuan/kWh × 10^5: sharp 1.20 + 0.80, peak 1.00 + 0.80, flat 0.70 + 0.60, valley 0.35 + 0.40
@@ -329,29 +335,59 @@ def cmd_servers(args: argparse.Namespace) -> int:
     return 0
 
 
+def when_the_database_answers(build: Callable[[], T]) -> T:
+    """``build()``, tried again after a growing pause while the database does not answer: a role
+    started during an outage waits for it, saying so in its log."""
+    retry = Retry("database", 0.5, 10.0)
+    while True:
+        try:
+            built = build()
+        except DATABASE_ERRORS as exc:
+            time.sleep(retry.failed(exc))
+        else:
+            retry.succeeded()
+            return built
+
+
 def cmd_relay(args: argparse.Namespace) -> int:
+    """The relay: publishes while it holds the leader's lock, a standby otherwise (any number may run)."""
     with servers(RELAY) as (database_url, nats_url):
-        ledger = Ledger(eventsourcing_env(database_url))
-        relay = Relay(ledger.applications, eventsourcing_env(database_url), nats_url)
+        def start() -> tuple[Ledger, Relay]:
+            ledger = Ledger(eventsourcing_env(database_url))
+            try:
+                return ledger, Relay(ledger.applications, eventsourcing_env(database_url), nats_url)
+            except BaseException:
+                ledger.close()
+                raise
+
+        try:
+            ledger, relay = when_the_database_answers(start)
+        except KeyboardInterrupt:
+            return 0
+        print(f"relay for ledger {relay.ledger_id} (Postgres {redacted(database_url)}, NATS {redacted(nats_url)}): "
+              "publishes while it holds the leader's lock, standby otherwise", flush=True)
         try:
             asyncio.run(relay.run())
         except KeyboardInterrupt:
             pass
         finally:
+            relay.close()
             ledger.close()
     return 0
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:
-    """The YKC gateway, with the relay beside it so commands reach piles through NATS."""
+    """The YKC gateway, by default with a relay beside it (a standby while another relay leads) so
+    commands reach piles through NATS even where no ``chargeledger relay`` runs; ``--no-relay``
+    leaves the relay to other processes."""
     from pile_link.gateway import serve
 
     with servers(GATEWAY, RELAY) as (database_url, nats_url, relay_url):
         ledger = Ledger(eventsourcing_env(database_url))
         try:
-            with running_relay(ledger, database_url, relay_url):
+            with running_relay(ledger, database_url, relay_url) if args.relay else nullcontext():
                 print(f"YKC gateway on {args.host}:{args.port} (Postgres {redacted(database_url)}, "
-                      f"NATS {redacted(nats_url)})",
+                      f"NATS {redacted(nats_url)}), {'with a relay' if args.relay else 'no relay (--no-relay)'}",
                       flush=True)
                 asyncio.run(serve(ledger, database_url=database_url, nats_url=nats_url, host=args.host,
                                   port=args.port))
@@ -381,9 +417,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("servers", help="start the embedded Postgres and NATS and print their URLs").set_defaults(
         func=cmd_servers)
     sub.add_parser("relay", help="publish every ledger event to NATS JetStream").set_defaults(func=cmd_relay)
-    gateway = sub.add_parser("gateway", help="the YKC pile gateway (TCP), with the relay")
+    gateway = sub.add_parser("gateway", help="the YKC pile gateway (TCP), with a relay beside it unless --no-relay")
     gateway.add_argument("--host", default=os.environ.get("YKC_HOST", "0.0.0.0"))
     gateway.add_argument("--port", type=int, default=int(os.environ.get("YKC_PORT", "8767")))
+    gateway.add_argument("--no-relay", dest="relay", action="store_false",
+                         help="run no relay in this process (run `chargeledger relay` instead); by default one "
+                              "runs, publishing only while it holds the leader's lock")
     gateway.set_defaults(func=cmd_gateway)
     from adapters import audit_cli, auth, http
     from pile_link.simulator import cli as simulate_cli

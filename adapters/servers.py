@@ -86,6 +86,33 @@ def _process(pid: int, name: str) -> psutil.Process | None:
     return None
 
 
+def _record_owner(owner_file: Path) -> None:
+    """This process started (or took over) the server: it is the one that stops it."""
+    me = psutil.Process()
+    owner_file.write_text(f"{me.pid} {me.create_time()}\n")
+
+
+def _owner_elsewhere(owner_file: Path) -> bool:
+    """True if another live process started the server (recorded by :func:`_record_owner`).
+
+    The pid and the process's start time together name it, so a reused pid is not taken for it."""
+    try:
+        pid, created = owner_file.read_text().split()
+        return int(pid) != os.getpid() and psutil.Process(int(pid)).create_time() == float(created)
+    except (OSError, ValueError, psutil.Error):
+        return False
+
+
+def _adopts(owner_file: Path) -> bool:
+    """Whether a process that found a server already running owns it from now on: only if the
+    process that started it is gone (an orphan left by a crash), so that someone stops it.
+    Otherwise it borrows the server, and leaves it running when it exits (:meth:`release`)."""
+    if _owner_elsewhere(owner_file):
+        return False
+    _record_owner(owner_file)
+    return True
+
+
 def _serves(pid: int, name: str, path: Path) -> bool:
     """True if `pid` is a live `name` process started for `path` (an argument of its argv)."""
     proc = _process(pid, name)
@@ -102,6 +129,10 @@ class EmbeddedPostgres:
         self.data_dir = Path(data_dir).resolve()
         self.port = port or free_port()
         self.log = self.data_dir / "log"
+        # beside PGDATA, not in it: who started the server (see owned)
+        self.owner_file = self.data_dir.parent / f"{self.data_dir.name}.owner"
+        # True if this process started the server (or took over an orphan): release() stops it then only
+        self.owned = False
         # Postgres refuses to run as root, and both developers and CI run as root.
         self._as_root = os.geteuid() == 0
 
@@ -121,9 +152,11 @@ class EmbeddedPostgres:
                       "--auth=trust", "--encoding=UTF8", "--no-locale")
         live = self._postmaster()
         if live is not None:
-            # A previous run left it up: adopt it instead of failing on the lock file.
+            # Another process serves it, or a previous run left it up: adopt it instead of failing
+            # on the lock file (and own it only if its starter is gone).
             self.port = live["port"]
             self._wait_ready()
+            self.owned = _adopts(self.owner_file)
             return self
         self._clear_reused_pid()
         options = (
@@ -135,14 +168,23 @@ class EmbeddedPostgres:
                       "-w", "-t", str(int(START_TIMEOUT)), "-o", options, "start")
         except RuntimeError as exc:
             raise RuntimeError(f"{exc}\n--- tail of {self.log} ---\n{_tail(self.log)}") from None
+        _record_owner(self.owner_file)
+        self.owned = True
         return self
 
     def stop(self) -> None:
-        if not self.running():
-            return
-        # Fast shutdown rolls back open transactions but still checkpoints, so it is durable.
-        self._run("pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w",
-                  "-t", str(int(STOP_TIMEOUT)), "stop")
+        """Stop the server, whoever started it (see :meth:`release` for a role's exit)."""
+        if self.running():
+            # Fast shutdown rolls back open transactions but still checkpoints, so it is durable.
+            self._run("pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w",
+                      "-t", str(int(STOP_TIMEOUT)), "stop")
+        self.owner_file.unlink(missing_ok=True)
+        self.owned = False
+
+    def release(self) -> None:
+        """A role is done with the server: stop it if this process owns it, else leave it serving."""
+        if self.owned:
+            self.stop()
 
     def running(self) -> bool:
         return self._postmaster() is not None
@@ -247,6 +289,8 @@ class EmbeddedNats:
         self.credentials = self.data_dir / "credentials.json"
         # "pid\nport": lets a later process find, reuse or stop a server we left running.
         self.pid_file = self.data_dir / "nats.pid"
+        self.owner_file = self.data_dir / "owner"
+        self.owned = False  # as EmbeddedPostgres.owned
         self._proc: subprocess.Popen | None = None
 
     @property
@@ -286,6 +330,7 @@ class EmbeddedNats:
         left_running = self._left_running()
         if left_running is not None:
             self.port = left_running[1]
+            self.owned = _adopts(self.owner_file)
             return self
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._write_config()
@@ -295,6 +340,8 @@ class EmbeddedNats:
             self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
                                           stderr=subprocess.STDOUT, start_new_session=True)
         self.pid_file.write_text(f"{self._proc.pid}\n{self.port}\n")
+        _record_owner(self.owner_file)
+        self.owned = True
         deadline = time.monotonic() + START_TIMEOUT
         while not _accepts_tcp(self.port):
             if self._proc.poll() is not None or time.monotonic() > deadline:
@@ -304,6 +351,7 @@ class EmbeddedNats:
         return self
 
     def stop(self) -> None:
+        """Stop the server, whoever started it (see :meth:`release` for a role's exit)."""
         if self._proc is not None:
             self._proc.terminate()
             try:
@@ -319,6 +367,13 @@ class EmbeddedNats:
                 proc.kill()
                 psutil.wait_procs([proc], timeout=STOP_TIMEOUT)
         self.pid_file.unlink(missing_ok=True)
+        self.owner_file.unlink(missing_ok=True)
+        self.owned = False
+
+    def release(self) -> None:
+        """A role is done with the server: stop it if this process owns it, else leave it serving."""
+        if self.owned:
+            self.stop()
 
     def running(self) -> bool:
         if self._proc is not None:
@@ -364,7 +419,10 @@ def create_database(server_url: str, name: str) -> str:
 
 def resolve_servers(var_dir: Path, role: str = nats_auth.ADMIN) -> tuple[str, str, list]:
     """Use DATABASE_URL / NATS_URL when the environment provides real servers,
-    otherwise start embedded ones; the caller stops whatever is returned as started.
+    otherwise the embedded ones under ``var_dir``: started here, or adopted when already running
+    (another process, e.g. ``chargeledger servers``, serves them). Returns the URLs and the embedded
+    servers in use; when done, the caller calls :func:`release` on them, which stops only the ones
+    this process owns (it started them, or took over an orphan), never a server another process serves.
 
     The NATS URL is ``role``'s: the embedded server's user for that role, or ``NATS_URL`` as given
     (with an external server, each process is given the URL of its own role's user)."""
@@ -379,10 +437,15 @@ def resolve_servers(var_dir: Path, role: str = nats_auth.ADMIN) -> tuple[str, st
             started.append(EmbeddedNats(Path(var_dir) / "nats").start())
             nats_url = started[-1].url_for(role)
     except BaseException:
-        for server in reversed(started):
-            server.stop()
+        release(started)
         raise
     return database_url, nats_url, started
+
+
+def release(servers: list) -> None:
+    """Done with the servers :func:`resolve_servers` returned: stop the ones this process owns."""
+    for server in reversed(servers):
+        server.release()
 
 
 def nats_url_for(role: str, nats_url: str, started: list) -> str:

@@ -1,0 +1,95 @@
+"""The relay's publish rate: a backlog of ``--events`` ledger events (one charging session's meter
+readings, 500 to a transaction, plus the world's few), then a relay started on it, timed until its
+position reaches the head of every notification log. Reported in events/s, best of ``--runs``.
+
+    python bench/relay.py [--events 20000] [--runs 3]
+
+To compare two versions of the relay in the same session, run this file from each checkout (each
+starts its own servers under its ``var/bench-relay``); docs/operations.md ("The relay: crashes and
+outages") gives the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from adapters.nats_auth import RELAY  # noqa: E402
+from adapters.postgres import eventsourcing_env  # noqa: E402
+from adapters.relay import Relay  # noqa: E402
+from adapters.servers import create_database, nats_url_for, resolve_servers  # noqa: E402
+from domain.ledger import Ledger  # noqa: E402
+
+T0 = datetime(2026, 11, 22, 2, 0, tzinfo=timezone.utc)
+PRICES = {tier: {"electricity": 70000, "service": 40000} for tier in ("sharp", "peak", "flat", "valley")}
+
+
+def backlog(ledger: Ledger, readings: int) -> None:
+    tenant = ledger.create_tenant("Bench Operator", "bench")
+    station = ledger.create_station(tenant, "Bench Station", "1 Bench Road", 31.2, 121.5, "bench")
+    ledger.register_pile(station, "97000000000001", "DC", 2, "bench")
+    tariff = ledger.create_tariff(tenant, "flat", PRICES, [2] * 48, "bench")
+    ledger.assign_tariff(tariff, "bench", station_id=station)
+    wallet = ledger.open_wallet(tenant, "bench-driver", "bench")
+    ledger.wallet_command(wallet, "top_up", key="topup:bench", amount=100_00, provider="cash", payment_ref="bench")
+    trade_no = ledger.request_start(pile_no="97000000000001", gun_no=1, wallet_id=wallet, hold_fen=5_00, at=T0,
+                                    author="bench")
+    ledger.session_command(trade_no, "acknowledge_start", at=T0, ok=True)
+    ledger.session_command(trade_no, "mark_charging", at=T0)
+    for first in range(0, readings, 500):
+        ledger.record_readings([{"trade_no": trade_no, "at": T0 + timedelta(seconds=i + 1), "energy": i + 1}
+                                for i in range(first, min(readings, first + 500))])
+
+
+def relay_backlog(server_url: str, relay_url: str, events: int) -> tuple[int, float]:
+    """(events published, seconds) for one relay catching up a fresh backlog."""
+    database_url = create_database(server_url, "bench_relay")  # a new ledger id: the stream's old messages are not its
+    env = eventsourcing_env(database_url)
+    ledger = Ledger(env)
+    try:
+        backlog(ledger, events)
+        relay = Relay(ledger.applications, env, relay_url)
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=loop.run_until_complete, args=(relay.run(),), daemon=True)
+        started = time.perf_counter()
+        thread.start()
+        while not relay.caught_up():
+            time.sleep(0.01)
+        elapsed = time.perf_counter() - started
+        loop.call_soon_threadsafe(relay.stop)
+        thread.join(timeout=30)
+        relay.tracking.datastore.close()
+        return relay.published, elapsed
+    finally:
+        ledger.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    server_url, admin_url, in_use = resolve_servers(ROOT / "var" / "bench-relay")
+    try:
+        rates = []
+        for _ in range(args.runs):
+            published, seconds = relay_backlog(server_url, nats_url_for(RELAY, admin_url, in_use), args.events)
+            rates.append(published / seconds)
+            print(f"  {published} events in {seconds:.2f} s: {published / seconds:,.0f} events/s", flush=True)
+        print(f"relay catch-up ({ROOT.name}): best {max(rates):,.0f} events/s over {args.runs} runs")
+    finally:
+        for server in reversed(in_use):
+            server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
