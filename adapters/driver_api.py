@@ -45,8 +45,9 @@ from adapters.api_types import WRONG_ROLE, error, responses
 from adapters.driver_identity import DriverIdentity, DriverPrincipal, bearer_driver
 from adapters.http import ApiError
 from adapters.postgres import create_tables
+from adapters.recorder import AlongsideConflict, Statement
 from adapters.payments.service import TopUpLimits
-from domain.errors import DomainError, IdempotencyConflict, InsufficientFunds, NotFound
+from domain.errors import ConcurrencyExhausted, DomainError, IdempotencyConflict, InsufficientFunds, NotFound
 from domain.money import fen_to_yuan_str
 from domain.registry import Pile
 from domain.session import ChargingSession
@@ -55,17 +56,11 @@ from domain.wallet import Wallet
 
 QR_PATTERN = re.compile(r"^(?:https?://[^/?#\s]+(?:/[^?#\s]*)?/c/)?(\d{14})(\d{2})/?$")
 IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_\-:.]{8,64}$")
-STALE_CLAIM = timedelta(seconds=120)  # a start claimed this long ago and never finished may be retried
+KEPT = timedelta(hours=24)  # how long an Idempotency-Key's start is remembered
 
 
 class InvalidQrCode(DomainError):
     code = "invalid_qr_code"
-
-
-class StartInProgress(DomainError):
-    """A start with this Idempotency-Key is still being carried out (a retry raced the first try)."""
-
-    code = "start_in_progress"
 
 
 class IdempotencyKeyRequired(DomainError):
@@ -201,59 +196,51 @@ CREATE TABLE IF NOT EXISTS driver_start_requests (
 
 
 class StartRequests:
-    """Start requests by (tenant, driver, Idempotency-Key): a retry gets the session the first try opened.
+    """Which session each (tenant, driver, Idempotency-Key) started: a retry gets that session back.
 
-    A claim row is inserted before the start and given the trade serial after it; a start refused
-    by a domain rule drops its claim, so a retry is judged afresh. A claim left unfinished by a
-    crash for :data:`STALE_CLAIM` may be taken over by a retry. The table is not the ledger: it
-    only remembers which answer a key got (kept 24 h; nothing reads it for money).
+    The key's row (request hash, trade serial, hold) is written by the start itself, in the same
+    transaction as the hold and the session (:meth:`record`, given to ``Ledger.request_start``), so
+    a key has a row exactly when its session exists. There is no claim before the start and no
+    "in progress" state: a look-up (:meth:`find`) either finds the committed row or nothing, and
+    two starts with one key racing past it cannot both commit (the key is the primary key; the
+    loser's whole transaction, hold included, is refused). A start refused by a domain rule writes
+    nothing, so a retry is judged afresh. Rows are kept 24 h; each look-up drops its driver's
+    older rows (and rows the pre-atomic code left unfinished, with no trade serial). The table is
+    not the ledger: it only remembers which answer a key got.
     """
+
+    INSERT = ("INSERT INTO driver_start_requests (tenant_id, driver_id, key, request_hash, trade_no, hold_fen, "
+              "claimed_at) VALUES (%s, %s, %s, %s, %s, %s, %s)")
 
     def __init__(self, pool: Any) -> None:
         self.pool = pool
         with pool.connection() as conn:
             create_tables(conn, START_REQUESTS_DDL)
 
-    def claim(self, tenant_id: UUID, driver_id: str, key: str, request_hash: str,
-              now: datetime) -> tuple[str, int] | None:
-        """None if this call owns the key now; (trade serial, hold) if a start with it already finished."""
+    def find(self, tenant_id: UUID, driver_id: str, key: str, request_hash: str,
+             now: datetime) -> tuple[str, int] | None:
+        """(trade serial, hold) of the start this key made within 24 h, else None; raises
+        :class:`IdempotencyConflict` if the key started another pile or gun."""
+        driver = {"tenant": tenant_id, "driver": driver_id, "key": key, "since": now - KEPT}
         with self.pool.connection() as conn:
-            conn.execute("DELETE FROM driver_start_requests WHERE tenant_id = %s AND driver_id = %s "
-                         "AND claimed_at < %s", (tenant_id, driver_id, now - timedelta(hours=24)))
-            row = conn.execute(
-                "INSERT INTO driver_start_requests (tenant_id, driver_id, key, request_hash, claimed_at) "
-                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING key",
-                (tenant_id, driver_id, key, request_hash, now)).fetchone()
-            if row is not None:
-                return None
             found = conn.execute(
-                "SELECT request_hash, trade_no, hold_fen, claimed_at FROM driver_start_requests "
-                "WHERE tenant_id = %s AND driver_id = %s AND key = %s FOR UPDATE",
-                (tenant_id, driver_id, key)).fetchone()
-            if found is None:  # dropped between our insert and select: try once more
-                conn.rollback()
-                return self.claim(tenant_id, driver_id, key, request_hash, now)
-            stored_hash, trade_no, hold_fen, claimed_at = found
-            if stored_hash != request_hash:
-                raise IdempotencyConflict("this Idempotency-Key was used for another start request", key=key)
-            if trade_no is not None:
-                return trade_no, int(hold_fen)
-            if claimed_at > now - STALE_CLAIM:
-                raise StartInProgress("a start with this Idempotency-Key is in progress; ask again shortly",
-                                      key=key)
-            conn.execute("UPDATE driver_start_requests SET claimed_at = %s WHERE tenant_id = %s AND "
-                         "driver_id = %s AND key = %s", (now, tenant_id, driver_id, key))
+                "WITH dropped AS (DELETE FROM driver_start_requests WHERE tenant_id = %(tenant)s AND "
+                "driver_id = %(driver)s AND (claimed_at < %(since)s OR trade_no IS NULL)) "
+                "SELECT request_hash, trade_no, hold_fen FROM driver_start_requests WHERE tenant_id = %(tenant)s "
+                "AND driver_id = %(driver)s AND key = %(key)s AND claimed_at >= %(since)s AND trade_no IS NOT NULL",
+                driver).fetchone()
+        if found is None:
             return None
+        stored_hash, trade_no, hold_fen = found
+        if stored_hash != request_hash:
+            raise IdempotencyConflict("this Idempotency-Key was used for another start request", key=key)
+        return trade_no, int(hold_fen)
 
-    def complete(self, tenant_id: UUID, driver_id: str, key: str, trade_no: str, hold_fen: int) -> None:
-        with self.pool.connection() as conn:
-            conn.execute("UPDATE driver_start_requests SET trade_no = %s, hold_fen = %s WHERE tenant_id = %s "
-                         "AND driver_id = %s AND key = %s", (trade_no, hold_fen, tenant_id, driver_id, key))
-
-    def drop(self, tenant_id: UUID, driver_id: str, key: str) -> None:
-        with self.pool.connection() as conn:
-            conn.execute("DELETE FROM driver_start_requests WHERE tenant_id = %s AND driver_id = %s AND key = %s "
-                         "AND trade_no IS NULL", (tenant_id, driver_id, key))
+    def record(self, tenant_id: UUID, driver_id: str, key: str, request_hash: str, hold_fen: int,
+               now: datetime) -> Callable[[str], list[Statement]]:
+        """The key's row for a start's trade serial, to write in the start's own transaction."""
+        return lambda trade_no: [Statement(self.INSERT, (tenant_id, driver_id, key, request_hash, trade_no,
+                                                         hold_fen, now))]
 
 
 # ---- live streams per driver ----------------------------------------------------------------------------
@@ -319,29 +306,39 @@ class DriverSessions:
 
     def start(self, driver: DriverPrincipal, pile_no: str, gun_no: int, key: str,
               now: datetime | None = None) -> tuple[str, int, bool]:
-        """Returns (trade serial, amount held, whether this call opened it)."""
+        """Returns (trade serial, amount held, whether this call opened it).
+
+        The key's record commits with the hold and the session (:class:`StartRequests`): if another
+        call with this key committed first, this one's transaction is refused whole and it answers
+        that call's session."""
         now = now or utcnow()
         request_hash = hashlib.sha256(f"{pile_no}/{gun_no}".encode()).hexdigest()
-        done = self.requests.claim(driver.tenant_id, driver.driver_id, key, request_hash, now)
-        if done is not None:
-            return done[0], done[1], False
-        try:
-            rules = self.settings.rules(driver.tenant_id)
-            wallet_id = Wallet.create_id(driver.tenant_id, driver.driver_id)
-            available = self.ledger.wallet(wallet_id).available
-            if available < rules.min_start_fen:
-                raise InsufficientFunds(f"starting needs at least {fen_to_yuan_str(rules.min_start_fen)} yuan "
-                                        f"available; the wallet has {fen_to_yuan_str(available)}",
-                                        available_fen=available, min_start_fen=rules.min_start_fen)
-            hold = min(available, rules.max_hold_fen)
-            trade_no = self.ledger.request_start(pile_no=pile_no, gun_no=gun_no, wallet_id=wallet_id, hold_fen=hold,
-                                                 at=now, author=driver.driver_id, origin="app",
-                                                 tenant_id=driver.tenant_id, require_ready=True)
-        except BaseException:
-            self.requests.drop(driver.tenant_id, driver.driver_id, key)
-            raise
-        self.requests.complete(driver.tenant_id, driver.driver_id, key, trade_no, hold)
-        return trade_no, hold, True
+        for _ in range(3):  # a lost race, then its winner's row: found by the second look
+            done = self.requests.find(driver.tenant_id, driver.driver_id, key, request_hash, now)
+            if done is not None:
+                return done[0], done[1], False
+            wallet_id, hold = self.hold_for(driver)
+            try:
+                trade_no = self.ledger.request_start(
+                    pile_no=pile_no, gun_no=gun_no, wallet_id=wallet_id, hold_fen=hold, at=now,
+                    author=driver.driver_id, origin="app", tenant_id=driver.tenant_id, require_ready=True,
+                    alongside=self.requests.record(driver.tenant_id, driver.driver_id, key, request_hash, hold, now))
+            except AlongsideConflict:
+                continue  # a start with this key committed first
+            return trade_no, hold, True
+        raise ConcurrencyExhausted("the start with this Idempotency-Key could not be found or made; retry", key=key)
+
+    def hold_for(self, driver: DriverPrincipal) -> tuple[UUID, int]:
+        """The driver's wallet and what a start holds on it: the available balance, at most the
+        tenant's maximum; InsufficientFunds below the tenant's minimum."""
+        rules = self.settings.rules(driver.tenant_id)
+        wallet_id = Wallet.create_id(driver.tenant_id, driver.driver_id)
+        available = self.ledger.wallet(wallet_id).available
+        if available < rules.min_start_fen:
+            raise InsufficientFunds(f"starting needs at least {fen_to_yuan_str(rules.min_start_fen)} yuan "
+                                    f"available; the wallet has {fen_to_yuan_str(available)}",
+                                    available_fen=available, min_start_fen=rules.min_start_fen)
+        return wallet_id, min(available, rules.max_hold_fen)
 
     def session(self, driver: DriverPrincipal, trade_no: str) -> ChargingSession:
         """The driver's own session, brought up to date with the store (the gateway writes it elsewhere)."""

@@ -31,6 +31,11 @@ It also answers "which of these aggregates changed since the versions I hold?" f
 ids in one query (:meth:`select_events_after`), so a command that reads several cached aggregates
 fast-forwards them all in one round trip instead of one each.
 
+And it writes the events of several tables (a start's hold and session), with statements of the
+caller's (the driver API's idempotency record), in ONE transaction (:meth:`insert_together`): a
+pipeline of ``BEGIN``, those statements, each table's save function in table-name order, and
+``COMMIT``, sent in one round trip.
+
 Every recorder the factory below makes (events, snapshots, tracking) creates its tables under the
 schema lock (:func:`adapters.postgres.schema_lock`), so roles starting together on an empty database
 take turns instead of colliding.
@@ -38,11 +43,13 @@ take turns instead of colliding.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
-from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
+import psycopg
+from eventsourcing.persistence import InterfaceError, OperationalError, ProgrammingError, StoredEvent
 from eventsourcing.postgres import (
     PostgresAggregateRecorder,
     PostgresApplicationRecorder,
@@ -54,6 +61,21 @@ from eventsourcing.utils import retry
 from psycopg.sql import SQL, Identifier
 
 from adapters.postgres import schema_lock
+
+
+TOGETHER_ATTEMPTS, TOGETHER_WAIT = 10, 0.2  # as eventsourcing retries a single save
+
+
+class Statement(NamedTuple):
+    """A statement written in the same transaction as events (:meth:`LockedInsertRecorder.insert_together`)."""
+
+    sql: str | bytes
+    params: Sequence[Any]
+
+
+class AlongsideConflict(Exception):
+    """A statement written alongside events was refused by a unique key (a row another transaction
+    committed first): nothing of the transaction was kept."""
 
 
 class SchemaLocked:
@@ -111,6 +133,11 @@ class LockedInsertRecorder(SchemaLocked, PostgresApplicationRecorder):
             table).as_bytes(None)
         self._select_after: dict[tuple[int, bool], bytes] = {}
         self._select_after_with: dict[tuple[tuple[int, str, int], ...], bytes] = {}
+        self.select_ids_statement = SQL(
+            "SELECT e.notification_id FROM unnest(%s::{id_type}[], %s::bigint[]) WITH ORDINALITY"
+            " AS ours(originator_id, originator_version, n) JOIN {table} AS e ON e.originator_id = ours.originator_id"
+            " AND e.originator_version = ours.originator_version ORDER BY ours.n"
+        ).format(table=table, id_type=id_type).as_bytes(None)
         self.select_many_after = SQL(
             "SELECT e.originator_id, e.originator_version, e.topic, e.state"
             " FROM unnest(%s::{id_type}[], %s::bigint[]) AS held(originator_id, originator_version)"
@@ -122,20 +149,90 @@ class LockedInsertRecorder(SchemaLocked, PostgresApplicationRecorder):
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
         if not stored_events:
             return []
-        if len(stored_events) == 1:
-            e = stored_events[0]
-            statement, params = self.save_one_statement, (e.originator_id, e.originator_version, e.topic, e.state)
-        else:
-            statement, params = self.save_many_statement, (
-                [e.originator_id for e in stored_events], [e.originator_version for e in stored_events],
-                [e.topic for e in stored_events], [e.state for e in stored_events])
         with self.datastore.get_connection() as conn, conn.cursor() as cursor:
             assert conn.autocommit, "the function's call is one implicit transaction only in autocommit"
-            cursor.execute(statement, params, prepare=True)
-            notification_ids = [row["notification_id"] for row in cursor.fetchall()]
-        if len(notification_ids) != len(stored_events):  # pragma: no cover - would be a driver bug
-            raise OperationalError(f"got {len(notification_ids)} notification ids for {len(stored_events)} events")
-        return notification_ids
+            cursor.execute(*self.save_call(stored_events), prepare=True)
+            return _notification_ids(cursor, stored_events)
+
+    def save_call(self, stored_events: Sequence[StoredEvent]) -> tuple[bytes, tuple[Any, ...]]:
+        """The call of this table's save function for ``stored_events`` (one or many): (statement, parameters)."""
+        if len(stored_events) == 1:
+            e = stored_events[0]
+            return self.save_one_statement, (e.originator_id, e.originator_version, e.topic, e.state)
+        return self.save_many_statement, (
+            [e.originator_id for e in stored_events], [e.originator_version for e in stored_events],
+            [e.topic for e in stored_events], [e.state for e in stored_events])
+
+    def insert_together(self, parts: Sequence[tuple[LockedInsertRecorder, Sequence[StoredEvent]]], *,
+                        alongside: Sequence[Statement] = ()) -> list[list[int]]:
+        """Events of several tables (each part ``(recorder, events)``, this recorder's among them or
+        not) and the ``alongside`` statements in ONE transaction; each part's notification ids, in order.
+
+        One round trip: a pipeline of ``BEGIN``, the ``alongside`` statements, each table's save
+        function (its ``EXCLUSIVE`` lock, ``NOTIFY`` and insert, as a save of that table alone) in
+        table-name order, so two such transactions never wait for each other's tables in opposite
+        orders, then ``COMMIT``, and one sync (the pipeline's exit: an explicit sync before it would
+        cost a second round trip). A statement that fails skips the rest (``COMMIT``
+        included) and the connection rolls back: all or nothing, and a process killed at any point
+        leaves nothing (Postgres rolls back a transaction whose connection went). An ``alongside``
+        statement refused by a unique key raises :class:`AlongsideConflict`; an event refused by
+        its table's key raises ``IntegrityError``, as a single save does.
+
+        A lost connection (or a lock timeout) is retried as the single save is, but first asks
+        whether the lost attempt committed after all (its first event is stored with the very same
+        state): then its notification ids are the answer and nothing is written twice.
+        """
+        tables = {recorder.events_table_name for recorder, _ in parts}
+        if len(tables) != len(parts) or not all(
+                isinstance(recorder, LockedInsertRecorder) and self.shares_database(recorder) for recorder, _ in parts):
+            raise ProgrammingError("insert_together needs one part per table, all in this recorder's database")
+        order = sorted(range(len(parts)), key=lambda n: parts[n][0].events_table_name)
+        written = [(parts[n][0], parts[n][1]) for n in order if parts[n][1]]
+        for attempt in range(TOGETHER_ATTEMPTS):
+            try:
+                stored = self._stored_already(written) if attempt else None
+                ids = stored if stored is not None else self._write_together(written, alongside, tables)
+                break
+            except (InterfaceError, OperationalError):
+                if attempt + 1 == TOGETHER_ATTEMPTS:
+                    raise
+                time.sleep(TOGETHER_WAIT)
+        by_table = dict(zip([recorder.events_table_name for recorder, _ in written], ids, strict=True))
+        return [by_table.get(recorder.events_table_name, []) for recorder, _ in parts]
+
+    def _write_together(self, written: Sequence[tuple[LockedInsertRecorder, Sequence[StoredEvent]]],
+                        alongside: Sequence[Statement], tables: set[str]) -> list[list[int]]:
+        with self.datastore.get_connection() as conn:
+            assert conn.autocommit, "the transaction is the pipeline's own BEGIN ... COMMIT"
+            try:
+                with conn.pipeline():  # its exit sends the one sync and reads every answer: one round trip
+                    conn.execute(b"BEGIN", prepare=False)
+                    for statement in alongside:
+                        conn.execute(statement.sql, statement.params)
+                    saves = [conn.execute(*recorder.save_call(events), prepare=True) for recorder, events in written]
+                    conn.execute(b"COMMIT", prepare=False)
+            except psycopg.errors.UniqueViolation as refused:
+                if refused.diag.table_name not in tables:
+                    raise AlongsideConflict(f"{refused.diag.table_name}: {refused.diag.message_detail}") from None
+                raise
+            return [_notification_ids(cursor, events) for cursor, (_, events) in zip(saves, written, strict=True)]
+
+    def _stored_already(self, written: Sequence[tuple[LockedInsertRecorder, Sequence[StoredEvent]]]
+                        ) -> list[list[int]] | None:
+        """The notification ids of ``written`` if an earlier attempt committed them, else None."""
+        if not written:
+            return None
+        first_recorder, first_events = written[0]
+        e = first_events[0]
+        with self.datastore.get_connection() as conn:
+            row = conn.execute(SQL("SELECT state FROM {0}.{1} WHERE originator_id = %s AND originator_version = %s")
+                               .format(Identifier(self.datastore.schema), Identifier(first_recorder.events_table_name)),
+                               (e.originator_id, e.originator_version)).fetchone()
+            if row is None or bytes(row["state"]) != e.state:
+                return None
+            return [[r["notification_id"] for r in conn.execute(recorder.select_ids_statement, (
+                [s.originator_id for s in events], [s.originator_version for s in events])).fetchall()]
+                    for recorder, events in written]
 
     def select_after_query(self, count: int, first_only: bool) -> tuple[bytes, bool]:
         """The query for ``count`` aggregates, and whether it takes two arrays rather than pairs.
@@ -211,6 +308,13 @@ class LockedInsertRecorder(SchemaLocked, PostgresApplicationRecorder):
             for row in cursor.fetchall():
                 answer[row["part"]].append(_stored_event(row))
         return answer
+
+
+def _notification_ids(cursor: Any, stored_events: Sequence[StoredEvent]) -> list[int]:
+    notification_ids = [row["notification_id"] for row in cursor.fetchall()]
+    if len(notification_ids) != len(stored_events):  # pragma: no cover - would be a driver bug
+        raise OperationalError(f"got {len(notification_ids)} notification ids for {len(stored_events)} events")
+    return notification_ids
 
 
 def _stored_event(row: dict[str, Any]) -> StoredEvent:

@@ -6,7 +6,7 @@ relay, the YKC gateway and a simulated fleet over TCP. Each start is timed from 
 HTTP request is written to the moment the simulated pile has decoded the 0x34 carrying that trade
 serial. The path::
 
-    POST /driver/sessions ─► hold (Wallets) + Opened (Sessions): two commits ─► 202
+    POST /driver/sessions ─► hold (Wallets) + Opened (Sessions) + key record: one commit ─► 202
     relay (polls each notification log, idle_sleep 0.05 s) ─► JetStream ─► gateway ─► 0x34 ─► pile
 
 The piles' guns are left unplugged, so each pile refuses its start (0x33 "not plugged"), the session

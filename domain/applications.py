@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from copy import deepcopy
 from functools import cached_property
 from typing import Any, TypeVar
@@ -18,7 +19,8 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.domain import BaseAggregate
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, Notification, ProgrammingError, Recording, StoredEvent
+from eventsourcing.popo import POPOApplicationRecorder
 from eventsourcing.utils import strtobool
 
 from domain.errors import AlreadyExists, ConcurrencyExhausted, DomainError, NotFound
@@ -167,16 +169,31 @@ class LedgerApplication(Application[UUID]):
         """
         if not all(isinstance(obj, BaseAggregate) for obj in objs):
             return super().save(*objs, **kwargs)
-        processing_event: ProcessingEvent[UUID] = ProcessingEvent()
-        for obj in objs:
-            processing_event.events.extend(obj.collect_events())
-            processing_event.aggregates[obj.id] = obj
+        processing_event = self.collect(objs)
         processing_event.saved_kwargs.update(kwargs)
         recordings = self._record(processing_event)
+        self.after_record(processing_event, recordings)
+        return recordings
+
+    def collect(self, aggregates: Sequence[BaseAggregate]) -> ProcessingEvent[UUID]:
+        """The pending events of ``aggregates``, to record (see :meth:`save`)."""
+        processing_event: ProcessingEvent[UUID] = ProcessingEvent()
+        for aggregate in aggregates:
+            processing_event.events.extend(aggregate.collect_events())
+            processing_event.aggregates[aggregate.id] = aggregate
+        return processing_event
+
+    def after_record(self, processing_event: ProcessingEvent[UUID], recordings: list[Recording[UUID]]) -> None:
+        """What a save does once its events are stored: snapshots, then the notify hooks."""
         self._take_snapshots(processing_event)
         self._notify(recordings)
         self.notify(processing_event.events)  # deprecated hook, called as Application.save does
-        return recordings
+
+    def cache_recorded(self, processing_event: ProcessingEvent[UUID]) -> None:
+        """Put the saved aggregates in the cache, as ``Application._record`` does after its insert."""
+        if self.repository.cache is not None and not self.repository.fastforward:
+            for aggregate_id, aggregate in processing_event.aggregates.items():
+                self.repository.cache.put(aggregate_id, aggregate)
 
     def create(self, aggregate: Any, what: str) -> Any:
         try:
@@ -199,20 +216,31 @@ class LedgerApplication(Application[UUID]):
         """
 
         def attempt() -> tuple[Any, T, list[Any]]:
-            aggregate = self.get(aggregate_id, kind, what, fresh=False)
-            version = aggregate.version  # type: ignore[attr-defined]
-            try:
-                result = change(aggregate)
-            except DomainError:
-                if self._caught_up(aggregate_id, version):
-                    raise
-                raise StaleCopy(f"{what} {aggregate_id} moved past version {version}") from None
+            result, aggregate = self.decide(aggregate_id, kind, what, change)
             recordings = self.save(aggregate)
+            version = aggregate.version  # type: ignore[attr-defined]  # unchanged when nothing was recorded
             if not recordings and not self._caught_up(aggregate_id, version):
                 raise StaleCopy(f"{what} {aggregate_id} moved past version {version}")
             return result, aggregate, [r.domain_event for r in recordings]
 
         return retry_on_conflict(attempt, on_conflict=lambda: self.evict(aggregate_id))
+
+    def decide(self, aggregate_id: UUID, kind: type[T], what: str, change: Callable[[T], Any]) -> tuple[Any, T]:
+        """Run ``change`` on a copy of the cached aggregate, without saving it: (its result, the copy).
+
+        A refusal (a DomainError) is believed only once one query shows nothing was stored after the
+        copy; otherwise :class:`StaleCopy` (an IntegrityError: evict and run again). What the
+        copy decided is confirmed by the version check of the save that follows.
+        """
+        aggregate = self.get(aggregate_id, kind, what, fresh=False)
+        version = aggregate.version  # type: ignore[attr-defined]
+        try:
+            result = change(aggregate)
+        except DomainError:
+            if self._caught_up(aggregate_id, version):
+                raise
+            raise StaleCopy(f"{what} {aggregate_id} moved past version {version}") from None
+        return result, aggregate
 
     def evict(self, aggregate_id: UUID) -> None:
         """Forget a cached aggregate, so the next get loads it from the store."""
@@ -243,6 +271,60 @@ def get_together(*requests: tuple[LedgerApplication, Sequence[tuple[UUID, type, 
                 raise NotFound(f"no {what} {aggregate_id}", id=str(aggregate_id))
         answers.append([aggregates[aggregate_id] for aggregate_id, _, _ in wanted])
     return answers
+
+
+def save_together(*parts: tuple[LedgerApplication, Sequence[BaseAggregate]],
+                  alongside: Sequence[Any] = ()) -> list[list[Recording[UUID]]]:
+    """Save aggregates of several Applications in ONE transaction; each part's recordings.
+
+    Each part is ``(application, aggregates)``. On our Postgres recorder (the Applications' tables
+    in one database) the events of every part, and the ``alongside`` statements (e.g. the driver
+    API's idempotency record: :class:`adapters.recorder.Statement`, handed to the recorder as they
+    are), commit in one transaction (:meth:`adapters.recorder.LockedInsertRecorder.insert_together`):
+    all or nothing, whatever happens to the process. On the in-memory (POPO) recorders every part
+    is checked, then inserted, under all their locks at once: all or nothing too (``alongside``
+    needs Postgres). Any other mix of recorders cannot be written atomically and is refused.
+
+    A conflict (an aggregate saved meanwhile, an id already taken) raises ``IntegrityError`` and
+    nothing is written. Once stored, each Application does what its own save does: cache the
+    aggregates, take its snapshots, call its notify hooks.
+    """
+    parts = tuple(sorted(parts, key=lambda part: part[0].name))
+    processing = [app.collect(aggregates) for app, aggregates in parts]
+    stored = [[app.mapper.to_stored_event(e) for e in pe.events] for (app, _), pe in zip(parts, processing)]
+    recorders = [app.recorder for app, _ in parts]
+    together = getattr(recorders[0], "insert_together", None)
+    if together is not None:
+        notification_ids = together(list(zip(recorders, stored)), alongside=alongside)
+    elif all(isinstance(recorder, POPOApplicationRecorder) for recorder in recorders) and not alongside:
+        notification_ids = _insert_in_memory(recorders, stored)
+    else:
+        raise ProgrammingError(f"cannot save {[app.name for app, _ in parts]} in one transaction on these recorders")
+    answer = []
+    for (app, _), pe, events, ids in zip(parts, processing, stored, notification_ids):
+        recordings = [Recording(d, Notification(originator_id=s.originator_id, originator_version=s.originator_version,
+                                                topic=s.topic, state=s.state, id=n))
+                      for d, s, n in zip(pe.events, events, ids, strict=True)]
+        app.cache_recorded(pe)
+        app.after_record(pe, recordings)
+        answer.append(recordings)
+    return answer
+
+
+def _insert_in_memory(recorders: Sequence[POPOApplicationRecorder],
+                      stored: Sequence[Sequence[StoredEvent]]) -> list[Sequence[int]]:
+    """Insert into several in-memory recorders as one write: all checked, then all inserted, under
+    every recorder's lock (taken in the parts' fixed order). Uses the POPO recorder's own check and
+    insert, which its ``insert_events`` runs under its lock for one recorder."""
+    with ExitStack() as locks:
+        for recorder in recorders:
+            locks.enter_context(recorder._database_lock)
+        for recorder, events in zip(recorders, stored):
+            recorder._assert_uniqueness(events)
+        ids = [recorder._update_table(events) or [] for recorder, events in zip(recorders, stored)]
+    for recorder in recorders:
+        recorder._notify_listeners()
+    return ids
 
 
 class Registry(LedgerApplication):

@@ -1,6 +1,7 @@
 """The service layer: commands that span aggregates, over the four Applications.
 
-It is what the API, the pile link and the demo call. It owns no state of its own; each method is a
+It is what the API, the pile link and the demo call. It owns no state of its own. A start saves
+its two aggregates (the wallet's hold, the session) in one transaction; every other method is a
 short sequence of single-aggregate commands, ordered so that a crash between two of them leaves
 something a retry (or the settlement follower) completes without doing anything twice.
 """
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,11 +19,10 @@ from zoneinfo import ZoneInfo
 
 from eventsourcing.persistence import IntegrityError
 
-from domain.applications import Registry, Sessions, Tariffs, Wallets, get_together
+from domain.applications import Registry, Sessions, Tariffs, Wallets, get_together, retry_on_conflict, save_together
 from domain.credential import Credential
 from domain.errors import (
     AlreadyExists,
-    ConcurrencyExhausted,
     DomainError,
     IdempotencyConflict,
     InsufficientFunds,
@@ -40,6 +40,10 @@ from domain.settlement import wallet_commands
 from domain.tariff import Tariff, TariffSchedule
 from domain.text import NAME, REASON, checked
 from domain.wallet import Wallet
+
+
+class SerialTaken(IntegrityError):
+    """A drawn trade serial was an earlier session's: draw another (retried as a conflict)."""
 
 
 @dataclass(frozen=True)
@@ -190,15 +194,39 @@ class Ledger:
 
     def request_start(self, *, pile_no: str, gun_no: int, wallet_id: UUID | None, hold_fen: int, at: datetime,
                       author: str, origin: str = "app", tenant_id: UUID | None = None,
-                      require_ready: bool = False) -> str:
+                      require_ready: bool = False, alongside: Callable[[str], Sequence[Any]] | None = None) -> str:
         """Hold the driver's money and open a session in 'requested'. Returns the trade serial.
 
-        The hold comes first: if it is refused nothing is written. If opening the session fails
-        after the hold, the hold is released before the error propagates. ``require_ready`` (a
-        driver's start) also refuses a pile that is offline and a gun that is charging, faulted or
-        disabled, as the pile link last reported it: without it such a start would hold the
-        driver's money until the pile refused it or the start deadline passed.
+        The hold, the opened session and what ``alongside`` gives for the trade serial (the driver
+        API's idempotency record, written by the recorder as it is) commit in ONE transaction
+        (:func:`save_together`): a crash at any point leaves all of them or none, never a hold
+        without its session. A refused hold writes nothing. ``require_ready`` (a driver's start)
+        also refuses a pile that is offline and a gun that is charging, faulted or disabled, as the
+        pile link last reported it: without it such a start would hold the driver's money until
+        the pile refused it or the start deadline passed.
         """
+        pile, station, tariff, wallet = self._start_on(pile_no, gun_no, wallet_id, tenant_id, require_ready)
+        local = at.astimezone(ZoneInfo(station.timezone))
+
+        def attempt() -> str:
+            # A trade serial is pile + gun + second + a random 4-digit sequence. It is not checked for
+            # collisions beforehand (a query on every start): the session's key refuses a serial already
+            # taken, and so does the hold's idempotency key, and then another sequence is drawn.
+            trade_no = make_trade_no(pile_no, gun_no, local, random.randrange(10000))
+            parts: list[tuple[Any, list[Any]]] = []
+            if wallet is not None and hold_fen:
+                parts.append((self.wallets, [self._hold_for(wallet.id, trade_no, hold_fen)]))
+            parts.append((self.sessions, [self._new_session(trade_no, pile, station, tariff, gun_no, wallet_id,
+                                                            hold_fen if wallet_id else 0, origin, at, author)]))
+            save_together(*parts, alongside=alongside(trade_no) if alongside else ())
+            return trade_no
+
+        return retry_on_conflict(attempt, on_conflict=lambda: self.wallets.evict(wallet_id) if wallet_id else None)
+
+    def _start_on(self, pile_no: str, gun_no: int, wallet_id: UUID | None, tenant_id: UUID | None,
+                  require_ready: bool) -> tuple[Pile, Station, Tariff, Wallet | None]:
+        """What a start reads, checked: the pile (enabled, with that gun, ready if asked), its station,
+        the tariff in force, the wallet (the pile's tenant's)."""
         # The pile, its station and their tariff brought up to date in one query (the station and
         # the tariff are the ones the cached copies name, read again only if bringing the pile
         # forward changed them); the wallet's tenant never changes, so its cached copy answers.
@@ -231,36 +259,19 @@ class Ledger:
         wallet = self.wallets.get(wallet_id, Wallet, "wallet", fresh=False, copy=False) if wallet_id else None
         if wallet is not None and wallet.tenant_id != pile.tenant_id:
             raise NotFound(f"no wallet {wallet_id}", id=str(wallet_id))
-        local = at.astimezone(ZoneInfo(station.timezone))
-        # A trade serial is pile + gun + second + a random 4-digit sequence. It is not checked for
-        # collisions beforehand (a query on every start): the session's own key refuses a serial
-        # already taken, and so does the hold's idempotency key, and then another sequence is drawn.
-        for _ in range(20):
-            trade_no = make_trade_no(pile_no, gun_no, local, random.randrange(10000))
-            placed = False
-            if wallet_id is not None and hold_fen:
-                try:
-                    _, events = self.wallet_update(wallet_id, "hold", key=f"hold:{trade_no}", hold_id=trade_no,
-                                                    amount=hold_fen)
-                except IdempotencyConflict:
-                    continue  # an earlier session with this serial held a different amount
-                if not events:
-                    continue  # an earlier session with this serial held the same amount
-                placed = True
-            session = self._new_session(trade_no, pile, station, tariff, gun_no, wallet_id,
-                                        hold_fen if wallet_id else 0, origin, at, author)
-            try:
-                self.sessions.create(session, "session")
-            except AlreadyExists:
-                if placed:
-                    self.wallet_command(wallet_id, "release", key=f"release:{trade_no}", hold_id=trade_no)
-                continue
-            except BaseException:
-                if placed:  # release only the hold this call placed, never an earlier session's
-                    self.wallet_command(wallet_id, "release", key=f"release:{trade_no}", hold_id=trade_no)
-                raise
-            return trade_no
-        raise ConcurrencyExhausted(f"no free trade serial for pile {pile_no} gun {gun_no} in this second")
+        return pile, station, tariff, wallet
+
+    def _hold_for(self, wallet_id: UUID, trade_no: str, amount: int) -> Wallet:
+        """A copy of the wallet with the start's hold placed, not yet saved (:meth:`request_start` saves
+        it with the session). A serial an earlier session held for raises :class:`SerialTaken`."""
+        try:
+            _, wallet = self.wallets.decide(wallet_id, Wallet, "wallet", lambda w: w.hold(
+                key=f"hold:{trade_no}", hold_id=trade_no, amount=amount))
+        except IdempotencyConflict:
+            raise SerialTaken(f"an earlier session with serial {trade_no} held another amount") from None
+        if not wallet.pending_events:  # the key was seen: an earlier session with this serial held the same
+            raise SerialTaken(f"an earlier session with serial {trade_no} held this amount")
+        return wallet
 
     def session_command(self, trade_no: str, command: str, *, sent_by: PileGun | None = None,
                         **kwargs: Any) -> ChargingSession:

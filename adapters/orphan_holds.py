@@ -1,0 +1,116 @@
+"""The follower of orphan holds: a start's hold whose session never got written is released.
+
+A start commits its hold and its session in one transaction (``Ledger.request_start``), so a hold
+without its session cannot be made any more. Holds written before that (the two-step start: the
+hold committed, then the session, with a crash between them) stay held forever, and nothing else
+would release them: the watchdog follows sessions, and these have none. This follower finds them,
+and keeps finding any that some other path might leave (defence in depth).
+
+It follows the Wallets notification log with its own tracking position (``orphan_hold_tracking``,
+:mod:`adapters.log_follower`).
+Each ``HoldPlaced`` whose hold id is a trade serial (a start's hold) becomes a row of
+``orphan_hold_checks``, due :data:`GRACE` after the event, written in the same transaction as the
+position, so after any crash it resumes exactly where it stopped and notes every hold once. A
+sweep takes the due rows and asks: does a session with that trade serial exist? If it does (the
+usual case), the row is dropped without a write: the session's own end (settled, failed,
+abandoned) releases or captures its hold, and the watchdog sees to that. If none exists and the
+wallet still holds it, the hold is released with the idempotency key ``release:<trade serial>``,
+the key ``request_start``'s own release used, so a release that happened meanwhile (or a second
+sweep) changes nothing.
+
+Safe to run in any number of processes at once: catching up takes the tracking row's lock, so
+followers take turns; a sweep leases the rows it takes (their ``due`` moved :data:`LEASE` ahead,
+skipping rows another sweep holds), and a row whose check fails is put back with a growing pause
+and its error, never blocking the rows behind it. ``sweep(now)`` is what the watchdog role calls.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from eventsourcing.persistence import Notification
+
+from adapters.log_follower import LogFollower, follow, tracking_ddl
+from domain.errors import UnknownHold
+from domain.session import TRADE_NO, ChargingSession
+from domain.wallet import Wallet
+
+log = logging.getLogger("chargeledger.orphan_holds")
+
+TRACKING = "orphan_hold_tracking"
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS orphan_hold_checks (
+    trade_no text PRIMARY KEY,  -- the hold's id: a start's trade serial
+    wallet_id uuid NOT NULL,
+    due timestamptz NOT NULL,
+    attempts integer NOT NULL DEFAULT 0,
+    last_error text
+);
+CREATE INDEX IF NOT EXISTS orphan_hold_checks_due ON orphan_hold_checks (due);
+""" + tracking_ddl(TRACKING)
+GRACE = timedelta(minutes=2)  # a start's session commits with its hold (before the fix: milliseconds after)
+LEASE = timedelta(minutes=5)  # a sweep's hold on the rows it took
+RETRY = timedelta(minutes=1)  # after a failed check, doubled per attempt up to 2^10 minutes
+
+
+class OrphanHolds(LogFollower):
+    schema = SCHEMA
+
+    def catch_up(self) -> int:
+        """Note every start's hold placed since the tracking position. Returns notifications read."""
+        return follow(self.database_url, TRACKING, self.ledger.wallets, self.note, self.batch_size)
+
+    def note(self, cursor: psycopg.Cursor[Any], notifications: Sequence[Notification]) -> None:
+        mapper = self.ledger.wallets.mapper
+        cursor.executemany("INSERT INTO orphan_hold_checks (trade_no, wallet_id, due) VALUES (%s, %s, %s) "
+                           "ON CONFLICT (trade_no) DO NOTHING",
+                           [check for n in notifications if n.topic.rsplit(".", 1)[-1] == "HoldPlaced"
+                            for check in self.check_of(mapper.to_domain_event(n))])
+
+    @staticmethod
+    def check_of(event: Any) -> list[tuple[str, UUID, datetime]]:
+        """A hold to check later, if the event placed a start's hold (its id a trade serial)."""
+        if not TRADE_NO.match(event.hold_id):
+            return []
+        return [(event.hold_id, event.originator_id, event.timestamp + GRACE)]
+
+    def sweep(self, now: datetime) -> list[str]:
+        """Catch up, then check every hold due by ``now``. Returns the trade serials released here."""
+        self.catch_up()
+        released = []
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            rows = conn.execute(
+                "UPDATE orphan_hold_checks SET due = %s WHERE trade_no IN (SELECT trade_no FROM orphan_hold_checks "
+                "WHERE due <= %s ORDER BY due LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING trade_no, wallet_id, attempts",
+                (now + LEASE, now, self.batch_size)).fetchall()
+            for trade_no, wallet_id, attempts in rows:
+                try:
+                    if self.release_if_orphaned(trade_no, wallet_id):
+                        released.append(trade_no)
+                except Exception as error:  # noqa: BLE001 - one hold's failure must not hold back the others
+                    pause = RETRY * 2 ** min(attempts, 10)
+                    conn.execute("UPDATE orphan_hold_checks SET attempts = attempts + 1, last_error = %s, due = %s "
+                                 "WHERE trade_no = %s", (f"{type(error).__name__}: {error}", now + pause, trade_no))
+                    log.error("hold %s: could not check it: %s; again in %s", trade_no, error, pause)
+                    continue
+                conn.execute("DELETE FROM orphan_hold_checks WHERE trade_no = %s", (trade_no,))
+        return released
+
+    def release_if_orphaned(self, trade_no: str, wallet_id: UUID) -> bool:
+        """Release the hold if no session has its trade serial and the wallet still holds it."""
+        if self.ledger.sessions.exists(ChargingSession.create_id(trade_no)):
+            return False
+        if trade_no not in self.ledger.wallets.get(wallet_id, Wallet, "wallet").holds:
+            return False  # released or captured meanwhile
+        try:
+            _, events = self.ledger.wallet_update(wallet_id, "release", key=f"release:{trade_no}", hold_id=trade_no)
+        except UnknownHold:
+            return False  # closed between the look and the release
+        if events:
+            log.warning("hold %s on wallet %s had no session: released", trade_no, wallet_id)
+        return bool(events)
