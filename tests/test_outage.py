@@ -1,7 +1,7 @@
 """Issue 11, finding 4 (the gateway's and the watchdog's part): they recover by themselves from a
 database or a NATS outage, with backoff, and say so in their log.
 
-Each test has servers of its own (an ``EmbeddedPostgres`` or an ``EmbeddedNats`` under ``tmp_path``)
+Each test has servers of its own (an ``EmbeddedPostgres`` or an ``EmbeddedNats`` under ``var/test``)
 that it stops and starts again; every wait is bounded.
 """
 
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -42,6 +44,7 @@ from tests.factories import build_world
 from tests.test_gateway import CHARGING, PRICE_PER_TIER, Clock, local
 from tests.ykc_pile import ScriptedPile
 
+ROOT = Path(__file__).resolve().parent.parent
 OUTAGE = 12.0  # seconds: longer than the gateway used to retry a write-behind batch (20 x 0.5 s)
 
 
@@ -60,9 +63,20 @@ async def until(predicate: Callable[[], Any], timeout: float = 60.0) -> None:
 
 
 @pytest.fixture
-def own_postgres(tmp_path: Path) -> Iterator[EmbeddedPostgres]:
-    tmp_path.chmod(0o755)  # the embedded Postgres may run as its own system user
-    server = EmbeddedPostgres(tmp_path / "postgres").start()
+def own_dir() -> Iterator[Path]:
+    """A directory for this test's own servers, under ./var/test as the suite's servers (not under
+    /tmp, which other test runs on the machine clean up)."""
+    base = ROOT / "var" / "test"
+    base.mkdir(parents=True, exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix="outage-", dir=base))
+    path.chmod(0o755)  # the embedded Postgres may run as its own system user
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def own_postgres(own_dir: Path) -> Iterator[EmbeddedPostgres]:
+    server = EmbeddedPostgres(own_dir / "postgres").start()
     yield server
     server.stop()
 
@@ -212,13 +226,12 @@ def test_a_write_behind_batch_waits_through_an_outage_of_any_length_and_is_writt
 
 
 def test_the_gateway_follows_nats_again_after_an_outage_delivers_what_is_owed_and_replays_nothing_older(
-        tmp_path: Path, ledger: Ledger, database_url: str, caplog: pytest.LogCaptureFixture) -> None:
+        own_dir: Path, ledger: Ledger, database_url: str, caplog: pytest.LogCaptureFixture) -> None:
     """NATS stops while a pile charges; a stop is asked for meanwhile. When NATS is back the gateway
     follows again from where it was: the pile gets its 0x36, and no command older than the gateway
     (a reboot asked for before it started) is sent, as a consumer restarted from the stream's start would."""
     caplog.set_level(logging.WARNING, "chargeledger.pile_link")
-    tmp_path.chmod(0o755)
-    server = EmbeddedNats(tmp_path / "nats").start()
+    server = EmbeddedNats(own_dir / "nats").start()
     world = build_world(ledger, top_up=100_00)
     tariff = ledger.tariff_for(ledger.registry.pile(world.pile_no))
     clock = Clock()
