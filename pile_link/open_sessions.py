@@ -129,9 +129,10 @@ class OpenSessions:
 
     @staticmethod
     def apply(cur: psycopg.Cursor, events: list[Any]) -> None:
-        for event in events:
-            statement, parameters = CHANGES[type(event).__name__]
-            cur.execute(statement, parameters(event))
+        with cur.connection.pipeline():  # in order, without a round trip per statement
+            for event in events:
+                statement, parameters = CHANGES[type(event).__name__]
+                cur.execute(statement, parameters(event))
 
     def of_pile(self, pile_no: str) -> list[str]:
         """The trade serials of the pile's open sessions, as far as the index has caught up."""
