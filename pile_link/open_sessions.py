@@ -134,19 +134,21 @@ class OpenSessions:
                 statement, parameters = CHANGES[type(event).__name__]
                 cur.execute(statement, parameters(event))
 
+    def trade_nos(self, query: str, parameters: tuple[Any, ...]) -> list[str]:
+        """The ``trade_no`` column of a query, on a pooled connection of the Sessions Application
+        (a query a login makes should not open a connection of its own)."""
+        with self.ledger.sessions.recorder.datastore.get_connection() as conn:
+            return [row["trade_no"] for row in conn.execute(query, parameters).fetchall()]
+
     def of_pile(self, pile_no: str) -> list[str]:
         """The trade serials of the pile's open sessions, as far as the index has caught up."""
-        with self.connect() as conn:
-            rows = conn.execute("SELECT trade_no FROM open_sessions WHERE pile_no = %s ORDER BY gun_no, trade_no",
-                                (pile_no,)).fetchall()
-        return [r[0] for r in rows]
+        return self.trade_nos("SELECT trade_no FROM open_sessions WHERE pile_no = %s ORDER BY gun_no, trade_no",
+                              (pile_no,))
 
     def due(self, now: datetime, limit: int = 10_000) -> list[str]:
         """The trade serials whose deadline passed, earliest first."""
-        with self.connect() as conn:
-            rows = conn.execute("SELECT trade_no FROM open_sessions WHERE deadline <= %s ORDER BY deadline LIMIT %s",
-                                (now, limit)).fetchall()
-        return [r[0] for r in rows]
+        return self.trade_nos("SELECT trade_no FROM open_sessions WHERE deadline <= %s ORDER BY deadline LIMIT %s",
+                              (now, limit))
 
     def correct(self, trade_no: str, deadline: datetime | None) -> None:
         """The aggregate's own deadline, where the index's was earlier (the aggregate decides)."""
