@@ -479,8 +479,8 @@ class Gateway:
         for frame in owed_for_session(session, self.clock(), self.commissioning_balance_fen, report):
             if not link.send_once(("session", session.id, frame.TYPE), frame):
                 continue
-            if again and isinstance(frame, RemoteStart):
-                link.starts_sent_again.add(session.trade_no)
+            if again and isinstance(frame, RemoteStart) and session.opened_at <= link.logged_in_at:
+                link.starts_sent_again.add(session.trade_no)  # it may have reached an earlier connection
             self._observe(session.pile_no, "start" if isinstance(frame, RemoteStart) else "stop")
             self.stats["owed_sent" if again else "commands_sent"] += 1
 

@@ -136,6 +136,7 @@ class PileLink:
         self.sent: set[tuple[Any, ...]] = set()  # the session commands sent on this connection
         self.starts_sent_again: set[str] = set()  # serials of starts sent from what is owed (see on_start_reply)
         self.owed: asyncio.Task[None] | None = None  # delivering what the pile is owed, after login
+        self.logged_in_at: datetime | None = None
         self.tariff_pending = False  # a billing-model push waits until every gun is idle
         self.pushed_tariff: tuple[Any, int] | None = None  # (tariff id, version) sent in the last 0x58
         self.error_streak = 0
@@ -342,7 +343,7 @@ async def on_login(link: PileLink, frame: Frame, msg: Login) -> None:
         await link.writer.drain()
         await link.close(f"login refused: {error.code}")
         return
-    link.pile_no, link.pile_id = msg.pile_no, pile.id
+    link.pile_no, link.pile_id, link.logged_in_at = msg.pile_no, pile.id, link.now()
     link.login_timer.cancel()
     link.timezone = await link.call(gateway.station_timezone, pile.station_id)
     link.guns = {int(n): (g["status"], g["plugged"], tuple(sorted(g["faults"]))) for n, g in pile.guns.items()}

@@ -94,6 +94,13 @@ async def settle_at_stop(pile: ScriptedPile, clock: Clock, trade_no: str, energy
     assert (confirm.trade_no, confirm.result) == (trade_no, 0)
 
 
+def model_confirmed(ledger: Ledger, world: Any, clock: Clock) -> None:
+    """The pile holds the tariff in force: no tariff push is owed (a login then waits only for the
+    guns of sessions owed something)."""
+    tariff = ledger.tariff_for(ledger.registry.pile(world.pile_no))
+    ledger.confirm_billing_model(world.pile_no, tariff.id, tariff.tariff_version, clock())
+
+
 async def back_after_a_lost_start_reply(gateway: Gateway, clock: Clock, world: Any) -> tuple[ScriptedPile, Any]:
     """A pile took a start (0x34) and its link dropped before its 0x33 reached the gateway; it logs
     in again. The session is still ``requested``."""
@@ -114,6 +121,7 @@ def test_a_stop_asked_for_while_the_pile_was_offline_reaches_it_when_it_logs_in_
     world = build_world(ledger, top_up=200_00)
 
     async def scenario(gateway: Gateway, clock: Clock) -> None:
+        await gateway.run(model_confirmed, ledger, world, clock)  # the wait ends when gun 1 reports
         pile, trade_no = await charging(gateway, clock, world, readings=3, per_reading=23_900)  # 7.17 kWh
         await gone(gateway, pile)
         events = gateway.stats["command_events"]
@@ -135,7 +143,7 @@ def test_a_stop_asked_for_while_the_pile_was_offline_reaches_it_when_it_logs_in_
         assert ledger.wallet(world.wallet_id).available == 200_00 - bill.total_fen
         assert "PileOffline" in session_events(ledger, trade_no)
 
-    run(ledger, database_url, nats_url, scenario, owed_wait=OWED_WAIT)
+    run(ledger, database_url, nats_url, scenario, owed_wait=10 * OWED_WAIT)
 
 
 def test_a_stop_asked_for_while_the_gateway_restarts_reaches_the_pile(ledger: Ledger, database_url: str,
@@ -212,13 +220,14 @@ def test_a_start_whose_answer_was_lost_is_not_sent_again_to_a_pile_that_reports_
     world = build_world(ledger, top_up=100_00)
 
     async def scenario(gateway: Gateway, clock: Clock) -> None:
+        await gateway.run(model_confirmed, ledger, world, clock)  # the wait ends when gun 1 reports
         again, start = await back_after_a_lost_start_reply(gateway, clock, world)
         await report(again, 1, status=CHARGING, trade_no=start.trade_no, energy=500)
         await owed_delivered(gateway, world.pile_no)
         assert fresh(ledger, start.trade_no).state == "charging"
         assert not [m for _, m in again.received if isinstance(m, RemoteStart)]
 
-    run(ledger, database_url, nats_url, scenario, owed_wait=OWED_WAIT)
+    run(ledger, database_url, nats_url, scenario, owed_wait=10 * OWED_WAIT)
 
 
 def test_a_start_sent_again_and_answered_gun_busy_does_not_fail_the_session_the_pile_is_charging(
