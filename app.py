@@ -390,11 +390,28 @@ def cmd_gateway(args: argparse.Namespace) -> int:
                       f"NATS {redacted(nats_url)}), {'with a relay' if args.relay else 'no relay (--no-relay)'}",
                       flush=True)
                 asyncio.run(serve(ledger, database_url=database_url, nats_url=nats_url, host=args.host,
-                                  port=args.port))
+                                  port=args.port, watchdog=not args.no_watchdog))
         except KeyboardInterrupt:
             pass
         finally:
             ledger.close()
+    return 0
+
+
+def cmd_watchdog(args: argparse.Namespace) -> int:
+    """The watchdog on its own: session deadlines and wallet follow-ups, until Ctrl-C or SIGTERM."""
+    import signal
+
+    from pile_link.watchdog import run_role
+
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    with servers(READER) as (database_url, _):
+        print(f"watchdog sweeping every {args.interval:g} s (Postgres {redacted(database_url)})", flush=True)
+        try:
+            run_role(lambda: Ledger(eventsourcing_env(database_url)), database_url, stopping, args.interval)
+        except KeyboardInterrupt:
+            pass
     return 0
 
 
@@ -423,7 +440,12 @@ def build_parser() -> argparse.ArgumentParser:
     gateway.add_argument("--no-relay", dest="relay", action="store_false",
                          help="run no relay in this process (run `chargeledger relay` instead); by default one "
                               "runs, publishing only while it holds the leader's lock")
+    gateway.add_argument("--no-watchdog", action="store_true",
+                         help="leave deadlines and wallet follow-ups to `chargeledger watchdog` processes")
     gateway.set_defaults(func=cmd_gateway)
+    watchdog = sub.add_parser("watchdog", help="session deadlines and wallet follow-ups (safe to run twice)")
+    watchdog.add_argument("--interval", type=float, default=5.0, help="seconds between sweeps")
+    watchdog.set_defaults(func=cmd_watchdog)
     from adapters import audit_cli, auth, http
     from pile_link.simulator import cli as simulate_cli
     from projections import runner

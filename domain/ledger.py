@@ -456,8 +456,14 @@ class Ledger:
         """A pile's 0x05: is the model it holds the tariff version it should bill with now?"""
         pile = self.registry.pile(pile_no)
         tariff = self.tariff_for(pile)
-        return (model_no == f"{tariff.model_no:04d}"
-                and pile.billing_model == {"tariff_id": str(tariff.id), "version": tariff.tariff_version})
+        return model_no == f"{tariff.model_no:04d}" and _holds(pile, tariff)
+
+    def tariff_owed(self, pile_no: str) -> Tariff | None:
+        """The tariff in force for the pile, if the billing model it last confirmed is another
+        (a push it is owed); None if it holds the one in force."""
+        pile = self.registry.pile(pile_no)
+        tariff = self.tariff_for(pile)
+        return None if _holds(pile, tariff) else tariff
 
     def confirm_billing_model(self, pile_no: str, tariff_id: UUID, version: int, at: datetime) -> None:
         self.registry.update(Pile.create_id(pile_no), Pile, "pile",
@@ -473,10 +479,14 @@ class Ledger:
             raise NotFound(f"no session {trade_no}", trade_no=trade_no)
         return self.session_command(trade_no, "request_stop", at=at, reason=reason, author=author)
 
-    def expire_session(self, trade_no: str, now: datetime) -> bool:
-        """The watchdog: apply the session's deadline if it passed (fails a start, abandons a stop)."""
-        session = self.session_command(trade_no, "expire", now=now)
-        return not session.is_open
+    def expire_session(self, trade_no: str, now: datetime) -> tuple[ChargingSession, bool]:
+        """The watchdog: apply the session's deadline if it passed (fails a start, abandons a stop or
+        a session whose pile stayed offline). Returns the session and whether this call closed it
+        (another watchdog may have, a moment before: then it changed nothing)."""
+        closed, session, events = self.sessions.update_recorded(
+            ChargingSession.create_id(trade_no), ChargingSession, "session", lambda s: s.expire(now))
+        self.apply_to_wallet(session, events)
+        return session, closed
 
     def bind_credential(self, wallet_id: UUID, kind: str, value: str, author: str) -> UUID:
         """Bind a charging card or a VIN to a wallet, for starts made at the pile (0x31)."""
@@ -516,6 +526,11 @@ class Ledger:
                 raise NotFound(f"no station {station_id}", id=str(station_id))
             station.change(name=name, address=address, author=author)
         self.registry.update(station_id, Station, "station", change)
+
+
+def _holds(pile: Pile, tariff: Tariff) -> bool:
+    """The pile's confirmed billing model is this tariff version."""
+    return pile.billing_model == {"tariff_id": str(tariff.id), "version": tariff.tariff_version}
 
 
 def _measurements(reading: dict[str, Any]) -> dict[str, Any]:

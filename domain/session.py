@@ -4,10 +4,14 @@ States::
 
     requested ──ack ok──▶ starting ──charging──▶ charging ──stop──▶ stopping ──record──▶ finished
         │ └─────────────────charging──────────────▲    └──────────record────────────────────▲
-        └─ack fail / start deadline──▶ failed          stopping past record deadline ─▶ abandoned
+        └─ack fail / start deadline──▶ failed          record deadline / offline deadline ─▶ abandoned
 
 Each state that waits on a pile carries a deadline written in the event that entered it (the 90 s
 start deadline, the transaction-record deadline), so a watchdog can enforce them after any restart.
+A charging or stopping session whose pile the link recorded offline (``PileOffline``) waits for
+the pile at most ``OFFLINE_TIMEOUT``: the deadline is written in that event, and the pile showing
+the session again (a charging report or a reading: ``PileOnline``) lifts it, or re-arms the record
+deadline of a session waiting for its record.
 The platform prices the session from the per-tier energy of the pile's transaction record with the
 schedule the session started with; the pile's own amounts are kept beside the bill with the
 difference. A record arriving for a session that was abandoned, force-closed or failed (a start
@@ -35,6 +39,12 @@ from domain.text import REASON, checked
 
 START_TIMEOUT = timedelta(seconds=90)  # YKC spec §13.3
 RECORD_TIMEOUT = timedelta(minutes=10)  # the pile retries 0x3B for up to ~5 min (P20); we wait twice that
+# A pile that drops its link while charging goes on charging and buffers its record (the protocol's
+# offline mode); a 4G link usually returns within minutes. After 30 min without the pile the session is
+# abandoned and priced from the last reading (the hold is freed for the driver); a record that comes
+# later re-prices it (Resettled). 30 min bounds how long a driver's money waits on a silent pile
+# while outlasting ordinary link drops and gateway restarts many times over.
+OFFLINE_TIMEOUT = timedelta(minutes=30)
 
 TRADE_NO = re.compile(r"^\d{32}$")
 # Parsed once per tariff version per process, beside the dict it was parsed from: a session
@@ -79,6 +89,10 @@ def _session_id(trade_no: str) -> UUID:
 
 
 class ChargingSession(Aggregate):
+    # Added after sessions were first stored: class defaults for snapshots taken before them.
+    offline_since: datetime | None = None  # when the pile link recorded the pile offline, while open
+    record_deadline: datetime | None = None  # the record deadline of the stop (StopRequested)
+
     @staticmethod
     def create_id(trade_no: str) -> UUID:
         return _session_id(trade_no)
@@ -172,8 +186,11 @@ class ChargingSession(Aggregate):
         self.state = "starting"
 
     def mark_charging(self, at: datetime) -> None:
+        """The pile reports the session charging: it started, or (after the pile was offline) it is back."""
         if self.state in ("requested", "starting"):
             self._charging(at=at)
+        else:
+            self.pile_online(at)
 
     @event("Charging")
     def _charging(self, at: datetime) -> None:
@@ -188,6 +205,7 @@ class ChargingSession(Aggregate):
         frames arrive out of order); energy is never made up.
         """
         self._require("starting", "charging", "stopping", action="record a meter reading on")
+        self.pile_online(at)
         anomaly = "energy went backwards" if energy < self.meter_energy else ""
         local = at.astimezone(ZoneInfo(self.timezone))
         tier = self.schedule.tier_at(local)
@@ -223,8 +241,45 @@ class ChargingSession(Aggregate):
     def _stop_requested(self, at: datetime, reason: str, author: str, record_deadline: datetime) -> None:
         self.state = "stopping"
         self.stop_requested_at = at
-        self.deadline = record_deadline
+        self.record_deadline = record_deadline
+        # a pile that is offline cannot send its record: it keeps the time it has to come back
+        self.deadline = record_deadline if self.offline_since is None else max(record_deadline, self.deadline)
         self.reason = reason
+
+    # ---- the pile's link ---------------------------------------------------------------------
+    def pile_offline(self, at: datetime) -> None:
+        """The pile link recorded the session's pile offline at ``at``. A session the pile was
+        charging (or should stop) now waits for it at most ``OFFLINE_TIMEOUT``; a reading taken
+        after ``at`` shows the pile is already back, and the report changes nothing."""
+        if self.state not in ("charging", "stopping") or self.offline_since is not None:
+            return
+        if self.last_reading is not None and _parse(self.last_reading["at"]) > at:
+            return
+        deadline = at + OFFLINE_TIMEOUT
+        if self.state == "stopping":
+            deadline = max(deadline, self.deadline or deadline)
+        self._pile_went_offline(at=at, deadline=deadline)
+
+    @event("PileOffline")
+    def _pile_went_offline(self, at: datetime, deadline: datetime) -> None:
+        self.offline_since = at
+        self.deadline = deadline
+
+    def pile_online(self, at: datetime) -> None:
+        """The pile shows the session again (reports it charging, or a reading of it), after it was
+        recorded offline: a charging session has no deadline again; one waiting for its record
+        gets a record deadline from now (its stop is sent again when the pile logs in)."""
+        if self.offline_since is None or not self.is_open or at < self.offline_since:
+            return
+        deadline = None
+        if self.state == "stopping":
+            deadline = max(at + RECORD_TIMEOUT, self.record_deadline or at)
+        self._pile_came_back(at=at, deadline=deadline)
+
+    @event("PileOnline")
+    def _pile_came_back(self, at: datetime, deadline: datetime | None) -> None:
+        self.offline_since = None
+        self.deadline = deadline
 
     def fail(self, at: datetime, reason: str, author: str) -> None:
         self._require("requested", "starting", action="fail")
@@ -282,6 +337,9 @@ class ChargingSession(Aggregate):
             return False
         if self.state in ("requested", "starting"):
             self._failed(at=now, reason="start deadline passed: no charging report within 90 s", author="watchdog")
+        elif self.offline_since is not None:
+            self._abandon(at=now, reason=f"pile offline since {self.offline_since.isoformat()}: no record",
+                          author="watchdog")
         else:
             self._abandon(at=now, reason="transaction record overdue", author="watchdog")
         return True
@@ -313,4 +371,5 @@ def _comparable(record: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in record.items()}
 
 
-__all__ = ["ChargingSession", "TransactionRecord", "make_trade_no", "TIERS", "START_TIMEOUT", "RECORD_TIMEOUT"]
+__all__ = ["ChargingSession", "TransactionRecord", "make_trade_no", "TIERS", "START_TIMEOUT", "RECORD_TIMEOUT",
+           "OFFLINE_TIMEOUT"]

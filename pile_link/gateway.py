@@ -6,17 +6,26 @@ piles into one transaction per tick (:class:`ReadingBatcher`).
 
 Ledger to pile (design.md, flow 3): a command is an event (``ChargingSession.Opened`` of a platform
 start, ``StopRequested``, ``Pile.CommandRequested``, a tariff change). The relay publishes it to
-JetStream; every gateway follows those subjects and the one holding the pile's connection sends the
-frame. A NATS message is only a hint of where to look: the gateway reads the session, or the stored
-event at the message's originator id and version, from the store and sends what the ledger says the
-pile is owed (:mod:`pile_link.owed`), never what the message body says. A start whose deadline
-already passed is not sent (the watchdog fails it); each session's start and stop and each stored
-command go out at most once per gateway process.
+JetStream; every gateway follows those subjects (:mod:`pile_link.commands`) and the one holding the
+pile's connection sends the frame. A NATS message is only a hint of where to look: the gateway reads
+the session, or the stored event at the message's originator id and version, from the store and
+sends what the ledger says the pile is owed (:mod:`pile_link.owed`), never what the message body
+says. A start whose deadline already passed is not sent (the watchdog fails it).
+
+A command is owed until the pile acknowledges it or it no longer applies, so what a pile missed
+(offline, or this gateway restarting, or NATS away) is delivered when it is next online: when a pile
+logs in, and after the gateway follows NATS again, :meth:`Gateway.deliver_owed` asks the store what
+each pile it holds is owed (its open sessions from the ``open_sessions`` index, each read from the
+store; its tariff) and sends it. Each session's start and stop goes out at most once per connection.
 
 Timers: a connection that does not log in within the login deadline (15 s) is closed; a pile silent
-for 30 s (three missed heartbeats) is disconnected and recorded offline; the clock is set after login
-and daily; the watchdog (:mod:`pile_link.watchdog`) sweeps session deadlines. None of these keeps
-money-relevant state in memory.
+for 30 s (three missed heartbeats) is disconnected and recorded offline (and its charging sessions
+get their offline deadline); the clock is set after login and daily; the watchdog
+(:mod:`pile_link.watchdog`, unless the gateway runs without it) sweeps session deadlines. None of
+these keeps money-relevant state in memory.
+
+Outages: everything that writes to or reads from Postgres or NATS is retried with backoff for as
+long as an outage lasts, and says so in the log (:mod:`pile_link.recovery`).
 """
 
 from __future__ import annotations
@@ -29,41 +38,33 @@ import socket
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-import nats
-from nats.js.api import DeliverPolicy
+import psycopg
 
-from adapters.nats_auth import GATEWAY, connect_options
-from adapters.relay import SUBJECT_PREFIX, stream_exists, wait_for_stream
 from domain.errors import DomainError, WrongPile
 from domain.session import ChargingSession
 from pile_link.boundary import Refusal, RefusalThrottle, RefusedFrames
+from pile_link.commands import COMMAND_SUBJECTS, CommandFollower
 from pile_link.link import PileLink
-from pile_link.owed import owed_for_command, owed_for_session
-from pile_link.watchdog import Watchdog
+from pile_link.open_sessions import OpenSessions
+from pile_link.owed import COMMISSIONING_BALANCE_FEN, owed_for_command, owed_for_session
+from pile_link.recovery import Outage
+from pile_link.watchdog import Watchdog, utcnow
+from pile_link.ykc import RemoteStart
 
 log = logging.getLogger("chargeledger.pile_link")
 
 HEARTBEAT_TIMEOUT = 30.0  # three missed 10 s heartbeats
 LOGIN_DEADLINE = 15.0  # a connection must log in this soon (a pile logs in as soon as it connects)
-MAX_WRITE_ATTEMPTS = 20  # a write-behind batch is tried this often (0.5 s apart) before it is dropped
-SENT_MEMORY = 100_000  # the commands a gateway remembers having sent, so each goes out once
+MAX_WRITE_ATTEMPTS = 20  # a write-behind batch the database refuses (while up) is tried this often
+MAX_PENDING_READINGS = 500_000  # readings kept through a database outage; beyond, the oldest go (see WriteBehind)
+SENT_MEMORY = 100_000  # the stored commands a gateway remembers having sent, so each goes out once
 TIME_SYNC_INTERVAL = 24 * 3600.0
-COMMAND_SUBJECTS = (
-    "Sessions.ChargingSession.Opened",
-    "Sessions.ChargingSession.StopRequested",
-    "Registry.Pile.CommandRequested",
-    "Registry.Pile.TariffAssigned",
-    "Registry.Station.TariffAssigned",
-    "Tariffs.Tariff.Revised",
-)
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+OWED_WAIT = 5.0  # seconds after a login to wait for the guns' first realtime reports before a start or a push
+__all__ = ["COMMAND_SUBJECTS", "Gateway", "WriteBehind", "serve", "utcnow"]
 
 
 class WriteBehind:
@@ -72,43 +73,67 @@ class WriteBehind:
     Used for what needs no answer to the pile: realtime readings and link status (online,
     offline, gun status). Items keep their order: flushes are serialised, and a flush carries every
     item queued before it. ``write(batch)`` returns, per item, None or the domain error that refused it.
+
+    A batch whose write fails goes back to the head of the queue. While the database cannot be
+    reached (``reachable()`` says no), it waits there for as long as the outage lasts, retried with
+    backoff (logged when the outage begins and ends); a batch the database refuses while it is up
+    is tried ``MAX_WRITE_ATTEMPTS`` times, then dropped, logged and counted (``<name>_dropped``), so
+    it cannot hold back what is queued behind it for ever. ``max_pending`` bounds what an outage
+    keeps: beyond it the oldest items go (counted as ``<name>_shed``). Readings can afford it: each
+    carries the session's energy so far, so a later one still brings the total up to date.
     """
 
-    def __init__(self, gateway: Gateway, name: str, write: Callable[[list[Any]], list[Exception | None]],
+    def __init__(self, gateway: Any, name: str, write: Callable[[list[Any]], list[Exception | None]],
                  after: Callable[[list[Any]], Awaitable[None]] | None = None, interval: float = 0.05,
-                 max_batch: int = 500, refused: Callable[[Any, Exception], None] | None = None) -> None:
+                 max_batch: int = 500, refused: Callable[[Any, Exception], None] | None = None,
+                 reachable: Callable[[], bool] | None = None, max_pending: int | None = None) -> None:
         self.gateway = gateway
         self.name = name
         self.write = write
         self.after = after
         self.refused = refused
-        self.failures = 0  # consecutive failed writes of the batch at the head of the queue
+        self.reachable = reachable
+        self.max_pending = max_pending
+        self.failures = 0  # consecutive failed writes of the batch at the head of the queue, the database up
+        self.outage = Outage(f"writing {name}", f"{name}_write", log, gateway.stats, cap=5.0)
+        self.pause = 0.5  # before the next try, after a failed write
         self.interval = interval
         self.max_batch = max_batch
         self.pending: list[Any] = []
+        self.in_flight: asyncio.Future[Any] | None = None
         self.lock = asyncio.Lock()
         self.wakeup = asyncio.Event()
 
     def add(self, item: Any) -> None:
         self.pending.append(item)
+        if self.max_pending is not None and len(self.pending) > self.max_pending:
+            shed = len(self.pending) - self.max_pending
+            del self.pending[:shed]
+            self.gateway.stats[f"{self.name}_shed"] += shed
         if len(self.pending) >= self.max_batch:
             self.wakeup.set()
 
     async def flush(self) -> None:
-        """Write everything queued so far (and wait for a flush already in flight).
-
-        A batch whose write fails (one transaction: nothing of it stays) goes back to the head of the
-        queue for the next flush, at most ``MAX_WRITE_ATTEMPTS`` times; then it is dropped, logged
-        and counted (``<name>_dropped``), so it cannot hold back what is queued behind it for ever."""
+        """Write everything queued so far (and wait for a flush already in flight); raises if a
+        write fails, with its batch back at the head of the queue."""
         async with self.lock:
+            if self.in_flight is not None and not self.in_flight.done():
+                await asyncio.wait([self.in_flight])  # a write whose flush was cancelled (the gateway stopping)
             while self.pending:
                 batch, self.pending = self.pending[: self.max_batch], self.pending[self.max_batch:]
+                # shielded: a flush cancelled while the write waits for a worker must not unqueue it
+                self.in_flight = asyncio.ensure_future(self.gateway.run(self.write, batch))
                 try:
-                    outcomes = await self.gateway.run(self.write, batch)
-                except Exception:
-                    self.requeue(batch)
+                    outcomes = await asyncio.shield(self.in_flight)
+                except asyncio.CancelledError:
+                    self.in_flight.add_done_callback(lambda done: done.cancelled() or done.exception())
+                    raise
+                except Exception as error:
+                    self.pause = self.outage.failed(error)
+                    await self.requeue(batch)
                     raise
                 self.failures = 0
+                self.outage.succeeded()
                 self.gateway.stats[self.name] += len(batch)
                 for item, outcome in zip(batch, outcomes):
                     if outcome is not None:
@@ -120,7 +145,10 @@ class WriteBehind:
                 if self.after is not None:
                     await self.after(batch)
 
-    def requeue(self, batch: list[Any]) -> None:
+    async def requeue(self, batch: list[Any]) -> None:
+        if self.reachable is not None and not await self.gateway.run(self.reachable):
+            self.pending[:0] = batch  # the database is away: the batch waits, however long that takes
+            return
         self.failures += 1
         if self.failures < MAX_WRITE_ATTEMPTS:
             self.pending[:0] = batch
@@ -138,9 +166,31 @@ class WriteBehind:
             self.wakeup.clear()
             try:
                 await self.flush()
-            except Exception:
-                log.exception("writing %s failed; they stay queued", self.name)
-                await asyncio.sleep(0.5)
+            except Exception:  # noqa: BLE001 - the items stay queued; tried again after a pause
+                await asyncio.sleep(self.pause)
+
+
+class Coalesced:
+    """A blocking catch-up run in the gateway's pool, shared: a caller waits for a run that began after
+    it asked, and callers that ask while one run waits for its turn share that run (a thousand piles
+    logging in at once make two or three catch-ups, not a thousand)."""
+
+    def __init__(self, gateway: Gateway, fn: Callable[[], Any]) -> None:
+        self.gateway = gateway
+        self.fn = fn
+        self.current: asyncio.Future[Any] | None = None
+        self.next: asyncio.Future[Any] | None = None
+
+    async def __call__(self) -> Any:
+        if self.next is None:
+            self.next = asyncio.ensure_future(self._after(self.current))
+        return await asyncio.shield(self.next)
+
+    async def _after(self, previous: asyncio.Future[Any] | None) -> Any:
+        if previous is not None:
+            await asyncio.wait([previous])
+        self.current, self.next = self.next, None
+        return await self.gateway.run(self.fn)
 
 
 class Gateway:
@@ -148,7 +198,8 @@ class Gateway:
                  gateway_id: str | None = None, clock: Callable[[], datetime] = utcnow,
                  heartbeat_timeout: float = HEARTBEAT_TIMEOUT, sweep_interval: float = 5.0,
                  login_deadline: float = LOGIN_DEADLINE, max_card_hold_fen: int = 200_00,
-                 balance_margin_fen: int = 100, workers: int = 4) -> None:
+                 balance_margin_fen: int = 100, workers: int = 4, watchdog: bool = True,
+                 commissioning_balance_fen: int = COMMISSIONING_BALANCE_FEN, owed_wait: float = OWED_WAIT) -> None:
         self.ledger = ledger
         self.database_url = database_url
         self.nats_url = nats_url
@@ -161,35 +212,48 @@ class Gateway:
         self.login_deadline = login_deadline
         self.max_card_hold_fen = max_card_hold_fen
         self.balance_margin_fen = balance_margin_fen
+        self.commissioning_balance_fen = commissioning_balance_fen  # told to the pile: no wallet, nothing held
+        self.owed_wait = owed_wait
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ledger")
         self.links: dict[str, PileLink] = {}
         self.links_by_id: dict[UUID, PileLink] = {}
         self.connections: set[PileLink] = set()
         self.stats: Counter[str] = Counter()
         self.readings = WriteBehind(self, "readings", ledger.record_readings, after=self.protect_balances,
-                                    refused=self.reading_refused)
+                                    refused=self.reading_refused, reachable=self.database_reachable,
+                                    max_pending=MAX_PENDING_READINGS)
         self.refusals = RefusalThrottle()
-        self.sent: OrderedDict[tuple[Any, ...], None] = OrderedDict()  # commands sent, oldest first
-        self.pile_changes = WriteBehind(self, "pile_changes", ledger.record_pile_changes)
+        self.sent: OrderedDict[tuple[Any, ...], None] = OrderedDict()  # stored commands sent, oldest first
+        self.pile_changes = WriteBehind(self, "pile_changes", ledger.record_pile_changes,
+                                        reachable=self.database_reachable)
+        self.offline_sessions = WriteBehind(self, "offline_sessions", self.record_sessions_offline,
+                                            reachable=self.database_reachable)
         self.timezones: dict[UUID, str] = {}
-        self.watchdog = Watchdog(ledger, database_url)
+        # The watchdog may run here, in `chargeledger watchdog`, or both (it is safe to run twice).
+        self.watchdog = Watchdog(ledger, database_url) if watchdog else None
+        self.open_sessions = self.watchdog.open_sessions if self.watchdog else OpenSessions(ledger, database_url)
+        self.index_caught_up = Coalesced(self, self.open_sessions.catch_up)
+        self.sweep_outage = Outage("watchdog sweep", "watchdog_sweep", log, self.stats)
+        self.commands = CommandFollower(nats_url, self.gateway_id, self.handle_command_event,
+                                        self.deliver_owed_to_all, self.stats)
         self.stop_requested: set[str] = set()
         self._server: asyncio.AbstractServer | None = None
         self._tasks: list[asyncio.Task[Any]] = []
-        self._nc: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # ---- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        await self._follow_commands()
+        await self.commands.start()
         self._server = await asyncio.start_server(self._accept, self.host, self.port, backlog=4096,
                                                   limit=64 * 1024)
         self.port = self._server.sockets[0].getsockname()[1]
         self._tasks += [asyncio.create_task(self.readings.run(), name="readings"),
                         asyncio.create_task(self.pile_changes.run(), name="pile changes"),
+                        asyncio.create_task(self.offline_sessions.run(), name="offline sessions"),
                         asyncio.create_task(self._sweep_forever(), name="sweep")]
-        log.info("gateway %s listening on %s:%s", self.gateway_id, self.host, self.port)
+        log.info("gateway %s listening on %s:%s (watchdog %s)", self.gateway_id, self.host, self.port,
+                 "on" if self.watchdog else "off")
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -201,11 +265,22 @@ class Gateway:
             while not task.done():
                 task.cancel()
                 await asyncio.wait([task], timeout=0.5)
-        await self.readings.flush()
-        await self.pile_changes.flush()
-        if self._nc is not None:
-            await self._nc.close()
+        for behind in (self.readings, self.pile_changes, self.offline_sessions):
+            try:
+                await behind.flush()
+            except Exception:  # noqa: BLE001 - the database is away: what was queued is lost with the process
+                log.exception("gateway stopping: %d %s not written", len(behind.pending), behind.name)
+        await self.commands.stop()
         self.executor.shutdown(wait=True)
+
+    def database_reachable(self) -> bool:
+        """Can a new connection reach the database now? (Tells an outage from a refused write.)"""
+        try:
+            with psycopg.connect(self.database_url, connect_timeout=3) as conn:
+                conn.execute("SELECT 1")
+        except psycopg.Error:
+            return False
+        return True
 
     def loop_time(self) -> float:
         return asyncio.get_running_loop().time()
@@ -243,6 +318,22 @@ class Gateway:
         log.info("pile %s offline: %s", link.pile_no, reason)
         at = self.clock()
         self.pile_changes.add((link.pile_no, lambda pile: pile.disconnect(at=at, reason=reason)))
+        self.offline_sessions.add((link.pile_no, at))
+
+    def record_sessions_offline(self, offline: list[tuple[str, datetime]]) -> list[Exception | None]:
+        """The open sessions of piles recorded offline: each charging or stopping one gets its offline
+        deadline (``ChargingSession.pile_offline``; the others are unchanged). Run in the pool."""
+        self.open_sessions.catch_up()
+        outcomes: list[Exception | None] = []
+        for pile_no, at in offline:
+            outcome = None
+            for trade_no in self.open_sessions.of_pile(pile_no):
+                try:
+                    self.ledger.session_command(trade_no, "pile_offline", at=at)
+                except DomainError as error:
+                    outcome = error
+            outcomes.append(outcome)
+        return outcomes
 
     async def _sweep_forever(self) -> None:
         while True:
@@ -253,7 +344,7 @@ class Gateway:
                 log.exception("sweep failed")
 
     async def sweep(self) -> None:
-        """Heartbeat timeouts, daily time sync, and the session deadlines that passed."""
+        """Heartbeat timeouts, daily time sync, and (with the watchdog) the session deadlines that passed."""
         now = self.loop_time()
         for link in list(self.connections):
             if now - link.last_seen > self.heartbeat_timeout:
@@ -262,7 +353,14 @@ class Gateway:
             elif link.pile_no and now - link.last_time_sync > TIME_SYNC_INTERVAL:
                 link.send_time()
         self.write_refusals(self.refusals.due(now))
-        await self.run(self.watchdog.sweep, self.clock())
+        if self.watchdog is None:
+            return
+        try:
+            await self.run(self.watchdog.sweep, self.clock())
+        except Exception as error:  # noqa: BLE001 - the next sweep tries again; the outage is logged once
+            self.sweep_outage.failed(error)
+        else:
+            self.sweep_outage.succeeded()
 
     # ---- the boundary: frames a pile may not send ------------------------------------------------------
     def frame_refused(self, pile_no: str, refusal: Refusal, frame_type: int) -> None:
@@ -312,35 +410,11 @@ class Gateway:
                     log.warning("session %s: balance stop refused: %s", trade_no, error)
 
     # ---- ledger to pile: commands arrive as events through NATS ------------------------------------------
-    async def _follow_commands(self) -> None:
-        """Follow the command subjects: at once if the stream exists, else once the relay has made it
-        (a gateway's NATS user may only follow the stream), serving piles meanwhile."""
-        self._nc = await nats.connect(self.nats_url, max_reconnect_attempts=-1, reconnect_time_wait=0.25,
-                                      connect_timeout=2, **{**connect_options(GATEWAY),
-                                                            "name": f"gateway {self.gateway_id}"})
-        js = self._nc.jetstream(timeout=5)
-        if await stream_exists(js):
-            await self._subscribe(js)
-        else:
-            self._tasks.append(asyncio.create_task(self._subscribe(js, wait=True), name="follow commands"))
-
-    async def _subscribe(self, js: Any, wait: bool = False) -> None:
-        if wait:
-            await wait_for_stream(js)
-        for subject in COMMAND_SUBJECTS:
-            await js.subscribe(f"{SUBJECT_PREFIX}.{subject}", cb=self._on_command_event, ordered_consumer=True,
-                               deliver_policy=DeliverPolicy.NEW)
-
-    async def _on_command_event(self, msg: Any) -> None:
-        try:
-            await self.handle_command_event(msg.subject, msg.headers or {}, msg.data)
-        except Exception:
-            log.exception("handling %s failed", msg.subject)
-
     async def handle_command_event(self, subject: str, headers: dict[str, str], body: bytes) -> None:
         """Send what the ledger says a pile is owed for the stored event a message points at; the
         message body is never read. A message pointing at no stored event of its subject's type
         (forged, or corrupt) sends nothing: counted as ``commands_unverified`` and logged."""
+        self.stats["command_events"] += 1
         try:
             _, application, aggregate, name = subject.split(".")
             originator_id = UUID(headers["Chargeledger-Originator-Id"])
@@ -362,7 +436,7 @@ class Gateway:
                     headers.get("Chargeledger-Originator-Version"), why)
 
     def once(self, key: tuple[Any, ...]) -> bool:
-        """True the first time this gateway sends ``key`` (a session's start or stop, a stored command)."""
+        """True the first time this gateway sends ``key`` (a stored command, or a tariff change)."""
         if key in self.sent:
             return False
         self.sent[key] = None
@@ -386,17 +460,88 @@ class Gateway:
         except DomainError:
             return None
 
+    def fresh_sessions(self, trade_nos: list[str]) -> list[ChargingSession]:
+        found = (self.fresh_session(ChargingSession.create_id(trade_no)) for trade_no in trade_nos)
+        return [session for session in found if session is not None]
+
     async def send_owed_for_session(self, session_id: UUID) -> None:
-        """0x34 or 0x36 if the session, read fresh from the store, says its pile (held here) is owed
-        one; each at most once per gateway."""
+        """0x34 or 0x36 if the session, read fresh from the store, says its pile (held here) is owed one."""
         session = await self.run(self.fresh_session, session_id)
         link = self.links.get(session.pile_no) if session is not None else None
-        if link is None:  # gone, or a pile another gateway holds
+        if link is not None:  # else gone, or a pile another gateway holds
+            self.send_owed(link, session)  # type: ignore[arg-type]
+
+    def send_owed(self, link: PileLink, session: ChargingSession, again: bool = False) -> None:
+        """What ``owed_for_session`` says, given what the session's gun last reported on this
+        connection; each frame at most once per connection. ``again``: sent from what the store
+        says is owed rather than from a new event, so a start may be one the pile already took."""
+        report = link.reported.get(session.gun_no)
+        for frame in owed_for_session(session, self.clock(), self.commissioning_balance_fen, report):
+            if not link.send_once(("session", session.id, frame.TYPE), frame):
+                continue
+            if again and isinstance(frame, RemoteStart) and session.opened_at <= link.logged_in_at:
+                link.starts_sent_again.add(session.trade_no)  # it may have reached an earlier connection
+            self._observe(session.pile_no, "start" if isinstance(frame, RemoteStart) else "stop")
+            self.stats["owed_sent" if again else "commands_sent"] += 1
+
+    def tariff_owed(self, pile_no: str) -> bool:
+        """Is the pile owed its tariff (its confirmed billing model is not the one in force)? A pile
+        with no tariff assigned is owed none. Run in the pool."""
+        try:
+            return self.ledger.tariff_owed(pile_no) is not None
+        except DomainError:
+            return False
+
+    # ---- what a pile is owed, whatever reached this gateway through NATS ---------------------------------
+    async def deliver_owed_to_all(self) -> None:
+        """After following NATS again: every pile held here gets what it is owed (what NATS carried
+        while this gateway was not following, or what it never carried)."""
+        links = list(self.links.values())
+        log.info("gateway %s: delivering what %d piles are owed", self.gateway_id, len(links))
+        await asyncio.gather(*(self.deliver_owed_until_done(link) for link in links))
+
+    async def deliver_owed_until_done(self, link: PileLink) -> None:
+        """:meth:`deliver_owed`, tried again with backoff (a database outage) while the pile is connected."""
+        outage = Outage(f"delivering what pile {link.pile_no} is owed", "owed_delivery", log,
+                        self.stats)
+        while not link.closed:
+            try:
+                await self.deliver_owed(link)
+            except Exception as error:  # noqa: BLE001 - tried again while the pile is here
+                await asyncio.sleep(outage.failed(error))
+            else:
+                outage.succeeded()
+                return
+
+    async def deliver_owed(self, link: PileLink) -> None:
+        """Send the pile on ``link`` what the store says it is owed: a start or a stop for each of its
+        open sessions that calls for one, and its tariff if the billing model it confirmed is not the
+        one in force.
+
+        The pile's open sessions come from the ``open_sessions`` index, brought up to date first (so
+        this depends on no other process), and each is then read from the store: the index says
+        where to look, the aggregate decides. Stops and starts wait until the gun concerned has
+        reported on this connection (0x13; asked for with 0x12), for at most ``owed_wait`` seconds,
+        and each session is read again after that wait: a pile that logs in uploads what it buffered
+        first, and a gun reporting the session charging (a start whose answer was lost) makes its
+        start no longer owed; a gun charging another session is sent neither (``owed_for_session``).
+        The tariff waits the same way for every gun, then goes when the pile is idle."""
+        await self.index_caught_up()
+        trade_nos = await self.run(self.open_sessions.of_pile, link.pile_no)
+        sessions = await self.run(self.fresh_sessions, trade_nos)
+        now = self.clock()
+        guns = {s.gun_no for s in sessions if owed_for_session(s, now, self.commissioning_balance_fen)}
+        tariff_owed = await self.run(self.tariff_owed, link.pile_no)
+        if tariff_owed:
+            guns |= link.gun_numbers
+        if not guns:
             return
-        for frame in owed_for_session(session, self.clock()):
-            if self.once(("session", session_id, frame.TYPE)):
-                link.send(frame)
-                self._observe(session.pile_no, "start" if frame.TYPE == 0x34 else "stop")
+        await link.await_reports(guns, self.owed_wait)
+        for session in await self.run(self.fresh_sessions, [s.trade_no for s in sessions if s.gun_no in guns]):
+            self.send_owed(link, session, again=True)
+        if tariff_owed and await self.run(self.tariff_owed, link.pile_no):
+            await link.push_tariff_when_idle()
+            self._observe(link.pile_no, "push_tariff")  # type: ignore[arg-type]
 
     async def send_owed_for_event(self, aggregate: str, name: str, event: Any) -> None:
         """A stored pile command, to its pile if held here; a tariff change, to the held piles it concerns."""
@@ -428,13 +573,11 @@ class Gateway:
         self.stats[f"sent_{kind}"] += 1
 
 
-async def serve(ledger: Any, *, database_url: str, nats_url: str, host: str, port: int) -> None:
-    gateway = Gateway(ledger, database_url=database_url, nats_url=nats_url, host=host, port=port)
+async def serve(ledger: Any, *, database_url: str, nats_url: str, host: str, port: int, watchdog: bool = True) -> None:
+    gateway = Gateway(ledger, database_url=database_url, nats_url=nats_url, host=host, port=port, watchdog=watchdog)
     await gateway.start()
     try:
         await asyncio.Event().wait()
     finally:
         await gateway.stop()
 
-
-__all__ = ["Gateway", "WriteBehind", "serve"]

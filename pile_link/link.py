@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo
@@ -44,6 +45,7 @@ from pile_link.ykc import (
     Login,
     LoginAck,
     Message,
+    ReadRealtime,
     RealtimeData,
     Reboot,
     RebootAck,
@@ -81,7 +83,8 @@ HANDLERS: dict[type[Message], Handler] = {}
 GUN_STATUS = ("offline", "fault", "idle", "charging")  # the 0x13 status byte
 MAX_ERRORS_BEFORE_LOGIN = 8  # a peer that sends this many bad frames and no login is not a YKC pile
 MAX_ERROR_STREAK = 64  # ... or this many bad frames in a row after logging in
-START_FAIL_REASONS = {1: "pile number mismatch", 2: "gun busy", 3: "device fault", 4: "pile offline",
+GUN_BUSY = 2  # 0x33 fail reason: the gun is already charging
+START_FAIL_REASONS = {1: "pile number mismatch", GUN_BUSY: "gun busy", 3: "device fault", 4: "pile offline",
                       5: "gun not plugged"}
 
 
@@ -90,6 +93,17 @@ def handles(message_type: type[M]) -> Callable[[Callable[[PileLink, Frame, M], A
         HANDLERS[message_type] = fn  # type: ignore[assignment]
         return fn
     return register
+
+
+@dataclass(frozen=True)
+class GunReport:
+    """What a gun last reported on a connection (its 0x13): its status and the session it names."""
+
+    status: str
+    trade_no: str
+
+    def charging_another(self, trade_no: str) -> bool:
+        return self.status == "charging" and self.trade_no != trade_no
 
 
 def utc_from_pile(local: datetime | None, tz: str) -> datetime | None:
@@ -117,6 +131,12 @@ class PileLink:
         self.guns: dict[int, tuple[str, bool, tuple[str, ...]]] = {}  # last reported (status, plugged, faults)
         self.gun_numbers: frozenset[int] = frozenset()  # the guns the registry gives the pile
         self.charging: dict[str, int] = {}  # trade serial -> gun, marked charging by this link
+        self.reported: dict[int, GunReport] = {}  # gun -> its last 0x13 on this connection
+        self.report_arrived = asyncio.Event()
+        self.sent: set[tuple[Any, ...]] = set()  # the session commands sent on this connection
+        self.starts_sent_again: set[str] = set()  # serials of starts sent from what is owed (see on_start_reply)
+        self.owed: asyncio.Task[None] | None = None  # delivering what the pile is owed, after login
+        self.logged_in_at: datetime | None = None
         self.tariff_pending = False  # a billing-model push waits until every gun is idle
         self.pushed_tariff: tuple[Any, int] | None = None  # (tariff id, version) sent in the last 0x58
         self.error_streak = 0
@@ -240,6 +260,31 @@ class PileLink:
         if not self.closed:
             self.write(encode_message(msg, self.seq.next(), self.crc_order))  # type: ignore[arg-type]
 
+    def send_once(self, key: tuple[Any, ...], msg: Message) -> bool:
+        """Send ``msg`` unless ``key`` was sent on this connection already; True if sent."""
+        if key in self.sent or self.closed:
+            return False
+        self.sent.add(key)
+        self.send(msg)
+        return True
+
+    def note_report(self, gun_no: int, report: GunReport) -> None:
+        self.reported[gun_no] = report
+        self.report_arrived.set()
+
+    async def await_reports(self, guns: set[int], timeout: float) -> None:
+        """Until each of ``guns`` has reported on this connection (asked for with 0x12), at most ``timeout`` s."""
+        for gun in sorted(guns - self.reported.keys()):
+            self.send(ReadRealtime(self.pile_no, f"{gun:02d}"))  # type: ignore[arg-type]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not guns <= self.reported.keys() and not self.closed and loop.time() < deadline:
+            self.report_arrived.clear()
+            try:
+                await asyncio.wait_for(self.report_arrived.wait(), deadline - loop.time())
+            except asyncio.TimeoutError:
+                return
+
     def write(self, data: bytes) -> None:
         if not self.closed and not self.writer.is_closing():
             self.writer.write(data)
@@ -249,6 +294,8 @@ class PileLink:
             return
         self.closed = True
         self.login_timer.cancel()
+        if self.owed is not None and self.owed is not asyncio.current_task():
+            self.owed.cancel()
         self.writer.close()
         await self.gateway.link_closed(self, reason)
 
@@ -296,7 +343,7 @@ async def on_login(link: PileLink, frame: Frame, msg: Login) -> None:
         await link.writer.drain()
         await link.close(f"login refused: {error.code}")
         return
-    link.pile_no, link.pile_id = msg.pile_no, pile.id
+    link.pile_no, link.pile_id, link.logged_in_at = msg.pile_no, pile.id, link.now()
     link.login_timer.cancel()
     link.timezone = await link.call(gateway.station_timezone, pile.station_id)
     link.guns = {int(n): (g["status"], g["plugged"], tuple(sorted(g["faults"]))) for n, g in pile.guns.items()}
@@ -310,6 +357,9 @@ async def on_login(link: PileLink, frame: Frame, msg: Login) -> None:
     log.info("pile %s online from %s (protocol %s, firmware %s)", msg.pile_no, link.peer,
              msg.protocol_version, msg.firmware_version.strip())
     link.send_time()
+    if link.owed is not None:  # logged in again on the same connection
+        link.owed.cancel()
+    link.owed = asyncio.create_task(gateway.deliver_owed_until_done(link), name=f"owed to {msg.pile_no}")
 
 
 @handles(Heartbeat)
@@ -378,12 +428,22 @@ async def on_realtime(link: PileLink, frame: Frame, msg: RealtimeData) -> None:
         gateway.readings.add({"trade_no": msg.trade_no, "sent_by": sent_by, "at": at, "energy": msg.energy,
                               "voltage_dv": msg.voltage_dv, "current_da": msg.current_da, "soc_pct": msg.soc_pct,
                               "pile_amount": msg.amount})
+    link.note_report(gun_no, GunReport(status, msg.trade_no))
 
 
 # ---- starts and stops ---------------------------------------------------------------------------
 @handles(RemoteStartReply)
 async def on_start_reply(link: PileLink, frame: Frame, msg: RemoteStartReply) -> None:
+    """A start's answer. "Gun busy" to a start sent again from what the pile is owed (after a
+    reconnection) is taken as no answer: the pile may be charging that very session, having taken the
+    first 0x34 and lost its answer. Its realtime frames then mark the session charging; if they never
+    do, the start deadline fails it and releases the hold."""
     ok = msg.result == 1
+    if not ok and msg.fail_reason == GUN_BUSY and msg.trade_no in link.starts_sent_again:
+        link.gateway.stats["repeated_start_busy"] += 1
+        log.warning("pile %s gun %s: start %s sent again answered 'gun busy': taken as no answer", link.pile_no,
+                    msg.gun_no, msg.trade_no)
+        return
     reason = "" if ok else START_FAIL_REASONS.get(msg.fail_reason, f"pile reason {msg.fail_reason}")
     await link.on_session(msg.trade_no, link.sent_by(msg.gun_no), "acknowledge_start", at=link.now(), ok=ok,
                           reason=reason)

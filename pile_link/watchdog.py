@@ -1,30 +1,39 @@
-"""The watchdog: turns session deadlines that passed into commands.
+"""The watchdog: turns session deadlines that passed into commands, and completes wallet commands.
 
 The deadlines are written in the session's events (the 90 s start deadline in ``Opened``, the
-transaction-record deadline in ``StopRequested``), never held in an in-memory timer. The watchdog
-keeps a small index of open deadlines, ``session_deadlines``, by following the Sessions
-notification log; each batch of index changes commits in one transaction with the index's tracking
-position, so after any crash it resumes exactly where it stopped. A sweep asks the index which
-deadlines passed and sends each session ``expire(now)``, which re-checks the deadline on the
-aggregate itself: the index only says where to look, the aggregate decides. Any number of gateway
-processes may sweep at once; a second ``expire`` of the same session changes nothing.
+transaction-record deadline in ``StopRequested``, the offline deadline in ``PileOffline``), never
+held in an in-memory timer. The watchdog reads them from the ``open_sessions`` index
+(:mod:`pile_link.open_sessions`, a tracked follower of the Sessions log, so after any crash it
+resumes exactly where it stopped). A sweep asks the index which deadlines passed and sends each
+session ``expire(now)``, which re-checks the deadline on the aggregate itself: the index only says
+where to look, the aggregate decides (and where it decides the deadline is later, the index is
+corrected to it).
 
 It also sees that every closed session's money reached the wallet. The process that settles a
 session applies the wallet commands right after the session's commit; a crash between the two
 commits would leave the hold standing. So each closing event (``Failed``, ``Settled``,
 ``Resettled``, ``Abandoned``) puts the wallet commands the settlement policy derives from it into
-``wallet_followups``, in the same transaction as the tracking position; once a follow-up is
+``wallet_followups``, in the same transaction as that follower's tracking position; once a follow-up is
 ``FOLLOWUP_GRACE`` old, the sweep checks the wallet: a command whose idempotency key the wallet
 already holds (the usual case) is dropped without a write; one it does not is applied (the same
 command with the same key, so a late direct application changes nothing). A command the wallet
 refuses stays, retried with a growing pause and logged each time.
+
+**Safe to run twice.** Any number of watchdogs (``chargeledger watchdog`` processes, gateways with
+their own) may sweep at once: the followers take turns on their tracking rows, ``expire`` is
+version-checked on the session (the loser of a race reloads it, finds it closed and does nothing,
+so a hold is released or captured once), and follow-ups are leased (``FOR UPDATE SKIP LOCKED``).
+:meth:`Watchdog.run` sweeps until told to stop and survives any outage (:class:`Outage`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timedelta
+import threading
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from uuid import UUID
 
@@ -34,15 +43,12 @@ from adapters.postgres import create_tables
 from domain.errors import DomainError
 from domain.settlement import wallet_commands
 from domain.wallet import Wallet
+from pile_link.open_sessions import TRACKING, OpenSessions, follow, session_topics
+from pile_link.recovery import Outage
 
 log = logging.getLogger("chargeledger.watchdog")
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS session_deadlines (
-    trade_no text PRIMARY KEY,
-    deadline timestamptz NOT NULL
-);
-CREATE INDEX IF NOT EXISTS session_deadlines_due ON session_deadlines (deadline);
 CREATE TABLE IF NOT EXISTS wallet_followups (
     key text PRIMARY KEY,  -- the wallet command's idempotency key
     trade_no text NOT NULL,
@@ -54,15 +60,13 @@ CREATE TABLE IF NOT EXISTS wallet_followups (
     last_error text
 );
 CREATE INDEX IF NOT EXISTS wallet_followups_due ON wallet_followups (due);
-CREATE TABLE IF NOT EXISTS watchdog_tracking (
-    application text PRIMARY KEY,
-    position bigint NOT NULL
-);
 """
-CLOSING = {"Failed", "Settled", "Resettled", "Abandoned"}
+CLOSING = ("Failed", "Settled", "Resettled", "Abandoned")
+FOLLOWUPS_FOLLOWER = "Sessions"  # the follow-ups' row in watchdog_tracking
 FOLLOWUP_GRACE = timedelta(minutes=1)  # the settling process applies the commands itself well before
 FOLLOWUP_RETRY = timedelta(minutes=1)  # after a refusal, doubled per attempt up to 2^10 minutes
 FOLLOWUP_LEASE = timedelta(minutes=5)  # a sweep's hold on the rows it took
+SWEEP_INTERVAL = 5.0  # seconds between sweeps
 
 
 class Watchdog:
@@ -70,61 +74,24 @@ class Watchdog:
         self.ledger = ledger
         self.database_url = database_url
         self.batch_size = batch_size
-        with psycopg.connect(database_url, autocommit=True) as conn:
-            create_tables(conn, SCHEMA)  # under the schema lock: concurrent CREATE IF NOT EXISTS can collide
-
-    def position(self, conn: psycopg.Connection) -> int:
-        row = conn.execute("SELECT position FROM watchdog_tracking WHERE application = 'Sessions'").fetchone()
-        return row[0] if row else 0
+        self.stats: Counter[str] = Counter()
+        self.open_sessions = OpenSessions(ledger, database_url, batch_size=batch_size)
+        self.closing_topics = session_topics(CLOSING)
+        with psycopg.connect(database_url, autocommit=True, connect_timeout=10) as conn:
+            create_tables(conn, TRACKING, SCHEMA)  # under the schema lock: concurrent CREATE IF NOT EXISTS can collide
 
     def catch_up(self) -> int:
-        """Bring the deadline index up to the end of the Sessions log. Returns events read."""
-        app = self.ledger.sessions
-        total = 0
-        with psycopg.connect(self.database_url) as conn:
-            while True:
-                with conn.transaction():
-                    # the row lock makes concurrent watchdogs take turns instead of double-applying
-                    conn.execute("INSERT INTO watchdog_tracking VALUES ('Sessions', 0) ON CONFLICT DO NOTHING")
-                    start = conn.execute("SELECT position FROM watchdog_tracking WHERE application = 'Sessions' "
-                                         "FOR UPDATE").fetchone()[0]
-                    notifications = app.recorder.select_notifications(start, self.batch_size,
-                                                                       inclusive_of_start=False)
-                    if not notifications:
-                        return total
-                    upserts: dict[str, datetime | None] = {}
-                    followups: list[tuple[str, str, UUID, str, str, datetime]] = []
-                    for n in notifications:
-                        name = n.topic.rsplit(".", 1)[-1]
-                        if name not in ("Opened", "StopRequested", "Charging") and name not in CLOSING:
-                            continue
-                        event = app.mapper.to_domain_event(n)
-                        trade_no = self.trade_no_of(event)
-                        if name == "Opened":
-                            upserts[trade_no] = event.start_deadline
-                        elif name == "StopRequested":
-                            upserts[trade_no] = event.record_deadline
-                        else:
-                            upserts[trade_no] = None
-                            followups.extend(self.followups(event, name))
-                    with conn.cursor() as cur:
-                        cur.executemany("INSERT INTO wallet_followups (key, trade_no, wallet_id, command, arguments, "
-                                        "due) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (key) DO NOTHING", followups)
-                        for trade_no, deadline in upserts.items():
-                            if deadline is None:
-                                cur.execute("DELETE FROM session_deadlines WHERE trade_no = %s", (trade_no,))
-                            else:
-                                cur.execute("INSERT INTO session_deadlines VALUES (%s, %s) ON CONFLICT (trade_no) "
-                                            "DO UPDATE SET deadline = EXCLUDED.deadline", (trade_no, deadline))
-                        cur.execute("UPDATE watchdog_tracking SET position = %s WHERE application = 'Sessions'",
-                                    (notifications[-1].id,))
-                    total += len(notifications)
+        """Bring the deadline index and the wallet follow-ups up to the end of the Sessions log.
+        Returns events read."""
+        indexed = self.open_sessions.catch_up()
+        with psycopg.connect(self.database_url, connect_timeout=10) as conn:
+            return indexed + follow(conn, self.ledger.sessions, FOLLOWUPS_FOLLOWER, self.closing_topics,
+                                    self.record_followups, self.batch_size)
 
-    def trade_no_of(self, event: Any) -> str:
-        trade_no = getattr(event, "trade_no", None)
-        if trade_no is None:
-            trade_no = self.ledger.sessions.get(event.originator_id, object, "session").trade_no
-        return trade_no
+    def record_followups(self, cur: psycopg.Cursor, events: list[Any]) -> None:
+        rows = [row for event in events for row in self.followups(event, type(event).__name__)]
+        cur.executemany("INSERT INTO wallet_followups (key, trade_no, wallet_id, command, arguments, due) "
+                        "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (key) DO NOTHING", rows)
 
     def followups(self, event: Any, name: str) -> list[tuple[str, str, UUID, str, str, datetime]]:
         """The wallet commands a closing event calls for, as ``wallet_followups`` rows."""
@@ -168,10 +135,7 @@ class Watchdog:
         return applied
 
     def due(self, now: datetime) -> list[str]:
-        with psycopg.connect(self.database_url) as conn:
-            rows = conn.execute("SELECT trade_no FROM session_deadlines WHERE deadline <= %s ORDER BY deadline",
-                                (now,)).fetchall()
-        return [r[0] for r in rows]
+        return self.open_sessions.due(now)
 
     def sweep(self, now: datetime) -> list[str]:
         """Catch up, then expire every session whose deadline passed. Returns the trade serials closed."""
@@ -179,12 +143,62 @@ class Watchdog:
         closed = []
         for trade_no in self.due(now):
             try:
-                if self.ledger.expire_session(trade_no, now):
-                    closed.append(trade_no)
-                    log.warning("session %s: deadline passed, closed by the watchdog", trade_no)
+                session, closed_here = self.ledger.expire_session(trade_no, now)
             except DomainError as error:
                 log.error("session %s: watchdog could not expire it: %s", trade_no, error)
+                continue
+            if session.is_open:  # its own deadline is later than the index said
+                self.open_sessions.correct(trade_no, session.deadline)
+            elif closed_here:  # (else another watchdog closed it a moment before)
+                closed.append(trade_no)
+                self.stats["sessions_expired"] += 1
+                log.warning("session %s: deadline passed, closed by the watchdog (%s)", trade_no, session.reason)
         if closed:
             self.catch_up()
         self.follow_up(now)
+        self.stats["sweeps"] += 1
         return closed
+
+    def run(self, clock: Callable[[], datetime], stopping: threading.Event, interval: float = SWEEP_INTERVAL) -> None:
+        """Sweep every ``interval`` seconds until ``stopping`` is set. A sweep that fails (the
+        database is down, a statement times out) is logged and tried again with backoff: the loop
+        never dies, and says in the log when the outage began and when it ended."""
+        outage = Outage("watchdog sweep", "watchdog_sweep", log, self.stats)
+        while not stopping.is_set():
+            try:
+                self.sweep(clock())
+            except Exception as error:  # noqa: BLE001 - whatever it was, the next sweep tries again
+                pause = outage.failed(error)
+            else:
+                outage.succeeded()
+                pause = interval
+            stopping.wait(pause)
+
+
+def run_role(make_ledger: Callable[[], Any], database_url: str, stopping: threading.Event,
+             interval: float = SWEEP_INTERVAL, clock: Callable[[], datetime] | None = None) -> None:
+    """``chargeledger watchdog``: the watchdog as a process of its own, until ``stopping`` is set.
+
+    Starting while the database is down waits for it (with backoff, logged), like every outage after."""
+    outage = Outage("watchdog start", "watchdog_start", log)
+    while not stopping.is_set():
+        ledger = None
+        try:
+            ledger = make_ledger()
+            watchdog = Watchdog(ledger, database_url)
+        except Exception as error:  # noqa: BLE001 - the database is not there yet: wait for it
+            if ledger is not None:
+                ledger.close()
+            stopping.wait(outage.failed(error))
+            continue
+        outage.succeeded()
+        log.warning("watchdog sweeping every %g s", interval)
+        try:
+            watchdog.run(clock or utcnow, stopping, interval)
+        finally:
+            ledger.close()
+        return
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)

@@ -22,6 +22,7 @@ from domain.ledger import Ledger, PileGun
 from domain.registry import Pile
 from domain.session import ChargingSession
 from pile_link.gateway import Gateway
+from pile_link.owed import COMMISSIONING_BALANCE_FEN
 from pile_link.ykc import (
     BillingModelReply,
     BillingModelRequest,
@@ -301,7 +302,10 @@ def test_a_commissioning_start_reaches_the_pile(ledger: Ledger, database_url: st
         trade_no = await gateway.run(ledger.request_start, pile_no=a.pile_no, gun_no=2, wallet_id=None, hold_fen=0,
                                      at=clock(), author="ops@test", origin="commissioning", tenant_id=a.tenant_id)
         start = await p.expect(RemoteStart)
-        assert (start.trade_no, start.pile_no, start.gun_no, start.balance_fen) == (trade_no, a.pile_no, "02", 0)
+        # no wallet, nothing held: the pile is told the gateway's commissioning balance (issue 11, finding 1)
+        assert (start.trade_no, start.pile_no, start.gun_no, start.balance_fen) == (
+            trade_no, a.pile_no, "02", COMMISSIONING_BALANCE_FEN)
+        assert ledger.session(trade_no).hold_fen == 0
         p.send(RemoteStartReply(trade_no, a.pile_no, "02", 1, 0))
         p.send(p.realtime(2, status=CHARGING, trade_no=trade_no, energy=500))
         await handled(p, gateway)

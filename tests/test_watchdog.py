@@ -4,7 +4,15 @@ process crashed between the two commits) gets them, once; one that got them gets
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -16,6 +24,7 @@ from pile_link.watchdog import FOLLOWUP_GRACE, Watchdog
 from tests.factories import World, build_world, record
 
 T0 = datetime(2026, 11, 22, 2, 0, tzinfo=timezone.utc)
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def charging(ledger: Ledger, world: World, hold: int = 50_00) -> str:
@@ -121,4 +130,81 @@ def test_a_row_that_fails_does_not_hold_back_the_rows_behind_it(ledger: Ledger, 
     assert watchdog.follow_up(T0 + FOLLOWUP_GRACE) == [f"capture:{trade_no}"]
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT key, attempts FROM wallet_followups").fetchall() == [("odd:x", 1)]
+    assert ledger.wallet(world.wallet_id).held == 0
+
+
+# ---- issue 11, finding 7: the watchdog as a role of its own, safe to run twice -------------------------------
+def requested_sessions(ledger: Ledger, world: World, count: int, at: datetime) -> list[str]:
+    """``count`` app starts of 1 yuan each that no pile ever answers."""
+    return [ledger.request_start(pile_no=world.pile_no, gun_no=1 + i % 2, wallet_id=world.wallet_id, hold_fen=1_00,
+                                 at=at, author="driver-1") for i in range(count)]
+
+
+def closing_events(ledger: Ledger) -> tuple[Counter[str], int]:
+    """(Failed events per trade serial, Released events in the wallets)."""
+    from app import iter_events
+
+    failed = Counter(ledger.sessions.get(e.originator_id, ChargingSession, "session").trade_no
+                     for e in iter_events(ledger.sessions) if type(e).__name__ == "Failed")
+    released = sum(1 for e in iter_events(ledger.wallets) if type(e).__name__ == "Released")
+    return failed, released
+
+
+def test_two_watchdogs_sweeping_at_once_close_each_session_and_release_each_hold_once(ledger: Ledger,
+                                                                                      database_url: str) -> None:
+    world = build_world(ledger, top_up=100_00)
+    trades = requested_sessions(ledger, world, 12, T0)
+    ledgers = [Ledger(eventsourcing_env(database_url)) for _ in range(2)]  # two processes, their own caches
+    try:
+        watchdogs = [Watchdog(other, database_url) for other in ledgers]
+        barrier = threading.Barrier(2)
+        errors: list[BaseException] = []
+
+        def sweep(watchdog: Watchdog) -> None:
+            try:
+                for round_ in range(3):
+                    barrier.wait(timeout=30)
+                    watchdog.sweep(T0 + timedelta(minutes=2 + round_))
+            except BaseException as error:  # noqa: BLE001 - reported below
+                errors.append(error)
+
+        threads = [threading.Thread(target=sweep, args=(w,)) for w in watchdogs]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert not errors and not any(t.is_alive() for t in threads)
+        assert sum(w.stats["sessions_expired"] for w in watchdogs) == len(trades)
+    finally:
+        for other in ledgers:
+            other.close()
+    failed, released = closing_events(ledger)
+    assert failed == Counter({t: 1 for t in trades}) and released == len(trades)
+    wallet = ledger.wallet(world.wallet_id)
+    assert (wallet.available, wallet.held) == (100_00, 0)
+
+
+def test_chargeledger_watchdog_runs_on_its_own_twice_at_once_and_stops_on_sigterm(
+        ledger: Ledger, database_url: str, nats_role_urls: dict[str, str]) -> None:
+    """No gateway runs: two `chargeledger watchdog` processes fail the starts no pile answered,
+    each once, and exit cleanly when told to stop."""
+    world = build_world(ledger, top_up=100_00)
+    trades = requested_sessions(ledger, world, 6, datetime.now(timezone.utc) - timedelta(minutes=5))
+    env = {**os.environ, "DATABASE_URL": database_url, "NATS_URL": nats_role_urls["reader"],
+           "PYTHONPATH": str(ROOT), "LOG_LEVEL": "WARNING"}
+    processes = [subprocess.Popen([sys.executable, "-m", "app", "watchdog", "--interval", "0.2"], cwd=ROOT, env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    try:
+        deadline = time.monotonic() + 60
+        while sum(closing_events(ledger)[0].values()) < len(trades):
+            assert time.monotonic() < deadline, "the watchdog processes did not close the sessions"
+            assert all(p.poll() is None for p in processes), [p.communicate() for p in processes]
+            time.sleep(0.2)
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        outputs = [process.communicate(timeout=30)[0] for process in processes]
+    assert [p.returncode for p in processes] == [0, 0], outputs
+    failed, released = closing_events(ledger)
+    assert failed == Counter({t: 1 for t in trades}) and released == len(trades)
     assert ledger.wallet(world.wallet_id).held == 0
