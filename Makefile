@@ -25,6 +25,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/projections.py
 	$(BIN)/python bench/driver_flow.py
 	$(BIN)/python bench/audit.py
+	$(BIN)/python bench/relay.py
+	$(BIN)/python bench/login_flood.py
 
 clean-var:
 	rm -rf var/

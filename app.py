@@ -13,19 +13,19 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from adapters.postgres import eventsourcing_env
-from adapters.relay import DATABASE_ERRORS, Relay, Retry, keep_running
+from adapters.outage import when_up
+from adapters.relay import Relay, keep_running
 from adapters.nats_auth import ADMIN, GATEWAY, READER, RELAY, ROLES
 from adapters.servers import create_database, nats_url_for, redacted, release, resolve_servers
 from domain.ledger import Ledger
 
 log = logging.getLogger("chargeledger")
-T = TypeVar("T")
 
 
 def var_dir() -> Path:
@@ -335,20 +335,6 @@ def cmd_servers(args: argparse.Namespace) -> int:
     return 0
 
 
-def when_the_database_answers(build: Callable[[], T]) -> T:
-    """``build()``, tried again after a growing pause while the database does not answer: a role
-    started during an outage waits for it, saying so in its log."""
-    retry = Retry("database", 0.5, 10.0)
-    while True:
-        try:
-            built = build()
-        except DATABASE_ERRORS as exc:
-            time.sleep(retry.failed(exc))
-        else:
-            retry.succeeded()
-            return built
-
-
 def cmd_relay(args: argparse.Namespace) -> int:
     """The relay: publishes while it holds the leader's lock, a standby otherwise (any number may run)."""
     with servers(RELAY) as (database_url, nats_url):
@@ -361,7 +347,7 @@ def cmd_relay(args: argparse.Namespace) -> int:
                 raise
 
         try:
-            ledger, relay = when_the_database_answers(start)
+            ledger, relay = when_up("relay: database", log, start)  # type: ignore[misc]
         except KeyboardInterrupt:
             return 0
         print(f"relay for ledger {relay.ledger_id} (Postgres {redacted(database_url)}, NATS {redacted(nats_url)}): "

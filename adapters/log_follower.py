@@ -9,42 +9,93 @@ of deriving the same batch twice.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
-from eventsourcing.persistence import Notification
 from psycopg.sql import SQL, Identifier
 
 from adapters.postgres import create_tables
 
-Note = Callable[[psycopg.Cursor[Any], Sequence[Notification]], None]
+Apply = Callable[[psycopg.Cursor[Any], list[Any]], None]
 
 
 def tracking_ddl(table: str) -> str:
-    """The tracking table: one position per application followed."""
+    """The tracking table: one position per follower (the application followed, or a follower's name)."""
     return f"CREATE TABLE IF NOT EXISTS {table} (application text PRIMARY KEY, position bigint NOT NULL);"
 
 
-def follow(database_url: str, tracking: str, application: Any, note: Note, batch_size: int = 1000) -> int:
-    """Hand every notification of ``application``'s log after the position in ``tracking`` to
-    ``note`` (with a cursor in the batch's transaction), batch by batch to the end of the log.
-    Returns how many notifications were read."""
-    name, table = application.name, Identifier(tracking)
-    seen = 0
-    with psycopg.connect(database_url) as conn:
-        while True:
-            with conn.transaction(), conn.cursor() as cursor:
-                cursor.execute(SQL("INSERT INTO {} VALUES (%s, 0) ON CONFLICT DO NOTHING").format(table), (name,))
-                cursor.execute(SQL("SELECT position FROM {} WHERE application = %s FOR UPDATE").format(table), (name,))
-                after = cursor.fetchone()[0]  # type: ignore[index]
-                batch = application.recorder.select_notifications(after, batch_size, inclusive_of_start=False)
-                if not batch:
-                    return seen
-                note(cursor, batch)
-                cursor.execute(SQL("UPDATE {} SET position = %s WHERE application = %s").format(table),
-                               (batch[-1].id, name))
-                seen += len(batch)
+def follow(conn: psycopg.Connection[Any], application: Any, tracking: str, follower: str, apply: Apply, *,
+           topics: Sequence[str] | None = None, batch_size: int = 1000) -> int:
+    """Bring one tracked follower of ``application``'s notification log up to the end of the log.
+
+    Each batch: lock the follower's row in the ``tracking`` table, read the events after its position
+    (only those of ``topics`` when given, filtered in Postgres; up to the log's end as it was when
+    the batch began), ``apply`` them, decoded, with a cursor of the batch's transaction, move the
+    position, commit. Returns the events applied."""
+    table = Identifier(tracking)
+    total = 0
+    while True:
+        with conn.transaction(), conn.cursor() as cursor:
+            cursor.execute(SQL("INSERT INTO {} VALUES (%s, 0) ON CONFLICT DO NOTHING").format(table), (follower,))
+            cursor.execute(SQL("SELECT position FROM {} WHERE application = %s FOR UPDATE").format(table), (follower,))
+            start = cursor.fetchone()[0]  # type: ignore[index]
+            end = application.recorder.max_notification_id() or 0  # ids are issued in commit order
+            if end <= start:
+                return total
+            notifications = application.recorder.select_notifications(
+                start, batch_size, stop=end, topics=list(topics or ()), inclusive_of_start=False)
+            apply(cursor, [application.mapper.to_domain_event(n) for n in notifications])
+            position = notifications[-1].id if len(notifications) == batch_size else end
+            cursor.execute(SQL("UPDATE {} SET position = %s WHERE application = %s").format(table),
+                           (position, follower))
+            total += len(notifications)
+
+
+@dataclass(frozen=True)
+class DueWork:
+    """Rows of a follower's work table to act on once due: leased, acted on, deleted or put back.
+
+    A sweep takes the due rows (their ``due`` moved ``lease`` ahead, skipping rows another sweep
+    holds: ``FOR UPDATE SKIP LOCKED``), so concurrent sweeps share the work and one killed mid-way
+    leaves its rows to be taken again after the lease. A row whose action fails, for whatever reason,
+    is put back with its error and a pause of ``retry`` doubled per attempt (at most 2^10 times): it
+    never blocks the rows behind it. The table has the columns ``due``, ``attempts``, ``last_error``.
+    """
+
+    table: str
+    key: str  # the primary-key column
+    columns: tuple[str, ...]  # what the action is given, after the key
+    lease: timedelta
+    retry: timedelta
+    log: logging.Logger
+
+    def sweep(self, database_url: str, now: datetime, limit: int, act: Callable[..., Any]) -> list[Any]:
+        """``act(key, *columns)`` for every due row; returns the keys whose action returned true."""
+        table, key = Identifier(self.table), Identifier(self.key)
+        done = []
+        with psycopg.connect(database_url, autocommit=True, connect_timeout=10) as conn:
+            rows = conn.execute(SQL(
+                "UPDATE {table} SET due = %s WHERE {key} IN (SELECT {key} FROM {table} WHERE due <= %s "
+                "ORDER BY due LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING {key}, attempts, {columns}").format(
+                table=table, key=key, columns=SQL(", ").join(map(Identifier, self.columns))),
+                (now + self.lease, now, limit)).fetchall()
+            for row_key, attempts, *columns in rows:
+                try:
+                    if act(row_key, *columns):
+                        done.append(row_key)
+                except Exception as error:  # noqa: BLE001 - one row's failure must not hold back the others
+                    pause = self.retry * 2 ** min(attempts, 10)
+                    conn.execute(SQL("UPDATE {} SET attempts = attempts + 1, last_error = %s, due = %s "
+                                     "WHERE {} = %s").format(table, key),
+                                 (f"{type(error).__name__}: {error}", now + pause, row_key))
+                    self.log.error("%s %s refused: %s; trying again in %s", self.table, row_key, error, pause)
+                    continue
+                conn.execute(SQL("DELETE FROM {} WHERE {} = %s").format(table, key), (row_key,))
+        return done
 
 
 class LogFollower:

@@ -27,15 +27,14 @@ and its error, never blocking the rows behind it. ``sweep(now)`` is what the wat
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 import psycopg
-from eventsourcing.persistence import Notification
+from eventsourcing.utils import get_topic
 
-from adapters.log_follower import LogFollower, follow, tracking_ddl
+from adapters.log_follower import DueWork, LogFollower, follow, tracking_ddl
 from domain.errors import UnknownHold
 from domain.session import TRADE_NO, ChargingSession
 from domain.wallet import Wallet
@@ -56,21 +55,22 @@ CREATE INDEX IF NOT EXISTS orphan_hold_checks_due ON orphan_hold_checks (due);
 GRACE = timedelta(minutes=2)  # a start's session commits with its hold (before the fix: milliseconds after)
 LEASE = timedelta(minutes=5)  # a sweep's hold on the rows it took
 RETRY = timedelta(minutes=1)  # after a failed check, doubled per attempt up to 2^10 minutes
+DUE = DueWork("orphan_hold_checks", "trade_no", ("wallet_id",), LEASE, RETRY, log)
 
 
 class OrphanHolds(LogFollower):
     schema = SCHEMA
 
     def catch_up(self) -> int:
-        """Note every start's hold placed since the tracking position. Returns notifications read."""
-        return follow(self.database_url, TRACKING, self.ledger.wallets, self.note, self.batch_size)
+        """Note every start's hold placed since the tracking position. Returns the holds read."""
+        with psycopg.connect(self.database_url, connect_timeout=10) as conn:
+            return follow(conn, self.ledger.wallets, TRACKING, self.ledger.wallets.name, self.note,
+                          topics=[f"{get_topic(Wallet)}.HoldPlaced"], batch_size=self.batch_size)
 
-    def note(self, cursor: psycopg.Cursor[Any], notifications: Sequence[Notification]) -> None:
-        mapper = self.ledger.wallets.mapper
+    def note(self, cursor: psycopg.Cursor[Any], events: list[Any]) -> None:
         cursor.executemany("INSERT INTO orphan_hold_checks (trade_no, wallet_id, due) VALUES (%s, %s, %s) "
                            "ON CONFLICT (trade_no) DO NOTHING",
-                           [check for n in notifications if n.topic.rsplit(".", 1)[-1] == "HoldPlaced"
-                            for check in self.check_of(mapper.to_domain_event(n))])
+                           [check for event in events for check in self.check_of(event)])
 
     @staticmethod
     def check_of(event: Any) -> list[tuple[str, UUID, datetime]]:
@@ -82,24 +82,7 @@ class OrphanHolds(LogFollower):
     def sweep(self, now: datetime) -> list[str]:
         """Catch up, then check every hold due by ``now``. Returns the trade serials released here."""
         self.catch_up()
-        released = []
-        with psycopg.connect(self.database_url, autocommit=True) as conn:
-            rows = conn.execute(
-                "UPDATE orphan_hold_checks SET due = %s WHERE trade_no IN (SELECT trade_no FROM orphan_hold_checks "
-                "WHERE due <= %s ORDER BY due LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING trade_no, wallet_id, attempts",
-                (now + LEASE, now, self.batch_size)).fetchall()
-            for trade_no, wallet_id, attempts in rows:
-                try:
-                    if self.release_if_orphaned(trade_no, wallet_id):
-                        released.append(trade_no)
-                except Exception as error:  # noqa: BLE001 - one hold's failure must not hold back the others
-                    pause = RETRY * 2 ** min(attempts, 10)
-                    conn.execute("UPDATE orphan_hold_checks SET attempts = attempts + 1, last_error = %s, due = %s "
-                                 "WHERE trade_no = %s", (f"{type(error).__name__}: {error}", now + pause, trade_no))
-                    log.error("hold %s: could not check it: %s; again in %s", trade_no, error, pause)
-                    continue
-                conn.execute("DELETE FROM orphan_hold_checks WHERE trade_no = %s", (trade_no,))
-        return released
+        return DUE.sweep(self.database_url, now, self.batch_size, self.release_if_orphaned)
 
     def release_if_orphaned(self, trade_no: str, wallet_id: UUID) -> bool:
         """Release the hold if no session has its trade serial and the wallet still holds it."""

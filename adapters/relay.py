@@ -62,6 +62,7 @@ from nats.js.api import StorageType, StreamConfig
 from psycopg import sql
 
 from adapters.nats_auth import RELAY, STREAM, SUBJECT_PREFIX, connect_options
+from adapters.outage import Outage
 from adapters.postgres import lock_schema
 
 log = logging.getLogger(__name__)
@@ -143,35 +144,6 @@ async def wait_for_stream(js: Any, pause: float = 0.5) -> None:
 
 class Stopped(Exception):
     """The relay was stopped while it waited for NATS."""
-
-
-class Retry:
-    """Consecutive failures of one kind of work: the pause before the next attempt (``first``, doubled
-    per failure, at most ``most``), and a log line for each failure and for the recovery."""
-
-    def __init__(self, what: str, first: float, most: float) -> None:
-        self.what, self.first, self.most = what, first, most
-        self.failures = 0
-        self.since = 0.0
-
-    def failed(self, error: BaseException, unexpected: bool = False) -> float:
-        pause = min(self.most, self.first * 2 ** min(self.failures, 30))
-        if not self.failures:
-            self.since = time.monotonic()
-        self.failures += 1
-        if unexpected:
-            log.error("relay: %s failed (attempt %d); retrying in %.1f s", self.what, self.failures, pause,
-                      exc_info=error)
-        else:
-            log.warning("relay: %s unavailable (%s: %s); attempt %d failed, retrying in %.1f s", self.what,
-                        type(error).__name__, error, self.failures, pause)
-        return pause
-
-    def succeeded(self) -> None:
-        if self.failures:
-            log.warning("relay: %s back after %.1f s (%d failed attempts)", self.what,
-                        time.monotonic() - self.since, self.failures)
-        self.failures = 0
 
 
 class Lease:
@@ -297,8 +269,8 @@ class Relay:
         if self.stop_requested:
             return
         listener = asyncio.create_task(self._listen(), name="relay-listen")
-        nats_retry = Retry("NATS", self.retry_first, self.retry_max)
-        bug_retry = Retry("relay loop", self.retry_first, self.retry_max)
+        nats_retry = Outage("relay: NATS", "relay", log, first=self.retry_first, cap=self.retry_max)
+        bug_retry = Outage("relay: relay loop", "relay", log, first=self.retry_first, cap=self.retry_max)
         try:
             while not self._stopping.is_set():
                 try:
@@ -392,7 +364,7 @@ class Relay:
     async def _acquire(self) -> Lease | None:
         """Wait as a standby until this relay holds :data:`RELAY_LOCK` (None: stopped meanwhile)."""
         assert self._stopping is not None
-        retry = Retry("database (leader's lock)", self.retry_first, self.retry_max)
+        retry = Outage("relay: database (leader's lock)", "relay", log, first=self.retry_first, cap=self.retry_max)
         conn: psycopg.AsyncConnection[Any] | None = None
         waiting = False
         while not self._stopping.is_set():
@@ -432,7 +404,7 @@ class Relay:
         self.takeovers += 1
         log.warning("relay: leading (this process holds the leader's lock); ledger %s", self.ledger_id)
         watcher = asyncio.create_task(lease.watch(), name="relay-lease")
-        retry = Retry("database", self.retry_first, self.retry_max)
+        retry = Outage("relay: database", "relay", log, first=self.retry_first, cap=self.retry_max)
         self._resync.set()
         try:
             while lease.held and not self._stopping.is_set():
@@ -535,7 +507,7 @@ class Relay:
     async def _listen(self) -> None:
         """Set ``_wake`` whenever a save commits in any Application (its recorder's NOTIFY)."""
         assert self._stopping is not None and self._wake is not None
-        retry = Retry("database (listening for commits)", 1.0, self.retry_max)
+        retry = Outage("relay: database (listening for commits)", "relay", log, first=1.0, cap=self.retry_max)
         while not self._stopping.is_set():
             try:
                 async with await psycopg.AsyncConnection.connect(**self._connection_params(), autocommit=True,

@@ -203,7 +203,7 @@ def main() -> None:
               f"verify {verify_seconds:.1f} s ({n / verify_seconds:.0f} events/s)")
     finally:
         for server in reversed(started):
-            server.stop()
+            server.release()
 
 
 if __name__ == "__main__":

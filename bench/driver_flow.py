@@ -117,7 +117,7 @@ def main() -> int:
         return run(database_url, nats_url, args)
     finally:
         for server in reversed(started):
-            server.stop()
+            server.release()
 
 
 def run(database_url: str, nats_url: str, args: argparse.Namespace) -> int:

@@ -347,7 +347,7 @@ def main() -> None:
               f" events (median of 50; target < 10 ms)")
     finally:
         for server in started:
-            server.stop()
+            server.release()
 
 
 if __name__ == "__main__":

@@ -215,7 +215,7 @@ def main() -> None:
         run(database_url, args.reads)
     finally:
         for s in reversed(started):
-            s.stop()
+            s.release()
 
 
 def run(database_url: str, n: int) -> None:

@@ -203,7 +203,7 @@ def main() -> int:
                     proc.wait(timeout=30)
     finally:
         for server in reversed(started):
-            server.stop()  # type: ignore[attr-defined]
+            server.release()  # type: ignore[attr-defined]
     med = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for name, rs in results.items()}
     ratio = med["bare"]["cpu_ms_per_1000_frames"] / med["gateway"]["cpu_ms_per_1000_frames"]
     print(f"\nmedians over {args.rounds} round(s):")

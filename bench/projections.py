@@ -302,7 +302,7 @@ def main() -> None:
                   f"max {p['max_ms']:.1f} ms over {p['n']:,} requests")
     finally:
         for server in reversed(started):
-            server.stop()
+            server.release()
 
 
 if __name__ == "__main__":

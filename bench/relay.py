@@ -87,7 +87,7 @@ def main() -> int:
         print(f"relay catch-up ({ROOT.name}): best {max(rates):,.0f} events/s over {args.runs} runs")
     finally:
         for server in reversed(in_use):
-            server.stop()
+            server.release()
     return 0
 
 

@@ -30,7 +30,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from adapters.nats_auth import GATEWAY, STREAM, SUBJECT_PREFIX, connect_options
 from adapters.relay import stream_exists
-from pile_link.recovery import Outage
+from adapters.outage import Outage
 
 log = logging.getLogger("chargeledger.pile_link")
 

@@ -30,17 +30,14 @@ from typing import Any
 import psycopg
 from eventsourcing.utils import get_topic
 
+from adapters.log_follower import follow, tracking_ddl
 from adapters.postgres import create_tables
 from domain.session import ChargingSession
 
 log = logging.getLogger("chargeledger.watchdog")
 
-TRACKING = """
-CREATE TABLE IF NOT EXISTS watchdog_tracking (
-    application text PRIMARY KEY,
-    position bigint NOT NULL
-);
-"""
+TRACKING_TABLE = "watchdog_tracking"  # one row per follower of the Sessions log (the index, the follow-ups)
+TRACKING = tracking_ddl(TRACKING_TABLE)
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS open_sessions (
     session_id uuid PRIMARY KEY,
@@ -83,31 +80,6 @@ def session_topics(names: Sequence[str]) -> list[str]:
     return [f"{get_topic(ChargingSession)}.{name}" for name in names]
 
 
-def follow(conn: psycopg.Connection, app: Any, follower: str, topics: Sequence[str],
-           apply: Callable[[psycopg.Cursor, list[Any]], None], batch_size: int) -> int:
-    """Bring one tracked follower of ``app``'s notification log up to the end of the log.
-
-    Each batch: lock the follower's row in ``watchdog_tracking``, read the events of ``topics``
-    after its position (up to the log's end as it was when the batch began), ``apply`` them with
-    ``conn``'s cursor, move the position, commit. Returns the events applied."""
-    total = 0
-    while True:
-        with conn.transaction():
-            conn.execute("INSERT INTO watchdog_tracking VALUES (%s, 0) ON CONFLICT DO NOTHING", (follower,))
-            start = conn.execute("SELECT position FROM watchdog_tracking WHERE application = %s FOR UPDATE",
-                                 (follower,)).fetchone()[0]  # type: ignore[index]
-            end = app.recorder.max_notification_id() or 0  # ids are issued in commit order: nothing lands below
-            if end <= start:
-                return total
-            notifications = app.recorder.select_notifications(start, batch_size, stop=end, topics=list(topics),
-                                                               inclusive_of_start=False)
-            with conn.cursor() as cur:
-                apply(cur, [app.mapper.to_domain_event(n) for n in notifications])
-                position = notifications[-1].id if len(notifications) == batch_size else end
-                cur.execute("UPDATE watchdog_tracking SET position = %s WHERE application = %s", (position, follower))
-            total += len(notifications)
-
-
 class OpenSessions:
     """The ``open_sessions`` index: catch it up, ask it which sessions of a pile are open, which are due."""
 
@@ -125,7 +97,8 @@ class OpenSessions:
     def catch_up(self) -> int:
         """Bring the index up to the end of the Sessions log. Returns the events applied."""
         with self.connect() as conn:
-            return follow(conn, self.ledger.sessions, INDEX_FOLLOWER, self.topics, self.apply, self.batch_size)
+            return follow(conn, self.ledger.sessions, TRACKING_TABLE, INDEX_FOLLOWER, self.apply, topics=self.topics,
+                          batch_size=self.batch_size)
 
     @staticmethod
     def apply(cur: psycopg.Cursor, events: list[Any]) -> None:

@@ -19,6 +19,9 @@ already holds (the usual case) is dropped without a write; one it does not is ap
 command with the same key, so a late direct application changes nothing). A command the wallet
 refuses stays, retried with a growing pause and logged each time.
 
+And it releases a start's hold that has no session (:mod:`adapters.orphan_holds`: holds written
+by the two-step start of earlier versions, and any other path that might leave one).
+
 **Safe to run twice.** Any number of watchdogs (``chargeledger watchdog`` processes, gateways with
 their own) may sweep at once: the followers take turns on their tracking rows, ``expire`` is
 version-checked on the session (the loser of a race reloads it, finds it closed and does nothing,
@@ -43,8 +46,10 @@ from adapters.postgres import create_tables
 from domain.errors import DomainError
 from domain.settlement import wallet_commands
 from domain.wallet import Wallet
-from pile_link.open_sessions import TRACKING, OpenSessions, follow, session_topics
-from pile_link.recovery import Outage
+from adapters.log_follower import DueWork, follow
+from adapters.orphan_holds import OrphanHolds
+from pile_link.open_sessions import TRACKING, TRACKING_TABLE, OpenSessions, session_topics
+from adapters.outage import Outage, when_up
 
 log = logging.getLogger("chargeledger.watchdog")
 
@@ -67,6 +72,8 @@ FOLLOWUP_GRACE = timedelta(minutes=1)  # the settling process applies the comman
 FOLLOWUP_RETRY = timedelta(minutes=1)  # after a refusal, doubled per attempt up to 2^10 minutes
 FOLLOWUP_LEASE = timedelta(minutes=5)  # a sweep's hold on the rows it took
 SWEEP_INTERVAL = 5.0  # seconds between sweeps
+FOLLOWUPS = DueWork("wallet_followups", "key", ("trade_no", "wallet_id", "command", "arguments"), FOLLOWUP_LEASE,
+                    FOLLOWUP_RETRY, log)
 
 
 class Watchdog:
@@ -76,6 +83,7 @@ class Watchdog:
         self.batch_size = batch_size
         self.stats: Counter[str] = Counter()
         self.open_sessions = OpenSessions(ledger, database_url, batch_size=batch_size)
+        self.orphan_holds = OrphanHolds(ledger, database_url, batch_size=batch_size)
         self.closing_topics = session_topics(CLOSING)
         with psycopg.connect(database_url, autocommit=True, connect_timeout=10) as conn:
             create_tables(conn, TRACKING, SCHEMA)  # under the schema lock: concurrent CREATE IF NOT EXISTS can collide
@@ -85,8 +93,8 @@ class Watchdog:
         Returns events read."""
         indexed = self.open_sessions.catch_up()
         with psycopg.connect(self.database_url, connect_timeout=10) as conn:
-            return indexed + follow(conn, self.ledger.sessions, FOLLOWUPS_FOLLOWER, self.closing_topics,
-                                    self.record_followups, self.batch_size)
+            return indexed + follow(conn, self.ledger.sessions, TRACKING_TABLE, FOLLOWUPS_FOLLOWER,
+                                    self.record_followups, topics=self.closing_topics, batch_size=self.batch_size)
 
     def record_followups(self, cur: psycopg.Cursor, events: list[Any]) -> None:
         rows = [row for event in events for row in self.followups(event, type(event).__name__)]
@@ -101,38 +109,19 @@ class Watchdog:
                 for command, kwargs in wallet_commands(session, name, event)]
 
     def follow_up(self, now: datetime) -> list[str]:
-        """Apply the due wallet follow-ups the wallet does not hold yet. Returns the keys applied here.
+        """Apply the due wallet follow-ups the wallet does not hold yet (leased rows: :class:`DueWork`).
+        Returns the keys applied here."""
+        return FOLLOWUPS.sweep(self.database_url, now, self.batch_size, self.apply_followup)
 
-        Rows are leased (their ``due`` moved ``FOLLOWUP_LEASE`` ahead, skipping rows another
-        gateway holds), so concurrent sweeps share the work and one crashed mid-way leaves its rows
-        to be taken again. A row that fails, for whatever reason, is put back with a growing pause
-        and its error: it never blocks the rows behind it.
-        """
-        applied = []
-        with psycopg.connect(self.database_url, autocommit=True) as conn:
-            rows = conn.execute(
-                "UPDATE wallet_followups SET due = %s WHERE key IN (SELECT key FROM wallet_followups WHERE due <= %s "
-                "ORDER BY due LIMIT %s FOR UPDATE SKIP LOCKED) "
-                "RETURNING key, trade_no, wallet_id, command, arguments, attempts",
-                (now + FOLLOWUP_LEASE, now, self.batch_size)).fetchall()
-            for key, trade_no, wallet_id, command, arguments, attempts in rows:
-                try:
-                    wallet = self.ledger.wallets.get(wallet_id, Wallet, "wallet", fresh=False, copy=False)
-                    if key not in wallet.outcomes:  # keys are never dropped: a cached copy that has it is right
-                        _, events = self.ledger.wallet_update(wallet_id, command, **arguments)
-                        if events:
-                            applied.append(key)
-                            log.warning("session %s: wallet %s (%s) was not applied after the session closed; "
-                                        "applied now", trade_no, command, key)
-                except Exception as error:  # noqa: BLE001 - one row's failure must not hold back the others
-                    pause = FOLLOWUP_RETRY * 2 ** min(attempts, 10)  # at most about 17 hours
-                    conn.execute("UPDATE wallet_followups SET attempts = attempts + 1, last_error = %s, due = %s "
-                                 "WHERE key = %s", (f"{type(error).__name__}: {error}", now + pause, key))
-                    log.error("session %s: wallet %s (%s) refused: %s; retrying in %s", trade_no, command, key,
-                              error, pause)
-                    continue
-                conn.execute("DELETE FROM wallet_followups WHERE key = %s", (key,))
-        return applied
+    def apply_followup(self, key: str, trade_no: str, wallet_id: UUID, command: str, arguments: dict[str, Any]) -> bool:
+        wallet = self.ledger.wallets.get(wallet_id, Wallet, "wallet", fresh=False, copy=False)
+        if key in wallet.outcomes:  # keys are never dropped: a cached copy that has it is right
+            return False
+        _, events = self.ledger.wallet_update(wallet_id, command, **arguments)
+        if events:
+            log.warning("session %s: wallet %s (%s) was not applied after the session closed; applied now",
+                        trade_no, command, key)
+        return bool(events)
 
     def due(self, now: datetime) -> list[str]:
         return self.open_sessions.due(now)
@@ -156,6 +145,7 @@ class Watchdog:
         if closed:
             self.catch_up()
         self.follow_up(now)
+        self.stats["orphan_holds_released"] += len(self.orphan_holds.sweep(now))
         self.stats["sweeps"] += 1
         return closed
 
@@ -180,24 +170,16 @@ def run_role(make_ledger: Callable[[], Any], database_url: str, stopping: thread
     """``chargeledger watchdog``: the watchdog as a process of its own, until ``stopping`` is set.
 
     Starting while the database is down waits for it (with backoff, logged), like every outage after."""
-    outage = Outage("watchdog start", "watchdog_start", log)
-    while not stopping.is_set():
-        ledger = None
-        try:
-            ledger = make_ledger()
-            watchdog = Watchdog(ledger, database_url)
-        except Exception as error:  # noqa: BLE001 - the database is not there yet: wait for it
-            if ledger is not None:
-                ledger.close()
-            stopping.wait(outage.failed(error))
-            continue
-        outage.succeeded()
-        log.warning("watchdog sweeping every %g s", interval)
-        try:
-            watchdog.run(clock or utcnow, stopping, interval)
-        finally:
-            ledger.close()
+    ledger = when_up("watchdog start", log, make_ledger, stopping)
+    if ledger is None:
         return
+    try:
+        watchdog = when_up("watchdog start", log, lambda: Watchdog(ledger, database_url), stopping)
+        if watchdog is not None:
+            log.warning("watchdog sweeping every %g s", interval)
+            watchdog.run(clock or utcnow, stopping, interval)
+    finally:
+        ledger.close()
 
 
 def utcnow() -> datetime:

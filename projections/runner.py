@@ -31,6 +31,7 @@ from typing import Any
 from eventsourcing.persistence import InfrastructureFactory
 from eventsourcing.utils import Environment
 
+from adapters.outage import DATABASE_OUTAGE, Outage, when_up
 from projections import health
 from projections.alarms import Alarms
 from projections.base import Item, StaleBatch, View, ViewRecorder, storable_text
@@ -156,8 +157,8 @@ class Projections:
         """
         try:
             recorder.record_batch(application, expected, last, items)
-        except StaleBatch:
-            raise
+        except (StaleBatch, *DATABASE_OUTAGE):
+            raise  # an outage is no view's failure: every view waits it out (run_forever)
         except Exception as error:  # noqa: BLE001 - whatever a view raises holds back that view alone
             if len(items) <= 1:
                 raise ViewFailed(items[0] if items else None, error) from error
@@ -196,15 +197,17 @@ class Projections:
 
     def run_forever(self, stop: threading.Event, idle_sleep: float = 0.05) -> None:
         """Follow the logs until ``stop`` is set. A view that fails waits on its own (see the module);
-        a failure of the logs themselves (the database down) pauses every view for a second."""
+        the database down (or any failure of the logs themselves) pauses every view, with backoff
+        (0.5 s doubling to 30 s), logged when it begins and when it ends: the projections never stop."""
+        outage = Outage("projections: database", "projections_database", log)
         while not stop.is_set():
             try:
                 moved = self.catch_up()
-            except Exception:  # noqa: BLE001 - keep following; nothing was applied, it will be retried
-                log.exception("projections: reading the logs failed; retrying")
+            except Exception as error:  # noqa: BLE001 - keep following; what was not applied is retried
                 self._positions.clear()
-                moved = 0
-                stop.wait(1.0)
+                stop.wait(outage.failed(error, unexpected=not isinstance(error, DATABASE_OUTAGE)))
+                continue
+            outage.succeeded()
             if not moved:
                 stop.wait(idle_sleep)
 
@@ -248,8 +251,9 @@ def run(args: argparse.Namespace) -> int:
     from domain.ledger import Ledger
 
     env = eventsourcing_env(args.database_url)
-    ledger = Ledger(env)
-    projections = Projections(ledger.applications, env, batch_size=args.batch_size)
+    ledger = when_up("projections: database at start", log, lambda: Ledger(env))
+    projections = when_up("projections: database at start", log,
+                          lambda: Projections(ledger.applications, env, batch_size=args.batch_size))
     try:
         if args.action == "status":
             return print_status(projections)

@@ -43,7 +43,7 @@ def started_servers() -> Iterator[tuple[str, str, list]]:
     database_url, nats_url, started = resolve_servers(run_dir)
     yield database_url, nats_url, started
     for server in reversed(started):
-        server.stop()
+        server.release()
     shutil.rmtree(run_dir, ignore_errors=True)
 
 

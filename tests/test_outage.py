@@ -18,6 +18,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from adapters.nats_auth import GATEWAY, RELAY
@@ -114,7 +115,7 @@ def test_the_watchdog_sweeps_on_through_a_database_outage_and_says_so(own_postgr
         assert not thread.is_alive()
         assert fresh(ledger, trade_no).state == "failed" and ledger.wallet(world.wallet_id).held == 0
         assert watchdog.stats["watchdog_sweep_recoveries"] == 1
-        assert "watchdog sweep failed" in caplog.text and "watchdog sweep recovered after" in caplog.text
+        assert "watchdog sweep unavailable" in caplog.text and "watchdog sweep back after" in caplog.text
     finally:
         ledger.close()
 
@@ -181,7 +182,7 @@ def test_a_pile_charging_through_a_database_outage_loses_no_reading_and_its_reco
 
     try:
         asyncio.run(asyncio.wait_for(main(), 180))
-        assert "writing readings recovered after" in caplog.text
+        assert "writing readings back after" in caplog.text
         assert ledger.wallet(world.wallet_id).held == 0
     finally:
         ledger.close()
@@ -278,3 +279,52 @@ def test_the_gateway_follows_nats_again_after_an_outage_delivers_what_is_owed_an
     finally:
         server.stop()
     assert "NATS reconnected; following the command subjects again" in caplog.text
+
+
+def test_the_projections_wait_out_a_database_outage_without_holding_back_any_view(
+        own_postgres: EmbeddedPostgres, caplog: pytest.LogCaptureFixture) -> None:
+    """Postgres away mid-run: every view waits it out (backoff, logged), none is recorded as failing
+    in projection_health (an outage is no view's failure), and events written after it are projected."""
+    from projections import health
+    from projections.runner import Projections
+    from tests.factories import record
+
+    caplog.set_level(logging.WARNING, logger="projections.runner")
+    url = create_database(own_postgres.url, "views")
+    env = eventsourcing_env(url)
+    ledger = Ledger(env)
+    projections = Projections(ledger.applications, env)
+    try:
+        world = build_world(ledger)
+
+        def settle_one(minute: int) -> str:
+            t0 = datetime(2026, 11, 22, 2, minute, tzinfo=timezone.utc)
+            trade_no = ledger.request_start(pile_no=world.pile_no, gun_no=1, wallet_id=world.wallet_id,
+                                            hold_fen=10_00, at=t0, author="driver-1")
+            ledger.settle(trade_no, record((0, 0, 5000, 0), t0, 5), t0 + timedelta(minutes=6))
+            return trade_no
+
+        stopping = threading.Event()
+        thread = threading.Thread(target=projections.run_forever, args=(stopping,), daemon=True)
+        first = settle_one(0)
+        thread.start()
+        try:
+            wait_for(lambda: projections.caught_up())
+            own_postgres.stop()
+            time.sleep(3)
+            assert thread.is_alive()
+            own_postgres.start()
+            second = settle_one(10)
+            wait_for(lambda: projections.caught_up())
+        finally:
+            stopping.set()
+            thread.join(30)
+        assert not projections.failing
+        with psycopg.connect(url) as conn:
+            assert health.failing(conn) == []
+            states = dict(conn.execute("SELECT trade_no, state FROM orders").fetchall())
+        assert states == {first: "finished", second: "finished"}, states
+        assert "projections: database unavailable" in caplog.text and "projections: database back after" in caplog.text
+    finally:
+        projections.close()
+        ledger.close()
