@@ -18,11 +18,11 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from adapters.postgres import eventsourcing_env
-from adapters.outage import when_up
-from adapters.relay import Relay, keep_running
-from adapters.nats_auth import ADMIN, GATEWAY, READER, RELAY, ROLES
-from adapters.servers import create_database, nats_url_for, redacted, release, resolve_servers
+from adapters.postgres.env import eventsourcing_env
+from adapters.servers.outage import when_up
+from adapters.followers.relay import Relay, keep_running
+from adapters.servers.nats_users import ADMIN, GATEWAY, READER, RELAY, ROLES
+from adapters.servers.embedded import create_database, nats_url_for, redacted, release, resolve_servers
 from domain.ledger import Ledger
 
 log = logging.getLogger("chargeledger")
@@ -39,7 +39,7 @@ def servers(*roles: str) -> Iterator[tuple[str, ...]]:
     """(database server URL, a NATS URL per role), with the embedded servers for whichever is not
     configured: started here, or adopted if another process (``chargeledger servers``) serves them.
     Only the servers this process started are stopped at the end. Each role's URL carries its own
-    NATS user (adapters.nats_auth); the default is the admin's."""
+    NATS user (adapters.servers.nats_users); the default is the admin's."""
     database_url, nats_url, in_use = resolve_servers(var_dir())
     try:
         yield database_url, *(nats_url_for(role, nats_url, in_use) for role in roles or (ADMIN,))
@@ -63,7 +63,7 @@ def iter_events(app: Any, batch: int = 1000) -> Iterator[Any]:
 def running_relay(ledger: Ledger, database_url: str, nats_url: str) -> Iterator[Relay]:
     """A relay in a thread of its own beside the caller (a gateway, the demo): the leader if it takes
     the lock, else a standby; it retries every failure, and should its loop ever end unasked, the
-    thread logs it and starts it again (adapters.relay.keep_running)."""
+    thread logs it and starts it again (adapters.followers.relay.keep_running)."""
     relay = Relay(ledger.applications, eventsourcing_env(database_url), nats_url)
     thread = threading.Thread(target=keep_running, args=(relay,), name="relay", daemon=True)
     thread.start()
@@ -216,7 +216,7 @@ def run_demo(ledger: Ledger, relay: Relay, out: Any = print, database_url: str |
         f" ({'caught up' if relay.caught_up() else 'still behind'})")
     audited = True
     if database_url:
-        from adapters.audit_replay import replay
+        from adapters.audit.replay import replay
         from projections.runner import Projections
 
         projections = Projections(ledger.applications, eventsourcing_env(database_url))
@@ -432,7 +432,9 @@ def build_parser() -> argparse.ArgumentParser:
     watchdog = sub.add_parser("watchdog", help="session deadlines and wallet follow-ups (safe to run twice)")
     watchdog.add_argument("--interval", type=float, default=5.0, help="seconds between sweeps")
     watchdog.set_defaults(func=cmd_watchdog)
-    from adapters import audit_cli, auth, http
+    from adapters.cli import audit as audit_cli
+    from adapters.api import auth
+    from adapters.api import app as http
     from pile_link.simulator import cli as simulate_cli
     from projections import runner
 

@@ -35,11 +35,11 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from adapters import audit_chain  # noqa: E402
-from adapters.audit_replay import replay  # noqa: E402
-from adapters.audit_store import event_tables  # noqa: E402
-from adapters.postgres import eventsourcing_env  # noqa: E402
-from adapters.servers import create_database, resolve_servers  # noqa: E402
+from adapters.audit import chain as audit_chain  # noqa: E402
+from adapters.audit.replay import replay  # noqa: E402
+from adapters.audit.store import event_tables  # noqa: E402
+from adapters.postgres.env import eventsourcing_env  # noqa: E402
+from adapters.servers.embedded import create_database, resolve_servers  # noqa: E402
 from domain.ledger import Ledger  # noqa: E402
 from domain.session import ChargingSession, TransactionRecord, make_trade_no  # noqa: E402
 from domain.settlement import wallet_commands  # noqa: E402

@@ -39,13 +39,13 @@ import nats.js.errors
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from adapters.auth import AuthSettings  # noqa: E402
-from adapters.driver_api import DriverApiSettings, StartRules  # noqa: E402
-from adapters.http import create_app  # noqa: E402
+from adapters.api.auth import AuthSettings  # noqa: E402
+from adapters.api.driver.sessions import DriverApiSettings, StartRules  # noqa: E402
+from adapters.api.app import create_app  # noqa: E402
 from adapters.payments.config import SecretBox  # noqa: E402
-from adapters.postgres import eventsourcing_env  # noqa: E402
-from adapters.relay import STREAM  # noqa: E402
-from adapters.servers import create_database, resolve_servers  # noqa: E402
+from adapters.postgres.env import eventsourcing_env  # noqa: E402
+from adapters.followers.relay import STREAM  # noqa: E402
+from adapters.servers.embedded import create_database, resolve_servers  # noqa: E402
 from app import running_relay  # noqa: E402
 from domain.ledger import Ledger  # noqa: E402
 from pile_link.gateway import Gateway  # noqa: E402

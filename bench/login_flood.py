@@ -40,9 +40,9 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from adapters.auth import hash_password  # noqa: E402
-from adapters.postgres import eventsourcing_env  # noqa: E402
-from adapters.servers import create_database, resolve_servers  # noqa: E402
+from adapters.api.auth import hash_password  # noqa: E402
+from adapters.postgres.env import eventsourcing_env  # noqa: E402
+from adapters.servers.embedded import create_database, resolve_servers  # noqa: E402
 from domain.ledger import Ledger  # noqa: E402
 from projections.runner import Projections  # noqa: E402
 
@@ -73,9 +73,9 @@ def serve(database_url: str, port: int) -> None:
     """The API process: what `chargeledger api` runs, with the default limits."""
     import uvicorn
 
-    from adapters.auth import AuthSettings
-    from adapters.http import create_app
-    from adapters.http_guards import ServerSettings, server_config
+    from adapters.api.auth import AuthSettings
+    from adapters.api.app import create_app
+    from adapters.api.guards import ServerSettings, server_config
 
     ledger = Ledger(eventsourcing_env(database_url))
     settings = ServerSettings()
@@ -158,7 +158,7 @@ async def timed_reads(base: str, headers: dict[str, str], n: int) -> list[float]
 async def user_check_cost(database_url: str, username: str, n: int) -> list[float]:
     from psycopg_pool import AsyncConnectionPool
 
-    from adapters.operator_users import OperatorUsers
+    from adapters.postgres.operator_users import OperatorUsers
 
     pool = AsyncConnectionPool(database_url, min_size=1, max_size=1, open=False)
     await pool.open(wait=True)

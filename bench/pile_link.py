@@ -64,7 +64,7 @@ async def serve_bare(port: int) -> None:
 async def serve_gateway(port: int, database_url: str, nats_url: str) -> None:
     import logging
 
-    from adapters.postgres import eventsourcing_env
+    from adapters.postgres.env import eventsourcing_env
     from domain.ledger import Ledger
     from pile_link.gateway import Gateway
 
@@ -151,8 +151,8 @@ def fleet_frames(fleet: LoadFleet) -> int:
 
 
 def prepare_ledger(piles: int) -> tuple[list[object], str, str]:
-    from adapters.postgres import eventsourcing_env
-    from adapters.servers import create_database, resolve_servers
+    from adapters.postgres.env import eventsourcing_env
+    from adapters.servers.embedded import create_database, resolve_servers
     from domain.ledger import Ledger
 
     server_url, nats_url, started = resolve_servers(ROOT / "var" / "bench")

@@ -30,8 +30,8 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from adapters.postgres import eventsourcing_env  # noqa: E402
-from adapters.servers import create_database, resolve_servers  # noqa: E402
+from adapters.postgres.env import eventsourcing_env  # noqa: E402
+from adapters.servers.embedded import create_database, resolve_servers  # noqa: E402
 from domain.ledger import Ledger  # noqa: E402
 from domain.session import TransactionRecord  # noqa: E402
 from projections.runner import VIEWS, Projections  # noqa: E402
@@ -164,8 +164,8 @@ def serve(kind: str, database_url: str, port: int) -> None:
         def bare() -> JSONResponse:
             return JSONResponse(page)
     else:
-        from adapters.auth import AuthSettings
-        from adapters.http import create_app
+        from adapters.api.auth import AuthSettings
+        from adapters.api.app import create_app
 
         ledger = Ledger(eventsourcing_env(database_url))
         app = create_app(ledger, database_url, AuthSettings(os.environ["BENCH_TOKEN_KEY"].encode()))
@@ -248,7 +248,7 @@ def order_list_latency(database_url: str, orders: int, rate: float, seconds: flo
     import secrets
     from uuid import UUID
 
-    from adapters.auth import TENANT_ADMIN, AuthSettings, Principal, TokenSigner
+    from adapters.api.auth import TENANT_ADMIN, AuthSettings, Principal, TokenSigner
 
     tenant, stations = fill_orders(database_url, orders)
     key = secrets.token_urlsafe(48)

@@ -279,8 +279,8 @@ def save_together(*parts: tuple[LedgerApplication, Sequence[BaseAggregate]],
 
     Each part is ``(application, aggregates)``. On our Postgres recorder (the Applications' tables
     in one database) the events of every part, and the ``alongside`` statements (e.g. the driver
-    API's idempotency record: :class:`adapters.recorder.Statement`, handed to the recorder as they
-    are), commit in one transaction (:meth:`adapters.recorder.LockedInsertRecorder.insert_together`):
+    API's idempotency record: :class:`adapters.postgres.recorder.Statement`, handed to the recorder as they
+    are), commit in one transaction (:meth:`adapters.postgres.recorder.LockedInsertRecorder.insert_together`):
     all or nothing, whatever happens to the process. On the in-memory (POPO) recorders every part
     is checked, then inserted, under all their locks at once: all or nothing too (``alongside`` then
     takes :class:`InMemoryRow` items, checked and written under the same locks: the fault simulator's

@@ -32,7 +32,7 @@ Two ways to read the events, whose results a test proves equal (``tests/test_aud
 * the **fast path** (the default) decodes the stored JSON directly and applies the same state
   changes to small mirror records, about ten times cheaper per event.
 
-Pure domain code: rows in, a report out. Reading Postgres is :mod:`adapters.audit_store`'s job.
+Pure domain code: rows in, a report out. Reading Postgres is :mod:`adapters.audit.store`'s job.
 """
 
 from __future__ import annotations

@@ -120,8 +120,7 @@ class Wallet(Aggregate):
         _amount(amount, "top-up amount")
         if provider not in PROVIDERS:
             raise InvalidAmount(f"unknown payment provider {provider!r}; known: {list(PROVIDERS)}")
-        repay = min(amount, self.arrears)
-        postings = _posting_set((clearing(provider), amount), (ARREARS, -repay), (AVAILABLE, -(amount - repay)))
+        postings = self._back_to_driver(clearing(provider), amount)
         self._topped_up(key=key, fp=_fingerprint("top_up", args), postings=postings, provider=provider,
                         payment_ref=payment_ref)
 
@@ -155,7 +154,7 @@ class Wallet(Aggregate):
         rest = held - electricity - service
         capture = _posting_set((HELD, electricity + service), (REVENUE_ELECTRICITY, -electricity),
                                (REVENUE_SERVICE, -service))
-        release = _posting_set((HELD, rest), (AVAILABLE, -rest))
+        release = self._back_to_driver(HELD, rest)
         self._captured(key=key, fp=_fingerprint("capture", args), hold_id=hold_id,
                        postings=capture, release=release)
 
@@ -165,7 +164,7 @@ class Wallet(Aggregate):
             return
         held = self._open_hold(hold_id)
         self._released(key=key, fp=_fingerprint("release", args), hold_id=hold_id,
-                       postings=_posting_set((HELD, held), (AVAILABLE, -held)))
+                       postings=self._back_to_driver(HELD, held))
 
     def charge(self, key: str, electricity: int, service: int, reference: str) -> None:
         """Bill without a hold (an offline start, a bill above its hold, a re-price).
@@ -190,9 +189,8 @@ class Wallet(Aggregate):
             return
         _amount(electricity, "electricity amount", allow_zero=True)
         _amount(service, "service amount", allow_zero=True)
-        repay = min(electricity + service, self.arrears)
         postings = _posting_set((REVENUE_ELECTRICITY, electricity), (REVENUE_SERVICE, service),
-                                (ARREARS, -repay), (AVAILABLE, -(electricity + service - repay)))
+                                *self._owed_first(electricity + service))
         self._credited_back(key=key, fp=_fingerprint("credit_back", args), reference=reference, postings=postings)
 
     def request_refund(self, key: str, refund_id: str, amount: int, provider: str) -> None:
@@ -227,7 +225,7 @@ class Wallet(Aggregate):
             return
         refund = self._pending_refund(refund_id)
         self._refund_failed(key=key, fp=_fingerprint("fail_refund", args), refund_id=refund_id, reason=reason,
-                            postings=_posting_set((REFUND_PENDING, refund["amount"]), (AVAILABLE, -refund["amount"])))
+                            postings=self._back_to_driver(REFUND_PENDING, refund["amount"]))
 
     def adjust(self, key: str, amount: int, reason: str, author: str) -> None:
         """An operator's correction: positive credits the driver, negative debits (never below zero)."""
@@ -241,10 +239,25 @@ class Wallet(Aggregate):
         if -amount > self.available:
             raise InsufficientFunds(f"cannot debit {-amount} fen: {self.available} fen available",
                                     available=self.available, wanted=-amount)
-        self._adjusted(key=key, fp=_fingerprint("adjust", args), reason=reason, author=author,
-                       postings=_posting_set((ADJUSTMENTS, amount), (AVAILABLE, -amount)))
+        postings = (self._back_to_driver(ADJUSTMENTS, amount) if amount > 0
+                    else _posting_set((ADJUSTMENTS, amount), (AVAILABLE, -amount)))
+        self._adjusted(key=key, fp=_fingerprint("adjust", args), reason=reason, author=author, postings=postings)
 
     # ---- helpers ---------------------------------------------------------------------------
+    def _owed_first(self, amount: int) -> tuple[tuple[str, int], tuple[str, int]]:
+        """The credit legs of money coming to the driver: what they owe (arrears) is repaid first."""
+        repay = min(amount, self.arrears)
+        return (ARREARS, -repay), (AVAILABLE, -(amount - repay))
+
+    def _back_to_driver(self, source: str, amount: int) -> list[Posting]:
+        """``amount`` fen from ``source`` to the driver: arrears first, the rest to available.
+
+        Every path that gives the driver money (a top-up, the rest of a hold, a released hold, a
+        failed refund, a credit back, a positive adjustment) goes through here, so a wallet never
+        shows money available while the driver still owes.
+        """
+        return _posting_set((source, amount), *self._owed_first(amount))
+
     def _open_hold(self, hold_id: str) -> int:
         try:
             return self.holds[hold_id]

@@ -28,9 +28,9 @@ from typing import Any
 import nats
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from adapters.nats_auth import GATEWAY, STREAM, SUBJECT_PREFIX, connect_options
-from adapters.relay import stream_exists
-from adapters.outage import Outage
+from adapters.servers.nats_users import GATEWAY, STREAM, SUBJECT_PREFIX, connect_options
+from adapters.followers.relay import stream_exists
+from adapters.servers.outage import Outage
 
 log = logging.getLogger("chargeledger.pile_link")
 

@@ -51,7 +51,7 @@ from pile_link.commands import COMMAND_SUBJECTS, CommandFollower
 from pile_link.link import PileLink
 from pile_link.open_sessions import OpenSessions
 from pile_link.owed import COMMISSIONING_BALANCE_FEN, owed_for_command, owed_for_session
-from adapters.outage import Outage
+from adapters.servers.outage import Outage
 from pile_link.watchdog import Watchdog, utcnow
 from pile_link.ykc import RemoteStart
 

@@ -30,8 +30,8 @@ from typing import Any
 import psycopg
 from eventsourcing.utils import get_topic
 
-from adapters.log_follower import follow, tracking_ddl
-from adapters.postgres import create_tables
+from adapters.followers.log_follower import follow, tracking_ddl
+from adapters.postgres.env import create_tables
 from domain.session import ChargingSession
 
 log = logging.getLogger("chargeledger.watchdog")

@@ -19,7 +19,7 @@ already holds (the usual case) is dropped without a write; one it does not is ap
 command with the same key, so a late direct application changes nothing). A command the wallet
 refuses stays, retried with a growing pause and logged each time.
 
-And it releases a start's hold that has no session (:mod:`adapters.orphan_holds`: holds written
+And it releases a start's hold that has no session (:mod:`adapters.followers.orphan_holds`: holds written
 by the two-step start of earlier versions, and any other path that might leave one).
 
 **Safe to run twice.** Any number of watchdogs (``chargeledger watchdog`` processes, gateways with
@@ -42,14 +42,14 @@ from uuid import UUID
 
 import psycopg
 
-from adapters.postgres import create_tables
+from adapters.postgres.env import create_tables
 from domain.errors import DomainError
 from domain.settlement import wallet_commands
 from domain.wallet import Wallet
-from adapters.log_follower import DueWork, follow
-from adapters.orphan_holds import OrphanHolds
+from adapters.followers.log_follower import DueWork, follow
+from adapters.followers.orphan_holds import OrphanHolds
 from pile_link.open_sessions import TRACKING, TRACKING_TABLE, OpenSessions, session_topics
-from adapters.outage import Outage, when_up
+from adapters.servers.outage import Outage, when_up
 
 log = logging.getLogger("chargeledger.watchdog")
 

@@ -33,7 +33,7 @@ from eventsourcing.postgres import PostgresDatastore
 from psycopg.sql import SQL, Identifier
 from psycopg.types.json import Jsonb
 
-from adapters.recorder import LockedTrackingRecorder
+from adapters.postgres.recorder import LockedTrackingRecorder
 from projections import health
 
 Handler = Callable[[Any, Any, "Item"], None]

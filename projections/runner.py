@@ -31,7 +31,7 @@ from typing import Any
 from eventsourcing.persistence import InfrastructureFactory
 from eventsourcing.utils import Environment
 
-from adapters.outage import DATABASE_OUTAGE, Outage, when_up
+from adapters.servers.outage import DATABASE_OUTAGE, Outage, when_up
 from projections import health
 from projections.alarms import Alarms
 from projections.base import Item, StaleBatch, View, ViewRecorder, storable_text
@@ -247,7 +247,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the projections against ``args.database_url`` (set by app.py once the servers are up)."""
-    from adapters.postgres import eventsourcing_env
+    from adapters.postgres.env import eventsourcing_env
     from domain.ledger import Ledger
 
     env = eventsourcing_env(args.database_url)

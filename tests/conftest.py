@@ -20,10 +20,10 @@ import psycopg
 import pytest
 from hypothesis import settings
 
-from adapters.postgres import eventsourcing_env
-from adapters.relay import STREAM
-from adapters import nats_auth
-from adapters.servers import create_database, nats_url_for, resolve_servers
+from adapters.postgres.env import eventsourcing_env
+from adapters.followers.relay import STREAM
+from adapters.servers import nats_users
+from adapters.servers.embedded import create_database, nats_url_for, resolve_servers
 from domain.ledger import Ledger
 
 # No per-example deadline: on a shared 2-core machine a scheduling stall is not a slow example, and
@@ -57,7 +57,7 @@ def servers(started_servers: tuple[str, str, list]) -> tuple[str, str]:
 def nats_role_urls(started_servers: tuple[str, str, list]) -> dict[str, str]:
     """Each role's own NATS URL (its user's credentials), as `chargeledger <role>` would connect."""
     _, nats_url, started = started_servers
-    return {role: nats_url_for(role, nats_url, started) for role in nats_auth.ROLES}
+    return {role: nats_url_for(role, nats_url, started) for role in nats_users.ROLES}
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from functools import cache
 from typing import Any
 from uuid import UUID
 
-from adapters.auth import AGENT, PLATFORM_ADMIN, Principal, hash_password
+from adapters.api.auth import AGENT, PLATFORM_ADMIN, Principal, hash_password
 
 PASSWORD = "operator test password"
 

@@ -28,8 +28,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from adapters.auth import AuthSettings, TokenSigner
-from adapters.driver_identity import DriverIdentity, DriverTokens, WeChatCode2Session
+from adapters.api.auth import AuthSettings, TokenSigner
+from adapters.api.driver.identity import DriverIdentity, DriverTokens, WeChatCode2Session
 from adapters.payments.config import AlipayConfig, Channels, SecretBox, WeChatConfig
 from adapters.payments.service import Payer, PaymentService, Providers
 from domain.ledger import Ledger

@@ -14,8 +14,8 @@ from urllib.parse import quote
 
 import pytest
 
-from adapters.api_types import refused_character
-from adapters.auth import PLATFORM_ADMIN, TENANT_ADMIN
+from adapters.api.inputs import refused_character
+from adapters.api.auth import PLATFORM_ADMIN, TENANT_ADMIN
 from domain.errors import DomainError
 from tests.test_operator_api import Api, api, day, event_count  # noqa: F401  (fixtures)
 from tests.test_projections import Tenant
@@ -174,7 +174,7 @@ def documented(spec: dict[str, Any]) -> list[tuple[str, str, str, dict[str, Any]
 
 
 def test_every_documented_error_example_is_the_real_body_of_that_status(api: Api, day: tuple[Tenant, Tenant]) -> None:
-    import adapters.operator_api  # noqa: F401  (the routes register their ApiError codes when imported)
+    import adapters.api.operator.routes  # noqa: F401  (the routes register their ApiError codes when imported)
 
     spec = api.client.get("/openapi.json").json()
     expected = {"400": {"http_error"}, "401": {"missing_token", "bad_credentials"},

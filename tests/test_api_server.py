@@ -20,11 +20,11 @@ import uvicorn
 
 from argon2 import PasswordHasher
 
-from adapters.auth import TENANT_ADMIN, AuthSettings
-from adapters.http import create_app
-from adapters.http_guards import ServerSettings, server_config
-from adapters.login_guard import LoginLimits
-from adapters.postgres import eventsourcing_env
+from adapters.api.auth import TENANT_ADMIN, AuthSettings
+from adapters.api.app import create_app
+from adapters.api.guards import ServerSettings, server_config
+from adapters.api.login_guard import LoginLimits
+from adapters.postgres.env import eventsourcing_env
 from domain.ledger import Ledger
 from projections.runner import Projections
 from tests.operator_tokens import PASSWORD, operator_headers

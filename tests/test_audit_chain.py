@@ -10,8 +10,8 @@ import psycopg
 import pytest
 
 import app
-from adapters import audit_chain
-from adapters.audit_chain import genesis, link, seal, verify
+from adapters.audit import chain as audit_chain
+from adapters.audit.chain import genesis, link, seal, verify
 from domain.ledger import Ledger
 from tests.factories import build_world
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from adapters import audit_cli
-from adapters.audit_export import (
+from adapters.cli import audit as audit_cli
+from adapters.audit.export import (
     export_books,
     ledger_lines,
     parse_alipay_bill,

@@ -12,9 +12,9 @@ import psycopg
 import pytest
 
 import app
-from adapters.audit_replay import replay
-from adapters.audit_store import event_tables, read_events
-from adapters.postgres import eventsourcing_env
+from adapters.audit.replay import replay
+from adapters.audit.store import event_tables, read_events
+from adapters.postgres.env import eventsourcing_env
 from domain.audit import Audit, reference_mappers, session_view, wallet_view
 from domain.applications import APPLICATIONS
 from domain.ledger import Ledger

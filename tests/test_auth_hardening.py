@@ -15,11 +15,11 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from adapters.auth import AGENT, PLATFORM_ADMIN, TENANT_ADMIN, AuthSettings
-from adapters.http import create_app
-from adapters.http_guards import ServerSettings
-from adapters.login_guard import LoginLimits, Throttle, TooManyAttempts
-from adapters.postgres import eventsourcing_env
+from adapters.api.auth import AGENT, PLATFORM_ADMIN, TENANT_ADMIN, AuthSettings
+from adapters.api.app import create_app
+from adapters.api.guards import ServerSettings
+from adapters.api.login_guard import LoginLimits, Throttle, TooManyAttempts
+from adapters.postgres.env import eventsourcing_env
 from domain.ledger import Ledger
 from projections.runner import Projections
 from tests.operator_tokens import operator_headers

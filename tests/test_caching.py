@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from adapters.postgres import eventsourcing_env
+from adapters.postgres.env import eventsourcing_env
 from domain.errors import InsufficientFunds, PileUnavailable
 from domain.ledger import Ledger
 from domain.registry import Pile

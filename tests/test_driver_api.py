@@ -16,11 +16,11 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from adapters.auth import DRIVER, TENANT_ADMIN, AuthSettings, Principal
-from adapters.driver_api import DriverApiSettings, InvalidQrCode, StartRules, parse_qr
-from adapters.http import create_app
+from adapters.api.auth import DRIVER, TENANT_ADMIN, AuthSettings, Principal
+from adapters.api.driver.sessions import DriverApiSettings, InvalidQrCode, StartRules, parse_qr
+from adapters.api.app import create_app
 from adapters.payments.config import SecretBox
-from adapters.postgres import eventsourcing_env
+from adapters.postgres.env import eventsourcing_env
 from app import running_relay
 from domain.ledger import Ledger
 from domain.tariff import TIERS

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from adapters.auth import DRIVER, TENANT_ADMIN, AuthError, Principal
-from adapters.driver_identity import LoginRefused
-from adapters.postgres import eventsourcing_env
+from adapters.api.auth import DRIVER, TENANT_ADMIN, AuthError, Principal
+from adapters.api.driver.identity import LoginRefused
+from adapters.postgres.env import eventsourcing_env
 from domain.ledger import Ledger
 from domain.wallet import Wallet
 from tests.payment_fakes import PayWorld, build_pay_world

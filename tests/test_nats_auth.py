@@ -1,6 +1,6 @@
 """NATS checks who is speaking: one user per role, and only the relay may put events on the stream.
 
-Against the embedded server configured from adapters.nats_auth, over real connections.
+Against the embedded server configured from adapters.servers.nats_users, over real connections.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import nats.js.errors
 import pytest
 from nats.js.api import DeliverPolicy
 
-from adapters import nats_auth
-from adapters.nats_auth import ADMIN, AUDITOR, GATEWAY, READER, RELAY, STREAM, SUBJECT_PREFIX
-from adapters.relay import ensure_stream
-from adapters.servers import EmbeddedNats, nats_url_for, redacted
+from adapters.servers import nats_users
+from adapters.servers.nats_users import ADMIN, AUDITOR, GATEWAY, READER, RELAY, STREAM, SUBJECT_PREFIX
+from adapters.followers.relay import ensure_stream
+from adapters.servers.embedded import EmbeddedNats, nats_url_for, redacted
 
 FORGED = f"{SUBJECT_PREFIX}.Sessions.ChargingSession.Opened"
 
@@ -38,7 +38,7 @@ async def connect(url: str, role: str, errors: list[Exception] | None = None) ->
             errors.append(error)
 
     return await nats.connect(url, connect_timeout=2, max_reconnect_attempts=0, allow_reconnect=False,
-                              error_cb=error_cb, **nats_auth.connect_options(role))
+                              error_cb=error_cb, **nats_users.connect_options(role))
 
 
 async def stream_messages(url: str) -> int:
@@ -58,12 +58,12 @@ async def ready_stream(server: EmbeddedNats) -> None:
 
 
 def test_each_role_has_its_own_user_and_the_passwords_are_private(server: EmbeddedNats) -> None:
-    urls = {role: server.url_for(role) for role in nats_auth.ROLES}
-    assert len(set(urls.values())) == len(nats_auth.ROLES)
+    urls = {role: server.url_for(role) for role in nats_users.ROLES}
+    assert len(set(urls.values())) == len(nats_users.ROLES)
     assert all(url.startswith(f"nats://{role}:") for role, url in urls.items())
     assert stat.S_IMODE(Path(server.credentials).stat().st_mode) == 0o600
     assert stat.S_IMODE(Path(server.config).stat().st_mode) == 0o600
-    assert set(json.loads(Path(server.credentials).read_text())) == set(nats_auth.ROLES)
+    assert set(json.loads(Path(server.credentials).read_text())) == set(nats_users.ROLES)
     assert "***" in redacted(urls[GATEWAY]) and server._passwords()[GATEWAY] not in redacted(urls[GATEWAY])
     assert nats_url_for(READER, "nats://elsewhere:4222", [server]) == urls[READER]
     assert nats_url_for(READER, "nats://elsewhere:4222", []) == "nats://elsewhere:4222"
@@ -137,7 +137,7 @@ def test_a_role_cannot_read_another_roles_replies(server: EmbeddedNats) -> None:
         errors: list[Exception] = []
         nc = await connect(server.url_for(GATEWAY), GATEWAY, errors)
         try:
-            await nc.subscribe(f"{nats_auth.inbox_prefix(RELAY)}.>")
+            await nc.subscribe(f"{nats_users.inbox_prefix(RELAY)}.>")
             await nc.subscribe("_INBOX.>")
             await nc.flush()
             await asyncio.sleep(0.2)

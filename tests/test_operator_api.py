@@ -14,10 +14,10 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from adapters.auth import (AGENT, DRIVER, OPERATOR_ROLES, PLATFORM_ADMIN, TENANT_ADMIN, AuthSettings, Principal,
+from adapters.api.auth import (AGENT, DRIVER, OPERATOR_ROLES, PLATFORM_ADMIN, TENANT_ADMIN, AuthSettings, Principal,
                            TokenSigner)
-from adapters.http import create_app
-from adapters.postgres import eventsourcing_env
+from adapters.api.app import create_app
+from adapters.postgres.env import eventsourcing_env
 from domain.ledger import Ledger
 from projections.runner import Projections
 from tests.factories import PRICES, SLOTS

@@ -21,9 +21,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from adapters.nats_auth import GATEWAY, RELAY
-from adapters.postgres import eventsourcing_env
-from adapters.servers import EmbeddedNats, EmbeddedPostgres, create_database
+from adapters.servers.nats_users import GATEWAY, RELAY
+from adapters.postgres.env import eventsourcing_env
+from adapters.servers.embedded import EmbeddedNats, EmbeddedPostgres, create_database
 from app import running_relay
 from domain.ledger import Ledger
 from domain.session import ChargingSession

@@ -341,7 +341,7 @@ def test_a_pile_that_drops_while_charging_and_never_returns_is_abandoned_at_its_
 
     trade_no = run(ledger, database_url, nats_url, scenario, owed_wait=OWED_WAIT)
     assert session_events(ledger, trade_no)[-3:] == ["PileOffline", "Abandoned", "Resettled"]
-    from adapters.audit_replay import replay
+    from adapters.audit.replay import replay
 
     report = replay(database_url)  # the auditor's replay, with the domain code alone, agrees
     assert report.ok, report.as_text()

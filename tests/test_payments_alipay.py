@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from adapters.payments.base import AppMismatch, InvalidSignature, StaleNotification
-from adapters.postgres import eventsourcing_env
+from adapters.postgres.env import eventsourcing_env
 from domain.ledger import Ledger
 from domain.payment import PaymentAmountMismatch
 from domain.wallet import Wallet

@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fastapi.testclient import TestClient
 
-from adapters.auth import DRIVER, AuthSettings, Principal
-from adapters.http import create_app
-from adapters.payment_api import payment_router
-from adapters.postgres import eventsourcing_env
+from adapters.api.auth import DRIVER, AuthSettings, Principal
+from adapters.api.app import create_app
+from adapters.api.payments import payment_router
+from adapters.postgres.env import eventsourcing_env
 from domain.ledger import Ledger
 from tests.payment_fakes import FakeAlipay, PayWorld, build_pay_world
 

@@ -10,13 +10,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fastapi.testclient import TestClient
 
-from adapters.auth import TENANT_ADMIN, AuthSettings
-from adapters.driver_api import DriverApiSettings
-from adapters.http import create_app
+from adapters.api.auth import TENANT_ADMIN, AuthSettings
+from adapters.api.driver.sessions import DriverApiSettings
+from adapters.api.app import create_app
 from adapters.payments.base import NotificationRefused, fen_of_yuan
 from adapters.payments.config import SecretBox
 from adapters.payments.service import TopUpLimits
-from adapters.postgres import eventsourcing_env
+from adapters.postgres.env import eventsourcing_env
 from domain.ledger import Ledger
 from domain.wallet import Wallet
 from tests.operator_tokens import operator_headers

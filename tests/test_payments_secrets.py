@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from adapters.payments.config import ChannelConfigError, Channels, SealError, SecretBox, WeChatConfig
-from adapters.postgres import eventsourcing_env
+from adapters.postgres.env import eventsourcing_env
 from domain.errors import NotFound
 from domain.ledger import Ledger
 from tests.payment_fakes import PayWorld, build_pay_world

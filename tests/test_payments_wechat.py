@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from adapters.payments.base import AppMismatch, InvalidSignature, StaleNotification
 from adapters.payments.config import Channels
 from adapters.payments.service import PaymentService
-from adapters.postgres import eventsourcing_env
+from adapters.postgres.env import eventsourcing_env
 from domain.errors import NotFound
 from domain.ledger import Ledger
 from domain.payment import PaymentAmountMismatch

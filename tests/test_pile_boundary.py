@@ -16,7 +16,7 @@ import nats
 import psycopg
 import pytest
 
-from adapters.postgres import eventsourcing_env
+from adapters.postgres.env import eventsourcing_env
 from domain.errors import WrongPile
 from domain.ledger import Ledger, PileGun
 from domain.registry import Pile

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pytest
 
-from adapters.postgres import eventsourcing_env
+from adapters.postgres.env import eventsourcing_env
 from domain.ledger import Ledger
 from projections.base import View
 from projections.runner import VIEWS, Projections
@@ -254,7 +254,7 @@ def test_a_projection_process_killed_mid_batch_counts_each_event_once(ledger: Le
     script = textwrap.dedent(f"""
         import sys
         sys.path.insert(0, {str(ROOT)!r})
-        from adapters.postgres import eventsourcing_env
+        from adapters.postgres.env import eventsourcing_env
         from domain.ledger import Ledger
         from projections.runner import Projections
         env = eventsourcing_env({database_url!r})

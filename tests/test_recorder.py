@@ -1,4 +1,4 @@
-"""The event recorder (adapters/recorder.py) on Postgres: one round trip per save, same guarantees.
+"""The event recorder (adapters/postgres/recorder.py) on Postgres: one round trip per save, same guarantees.
 
 Each writer here has its own recorder and connection pool, as separate processes would.
 """
@@ -15,8 +15,8 @@ import pytest
 from eventsourcing.persistence import InfrastructureFactory, IntegrityError, StoredEvent
 from eventsourcing.utils import Environment
 
-from adapters.postgres import eventsourcing_env
-from adapters.recorder import LockedInsertRecorder
+from adapters.postgres.env import eventsourcing_env
+from adapters.postgres.recorder import LockedInsertRecorder
 
 WRITERS = 4
 SAVES_PER_WRITER = 60
@@ -167,7 +167,7 @@ def test_two_tables_are_brought_forward_in_one_query(database_url: str) -> None:
 
 def test_processes_starting_together_on_an_empty_database_all_start(servers: tuple[str, str]) -> None:
     """Each Ledger creates its tables and save functions at start; several at once must not collide."""
-    from adapters.servers import create_database
+    from adapters.servers.embedded import create_database
     from domain.ledger import Ledger
 
     url = create_database(servers[0], f"t_start_{uuid.uuid4().hex[:8]}")

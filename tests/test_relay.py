@@ -14,9 +14,9 @@ import nats
 from nats.js.api import AckPolicy, ConsumerConfig
 import psycopg
 
-from adapters.postgres import eventsourcing_env
-from adapters.relay import STREAM, Relay, message_id, subject_for
-from adapters.servers import EmbeddedNats
+from adapters.postgres.env import eventsourcing_env
+from adapters.followers.relay import STREAM, Relay, message_id, subject_for
+from adapters.servers.embedded import EmbeddedNats
 from domain.ledger import Ledger
 from tests.factories import build_world, record
 

@@ -32,11 +32,11 @@ import nats.js.errors
 import psycopg
 import pytest
 
-import adapters.relay as relay_module
-from adapters.nats_auth import RELAY, STREAM
-from adapters.postgres import eventsourcing_env
-from adapters.relay import Relay
-from adapters.servers import EmbeddedNats, EmbeddedPostgres, create_database
+import adapters.followers.relay as relay_module
+from adapters.servers.nats_users import RELAY, STREAM
+from adapters.postgres.env import eventsourcing_env
+from adapters.followers.relay import Relay
+from adapters.servers.embedded import EmbeddedNats, EmbeddedPostgres, create_database
 from domain.ledger import Ledger
 from tests.factories import build_world
 from tests.test_relay import T0, assert_stream_is_the_logs, charge_sessions, read_stream, wait_for
@@ -46,8 +46,8 @@ CLI = "import sys, app; sys.exit(app.main(sys.argv[1:]))"
 # A relay process like `chargeledger relay`, with the stream's duplicate window and the batch size given.
 RELAY_PROCESS = """
 import asyncio, sys
-import adapters.relay as relay_module
-from adapters.postgres import eventsourcing_env
+import adapters.followers.relay as relay_module
+from adapters.postgres.env import eventsourcing_env
 from domain.ledger import Ledger
 database_url, nats_url, window, batch = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
 relay_module.DUPLICATE_WINDOW = window
@@ -329,7 +329,7 @@ def test_the_relay_outlives_a_postgres_outage_longer_than_any_timeout(
         tmp_path: Path, nats_url: str, nats_role_urls: dict[str, str], caplog: pytest.LogCaptureFixture) -> None:
     """Postgres down for 60 s (the relay used to die after ~50 s, and nothing restarted it): the relay
     keeps retrying, says so in its log, and catches up by itself once Postgres is back."""
-    caplog.set_level(logging.WARNING, logger="adapters.relay")
+    caplog.set_level(logging.WARNING, logger="adapters.followers.relay")
     tmp_path.chmod(0o755)  # the embedded Postgres may run as its own system user
     pg = EmbeddedPostgres(tmp_path / "postgres").start()
     try:
@@ -392,7 +392,7 @@ def test_a_relay_process_started_while_postgres_is_down_waits_for_it(
 
 def test_the_relay_starts_while_nats_is_down_and_outlives_a_nats_outage(
         ledger: Ledger, database_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="adapters.relay")
+    caplog.set_level(logging.WARNING, logger="adapters.followers.relay")
     server = EmbeddedNats(tmp_path / "nats").start()
     server.stop()  # its port and users are kept: it comes back at the same address
     relay = Relay(ledger.applications, eventsourcing_env(database_url), server.url_for(RELAY))

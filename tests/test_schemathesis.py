@@ -37,13 +37,13 @@ from schemathesis.specs.openapi.checks import (
 
 from fastapi.testclient import TestClient
 
-from adapters.auth import AGENT, PLATFORM_ADMIN, TENANT_ADMIN, AuthSettings
-from adapters.driver_api import DriverApiSettings, StartRules
-from adapters.http import create_app
-from adapters.operator_users import SCHEMA as OPERATOR_USERS_SCHEMA
-from adapters.postgres import create_tables
+from adapters.api.auth import AGENT, PLATFORM_ADMIN, TENANT_ADMIN, AuthSettings
+from adapters.api.driver.sessions import DriverApiSettings, StartRules
+from adapters.api.app import create_app
+from adapters.postgres.operator_users import SCHEMA as OPERATOR_USERS_SCHEMA
+from adapters.postgres.env import create_tables
 from adapters.payments.config import SecretBox
-from adapters.postgres import eventsourcing_env
+from adapters.postgres.env import eventsourcing_env
 from domain.ledger import Ledger
 from projections.runner import Projections
 from tests.factories import PRICES, SLOTS

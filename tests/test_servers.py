@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from nats.js.api import StorageType
 
-from adapters.servers import EmbeddedNats, EmbeddedPostgres, create_database, resolve_servers
+from adapters.servers.embedded import EmbeddedNats, EmbeddedPostgres, create_database, resolve_servers
 
 
 @pytest.fixture

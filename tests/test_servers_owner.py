@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from adapters.servers import EmbeddedNats, EmbeddedPostgres, release
+from adapters.servers.embedded import EmbeddedNats, EmbeddedPostgres, release
 
 
 def a_finished_process() -> str:

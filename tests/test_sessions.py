@@ -209,7 +209,7 @@ def test_readings_of_many_sessions_commit_together_and_bad_items_are_refused_alo
 
 
 def test_a_stale_cached_session_is_reloaded_when_another_process_wrote(ledger: Ledger, database_url: str) -> None:
-    from adapters.postgres import eventsourcing_env
+    from adapters.postgres.env import eventsourcing_env
 
     world = build_world(ledger)
     trade_no = start(ledger, world)

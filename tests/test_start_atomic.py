@@ -27,11 +27,11 @@ import psycopg
 import pytest
 from psycopg_pool import ConnectionPool
 
-from adapters.audit_replay import replay
-from adapters.driver_api import DriverApiSettings, DriverSessions, StartRequests, StartRules
-from adapters.driver_identity import DriverPrincipal, driver_id_of
-from adapters.postgres import eventsourcing_env
-from adapters.recorder import LockedInsertRecorder
+from adapters.audit.replay import replay
+from adapters.api.driver.sessions import DriverApiSettings, DriverSessions, StartRequests, StartRules
+from adapters.api.driver.identity import DriverPrincipal, driver_id_of
+from adapters.postgres.env import eventsourcing_env
+from adapters.postgres.recorder import LockedInsertRecorder
 from domain.errors import IdempotencyConflict, NotFound
 from domain.ledger import Ledger
 from domain.session import make_trade_no
@@ -391,7 +391,7 @@ def old_two_step_hold(ledger: Ledger, wallet_id: Any, pile_no: str, seq: int, am
 
 def test_the_follower_releases_a_hold_with_no_session_after_the_grace_only(ledger: Ledger,
                                                                             database_url: str) -> None:
-    from adapters.orphan_holds import GRACE, OrphanHolds
+    from adapters.followers.orphan_holds import GRACE, OrphanHolds
 
     world = build_world(ledger, top_up=TOP_UP)
     placed = datetime.now(UTC)
@@ -419,7 +419,7 @@ def test_the_follower_releases_a_hold_with_no_session_after_the_grace_only(ledge
 
 
 def test_two_followers_sweeping_at_once_release_an_orphan_once(ledger: Ledger, database_url: str) -> None:
-    from adapters.orphan_holds import GRACE, OrphanHolds
+    from adapters.followers.orphan_holds import GRACE, OrphanHolds
 
     world = build_world(ledger, top_up=TOP_UP)
     placed = datetime.now(UTC)

@@ -16,23 +16,23 @@ import uuid
 
 import psycopg
 
-from adapters.servers import create_database
+from adapters.servers.embedded import create_database
 
 ROUNDS = 10
 ROLES = ("api", "api", "gateway", "projections", "projections", "relay")
 
 # One worker per role: imports once, then for every database URL read from stdin builds the role's
-# objects the way its entry point does (app.py, adapters/http.py, projections/runner.py), closes
+# objects the way its entry point does (app.py, adapters/api/app.py, projections/runner.py), closes
 # them and answers "ok" or the error. All workers are blocked on stdin, so writing the URL to each
 # releases them together.
 WORKER = textwrap.dedent("""
     import json, sys, traceback
-    from adapters.auth import AuthSettings
-    from adapters.driver_api import DriverApiSettings
-    from adapters.http import create_app
+    from adapters.api.auth import AuthSettings
+    from adapters.api.driver.sessions import DriverApiSettings
+    from adapters.api.app import create_app
     from adapters.payments.config import SecretBox
-    from adapters.postgres import eventsourcing_env
-    from adapters.relay import Relay
+    from adapters.postgres.env import eventsourcing_env
+    from adapters.followers.relay import Relay
     from domain.ledger import Ledger
     from pile_link.gateway import Gateway
     from projections.runner import Projections

@@ -6,7 +6,7 @@ import threading
 import uuid
 from collections import defaultdict
 
-from adapters.postgres import eventsourcing_env
+from adapters.postgres.env import eventsourcing_env
 from domain.errors import InsufficientFunds
 from domain.ledger import Ledger
 from domain.wallet import posting_sets_of

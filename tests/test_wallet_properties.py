@@ -6,6 +6,7 @@ import uuid
 from collections import defaultdict
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -68,6 +69,7 @@ def check_invariants(wallet: Wallet, events: list[Any]) -> None:
     assert sum(totals.values()) == 0
     assert wallet.available >= 0 and wallet.held >= 0 and wallet.refund_pending >= 0 and wallet.arrears >= 0
     assert wallet.held == sum(wallet.holds.values())
+    assert not (wallet.available > 0 and wallet.arrears > 0), "money available while the driver owes"
     assert {k: v for k, v in totals.items() if v} == {k: v for k, v in wallet.balances.items() if v}
 
 
@@ -80,9 +82,44 @@ def test_trial_balance_zero_and_invariants_in_memory(sequence: list) -> None:
     def apply(name: str, kwargs: dict[str, Any]) -> None:
         getattr(wallet, name)(**kwargs)
         events.extend(wallet.collect_events())
+        check_invariants(wallet, events)
 
     run(apply, sequence)
     check_invariants(wallet, events)
+
+
+def wallet_in_arrears(owed: int = 700, funds: int = 3000) -> Wallet:
+    """A wallet holding ``funds`` for a start on gun 2 while a bill on gun 1 left ``owed`` fen unpaid."""
+    wallet = Wallet(tenant_id=TENANT, driver_id="d", author="test")
+    wallet.top_up("t", funds + 1000, "wechat", "p1")
+    wallet.hold("h1", HOLD_IDS[0], funds)
+    wallet.charge("c", 1000 + owed, 0, "gun1")  # an offline bill bigger than what was left
+    assert (wallet.available, wallet.arrears, wallet.held) == (0, owed, funds)
+    return wallet
+
+
+@pytest.mark.parametrize("back", [
+    lambda w: w.release("r", HOLD_IDS[0]),                         # the start on gun 2 failed
+    lambda w: w.capture("cap", HOLD_IDS[0], 100, 0),                # the rest of the hold comes back
+    lambda w: w.adjust("a", 2000, "goodwill", "ops"),               # an operator credits the driver
+    lambda w: w.credit_back("cb", 900, 0, "gun1"),                  # a re-price came out lower
+], ids=["release", "capture rest", "adjustment", "credit back"])
+def test_money_coming_back_repays_arrears_first(back: Any) -> None:
+    """Found by the fault simulator (seed 1032): a released hold went to available beside arrears."""
+    wallet = wallet_in_arrears()
+    back(wallet)
+    assert wallet.arrears == 0
+    assert wallet.available > 0
+
+
+def test_a_failed_refund_repays_arrears_first() -> None:
+    wallet = Wallet(tenant_id=TENANT, driver_id="d", author="test")
+    wallet.top_up("t", 5000, "alipay", "p1")
+    wallet.request_refund("rq", "r1", 2000, "alipay")
+    wallet.charge("c", 3500, 0, "gun1")  # 3,000 covered, 500 owed
+    assert (wallet.available, wallet.arrears) == (0, 500)
+    wallet.fail_refund("f", "r1", "bank said no")
+    assert (wallet.available, wallet.arrears, wallet.refund_pending) == (1500, 0, 0)
 
 
 @settings(max_examples=200)

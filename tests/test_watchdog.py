@@ -17,7 +17,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from adapters.postgres import eventsourcing_env
+from adapters.postgres.env import eventsourcing_env
 from domain.ledger import Ledger
 from domain.session import ChargingSession
 from pile_link.watchdog import FOLLOWUP_GRACE, Watchdog

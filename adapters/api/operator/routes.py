@@ -10,7 +10,7 @@ command on one aggregate each, with the caller as the event's author. Who may do
 |                 |                               | (agents), remote commands, refunds, acknowledge alarms    |
 | agent           | some stations of one tenant   | read those stations; remote commands on their piles       |
 
-The scope is the token's user's as it is at each request (``caller``; adapters/operator_accounts.py
+The scope is the token's user's as it is at each request (``caller``; adapters/api/operator/accounts.py
 holds sign-in and the users endpoints).
 
 Anything outside the caller's scope is 404, exactly as if it did not exist, so ids cannot be
@@ -35,10 +35,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg.rows import dict_row
 from pydantic import BaseModel, ConfigDict, Field
 
-from adapters import api_types as t
-from adapters.api_types import error, responses
-from adapters.auth import AGENT, PLATFORM_ADMIN, TENANT_ADMIN, AuthError, Principal
-from adapters.http import ApiError
+from adapters.api import inputs as t
+from adapters.api.inputs import error, responses
+from adapters.api.auth import AGENT, PLATFORM_ADMIN, TENANT_ADMIN, AuthError, Principal
+from adapters.api.app import ApiError
 from domain.errors import NotFound
 from domain.money import energy_to_kwh_str, fen_to_yuan_str
 from domain.registry import Pile, Station
@@ -75,7 +75,7 @@ E409_TRANSITION = error("invalid_state_transition", "session is finished; cannot
 
 # ---- who is calling -------------------------------------------------------------------------------
 async def caller(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
-    """The token's user as they are now (adapters/operator_accounts.py): one indexed query per request."""
+    """The token's user as they are now (adapters/api/operator/accounts.py): one indexed query per request."""
     if credentials is None:
         raise AuthError("missing_token", "send Authorization: Bearer <token>")
     return await request.app.state.accounts.principal(credentials.credentials)  # type: ignore[no-any-return]

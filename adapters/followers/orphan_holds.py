@@ -7,7 +7,7 @@ would release them: the watchdog follows sessions, and these have none. This fol
 and keeps finding any that some other path might leave (defence in depth).
 
 It follows the Wallets notification log with its own tracking position (``orphan_hold_tracking``,
-:mod:`adapters.log_follower`).
+:mod:`adapters.followers.log_follower`).
 Each ``HoldPlaced`` whose hold id is a trade serial (a start's hold) becomes a row of
 ``orphan_hold_checks``, due :data:`GRACE` after the event, written in the same transaction as the
 position, so after any crash it resumes exactly where it stopped and notes every hold once. A
@@ -34,7 +34,7 @@ from uuid import UUID
 import psycopg
 from eventsourcing.utils import get_topic
 
-from adapters.log_follower import DueWork, LogFollower, follow, tracking_ddl
+from adapters.followers.log_follower import DueWork, LogFollower, follow, tracking_ddl
 from domain.errors import UnknownHold
 from domain.session import TRADE_NO, ChargingSession
 from domain.wallet import Wallet

@@ -30,7 +30,7 @@ import psutil
 import psycopg
 from psycopg import sql
 
-from adapters import nats_auth
+from adapters.servers import nats_users
 
 with warnings.catch_warnings():
     # The package __init__ builds PostgresServer's lock path at import time and warns
@@ -275,7 +275,7 @@ class EmbeddedNats:
     """A nats-server with JetStream file storage under `data_dir`, one user per role.
 
     The server runs from a configuration file it writes (``nats.conf``): its port, its JetStream
-    store and the users of :mod:`adapters.nats_auth`, each limited to its role's subjects. The
+    store and the users of :mod:`adapters.servers.nats_users`, each limited to its role's subjects. The
     passwords are made at the first start and kept in ``credentials.json`` (mode 0600) beside the
     data, so a later process (or the next run) finds them; no connection without one is accepted.
     """
@@ -296,7 +296,7 @@ class EmbeddedNats:
     @property
     def url(self) -> str:
         """The admin's URL (the operator's tools, the test suite's fixtures)."""
-        return self.url_for(nats_auth.ADMIN)
+        return self.url_for(nats_users.ADMIN)
 
     def url_for(self, role: str) -> str:
         """The URL a process of ``role`` connects with: that role's user and password."""
@@ -309,7 +309,7 @@ class EmbeddedNats:
             passwords = json.loads(self.credentials.read_text())
         except (OSError, ValueError):
             passwords = {}
-        missing = [role for role in nats_auth.ROLES if role not in passwords]
+        missing = [role for role in nats_users.ROLES if role not in passwords]
         if missing:
             passwords.update({role: secrets.token_urlsafe(24) for role in missing})
             self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -321,7 +321,7 @@ class EmbeddedNats:
     def _write_config(self) -> None:
         # nats-server reads JSON as configuration; quoted strings are taken literally ($JS.API...).
         config = {"listen": f"{HOST}:{self.port}", "jetstream": {"store_dir": str(self.store_dir)},
-                  "authorization": nats_auth.authorization(self._passwords())}
+                  "authorization": nats_users.authorization(self._passwords())}
         fd = os.open(self.config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:
             json.dump(config, out, indent=1)
@@ -417,7 +417,7 @@ def create_database(server_url: str, name: str) -> str:
     return urlunsplit(parts._replace(path="/" + quote(name, safe="")))
 
 
-def resolve_servers(var_dir: Path, role: str = nats_auth.ADMIN) -> tuple[str, str, list]:
+def resolve_servers(var_dir: Path, role: str = nats_users.ADMIN) -> tuple[str, str, list]:
     """Use DATABASE_URL / NATS_URL when the environment provides real servers,
     otherwise the embedded ones under ``var_dir``: started here, or adopted when already running
     (another process, e.g. ``chargeledger servers``, serves them). Returns the URLs and the embedded

@@ -1,6 +1,6 @@
 """``audit replay`` on a database: stored events -> :class:`domain.audit.Audit` -> report.
 
-Wires the pure replay to Postgres: the event tables read by :mod:`adapters.audit_store`, the live
+Wires the pure replay to Postgres: the event tables read by :mod:`adapters.audit.store`, the live
 wallets loaded by the Wallets Application at the version replayed (from its snapshot and events:
 a second, independent way to the same balance), and the order view's rows when the orders
 projection exists.
@@ -17,8 +17,8 @@ import psycopg
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import StoredEvent
 
-from adapters.audit_store import event_tables, read_events
-from adapters.postgres import eventsourcing_env
+from adapters.audit.store import event_tables, read_events
+from adapters.postgres.env import eventsourcing_env
 from domain.applications import APPLICATIONS, Wallets
 from domain.audit import Audit, AuditReport, reference_mappers
 

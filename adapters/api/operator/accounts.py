@@ -2,11 +2,11 @@
 changes, and the users endpoints of the operator API (``/operator/v1/auth/*``, ``/operator/v1/users*``).
 
 Every operator request goes through ``Accounts.principal``: the token's signature, expiry and role
-(adapters/auth.py), then its user's current row by primary key (adapters/operator_users.py), one
+(adapters/api/auth.py), then its user's current row by primary key (adapters/postgres/operator_users.py), one
 indexed query per request, no cache: a disabled user's token answers 401 ``user_disabled`` at
 once, a token older than the user's last logout, password change or disable answers 401
 ``token_revoked``, a deleted user's too, and role, tenant and an agent's stations are the row's.
-Sign-ins are throttled and hashed as adapters/login_guard.py says.
+Sign-ins are throttled and hashed as adapters/api/login_guard.py says.
 
 Who may manage whom: a platform admin every user; a tenant admin the users of their own tenant
 (others are 404, as if they did not exist); an agent no one. Nobody disables themselves.
@@ -23,13 +23,13 @@ from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from adapters import api_types as t
-from adapters.auth import (AGENT, MAX_PASSWORD, MIN_PASSWORD, OPERATOR_ROLES, PLATFORM_ADMIN, TENANT_ADMIN,
+from adapters.api import inputs as t
+from adapters.api.auth import (AGENT, MAX_PASSWORD, MIN_PASSWORD, OPERATOR_ROLES, PLATFORM_ADMIN, TENANT_ADMIN,
                            USERNAME_PATTERN, USERNAME_RULE, AuthError, Principal, TokenSigner, check_printable)
-from adapters.http import ApiError
-from adapters.login_guard import HashGate, LoginBusy, LoginLimits, LoginThrottle
-from adapters.operator_api import ERRORS, S, T, Caller, body_example, example, require
-from adapters.operator_users import OperatorUser, OperatorUsers
+from adapters.api.app import ApiError
+from adapters.api.login_guard import HashGate, LoginBusy, LoginLimits, LoginThrottle
+from adapters.api.operator.routes import ERRORS, S, T, Caller, body_example, example, require
+from adapters.postgres.operator_users import OperatorUser, OperatorUsers
 from domain.errors import NotFound
 
 router = APIRouter(prefix="/operator/v1", responses=t.BAD_BODY)

@@ -7,7 +7,7 @@
   (``CHARGELEDGER_TOKEN_KEY``, at least 32 bytes; never in the code). Claims: ``sub`` (user),
   ``role``, ``tenant`` (absent for a platform admin), ``iat``, ``exp``, ``iss``; a driver's tenant
   comes from these claims. An operator token also carries ``gen``, its user's token generation:
-  the operator API checks every request against the user's current row (adapters/operator_users.py),
+  the operator API checks every request against the user's current row (adapters/postgres/operator_users.py),
   so role, tenant, an agent's stations and "disabled" are the user's as they are now, and a token
   whose ``gen`` is not the user's current one (logout, password change, disable) is refused.
 * ``role`` says which API a token is for. The operator API accepts ``platform_admin``,
@@ -39,7 +39,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 if TYPE_CHECKING:
-    from adapters.operator_users import OperatorUsers
+    from adapters.postgres.operator_users import OperatorUsers
 
 
 PLATFORM_ADMIN, TENANT_ADMIN, AGENT, DRIVER = "platform_admin", "tenant_admin", "agent", "driver"
@@ -221,7 +221,7 @@ def run(args: argparse.Namespace) -> int:
 async def _run(args: argparse.Namespace) -> int:
     from psycopg_pool import AsyncConnectionPool
 
-    from adapters.operator_users import OperatorUsers
+    from adapters.postgres.operator_users import OperatorUsers
 
     pool = AsyncConnectionPool(args.database_url, min_size=1, max_size=1, open=False)
     await pool.open(wait=True)

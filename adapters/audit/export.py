@@ -39,7 +39,7 @@ from uuid import UUID
 
 import psycopg
 
-from adapters.audit_store import read_events
+from adapters.audit.store import read_events
 from domain.audit import _loads, as_iso, as_uuid
 
 JOURNAL_COLUMNS = ("notification_id", "recorded_at", "tenant_id", "wallet_id", "driver_id", "event", "key",

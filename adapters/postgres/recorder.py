@@ -37,7 +37,7 @@ pipeline of ``BEGIN``, those statements, each table's save function in table-nam
 ``COMMIT``, sent in one round trip.
 
 Every recorder the factory below makes (events, snapshots, tracking) creates its tables under the
-schema lock (:func:`adapters.postgres.schema_lock`), so roles starting together on an empty database
+schema lock (:func:`adapters.postgres.env.schema_lock`), so roles starting together on an empty database
 take turns instead of colliding.
 """
 
@@ -60,7 +60,7 @@ from eventsourcing.postgres import PostgresFactory as LibraryFactory
 from eventsourcing.utils import retry
 from psycopg.sql import SQL, Identifier
 
-from adapters.postgres import schema_lock
+from adapters.postgres.env import schema_lock
 
 
 TOGETHER_ATTEMPTS, TOGETHER_WAIT = 10, 0.2  # as eventsourcing retries a single save

@@ -6,7 +6,7 @@
 * Alipay: ``my.getAuthCode``'s auth code goes to ``alipay.system.oauth.token`` through the SDK.
 
 The driver id is ``<provider>:<channel>:<openid or user id>`` (an openid is per app, so the channel
-is part of it); the wallet is per (tenant, driver id). The token is the one ``adapters.auth`` signs
+is part of it); the wallet is per (tenant, driver id). The token is the one ``adapters.api.auth`` signs
 for operators (HS256 JWT, key ``CHARGELEDGER_TOKEN_KEY``, expiring), with ``role: "driver"``, the
 tenant, and the driver id as subject. The tenant and the driver of every driver request come from
 this token only, never from a header, a parameter or a body; the operator API refuses driver tokens
@@ -27,7 +27,7 @@ import httpx
 from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from adapters.auth import DRIVER, AuthError, Principal, TokenSigner
+from adapters.api.auth import DRIVER, AuthError, Principal, TokenSigner
 from adapters.payments.base import ProviderError
 from adapters.payments.config import Channels, WeChatConfig
 from domain.errors import DomainError, NotFound
@@ -53,7 +53,7 @@ def driver_id_of(provider: str, channel: str, payer: str) -> str:
 
 
 class DriverTokens:
-    """Driver tokens through the operator API's signer (``adapters.auth``), with role ``driver``.
+    """Driver tokens through the operator API's signer (``adapters.api.auth``), with role ``driver``.
 
     The subject is the driver id, from which the channel and the payer id are read back (channel
     names cannot hold ``:``), so the token needs no claims beyond the signer's own.

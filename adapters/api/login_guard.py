@@ -32,7 +32,7 @@ from typing import Any
 
 from argon2 import PasswordHasher
 
-from adapters.auth import AuthError, password_matches
+from adapters.api.auth import AuthError, password_matches
 
 
 @dataclass(frozen=True)

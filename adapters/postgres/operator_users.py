@@ -1,6 +1,6 @@
 """The ``operator_users`` table: who may sign in to the operator API, with which role and scope.
 
-A row is the truth for every request (adapters/operator_accounts.py reads it by primary key for
+A row is the truth for every request (adapters/api/operator/accounts.py reads it by primary key for
 each token it accepts): role, tenant, an agent's stations, ``disabled``, and ``token_generation``,
 which a token must carry to be accepted. Logout, a password change or reset, and disabling a user
 add one to the generation, so every token issued before stops working at once; enabling a user
@@ -21,8 +21,8 @@ from uuid import UUID
 
 from psycopg.rows import dict_row
 
-from adapters.auth import AGENT, Principal
-from adapters.postgres import SCHEMA_LOCK
+from adapters.api.auth import AGENT, Principal
+from adapters.postgres.env import SCHEMA_LOCK
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS operator_users (

@@ -48,9 +48,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from adapters.audit_store import EventTable, event_tables, read_events
-from adapters.nats_auth import AUDITOR, SEAL_STREAM, SEAL_SUBJECT, connect_options
-from adapters.postgres import lock_schema
+from adapters.audit.store import EventTable, event_tables, read_events
+from adapters.servers.nats_users import AUDITOR, SEAL_STREAM, SEAL_SUBJECT, connect_options
+from adapters.postgres.env import lock_schema
 
 LAG = timedelta(minutes=1)  # longest commit delay of a legitimate event after its own timestamp
 _U32 = struct.Struct(">I")

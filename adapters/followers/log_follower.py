@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 from psycopg.sql import SQL, Identifier
 
-from adapters.postgres import create_tables
+from adapters.postgres.env import create_tables
 
 Apply = Callable[[psycopg.Cursor[Any], list[Any]], None]
 

@@ -1,13 +1,13 @@
 """HTTP for payments: the platforms' notification callbacks and the driver's login and wallet endpoints.
 
 Mount with ``app.include_router(payment_router(service, identity))`` on the app of
-``adapters.http.create_app``, whose handlers turn ``DomainError`` into 404/409 and ``AuthError`` into
+``adapters.api.app.create_app``, whose handlers turn ``DomainError`` into 404/409 and ``AuthError`` into
 401/403 with stable codes. The driver endpoints take the tenant and the driver from the bearer
 token only (``role: driver``). The callbacks answer each platform the way it expects: WeChat Pay
 204 on success and 4xx/5xx with ``{"code": "FAIL", "message": ...}`` otherwise (it retries); Alipay
 the plain body ``success``, anything else makes it retry. A callback body is read up to
 :data:`CALLBACK_MAX_BYTES` (a real notification is 1-2 KB) under :data:`CALLBACK_PREFIX`; a larger one is
-refused with 413 ``body_too_large`` by the app's body limit (``adapters.http_guards.BodyLimit``) before
+refused with 413 ``body_too_large`` by the app's body limit (``adapters.api.guards.BodyLimit``) before
 the rest is read, whatever Content-Length says.
 
 Each top-up calls the platform's prepay, so a driver's top-ups are limited (``TopUpLimits``: unpaid ones
@@ -27,9 +27,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from adapters import api_types as t
-from adapters.api_types import WRONG_ROLE, error, responses
-from adapters.driver_identity import DriverIdentity, DriverPrincipal, bearer_driver
+from adapters.api import inputs as t
+from adapters.api.inputs import WRONG_ROLE, error, responses
+from adapters.api.driver.identity import DriverIdentity, DriverPrincipal, bearer_driver
 from adapters.payments.base import InvalidSignature, NotificationRefused
 from adapters.payments.service import Payer, PaymentService, TopUpLimitReached
 from domain.errors import DomainError, NotFound

@@ -11,13 +11,13 @@ Every refusal has the same body, ``{"code": ..., "message": ..., "details": ...}
 * 413 ``body_too_large``, 429 ``too_many_attempts`` and 503 ``login_busy`` (both with Retry-After).
 
 The server's own defences (timeouts, connection and body caps, security headers; the API docs
-only where configured) are in adapters/http_guards.py; sign-in and the per-request token check in
-adapters/operator_accounts.py.
+only where configured) are in adapters/api/guards.py; sign-in and the per-request token check in
+adapters/api/operator/accounts.py.
 
-Given ``driver`` settings (``adapters.driver_api.DriverApiSettings``: the payment channels' sealing
+Given ``driver`` settings (``adapters.api.driver.sessions.DriverApiSettings``: the payment channels' sealing
 keys and the public URL, from ``CHARGELEDGER_PAYMENT_KEYS`` / ``CHARGELEDGER_PUBLIC_URL``), the app
-also serves drivers: login, wallet, top-up and refund (``adapters.payment_api``) and the session API
-(``adapters.driver_api``), with driver tokens from the same signer as the operators' (the role
+also serves drivers: login, wallet, top-up and refund (``adapters.api.payments``) and the session API
+(``adapters.api.driver.sessions``), with driver tokens from the same signer as the operators' (the role
 claim keeps them apart). Other routers (interconnect) mount on the app this returns; they find the
 ledger, the database pool and the token signer on ``app.state``.
 """
@@ -36,14 +36,14 @@ from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from adapters.auth import AuthError, AuthSettings, TokenSigner
-from adapters.http_guards import BodyLimit, BodyLimits, SecurityHeaders, ServerSettings, server_config
-from adapters.login_guard import LoginLimits
-from adapters.operator_users import OperatorUsers
+from adapters.api.auth import AuthError, AuthSettings, TokenSigner
+from adapters.api.guards import BodyLimit, BodyLimits, SecurityHeaders, ServerSettings, server_config
+from adapters.api.login_guard import LoginLimits
+from adapters.postgres.operator_users import OperatorUsers
 from domain.errors import DomainError, InvalidText, NotFound
 
 if TYPE_CHECKING:
-    from adapters.driver_api import DriverApiSettings
+    from adapters.api.driver.sessions import DriverApiSettings
 
 
 class ApiError(Exception):
@@ -82,7 +82,7 @@ def create_app(ledger: Any, database_url: str, settings: AuthSettings, *, pool_s
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from adapters.operator_accounts import Accounts
+        from adapters.api.operator.accounts import Accounts
 
         await apool.open(wait=True)
         app.state.apool = apool  # for the hottest reads: no thread hop per request
@@ -132,8 +132,8 @@ def create_app(ledger: Any, database_url: str, settings: AuthSettings, *, pool_s
         code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(exc.status_code, "http_error")
         return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code)
 
-    from adapters.operator_accounts import router as accounts_router
-    from adapters.operator_api import router as operator_router
+    from adapters.api.operator.accounts import router as accounts_router
+    from adapters.api.operator.routes import router as operator_router
 
     app.include_router(accounts_router)
     app.include_router(operator_router)
@@ -144,9 +144,9 @@ def create_app(ledger: Any, database_url: str, settings: AuthSettings, *, pool_s
 
 def mount_driver_api(app: FastAPI, ledger: Any, driver: DriverApiSettings) -> None:
     """The payment service and driver identity built from ``driver`` (DriverApiSettings), and both driver routers."""
-    from adapters.driver_api import DriverSessions, StartRequests, driver_router
-    from adapters.driver_identity import DriverIdentity, DriverTokens, WeChatCode2Session
-    from adapters.payment_api import CALLBACK_MAX_BYTES, CALLBACK_PREFIX, payment_router
+    from adapters.api.driver.sessions import DriverSessions, StartRequests, driver_router
+    from adapters.api.driver.identity import DriverIdentity, DriverTokens, WeChatCode2Session
+    from adapters.api.payments import CALLBACK_MAX_BYTES, CALLBACK_PREFIX, payment_router
     from adapters.payments.config import Channels, SecretBox
     from adapters.payments.service import PaymentService, Providers
 
@@ -176,8 +176,8 @@ def run(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from adapters.driver_api import DriverApiSettings
-    from adapters.postgres import eventsourcing_env
+    from adapters.api.driver.sessions import DriverApiSettings
+    from adapters.postgres.env import eventsourcing_env
     from domain.ledger import Ledger
 
     driver = DriverApiSettings.from_env(dict(os.environ))

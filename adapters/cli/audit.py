@@ -79,7 +79,7 @@ def _urls(args: argparse.Namespace, need_nats: bool) -> Iterator[tuple[str, str]
     if args.database_url and (args.nats_url or not need_nats):
         yield args.database_url, args.nats_url
         return
-    from adapters.nats_auth import AUDITOR
+    from adapters.servers.nats_users import AUDITOR
     from app import servers  # the composition root starts the embedded servers
 
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace, database_url: str) -> int:
-    from adapters.audit_replay import replay
+    from adapters.audit.replay import replay
 
     started = time.monotonic()
 
@@ -120,7 +120,7 @@ def _replay(args: argparse.Namespace, database_url: str) -> int:
 
 
 def _verify(args: argparse.Namespace, database_url: str, nats_url: str | None) -> int:
-    from adapters.audit_chain import verify
+    from adapters.audit.chain import verify
 
     report = verify(database_url, nats_url or None)
     print(json.dumps(report.as_dict(), indent=2, default=str) if args.json else report.as_text())
@@ -128,7 +128,7 @@ def _verify(args: argparse.Namespace, database_url: str, nats_url: str | None) -
 
 
 def _seal(args: argparse.Namespace, database_url: str, nats_url: str) -> int:
-    from adapters.audit_chain import publish_seals, seal
+    from adapters.audit.chain import publish_seals, seal
 
     while True:
         for s in seal(database_url):
@@ -144,7 +144,7 @@ def _seal(args: argparse.Namespace, database_url: str, nats_url: str) -> int:
 
 
 def _export(args: argparse.Namespace, database_url: str) -> int:
-    from adapters.audit_export import export_books, ledger_lines, read_bills, reconcile, write_reconciliation
+    from adapters.audit.export import export_books, ledger_lines, read_bills, reconcile, write_reconciliation
 
     args.out.mkdir(parents=True, exist_ok=True)
     with open(args.out / "journal.csv", "w", newline="", encoding="utf-8") as journal, \

@@ -61,9 +61,9 @@ from eventsourcing.utils import Environment
 from nats.js.api import StorageType, StreamConfig
 from psycopg import sql
 
-from adapters.nats_auth import RELAY, STREAM, SUBJECT_PREFIX, connect_options
-from adapters.outage import Outage
-from adapters.postgres import lock_schema
+from adapters.servers.nats_users import RELAY, STREAM, SUBJECT_PREFIX, connect_options
+from adapters.servers.outage import Outage
+from adapters.postgres.env import lock_schema
 
 log = logging.getLogger(__name__)
 

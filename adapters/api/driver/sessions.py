@@ -1,6 +1,6 @@
 """The driver session API: what the mini-program calls after login to scan, start, watch, stop and pay.
 
-Mounted by ``adapters.http.create_app`` next to the payment router (login, wallet, top-up, refund).
+Mounted by ``adapters.api.app.create_app`` next to the payment router (login, wallet, top-up, refund).
 Every endpoint takes the tenant and the driver from the driver token only (``role: driver``); a
 session is the driver's if it was opened on their wallet, and anybody else's session is ``404
 not_found``, exactly as if it did not exist, so trade serials cannot be probed.
@@ -40,12 +40,12 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from psycopg.rows import dict_row
 from pydantic import BaseModel, ConfigDict, Field
 
-from adapters import api_types as t
-from adapters.api_types import WRONG_ROLE, error, responses
-from adapters.driver_identity import DriverIdentity, DriverPrincipal, bearer_driver
-from adapters.http import ApiError
-from adapters.postgres import create_tables
-from adapters.recorder import AlongsideConflict, Statement
+from adapters.api import inputs as t
+from adapters.api.inputs import WRONG_ROLE, error, responses
+from adapters.api.driver.identity import DriverIdentity, DriverPrincipal, bearer_driver
+from adapters.api.app import ApiError
+from adapters.postgres.env import create_tables
+from adapters.postgres.recorder import AlongsideConflict, Statement
 from adapters.payments.service import TopUpLimits
 from domain.errors import ConcurrencyExhausted, DomainError, IdempotencyConflict, InsufficientFunds, NotFound
 from domain.money import fen_to_yuan_str

@@ -52,13 +52,13 @@ def eventsourcing_env(database_url: str, *, pool_size: int = 4, max_overflow: in
 
     Each Application keeps its own table (``registry_events``, ``sessions_events``, ...) and its own
     small pool. Snapshots go to ``<name>_snapshots``. Events are written by
-    :class:`adapters.recorder.LockedInsertRecorder` (one round trip per save, same tables); every
-    recorder creates its tables under the schema lock (:class:`adapters.recorder.PostgresFactory`).
+    :class:`adapters.postgres.recorder.LockedInsertRecorder` (one round trip per save, same tables); every
+    recorder creates its tables under the schema lock (:class:`adapters.postgres.recorder.PostgresFactory`).
     """
     info = conninfo_to_dict(database_url)
     return {
         # eventsourcing's Postgres factory, whose recorders create their tables under the schema lock.
-        "PERSISTENCE_MODULE": "adapters.recorder:PostgresFactory",
+        "PERSISTENCE_MODULE": "adapters.postgres.recorder:PostgresFactory",
         "POSTGRES_DBNAME": str(info.get("dbname", "postgres")),
         "POSTGRES_HOST": str(info.get("host", "127.0.0.1")),
         "POSTGRES_PORT": str(info.get("port", "5432")),
@@ -71,5 +71,5 @@ def eventsourcing_env(database_url: str, *, pool_size: int = 4, max_overflow: in
         # keeps notification ids in commit order (see docs/architecture.md).
         "POSTGRES_LOCK_TIMEOUT": "5",
         # eventsourcing's recorder with each save one call of a database function (one round trip).
-        "APPLICATION_RECORDER_TOPIC": "adapters.recorder:LockedInsertRecorder",
+        "APPLICATION_RECORDER_TOPIC": "adapters.postgres.recorder:LockedInsertRecorder",
     }
