@@ -1,6 +1,6 @@
 """Simulated drivers, the payment provider and an operator: the API side of the platform.
 
-A driver starts through the driver API's own code (``adapters.driver_api.DriverSessions.start``, with
+A driver starts through the driver API's own code (``adapters.api.driver.sessions.DriverSessions.start``, with
 its start requests on the store), stops, tops up and asks for refunds. A request whose answer was
 lost (the API process died) is sent again later with the same Idempotency-Key, as a client retries;
 a payment notification the platform did not confirm is sent again by the provider, with its key.
@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from adapters.driver_api import DriverApiSettings, DriverSessions, StartRules
-from adapters.driver_identity import DriverPrincipal
+from adapters.api.driver.sessions import DriverApiSettings, DriverSessions, StartRules
+from adapters.api.driver.identity import DriverPrincipal
 from domain.errors import DomainError
 from domain.wallet import Wallet
 from simulation.world import DRIVERS, GUNS, PILES, MemoryStartRequests, World

@@ -8,7 +8,7 @@ path). Its connections and what it sent on them are process memory: a crash lose
 pile's TCP connection).
 
 The watchdog is ``pile_link.watchdog``'s decisions (``followups_of``, ``expire_due``,
-``apply_followup``) and ``adapters.orphan_holds``' (``check_of``, ``release_if_orphaned``) on
+``apply_followup``) and ``adapters.followers.orphan_holds``' (``check_of``, ``release_if_orphaned``) on
 in-memory tables kept in the store: a follower of the Sessions and Wallets logs with its own
 positions (the index of open sessions, the wallet follow-ups, the orphan-hold checks).
 """
@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapters.orphan_holds import GRACE as ORPHAN_GRACE
-from adapters.orphan_holds import OrphanHolds, release_if_orphaned
+from adapters.followers.orphan_holds import GRACE as ORPHAN_GRACE
+from adapters.followers.orphan_holds import OrphanHolds, release_if_orphaned
 from domain.errors import DomainError
 from domain.ledger import Ledger, PileGun
 from domain.session import ChargingSession

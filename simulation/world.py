@@ -21,7 +21,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from uuid import UUID
 
-from adapters.recorder import AlongsideConflict
+from adapters.postgres.recorder import AlongsideConflict
 from domain.ledger import Ledger
 from domain.tariff import TIERS
 
@@ -64,7 +64,7 @@ class StartRow:
 
 
 class MemoryStartRequests:
-    """``adapters.driver_api.StartRequests`` on the store: find a key's start, record one with the start."""
+    """``adapters.api.driver.sessions.StartRequests`` on the store: find a key's start, record one with the start."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
