@@ -451,6 +451,12 @@ def build_parser() -> argparse.ArgumentParser:
     simulate = sub.add_parser("simulate", help="simulated YKC piles (or a load of connections) against a gateway")
     simulate_cli.add_arguments(simulate)
     simulate.set_defaults(func=simulate_cli.run)
+    from simulation import runner as fault_simulator
+
+    faults = sub.add_parser("simulate-faults", help="the deterministic fault simulator: seeded schedules of "
+                                                    "crashes, lost and repeated frames, late records, clock jumps")
+    fault_simulator.add_arguments(faults)
+    faults.set_defaults(func=fault_simulator.run)
     return parser
 
 

@@ -76,8 +76,11 @@ class PileGun:
 
 
 class Ledger:
-    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+    def __init__(self, env: Mapping[str, str] | None = None, serials: random.Random | None = None) -> None:
+        """``serials`` draws the random part of trade serials (a seeded one makes them repeatable:
+        the fault simulator's); by default the process's own."""
         env = dict(env or {})
+        self.serials = serials or random.Random()
         self.registry = Registry(env)
         self.tariffs = Tariffs(env)
         self.sessions = Sessions(env)
@@ -212,7 +215,7 @@ class Ledger:
             # A trade serial is pile + gun + second + a random 4-digit sequence. It is not checked for
             # collisions beforehand (a query on every start): the session's key refuses a serial already
             # taken, and so does the hold's idempotency key, and then another sequence is drawn.
-            trade_no = make_trade_no(pile_no, gun_no, local, random.randrange(10000))
+            trade_no = make_trade_no(pile_no, gun_no, local, self.serials.randrange(10000))
             parts: list[tuple[Any, list[Any]]] = []
             if wallet is not None and hold_fen:
                 parts.append((self.wallets, [self._hold_for(wallet.id, trade_no, hold_fen)]))

@@ -104,9 +104,8 @@ class Watchdog:
     def followups(self, event: Any, name: str) -> list[tuple[str, str, UUID, str, str, datetime]]:
         """The wallet commands a closing event calls for, as ``wallet_followups`` rows."""
         session = self.ledger.sessions.get(event.originator_id, object, "session", fresh=False, copy=False)
-        due = event.at + FOLLOWUP_GRACE
-        return [(kwargs["key"], session.trade_no, session.wallet_id, command, json.dumps(kwargs), due)
-                for command, kwargs in wallet_commands(session, name, event)]
+        return [(key, trade_no, wallet_id, command, json.dumps(arguments), due)
+                for key, trade_no, wallet_id, command, arguments, due in followups_of(session, name, event)]
 
     def follow_up(self, now: datetime) -> list[str]:
         """Apply the due wallet follow-ups the wallet does not hold yet (leased rows: :class:`DueWork`).
@@ -114,14 +113,7 @@ class Watchdog:
         return FOLLOWUPS.sweep(self.database_url, now, self.batch_size, self.apply_followup)
 
     def apply_followup(self, key: str, trade_no: str, wallet_id: UUID, command: str, arguments: dict[str, Any]) -> bool:
-        wallet = self.ledger.wallets.get(wallet_id, Wallet, "wallet", fresh=False, copy=False)
-        if key in wallet.outcomes:  # keys are never dropped: a cached copy that has it is right
-            return False
-        _, events = self.ledger.wallet_update(wallet_id, command, **arguments)
-        if events:
-            log.warning("session %s: wallet %s (%s) was not applied after the session closed; applied now",
-                        trade_no, command, key)
-        return bool(events)
+        return apply_followup(self.ledger, key, trade_no, wallet_id, command, arguments)
 
     def due(self, now: datetime) -> list[str]:
         return self.open_sessions.due(now)
@@ -129,19 +121,8 @@ class Watchdog:
     def sweep(self, now: datetime) -> list[str]:
         """Catch up, then expire every session whose deadline passed. Returns the trade serials closed."""
         self.catch_up()
-        closed = []
-        for trade_no in self.due(now):
-            try:
-                session, closed_here = self.ledger.expire_session(trade_no, now)
-            except DomainError as error:
-                log.error("session %s: watchdog could not expire it: %s", trade_no, error)
-                continue
-            if session.is_open:  # its own deadline is later than the index said
-                self.open_sessions.correct(trade_no, session.deadline)
-            elif closed_here:  # (else another watchdog closed it a moment before)
-                closed.append(trade_no)
-                self.stats["sessions_expired"] += 1
-                log.warning("session %s: deadline passed, closed by the watchdog (%s)", trade_no, session.reason)
+        closed = expire_due(self.ledger, self.due(now), now, self.open_sessions.correct)
+        self.stats["sessions_expired"] += len(closed)
         if closed:
             self.catch_up()
         self.follow_up(now)
@@ -163,6 +144,48 @@ class Watchdog:
                 outage.succeeded()
                 pause = interval
             stopping.wait(pause)
+
+
+# ---- the decisions, without Postgres (the fault simulator runs them on its in-memory stores) ----------
+def followups_of(session: Any, name: str, event: Any) -> list[tuple[str, str, UUID, str, dict[str, Any], datetime]]:
+    """The wallet commands a closing event calls for: ``(key, trade serial, wallet, command,
+    arguments, due)``, due ``FOLLOWUP_GRACE`` after the event."""
+    due = event.at + FOLLOWUP_GRACE
+    return [(kwargs["key"], session.trade_no, session.wallet_id, command, kwargs, due)
+            for command, kwargs in wallet_commands(session, name, event)]
+
+
+def apply_followup(ledger: Any, key: str, trade_no: str, wallet_id: UUID, command: str,
+                   arguments: dict[str, Any]) -> bool:
+    """Apply a due follow-up unless the wallet already holds its key. Returns whether it wrote."""
+    wallet = ledger.wallets.get(wallet_id, Wallet, "wallet", fresh=False, copy=False)
+    if key in wallet.outcomes:  # keys are never dropped: a cached copy that has it is right
+        return False
+    _, events = ledger.wallet_update(wallet_id, command, **arguments)
+    if events:
+        log.warning("session %s: wallet %s (%s) was not applied after the session closed; applied now",
+                    trade_no, command, key)
+    return bool(events)
+
+
+def expire_due(ledger: Any, trade_nos: list[str], now: datetime,
+               correct: Callable[[str, datetime | None], None]) -> list[str]:
+    """Send each session the index says is due ``expire(now)``; the aggregate decides. One whose own
+    deadline is later is given to ``correct``. Returns the trade serials this call closed (another
+    watchdog may have closed one a moment before: then it changed nothing)."""
+    closed = []
+    for trade_no in trade_nos:
+        try:
+            session, closed_here = ledger.expire_session(trade_no, now)
+        except DomainError as error:
+            log.error("session %s: watchdog could not expire it: %s", trade_no, error)
+            continue
+        if session.is_open:  # its own deadline is later than the index said
+            correct(trade_no, session.deadline)
+        elif closed_here:
+            closed.append(trade_no)
+            log.warning("session %s: deadline passed, closed by the watchdog (%s)", trade_no, session.reason)
+    return closed
 
 
 def run_role(make_ledger: Callable[[], Any], database_url: str, stopping: threading.Event,
