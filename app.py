@@ -388,7 +388,7 @@ def cmd_watchdog(args: argparse.Namespace) -> int:
     """The watchdog on its own: session deadlines and wallet follow-ups, until Ctrl-C or SIGTERM."""
     import signal
 
-    from pile_link.watchdog import run_role
+    from adapters.followers.watchdog import run_role
 
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())

@@ -21,7 +21,7 @@ store; its tariff) and sends it. Each session's start and stop goes out at most 
 Timers: a connection that does not log in within the login deadline (15 s) is closed; a pile silent
 for 30 s (three missed heartbeats) is disconnected and recorded offline (and its charging sessions
 get their offline deadline); the clock is set after login and daily; the watchdog
-(:mod:`pile_link.watchdog`, unless the gateway runs without it) sweeps session deadlines. None of
+(:mod:`adapters.followers.watchdog`, unless the gateway runs without it) sweeps session deadlines. None of
 these keeps money-relevant state in memory.
 
 Outages: everything that writes to or reads from Postgres or NATS is retried with backoff for as
@@ -49,10 +49,10 @@ from domain.session import ChargingSession
 from pile_link.boundary import Refusal, RefusalThrottle, RefusedFrames
 from pile_link.commands import COMMAND_SUBJECTS, CommandFollower
 from pile_link.link import PileLink
-from pile_link.open_sessions import OpenSessions
+from adapters.followers.open_sessions import OpenSessions
 from pile_link.owed import COMMISSIONING_BALANCE_FEN, owed_for_command, owed_for_session
 from adapters.servers.outage import Outage
-from pile_link.watchdog import Watchdog, utcnow
+from adapters.followers.watchdog import Watchdog, utcnow
 from pile_link.ykc import RemoteStart
 
 log = logging.getLogger("chargeledger.pile_link")

@@ -18,7 +18,7 @@ from domain.books import Books
 from domain.ledger import Ledger
 from domain.session import ChargingSession
 from domain.wallet import REVENUE_ELECTRICITY, REVENUE_SERVICE, Wallet
-from pile_link.watchdog import CLOSING, FOLLOWUP_GRACE
+from adapters.followers.watchdog import CLOSING, FOLLOWUP_GRACE
 from simulation.world import DRIVERS, POPO, World, _reattach, tier_prices
 
 

@@ -7,7 +7,7 @@ by ``pile_link.owed.owed_for_session`` (at login, and when it sees new session e
 path). Its connections and what it sent on them are process memory: a crash loses them (and every
 pile's TCP connection).
 
-The watchdog is ``pile_link.watchdog``'s decisions (``followups_of``, ``expire_due``,
+The watchdog is ``adapters.followers.watchdog``'s decisions (``followups_of``, ``expire_due``,
 ``apply_followup``) and ``adapters.followers.orphan_holds``' (``check_of``, ``release_if_orphaned``) on
 in-memory tables kept in the store: a follower of the Sessions and Wallets logs with its own
 positions (the index of open sessions, the wallet follow-ups, the orphan-hold checks).
@@ -23,7 +23,7 @@ from domain.errors import DomainError
 from domain.ledger import Ledger, PileGun
 from domain.session import ChargingSession
 from pile_link.owed import owed_for_session
-from pile_link.watchdog import CLOSING, apply_followup, expire_due, followups_of
+from adapters.followers.watchdog import CLOSING, apply_followup, expire_due, followups_of
 from pile_link.ykc import RemoteStart, RemoteStop
 from simulation.piles import Message, Network
 from simulation.world import World

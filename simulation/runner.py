@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from domain.errors import DomainError
-from pile_link.watchdog import FOLLOWUP_GRACE
+from adapters.followers.watchdog import FOLLOWUP_GRACE
 from simulation.drivers import Api
 from simulation.invariants import Auditor, Violation
 from simulation.piles import Message, Network, Pile

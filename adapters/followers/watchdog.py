@@ -3,7 +3,7 @@
 The deadlines are written in the session's events (the 90 s start deadline in ``Opened``, the
 transaction-record deadline in ``StopRequested``, the offline deadline in ``PileOffline``), never
 held in an in-memory timer. The watchdog reads them from the ``open_sessions`` index
-(:mod:`pile_link.open_sessions`, a tracked follower of the Sessions log, so after any crash it
+(:mod:`adapters.followers.open_sessions`, a tracked follower of the Sessions log, so after any crash it
 resumes exactly where it stopped). A sweep asks the index which deadlines passed and sends each
 session ``expire(now)``, which re-checks the deadline on the aggregate itself: the index only says
 where to look, the aggregate decides (and where it decides the deadline is later, the index is
@@ -48,7 +48,7 @@ from domain.settlement import wallet_commands
 from domain.wallet import Wallet
 from adapters.followers.log_follower import DueWork, follow
 from adapters.followers.orphan_holds import OrphanHolds
-from pile_link.open_sessions import TRACKING, TRACKING_TABLE, OpenSessions, session_topics
+from adapters.followers.open_sessions import TRACKING, TRACKING_TABLE, OpenSessions, session_topics
 from adapters.servers.outage import Outage, when_up
 
 log = logging.getLogger("chargeledger.watchdog")
