@@ -130,6 +130,7 @@ class PileLink:
         self.starts_sent_again: set[str] = set()  # serials of starts sent from what is owed (see on_start_reply)
         self.owed: asyncio.Task[None] | None = None  # delivering what the pile is owed, after login
         self.logged_in_at: datetime | None = None
+        self.versions: tuple[int, str] = (0, "")  # (protocol, firmware) the login named
         self.tariff_pending = False  # a billing-model push waits until every gun is idle
         self.pushed_tariff: tuple[Any, int] | None = None  # (tariff id, version) sent in the last 0x58
         self.error_streak = 0
@@ -245,6 +246,14 @@ class PileLink:
         return PileGun(self.pile_no, gun_number(gun_byte))  # type: ignore[arg-type]
 
     # ---- writing ---------------------------------------------------------------------------
+    def record_connected(self, at: datetime) -> None:
+        """Record on the pile that it is connected here (at login, and again if a watchdog took this
+        gateway for gone: :mod:`adapters.followers.gateway_leases`)."""
+        gateway, (protocol, program) = self.gateway, self.versions
+        self.gateway.pile_changes.add((self.pile_no, lambda p: p.connect(at=at, gateway=gateway.gateway_id,
+                                                                         protocol_version=protocol,
+                                                                         program_version=program)))
+
     def reply(self, request: Frame, msg: Message) -> None:
         if not self.closed:
             self.write(encode_reply(request, msg, mirror_crc=True))
@@ -342,10 +351,8 @@ async def on_login(link: PileLink, frame: Frame, msg: Login) -> None:
     link.guns = {int(n): (g["status"], g["plugged"], tuple(sorted(g["faults"]))) for n, g in pile.guns.items()}
     link.gun_numbers = frozenset(link.guns)
     link.reply(frame, LoginAck(msg.pile_no, 0))
-    at, program = link.now(), msg.firmware_version.strip("\x00 ")
-    gateway.pile_changes.add((msg.pile_no, lambda p: p.connect(at=at, gateway=gateway.gateway_id,
-                                                               protocol_version=msg.protocol_version,
-                                                               program_version=program)))
+    link.versions = (msg.protocol_version, msg.firmware_version.strip("\x00 "))
+    link.record_connected(link.now())
     await gateway.link_opened(link)
     log.info("pile %s online from %s (protocol %s, firmware %s)", msg.pile_no, link.peer,
              msg.protocol_version, msg.firmware_version.strip())

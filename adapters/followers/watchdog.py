@@ -46,6 +46,7 @@ from adapters.postgres.env import create_tables
 from domain.errors import DomainError
 from domain.settlement import wallet_commands
 from domain.wallet import Wallet
+from adapters.followers import gateway_leases
 from adapters.followers.log_follower import DueWork, follow
 from adapters.followers.orphan_holds import OrphanHolds
 from adapters.followers.open_sessions import TRACKING, TRACKING_TABLE, OpenSessions, session_topics
@@ -85,8 +86,9 @@ class Watchdog:
         self.open_sessions = OpenSessions(ledger, database_url, batch_size=batch_size)
         self.orphan_holds = OrphanHolds(ledger, database_url, batch_size=batch_size)
         self.closing_topics = session_topics(CLOSING)
+        self.up_since: datetime | None = None  # since when every sweep reached the database
         with psycopg.connect(database_url, autocommit=True, connect_timeout=10) as conn:
-            create_tables(conn, TRACKING, SCHEMA)  # under the schema lock: concurrent CREATE IF NOT EXISTS can collide
+            create_tables(conn, TRACKING, SCHEMA, gateway_leases.SCHEMA)  # under the schema lock
 
     def catch_up(self) -> int:
         """Bring the deadline index and the wallet follow-ups up to the end of the Sessions log.
@@ -119,14 +121,25 @@ class Watchdog:
         return self.open_sessions.due(now)
 
     def sweep(self, now: datetime) -> list[str]:
-        """Catch up, then expire every session whose deadline passed. Returns the trade serials closed."""
-        self.catch_up()
-        closed = expire_due(self.ledger, self.due(now), now, self.open_sessions.correct)
-        self.stats["sessions_expired"] += len(closed)
-        if closed:
+        """Catch up, record offline the piles of gateways that are gone, then expire every session
+        whose deadline passed. Returns the trade serials closed."""
+        try:
             self.catch_up()
-        self.follow_up(now)
-        self.stats["orphan_holds_released"] += len(self.orphan_holds.sweep(now))
+            self.up_since = self.up_since or now
+            if now - self.up_since >= gateway_leases.LEASE_TTL:  # long enough for live gateways to renew
+                lapsed = gateway_leases.record_lapsed(self.ledger, self.database_url, self.open_sessions, now)
+                self.stats["gateways_lapsed"] += len(lapsed)
+                if lapsed:
+                    self.catch_up()
+            closed = expire_due(self.ledger, self.due(now), now, self.open_sessions.correct)
+            self.stats["sessions_expired"] += len(closed)
+            if closed:
+                self.catch_up()
+            self.follow_up(now)
+            self.stats["orphan_holds_released"] += len(self.orphan_holds.sweep(now))
+        except Exception:
+            self.up_since = None
+            raise
         self.stats["sweeps"] += 1
         return closed
 
