@@ -87,7 +87,7 @@ class Cluster:
         if name == "simulate":
             return None, ["simulate", "--port", str(self.gateway_port), "--piles", str(self.piles), "--guns",
                           str(self.guns), "--first-pile", self.first_pile, "--plugged", "--speed", f"{self.speed:g}",
-                          "--heartbeat", "2", "--record-retry", "1", "--drain", "--drain-timeout", "60",
+                          "--heartbeat", "2", "--record-retry", "1", "--drain", "--drain-timeout", "120",
                           "--progress", "1000"]
         raise ValueError(f"no role {name!r}")
 
