@@ -23,9 +23,9 @@ from typing import Any
 
 import psycopg
 
-from adapters.nats_auth import ADMIN, GATEWAY, READER, RELAY
+from adapters.servers.nats_users import ADMIN, GATEWAY, READER, RELAY
 from adapters.payments.config import SecretBox
-from adapters.servers import EmbeddedNats, EmbeddedPostgres, create_database, free_port
+from adapters.servers.embedded import EmbeddedNats, EmbeddedPostgres, create_database, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = "import sys, app; sys.exit(app.main(sys.argv[1:]))"

@@ -52,11 +52,11 @@ import httpx
 import psycopg
 import pytest
 
-from adapters.audit_replay import replay
-from adapters.auth import AuthSettings, TokenSigner
-from adapters.driver_identity import DriverTokens, driver_id_of
-from adapters.postgres import eventsourcing_env
-from adapters.relay import RELAY_LOCK
+from adapters.audit.replay import replay
+from adapters.api.auth import AuthSettings, TokenSigner
+from adapters.api.driver.identity import DriverTokens, driver_id_of
+from adapters.postgres.env import eventsourcing_env
+from adapters.followers.relay import RELAY_LOCK
 from app import iter_events
 from domain.books import books_of
 from domain.ledger import Ledger
