@@ -36,7 +36,7 @@ class WalletMirror:
 
 class SessionMirror:
     __slots__ = ("id", "trade_no", "tenant_id", "wallet_id", "hold_fen", "tariff", "timezone", "slots", "state",
-                 "readings", "meter_energy", "tier_energy", "anomalies", "bill", "pile_difference", "version")
+                 "readings", "meter_energy", "tier_energy", "anomalies", "bill", "pile_difference")
 
     def __init__(self, session_id: UUID, a: dict[str, Any]) -> None:
         """A session as its ``ChargingSession.Opened`` event (decoded JSON ``a``) opens it."""
@@ -44,7 +44,6 @@ class SessionMirror:
         self.tenant_id = as_uuid(a["tenant_id"])
         self.wallet_id = as_uuid(a["wallet_id"])
         self.slots = tuple(a["tariff"]["schedule"]["slots"])  # the tier of each local half hour
-        self.version = 1
         changes.session_opened(self, a)
 
 

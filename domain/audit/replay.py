@@ -134,7 +134,6 @@ class Audit:
             if topic == METER_READ_TOPIC:
                 readings += 1
                 s = sessions[oid]
-                s.version = version
                 meter_read(s, attrs)
                 at = attrs["at"]["_data_"]
                 slot = slot_cache.get((s.timezone, at[:16])) if at.endswith("+00:00") else None
@@ -211,7 +210,6 @@ class Audit:
         """A session event after Opened (on the fast path, meter readings never get here)."""
         session = self.sessions[oid]
         if self.fast:
-            session.version = version
             SESSION_CHANGES[name](session, a)
         if name == METER_READ:
             checks.check_tier(self, session, app, oid, version, a, nid)
