@@ -31,17 +31,8 @@ from zoneinfo import ZoneInfo
 
 from eventsourcing.domain import Aggregate, event
 
+from domain import changes
 from domain.aggregate import shallow_clone
-from domain.changes import (
-    abandoned,
-    charging,
-    failed,
-    meter_read,
-    settled,
-    start_acknowledged,
-    stop_requested,
-)
-from domain.changes import session_opened as opened
 from domain.errors import InvalidTransition
 from domain.pricing import Bill, price
 from domain.tariff import TIERS, TariffSchedule
@@ -118,7 +109,8 @@ class ChargingSession(Aggregate):
         self.wallet_id = wallet_id
         self.origin = origin
         # trade_no, hold_fen, tariff, timezone, then the state, energy and bill: domain/changes.py
-        opened(self, {"trade_no": trade_no, "hold_fen": hold_fen, "tariff": tariff, "timezone": timezone})
+        changes.session_opened(self, {"trade_no": trade_no, "hold_fen": hold_fen, "tariff": tariff,
+                                      "timezone": timezone})
         self.opened_at = opened_at
         self.deadline = start_deadline
         self.started_at: datetime | None = None
@@ -184,7 +176,7 @@ class ChargingSession(Aggregate):
 
     @event("StartAcknowledged")
     def _start_acknowledged(self, at: datetime, ok: bool, reason: str) -> None:
-        start_acknowledged(self, {"ok": ok})
+        changes.start_acknowledged(self, {"ok": ok})
         if not ok:  # a refusal stored before refusals were recorded as Failed
             self._close(at, reason or "start refused by pile")
 
@@ -197,7 +189,7 @@ class ChargingSession(Aggregate):
 
     @event("Charging")
     def _charging(self, at: datetime) -> None:
-        charging(self, {})
+        changes.charging(self, {})
         self.started_at = at
         self.deadline = None
 
@@ -216,7 +208,7 @@ class ChargingSession(Aggregate):
 
     @event("MeterRead")
     def _meter_read(self, at: datetime, energy: int, tier: int, anomaly: str, measurements: dict[str, Any]) -> None:
-        meter_read(self, {"energy": energy, "tier": tier, "anomaly": anomaly})
+        changes.meter_read(self, {"energy": energy, "tier": tier, "anomaly": anomaly})
         self.last_reading = {"at": at.isoformat(), "energy": energy, **measurements}
 
     def record_fault(self, at: datetime, source: str, code: str, detail: str) -> None:
@@ -237,7 +229,7 @@ class ChargingSession(Aggregate):
 
     @event("StopRequested")
     def _stop_requested(self, at: datetime, reason: str, author: str, record_deadline: datetime) -> None:
-        stop_requested(self, {})
+        changes.stop_requested(self, {})
         self.stop_requested_at = at
         self.record_deadline = record_deadline
         # a pile that is offline cannot send its record: it keeps the time it has to come back
@@ -285,7 +277,7 @@ class ChargingSession(Aggregate):
 
     @event("Failed")
     def _failed(self, at: datetime, reason: str, author: str) -> None:
-        failed(self, {})
+        changes.failed(self, {})
         self._close(at, reason)
 
     def settle(self, record: TransactionRecord, at: datetime) -> bool:
@@ -310,14 +302,14 @@ class ChargingSession(Aggregate):
         if self.started_at is None:
             self.started_at = _parse(record["started_at"])
         self.record = _comparable(record)
-        settled(self, {"bill": bill, "pile_difference": pile_difference})
+        changes.settled(self, {"bill": bill, "pile_difference": pile_difference})
         self._close(at, self.reason)
 
     @event("Resettled")
     def _resettled(self, at: datetime, record: dict[str, Any], bill: dict[str, Any],
                    previous_bill: dict[str, Any] | None, pile_difference: int) -> None:
         self.record = _comparable(record)
-        settled(self, {"bill": bill, "pile_difference": pile_difference})
+        changes.settled(self, {"bill": bill, "pile_difference": pile_difference})
         self._close(at, self.reason)
 
     def force_close(self, at: datetime, reason: str, author: str) -> None:
@@ -349,7 +341,7 @@ class ChargingSession(Aggregate):
 
     @event("Abandoned")
     def _abandoned(self, at: datetime, reason: str, author: str, bill: dict[str, Any]) -> None:
-        abandoned(self, {"bill": bill})
+        changes.abandoned(self, {"bill": bill})
         self._close(at, reason)
 
     def _close(self, at: datetime, reason: str) -> None:

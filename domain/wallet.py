@@ -20,17 +20,8 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
+from domain import changes
 from domain.aggregate import shallow_clone
-from domain.changes import (
-    captured,
-    hold_placed,
-    posted,
-    refund_completed,
-    refund_failed,
-    refund_requested,
-    released,
-)
-from domain.changes import wallet_opened as opened
 from domain.errors import (
     CaptureExceedsHold,
     IdempotencyConflict,
@@ -80,7 +71,7 @@ class Wallet(Aggregate):
     def __init__(self, tenant_id: UUID, driver_id: str, author: str) -> None:
         self.tenant_id = tenant_id
         self.driver_id = driver_id
-        opened(self, {})  # the books: balances, holds, refunds (domain/changes.py)
+        changes.wallet_opened(self, {})  # the books: balances, holds, refunds (domain/changes.py)
         self.outcomes: dict[str, str] = {}  # idempotency key -> fingerprint of the command
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Wallet:
@@ -282,58 +273,58 @@ class Wallet(Aggregate):
         self.outcomes[key] = fp
         assert self.available >= 0 and self.held >= 0 and self.refund_pending >= 0 and self.arrears >= 0
 
-    # ---- events: each body applies its change of the books (domain/changes.py), then spends its key --
+    # ---- events: each body applies its change of the books (domain/changes.py), then spends its key
     @event("ToppedUp")
     def _topped_up(self, key: str, fp: str, postings: list[Posting], provider: str, payment_ref: str) -> None:
-        posted(self, {"postings": postings})
+        changes.posted(self, {"postings": postings})
         self._done(key, fp)
 
     @event("HoldPlaced")
     def _hold_placed(self, key: str, fp: str, hold_id: str, postings: list[Posting]) -> None:
-        hold_placed(self, {"hold_id": hold_id, "postings": postings})
+        changes.hold_placed(self, {"hold_id": hold_id, "postings": postings})
         self._done(key, fp)
 
     @event("Captured")
     def _captured(self, key: str, fp: str, hold_id: str, postings: list[Posting], release: list[Posting]) -> None:
-        captured(self, {"hold_id": hold_id, "postings": postings, "release": release})
+        changes.captured(self, {"hold_id": hold_id, "postings": postings, "release": release})
         self._done(key, fp)
 
     @event("Released")
     def _released(self, key: str, fp: str, hold_id: str, postings: list[Posting]) -> None:
-        released(self, {"hold_id": hold_id, "postings": postings})
+        changes.released(self, {"hold_id": hold_id, "postings": postings})
         self._done(key, fp)
 
     @event("Charged")
     def _charged(self, key: str, fp: str, reference: str, postings: list[Posting]) -> None:
-        posted(self, {"postings": postings})
+        changes.posted(self, {"postings": postings})
         self._done(key, fp)
 
     @event("CreditedBack")
     def _credited_back(self, key: str, fp: str, reference: str, postings: list[Posting]) -> None:
-        posted(self, {"postings": postings})
+        changes.posted(self, {"postings": postings})
         self._done(key, fp)
 
     @event("RefundRequested")
     def _refund_requested(self, key: str, fp: str, refund_id: str, amount: int, provider: str,
                           postings: list[Posting]) -> None:
-        refund_requested(self, {"refund_id": refund_id, "amount": amount, "provider": provider,
+        changes.refund_requested(self, {"refund_id": refund_id, "amount": amount, "provider": provider,
                                 "postings": postings})
         self._done(key, fp)
 
     @event("RefundCompleted")
     def _refund_completed(self, key: str, fp: str, refund_id: str, provider_ref: str,
                           postings: list[Posting]) -> None:
-        refund_completed(self, {"refund_id": refund_id, "postings": postings})
+        changes.refund_completed(self, {"refund_id": refund_id, "postings": postings})
         self._done(key, fp)
 
     @event("RefundFailed")
     def _refund_failed(self, key: str, fp: str, refund_id: str, reason: str, postings: list[Posting]) -> None:
-        refund_failed(self, {"refund_id": refund_id, "postings": postings})
+        changes.refund_failed(self, {"refund_id": refund_id, "postings": postings})
         self._done(key, fp)
 
     @event("Adjusted")
     def _adjusted(self, key: str, fp: str, reason: str, author: str, postings: list[Posting]) -> None:
-        posted(self, {"postings": postings})
+        changes.posted(self, {"postings": postings})
         self._done(key, fp)
 
 

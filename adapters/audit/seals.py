@@ -54,8 +54,8 @@ class Seal:
     published: bool = field(default=True, compare=False)  # acknowledged by JetStream (not in the message)
 
     def message(self) -> bytes:
-        return json.dumps({"ledger": self.ledger, "application": self.application, "position": self.position, "events": self.events,
-                           "head": self.head.hex(), "sealed_at": self.sealed_at.isoformat(),
+        return json.dumps({"ledger": self.ledger, "application": self.application, "position": self.position,
+                           "events": self.events, "head": self.head.hex(), "sealed_at": self.sealed_at.isoformat(),
                            "backdated": list(self.backdated)}, sort_keys=True).encode()
 
     @classmethod
