@@ -120,7 +120,7 @@ def _replay(args: argparse.Namespace, database_url: str) -> int:
 
 
 def _verify(args: argparse.Namespace, database_url: str, nats_url: str | None) -> int:
-    from adapters.audit.chain import verify
+    from adapters.audit.verify import verify
 
     report = verify(database_url, nats_url or None)
     print(json.dumps(report.as_dict(), indent=2, default=str) if args.json else report.as_text())
@@ -128,7 +128,8 @@ def _verify(args: argparse.Namespace, database_url: str, nats_url: str | None) -
 
 
 def _seal(args: argparse.Namespace, database_url: str, nats_url: str) -> int:
-    from adapters.audit.chain import publish_seals, seal
+    from adapters.audit.chain import seal
+    from adapters.audit.seals import publish_seals
 
     while True:
         for s in seal(database_url):
