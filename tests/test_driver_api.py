@@ -17,11 +17,12 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from adapters.api.auth import DRIVER, TENANT_ADMIN, AuthSettings, Principal
-from adapters.api.driver.sessions import DriverApiSettings, InvalidQrCode, StartRules, parse_qr
+from adapters.api.driver.sessions import InvalidQrCode, parse_qr
+from adapters.api.driver.settings import DriverApiSettings, StartRules
 from adapters.api.app import create_app
 from adapters.payments.config import SecretBox
 from adapters.postgres.env import eventsourcing_env
-from app import running_relay
+from adapters.cli.relay import running_relay
 from domain.ledger import Ledger
 from domain.tariff import TIERS
 from pile_link.gateway import Gateway

@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from adapters.api.auth import TENANT_ADMIN, AuthSettings
-from adapters.api.driver.sessions import DriverApiSettings
+from adapters.api.driver.settings import DriverApiSettings
 from adapters.api.app import create_app
 from adapters.payments.base import NotificationRefused, fen_of_yuan
 from adapters.payments.config import SecretBox
