@@ -4,14 +4,14 @@ keep the version they started with) and which tariff a station, or one pile, cha
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from adapters.api import inputs as t
-from adapters.api.auth import TENANT_ADMIN
+from adapters.api.auth import TENANT_ADMIN, Principal
 from adapters.api.operator.deps import (E403_SCOPE, E409_REGISTRATION, E409_TARIFF, ERRORS, PILE, S, T, Caller,
                                         PileNo, body_example, check_pile, check_station, check_tariff, example,
                                         query, require, tenant_of)
@@ -58,25 +58,28 @@ def _prices(body: TariffRequest | TariffRevision) -> dict[str, dict[str, int]]:
 
 
 # ---- which tariff a station or a pile charges by -----------------------------------------------------
+def assign(request: Request, who: Principal, body: TariffAssignment, **target: Any) -> JSONResponse:
+    """Assign ``body``'s tariff (one of the caller's, or none) to the station or the pile ``target`` names."""
+    if body.tariff_id is not None:
+        check_tariff(request, who, body.tariff_id)
+    request.app.state.ledger.assign_tariff(body.tariff_id, who.subject, **target)
+    return JSONResponse(jsonable({**target, "tariff_id": body.tariff_id}))
+
+
 @router.put("/stations/{station_id}/tariff", tags=["tariffs"], summary="Assign a tariff to a station",
             responses=example({"station_id": S, "tariff_id": T}, 200, *ERRORS, 409, e409=E409_REGISTRATION))
 def assign_station_tariff(request: Request, who: Caller, station_id: t.Uuid, body: TariffAssignment) -> JSONResponse:
     require(who, TENANT_ADMIN)
     check_station(request, who, station_id)
-    if body.tariff_id is not None:
-        check_tariff(request, who, body.tariff_id)
-    request.app.state.ledger.assign_tariff(body.tariff_id, who.subject, station_id=station_id)
-    return JSONResponse(jsonable({"station_id": station_id, "tariff_id": body.tariff_id}))
+    return assign(request, who, body, station_id=station_id)
+
 
 @router.put("/piles/{pile_no}/tariff", tags=["tariffs"], summary="Assign a tariff to one pile (overrides its station's)",
             responses=example({"pile_no": PILE, "tariff_id": T}, 200, *ERRORS, 409, e409=E409_REGISTRATION))
 def assign_pile_tariff(request: Request, who: Caller, pile_no: PileNo, body: TariffAssignment) -> JSONResponse:
     require(who, TENANT_ADMIN)
     check_pile(request, who, pile_no)
-    if body.tariff_id is not None:
-        check_tariff(request, who, body.tariff_id)
-    request.app.state.ledger.assign_tariff(body.tariff_id, who.subject, pile_no=pile_no)
-    return JSONResponse(jsonable({"pile_no": pile_no, "tariff_id": body.tariff_id}))
+    return assign(request, who, body, pile_no=pile_no)
 
 
 # ---- tariffs ---------------------------------------------------------------------------------------
