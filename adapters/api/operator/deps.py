@@ -37,9 +37,6 @@ from adapters.api.inputs import error, responses
 from domain.errors import NotFound
 from domain.registry import Pile, Station
 
-bearer = HTTPBearer(auto_error=False, description="a token from POST /operator/v1/auth/token")
-
-
 # ---- examples in the OpenAPI answers ----------------------------------------------------------------
 T = "3fa85f64-5717-4562-b3fc-2c963f66afa6"  # an example id
 S = "7a0da3cc-0fac-42dd-b379-775fa5894881"
@@ -65,6 +62,9 @@ E409_TRANSITION = error("invalid_state_transition", "session is finished; cannot
 
 
 # ---- who is calling -------------------------------------------------------------------------------
+bearer = HTTPBearer(auto_error=False, description="a token from POST /operator/v1/auth/token")
+
+
 async def caller(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
     """The token's user as they are now (adapters/api/operator/accounts.py): one indexed query per request."""
     if credentials is None:
@@ -76,7 +76,6 @@ Caller = Annotated[Principal, Depends(caller)]
 PileNo = Annotated[t.PileNo, Path(description="the pile's 14-digit number")]
 TradeNo = Annotated[t.TradeNo, Path(description="the order's trade serial")]
 AlarmId = Annotated[t.AlarmId, Path()]
-
 StationFilter = Annotated[t.Uuid | None, Query(description="only this station")]
 
 
