@@ -40,13 +40,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from adapters.api.auth import AuthSettings  # noqa: E402
-from adapters.api.driver.sessions import DriverApiSettings, StartRules  # noqa: E402
+from adapters.api.driver.settings import DriverApiSettings, StartRules  # noqa: E402
 from adapters.api.app import create_app  # noqa: E402
 from adapters.payments.config import SecretBox  # noqa: E402
 from adapters.postgres.env import eventsourcing_env  # noqa: E402
 from adapters.followers.relay import STREAM  # noqa: E402
 from adapters.servers.embedded import create_database, resolve_servers  # noqa: E402
-from app import running_relay  # noqa: E402
+from adapters.cli.relay import running_relay  # noqa: E402
 from domain.ledger import Ledger  # noqa: E402
 from pile_link.gateway import Gateway  # noqa: E402
 from pile_link.simulator import Fleet, PileConfig, PileSpec  # noqa: E402

@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from adapters.api.driver.sessions import DriverApiSettings, DriverSessions, StartRules
+from adapters.api.driver.sessions import DriverSessions
+from adapters.api.driver.settings import DriverApiSettings, StartRules
 from adapters.api.driver.identity import DriverPrincipal
 from domain.errors import DomainError
 from domain.wallet import Wallet

@@ -9,10 +9,11 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 import pytest
 
-import app
 from adapters.audit.chain import LAG, genesis, link, seal
 from adapters.audit.seals import publish_seals
 from adapters.audit.verify import verify
+from adapters.cli.demo import run_demo
+from adapters.cli.relay import running_relay
 from domain.ledger import Ledger
 from tests.factories import build_world
 
@@ -22,8 +23,8 @@ T0 = datetime(2026, 11, 22, 2, 0, tzinfo=timezone.utc)
 @pytest.fixture
 def demo(ledger: Ledger, database_url: str, nats_url: str) -> Iterator[str]:
     """A ledger with the scripted demo day in it, sealed, the seals published to NATS."""
-    with app.running_relay(ledger, database_url, nats_url) as relay:
-        assert app.run_demo(ledger, relay, out=lambda *_: None)
+    with running_relay(ledger, database_url, nats_url) as relay:
+        assert run_demo(ledger, relay, out=lambda *_: None)
     assert len(seal(database_url)) == 4
     assert publish_seals(database_url, nats_url) == 4
     yield database_url

@@ -57,7 +57,7 @@ from adapters.api.auth import AuthSettings, TokenSigner
 from adapters.api.driver.identity import DriverTokens, driver_id_of
 from adapters.postgres.env import eventsourcing_env
 from adapters.followers.relay import RELAY_LOCK
-from app import iter_events
+from adapters.followers.log_follower import iter_events
 from domain.books import books_of
 from domain.ledger import Ledger
 from domain.registry import Pile

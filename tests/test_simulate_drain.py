@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from app import running_relay
+from adapters.cli.relay import running_relay
 from domain.errors import PileUnavailable
 from domain.ledger import Ledger
 from pile_link.gateway import Gateway
