@@ -58,6 +58,7 @@ from adapters.api.driver.identity import DriverTokens, driver_id_of
 from adapters.postgres.env import eventsourcing_env
 from adapters.followers.relay import RELAY_LOCK
 from adapters.followers.log_follower import iter_events
+from adapters.followers.watchdog import FOLLOWUP_GRACE
 from domain.books import books_of
 from domain.ledger import Ledger
 from domain.registry import Pile
@@ -310,8 +311,15 @@ def drain_and_check(s: Suite, scenario: str) -> None:
     sessions = load(s, ids)
     assert {x.trade_no for x in sessions} >= s.trades
     wallets = [d.wallet_id for d in s.drivers] + [s.ops_wallet]
-    held = {w: s.ledger.wallet(w).held for w in wallets}
-    assert not any(held.values()), f"holds left open: {held}"
+    # A role killed between a session's closing commit and its wallet's leaves the hold to the watchdog's
+    # follow-up, applied once FOLLOWUP_GRACE has passed: the hold must close by then, not at once.
+    try:
+        took = wait_for(lambda: not any(s.ledger.wallet(w).held for w in wallets),
+                        FOLLOWUP_GRACE.total_seconds() + 30, "every hold closed")
+    except AssertionError:
+        raise AssertionError(f"holds left open: {open_holds(s, wallets, sessions)}") from None
+    if took > 1:
+        figure(scenario, "holds closed by the watchdog's follow-up after", took)
     books = books_of(iter_events(s.ledger.wallets))
     assert books.balanced and books.trial_balance == 0
     target = heads(s)
@@ -326,6 +334,16 @@ def drain_and_check(s: Suite, scenario: str) -> None:
     assert report.ok and not report.differences, report.as_text()
     c.alive(*ROLES)
     print(f"{scenario}: {len(sessions)} sessions, {len(messages)} events on the stream, audit 0 differences")
+
+
+def open_holds(s: Suite, wallets: list[UUID], sessions: list[ChargingSession]) -> dict[str, Any]:
+    """What a hold left open belongs to: the wallet's holds, their sessions, the follow-ups waiting."""
+    with psycopg.connect(s.cluster.database_url) as conn:
+        followups = conn.execute("SELECT key, command, due, attempts, last_error FROM wallet_followups").fetchall()
+    by_trade = {x.trade_no: x for x in sessions}
+    return {str(w): {hold: (by_trade[hold].state, by_trade[hold].reason) if hold in by_trade else "no session"
+                     for hold in s.ledger.wallet(w).holds}
+            for w in wallets if s.ledger.wallet(w).held} | {"wallet_followups": followups}
 
 
 def rng_for(scenario: str) -> random.Random:
