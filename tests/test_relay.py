@@ -18,7 +18,7 @@ from adapters.postgres.env import eventsourcing_env
 from adapters.followers.relay.publisher import Relay
 from adapters.followers.relay.stream import message_id, subject_for
 from adapters.servers.nats_users import STREAM
-from adapters.servers.embedded import EmbeddedNats
+from adapters.servers.nats_server import EmbeddedNats
 from domain.ledger import Ledger
 from tests.factories import build_world, record
 

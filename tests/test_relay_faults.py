@@ -37,7 +37,8 @@ from adapters.servers.nats_users import RELAY, STREAM
 from adapters.postgres.env import eventsourcing_env
 from adapters.followers.relay.leader import RELAY_LOCK
 from adapters.followers.relay.publisher import Relay, keep_running
-from adapters.servers.embedded import EmbeddedNats, EmbeddedPostgres, create_database
+from adapters.servers.nats_server import EmbeddedNats
+from adapters.servers.postgres_server import EmbeddedPostgres, create_database
 from domain.ledger import Ledger
 from tests.factories import build_world
 from tests.test_relay import T0, assert_stream_is_the_logs, charge_sessions, read_stream, wait_for

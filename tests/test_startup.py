@@ -16,7 +16,7 @@ import uuid
 
 import psycopg
 
-from adapters.servers.embedded import create_database
+from adapters.servers.postgres_server import create_database
 
 ROUNDS = 10
 ROLES = ("api", "api", "gateway", "projections", "projections", "relay")

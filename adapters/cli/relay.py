@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from adapters.cli.servers import servers
 from adapters.followers.relay.publisher import Relay, keep_running
 from adapters.postgres.env import eventsourcing_env
-from adapters.servers.embedded import redacted
+from adapters.servers.resolve import redacted
 from adapters.servers.nats_users import RELAY
 from adapters.servers.outage import when_up
 from domain.ledger import Ledger
