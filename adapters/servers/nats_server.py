@@ -17,6 +17,7 @@ import psutil
 
 from adapters.servers import nats_users
 from adapters.servers.processes import (
+    EmbeddedServer,
     HOST,
     START_TIMEOUT,
     STOP_TIMEOUT,
@@ -29,7 +30,7 @@ from adapters.servers.processes import (
 )
 
 
-class EmbeddedNats:
+class EmbeddedNats(EmbeddedServer):
     """A nats-server with JetStream file storage under `data_dir`, one user per role.
 
     The server runs from a configuration file it writes (``nats.conf``): its port, its JetStream
@@ -128,21 +129,10 @@ class EmbeddedNats:
         self.owner_file.unlink(missing_ok=True)
         self.owned = False
 
-    def release(self) -> None:
-        """A role is done with the server: stop it if this process owns it, else leave it serving."""
-        if self.owned:
-            self.stop()
-
     def running(self) -> bool:
         if self._proc is not None:
             return self._proc.poll() is None
         return self._left_running() is not None
-
-    def __enter__(self) -> EmbeddedNats:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     def _left_running(self) -> tuple[int, int] | None:
         """(pid, port) of a live server for this store, started by us or an earlier process."""

