@@ -40,7 +40,8 @@ from adapters.audit.replay import replay  # noqa: E402
 from adapters.audit.store import event_tables  # noqa: E402
 from adapters.audit.verify import verify  # noqa: E402
 from adapters.postgres.env import eventsourcing_env  # noqa: E402
-from adapters.servers.embedded import create_database, resolve_servers  # noqa: E402
+from adapters.servers.postgres_server import create_database  # noqa: E402
+from adapters.servers.resolve import resolve_servers  # noqa: E402
 from domain.ledger import Ledger  # noqa: E402
 from domain.session import ChargingSession, TransactionRecord, make_trade_no  # noqa: E402
 from domain.settlement import wallet_commands  # noqa: E402

@@ -44,8 +44,9 @@ from adapters.api.driver.settings import DriverApiSettings, StartRules  # noqa: 
 from adapters.api.app import create_app  # noqa: E402
 from adapters.payments.config import SecretBox  # noqa: E402
 from adapters.postgres.env import eventsourcing_env  # noqa: E402
-from adapters.followers.relay import STREAM  # noqa: E402
-from adapters.servers.embedded import create_database, resolve_servers  # noqa: E402
+from adapters.servers.nats_users import STREAM  # noqa: E402
+from adapters.servers.postgres_server import create_database  # noqa: E402
+from adapters.servers.resolve import resolve_servers  # noqa: E402
 from adapters.cli.relay import running_relay  # noqa: E402
 from domain.ledger import Ledger  # noqa: E402
 from pile_link.gateway import Gateway  # noqa: E402

@@ -39,7 +39,8 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from adapters.postgres.env import eventsourcing_env  # noqa: E402
-from adapters.servers.embedded import create_database, resolve_servers  # noqa: E402
+from adapters.servers.postgres_server import create_database  # noqa: E402
+from adapters.servers.resolve import resolve_servers  # noqa: E402
 from domain.ledger import Ledger  # noqa: E402
 from domain.session import ChargingSession, TransactionRecord  # noqa: E402
 

@@ -42,7 +42,8 @@ sys.path.insert(0, str(ROOT))
 
 from adapters.api.auth import hash_password  # noqa: E402
 from adapters.postgres.env import eventsourcing_env  # noqa: E402
-from adapters.servers.embedded import create_database, resolve_servers  # noqa: E402
+from adapters.servers.postgres_server import create_database  # noqa: E402
+from adapters.servers.resolve import resolve_servers  # noqa: E402
 from domain.ledger import Ledger  # noqa: E402
 from projections.runner import Projections  # noqa: E402
 

@@ -152,7 +152,8 @@ def fleet_frames(fleet: LoadFleet) -> int:
 
 def prepare_ledger(piles: int) -> tuple[list[object], str, str]:
     from adapters.postgres.env import eventsourcing_env
-    from adapters.servers.embedded import create_database, resolve_servers
+    from adapters.servers.postgres_server import create_database
+    from adapters.servers.resolve import resolve_servers
     from domain.ledger import Ledger
 
     server_url, nats_url, started = resolve_servers(ROOT / "var" / "bench")

@@ -24,8 +24,9 @@ sys.path.insert(0, str(ROOT))
 
 from adapters.servers.nats_users import RELAY  # noqa: E402
 from adapters.postgres.env import eventsourcing_env  # noqa: E402
-from adapters.followers.relay import Relay  # noqa: E402
-from adapters.servers.embedded import create_database, nats_url_for, resolve_servers  # noqa: E402
+from adapters.followers.relay.publisher import Relay  # noqa: E402
+from adapters.servers.postgres_server import create_database  # noqa: E402
+from adapters.servers.resolve import nats_url_for, resolve_servers  # noqa: E402
 from domain.ledger import Ledger  # noqa: E402
 
 T0 = datetime(2026, 11, 22, 2, 0, tzinfo=timezone.utc)

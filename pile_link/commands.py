@@ -29,7 +29,7 @@ import nats
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from adapters.servers.nats_users import GATEWAY, STREAM, SUBJECT_PREFIX, connect_options
-from adapters.followers.relay import stream_exists
+from adapters.followers.relay.stream import stream_exists
 from adapters.servers.outage import Outage
 
 log = logging.getLogger("chargeledger.pile_link")

@@ -25,7 +25,9 @@ import psycopg
 
 from adapters.servers.nats_users import ADMIN, GATEWAY, READER, RELAY
 from adapters.payments.config import SecretBox
-from adapters.servers.embedded import EmbeddedNats, EmbeddedPostgres, create_database, free_port
+from adapters.servers.nats_server import EmbeddedNats
+from adapters.servers.postgres_server import EmbeddedPostgres, create_database
+from adapters.servers.processes import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = "import sys, app; sys.exit(app.main(sys.argv[1:]))"

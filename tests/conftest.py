@@ -21,9 +21,10 @@ import pytest
 from hypothesis import settings
 
 from adapters.postgres.env import eventsourcing_env
-from adapters.followers.relay import STREAM
+from adapters.servers.nats_users import STREAM
 from adapters.servers import nats_users
-from adapters.servers.embedded import create_database, nats_url_for, resolve_servers
+from adapters.servers.postgres_server import create_database
+from adapters.servers.resolve import nats_url_for, resolve_servers
 from domain.ledger import Ledger
 from tests.payment_fakes import PayWorld, build_pay_world
 

@@ -56,7 +56,7 @@ from adapters.audit.replay import replay
 from adapters.api.auth import AuthSettings, TokenSigner
 from adapters.api.driver.identity import DriverTokens, driver_id_of
 from adapters.postgres.env import eventsourcing_env
-from adapters.followers.relay import RELAY_LOCK
+from adapters.followers.relay.leader import RELAY_LOCK
 from adapters.followers.log_follower import iter_events
 from adapters.followers.watchdog import FOLLOWUP_GRACE
 from domain.books import books_of

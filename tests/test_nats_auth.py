@@ -19,8 +19,9 @@ from nats.js.api import DeliverPolicy
 
 from adapters.servers import nats_users
 from adapters.servers.nats_users import ADMIN, AUDITOR, GATEWAY, READER, RELAY, STREAM, SUBJECT_PREFIX
-from adapters.followers.relay import ensure_stream
-from adapters.servers.embedded import EmbeddedNats, nats_url_for, redacted
+from adapters.followers.relay.stream import ensure_stream
+from adapters.servers.nats_server import EmbeddedNats
+from adapters.servers.resolve import nats_url_for, redacted
 
 FORGED = f"{SUBJECT_PREFIX}.Sessions.ChargingSession.Opened"
 

@@ -23,7 +23,8 @@ import pytest
 
 from adapters.servers.nats_users import GATEWAY, RELAY
 from adapters.postgres.env import eventsourcing_env
-from adapters.servers.embedded import EmbeddedNats, EmbeddedPostgres, create_database
+from adapters.servers.nats_server import EmbeddedNats
+from adapters.servers.postgres_server import EmbeddedPostgres, create_database
 from adapters.cli.relay import running_relay
 from domain.ledger import Ledger
 from domain.session import ChargingSession

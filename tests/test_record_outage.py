@@ -17,7 +17,7 @@ from datetime import timedelta
 import pytest
 
 from adapters.postgres.env import eventsourcing_env
-from adapters.servers.embedded import EmbeddedPostgres, create_database
+from adapters.servers.postgres_server import EmbeddedPostgres, create_database
 from domain.ledger import Ledger
 from pile_link.gateway import Gateway
 from pile_link.ykc import Heartbeat, HeartbeatAck, StartAuthReply, StartRequest, TransactionConfirm

@@ -167,7 +167,7 @@ def test_two_tables_are_brought_forward_in_one_query(database_url: str) -> None:
 
 def test_processes_starting_together_on_an_empty_database_all_start(servers: tuple[str, str]) -> None:
     """Each Ledger creates its tables and save functions at start; several at once must not collide."""
-    from adapters.servers.embedded import create_database
+    from adapters.servers.postgres_server import create_database
     from domain.ledger import Ledger
 
     url = create_database(servers[0], f"t_start_{uuid.uuid4().hex[:8]}")

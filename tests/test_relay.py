@@ -15,8 +15,10 @@ from nats.js.api import AckPolicy, ConsumerConfig
 import psycopg
 
 from adapters.postgres.env import eventsourcing_env
-from adapters.followers.relay import STREAM, Relay, message_id, subject_for
-from adapters.servers.embedded import EmbeddedNats
+from adapters.followers.relay.publisher import Relay
+from adapters.followers.relay.stream import message_id, subject_for
+from adapters.servers.nats_users import STREAM
+from adapters.servers.nats_server import EmbeddedNats
 from domain.ledger import Ledger
 from tests.factories import build_world, record
 

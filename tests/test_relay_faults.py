@@ -32,11 +32,13 @@ import nats.js.errors
 import psycopg
 import pytest
 
-import adapters.followers.relay as relay_module
+import adapters.followers.relay.stream as relay_stream
 from adapters.servers.nats_users import RELAY, STREAM
 from adapters.postgres.env import eventsourcing_env
-from adapters.followers.relay import Relay
-from adapters.servers.embedded import EmbeddedNats, EmbeddedPostgres, create_database
+from adapters.followers.relay.leader import RELAY_LOCK
+from adapters.followers.relay.publisher import Relay, keep_running
+from adapters.servers.nats_server import EmbeddedNats
+from adapters.servers.postgres_server import EmbeddedPostgres, create_database
 from domain.ledger import Ledger
 from tests.factories import build_world
 from tests.test_relay import T0, assert_stream_is_the_logs, charge_sessions, read_stream, wait_for
@@ -46,13 +48,14 @@ CLI = "import sys, app; sys.exit(app.main(sys.argv[1:]))"
 # A relay process like `chargeledger relay`, with the stream's duplicate window and the batch size given.
 RELAY_PROCESS = """
 import asyncio, sys
-import adapters.followers.relay as relay_module
+import adapters.followers.relay.stream as relay_stream
+from adapters.followers.relay.publisher import Relay
 from adapters.postgres.env import eventsourcing_env
 from domain.ledger import Ledger
 database_url, nats_url, window, batch = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
-relay_module.DUPLICATE_WINDOW = window
+relay_stream.DUPLICATE_WINDOW = window
 ledger = Ledger(eventsourcing_env(database_url))
-relay = relay_module.Relay(ledger.applications, eventsourcing_env(database_url), nats_url, batch_size=batch)
+relay = Relay(ledger.applications, eventsourcing_env(database_url), nats_url, batch_size=batch)
 asyncio.run(relay.run())
 """
 SHORT_WINDOW = 2.0  # seconds: the stream's duplicate window in the tests that outlive it
@@ -108,7 +111,7 @@ def leader(database_url: str) -> int | None:
             "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
             "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0 AND l.objid = %s "
             "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-            (relay_module.RELAY_LOCK,)).fetchone()
+            (RELAY_LOCK,)).fetchone()
     return int(row[0].rsplit(" ", 1)[-1]) if row else None
 
 
@@ -231,7 +234,7 @@ def test_a_leader_whose_lock_connection_breaks_stops_and_a_relay_takes_over(
                 with psycopg.connect(database_url, autocommit=True) as conn:
                     conn.execute("SELECT pg_terminate_backend(l.pid) FROM pg_locks l WHERE l.locktype = 'advisory' "
                                  "AND l.granted AND l.objid = %s AND l.database = (SELECT oid FROM pg_database "
-                                 "WHERE datname = current_database())", (relay_module.RELAY_LOCK,))
+                                 "WHERE datname = current_database())", (RELAY_LOCK,))
                 wait_for(lambda: sum(r.takeovers for r in relays) > before, timeout=30)
                 time.sleep(0.3)
         finally:
@@ -302,7 +305,7 @@ def test_after_a_nats_reconnect_the_relay_reads_the_stream_before_publishing(
     """Events on the stream whose recording was lost (here: the position set back by 31 while NATS is
     down, as a relay killed mid-batch leaves it) are not published again after NATS comes back, even
     past the duplicate window."""
-    monkeypatch.setattr(relay_module, "DUPLICATE_WINDOW", SHORT_WINDOW)
+    monkeypatch.setattr(relay_stream, "DUPLICATE_WINDOW", SHORT_WINDOW)
     server = EmbeddedNats(tmp_path / "nats").start()
     relay = Relay(ledger.applications, eventsourcing_env(database_url), server.url_for(RELAY))
     world = build_world(ledger)
@@ -469,7 +472,7 @@ def test_the_relay_thread_restarts_a_relay_whose_loop_ended(
         await run()
 
     relay.run = ends_once  # type: ignore[method-assign]
-    thread = threading.Thread(target=relay_module.keep_running, args=(relay, 0.1), daemon=True)
+    thread = threading.Thread(target=keep_running, args=(relay, 0.1), daemon=True)
     thread.start()
     try:
         charge_sessions(ledger, build_world(ledger), 1)

@@ -11,7 +11,9 @@ import psycopg
 import pytest
 from nats.js.api import StorageType
 
-from adapters.servers.embedded import EmbeddedNats, EmbeddedPostgres, create_database, resolve_servers
+from adapters.servers.nats_server import EmbeddedNats
+from adapters.servers.postgres_server import EmbeddedPostgres, create_database
+from adapters.servers.resolve import resolve_servers
 
 
 @pytest.fixture

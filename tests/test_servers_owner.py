@@ -13,7 +13,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from adapters.servers.embedded import EmbeddedNats, EmbeddedPostgres, release
+from adapters.servers.nats_server import EmbeddedNats
+from adapters.servers.postgres_server import EmbeddedPostgres
+from adapters.servers.resolve import release
 
 
 def a_finished_process() -> str:

@@ -16,7 +16,7 @@ import uuid
 
 import psycopg
 
-from adapters.servers.embedded import create_database
+from adapters.servers.postgres_server import create_database
 
 ROUNDS = 10
 ROLES = ("api", "api", "gateway", "projections", "projections", "relay")
@@ -32,7 +32,7 @@ WORKER = textwrap.dedent("""
     from adapters.api.app import create_app
     from adapters.payments.config import SecretBox
     from adapters.postgres.env import eventsourcing_env
-    from adapters.followers.relay import Relay
+    from adapters.followers.relay.publisher import Relay
     from domain.ledger import Ledger
     from pile_link.gateway import Gateway
     from projections.runner import Projections

@@ -16,9 +16,10 @@ from typing import Any
 from adapters.cli.relay import running_relay
 from adapters.cli.servers import servers, var_dir
 from adapters.followers.log_follower import iter_events
-from adapters.followers.relay import Relay
+from adapters.followers.relay.publisher import Relay
 from adapters.postgres.env import eventsourcing_env
-from adapters.servers.embedded import create_database, redacted
+from adapters.servers.postgres_server import create_database
+from adapters.servers.resolve import redacted
 from adapters.servers.nats_users import ADMIN, GATEWAY, RELAY
 from domain.ledger import Ledger
 

@@ -10,7 +10,7 @@ from contextlib import nullcontext
 from adapters.cli.relay import running_relay
 from adapters.cli.servers import servers
 from adapters.postgres.env import eventsourcing_env
-from adapters.servers.embedded import redacted
+from adapters.servers.resolve import redacted
 from adapters.servers.nats_users import GATEWAY, RELAY
 from domain.ledger import Ledger
 

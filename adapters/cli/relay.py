@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from adapters.cli.servers import servers
-from adapters.followers.relay import Relay, keep_running
+from adapters.followers.relay.publisher import Relay, keep_running
 from adapters.postgres.env import eventsourcing_env
-from adapters.servers.embedded import redacted
+from adapters.servers.resolve import redacted
 from adapters.servers.nats_users import RELAY
 from adapters.servers.outage import when_up
 from domain.ledger import Ledger
@@ -24,7 +24,7 @@ log = logging.getLogger("chargeledger")
 def running_relay(ledger: Ledger, database_url: str, nats_url: str) -> Iterator[Relay]:
     """A relay in a thread of its own beside the caller (a gateway, the demo): the leader if it takes
     the lock, else a standby; it retries every failure, and should its loop ever end unasked, the
-    thread logs it and starts it again (adapters.followers.relay.keep_running)."""
+    thread logs it and starts it again (adapters.followers.relay.publisher.keep_running)."""
     relay = Relay(ledger.applications, eventsourcing_env(database_url), nats_url)
     thread = threading.Thread(target=keep_running, args=(relay,), name="relay", daemon=True)
     thread.start()

@@ -2,7 +2,7 @@
 
 A command takes its database and NATS from ``DATABASE_URL`` / ``NATS_URL``; for whichever is unset
 it starts the project's own Postgres and NATS under ``CHARGELEDGER_VAR`` (default ./var), or adopts
-them if another process (``chargeledger servers``) already serves them (adapters/servers/embedded.py).
+them if another process (``chargeledger servers``) already serves them (adapters/servers/resolve.py).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from adapters.servers.embedded import nats_url_for, release, resolve_servers
+from adapters.servers.resolve import nats_url_for, release, resolve_servers
 from adapters.servers.nats_users import ADMIN, READER, ROLES
 
 

@@ -7,7 +7,7 @@ import threading
 
 from adapters.cli.servers import servers
 from adapters.postgres.env import eventsourcing_env
-from adapters.servers.embedded import redacted
+from adapters.servers.resolve import redacted
 from adapters.servers.nats_users import READER
 from domain.ledger import Ledger
 

@@ -18,7 +18,7 @@ Roles:
 Each role's replies come back on an inbox prefix of its own (``_INBOX_<role>.``), and it may subscribe
 only there, so one role cannot read another's request replies either.
 
-The embedded server (``adapters.servers.embedded.EmbeddedNats``) is configured with these users and a password
+The embedded server (``adapters.servers.nats_server.EmbeddedNats``) is configured with these users and a password
 per role generated at its first start (kept in ``credentials.json`` beside its data, mode 0600). With an
 external server, give each process a ``NATS_URL`` carrying its role's credentials
 (``nats://gateway:<password>@host:4222``) and configure the server with :func:`authorization`.

@@ -1,0 +1,257 @@
+"""The relay itself: standby until it leads, then publish every Application's events in order.
+
+See the package's docstring (:mod:`adapters.followers.relay`) for what it guarantees and why."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import nats.js.errors
+from eventsourcing.persistence import InfrastructureFactory, Tracking
+from eventsourcing.utils import Environment
+
+from adapters.followers.relay.connection import relay_connection
+from adapters.followers.relay.errors import DATABASE_ERRORS, NATS_ERRORS, Stopped
+from adapters.followers.relay.leader import LeaderElection, Lease
+from adapters.followers.relay.stream import headers_for, ledger_identity, notification_of, subject_for
+from adapters.followers.relay.waiting import CommitListener, first_of, pause
+from adapters.servers.nats_users import STREAM, SUBJECT_PREFIX
+from adapters.servers.outage import Outage
+
+log = logging.getLogger(__name__)
+
+
+class Relay:
+    def __init__(self, applications: Sequence[Any], tracking_env: dict[str, str], nats_url: str,
+                 *, batch_size: int = 500, idle_sleep: float = 1.0, standby_interval: float = 1.0,
+                 retry_first: float = 0.5, retry_max: float = 10.0, lease_check: float = 0.5,
+                 lease_timeout: float = 10.0) -> None:
+        self.applications = list(applications)
+        factory = InfrastructureFactory.construct(Environment("Relay", tracking_env))
+        self.tracking = factory.tracking_recorder()
+        self.ledger_id = ledger_identity(self.tracking)
+        self.nats_url = nats_url
+        self.batch_size = batch_size
+        self.idle_sleep = idle_sleep
+        self.retry_first, self.retry_max = retry_first, retry_max
+        # Postgres connections of its own (the leader's lock, the LISTEN), to the tracking database
+        pool_kwargs = self.tracking.datastore.pool.kwargs
+        params = {k: pool_kwargs[k] for k in ("host", "port", "dbname", "user", "password")
+                  if pool_kwargs.get(k) is not None}
+        self.election = LeaderElection(params, self._count_error, standby_interval=standby_interval,
+                                       lease_check=lease_check, lease_timeout=lease_timeout,
+                                       retry_first=retry_first, retry_max=retry_max)
+        self.commits = CommitListener(self.applications, params, retry_max)
+        # counters (metrics)
+        self.published = 0  # events this relay published and JetStream acknowledged
+        self.errors = 0  # failed attempts (database, NATS, or unexpected), each retried
+        self.synced = 0  # times the stream was found ahead of the tracking position, which was moved up to it
+        self.takeovers = 0  # times this relay became the leader
+        self.is_leader = False
+        self.stop_requested = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+        self._wake: asyncio.Event | None = None
+        self._resync: asyncio.Event | None = None
+
+    # ---- state for callers ----------------------------------------------------------------------
+    @property
+    def listening(self) -> bool:
+        """The LISTEN connection is up (else only the idle poll finds new events)."""
+        return self.commits.listening
+
+    def position(self, application: str) -> int:
+        return self.tracking.max_tracking_id(application) or 0
+
+    def caught_up(self) -> bool:
+        return all(self.position(app.name) >= (app.recorder.max_notification_id() or 0)
+                   for app in self.applications)
+
+    def lag(self) -> dict[str, int]:
+        """Per Application, how many notification ids the relay's position is behind the log's head."""
+        return {app.name: (app.recorder.max_notification_id() or 0) - self.position(app.name)
+                for app in self.applications}
+
+    def metrics(self) -> dict[str, Any]:
+        """What a metrics exporter reads: counters, and the lag per Application (None if the database is down)."""
+        try:
+            lag: dict[str, int] | None = self.lag()
+        except DATABASE_ERRORS:
+            lag = None
+        return {"relay.published": self.published, "relay.errors": self.errors, "relay.synced": self.synced,
+                "relay.takeovers": self.takeovers, "relay.is_leader": int(self.is_leader), "relay.lag": lag}
+
+    def stop(self) -> None:
+        """Stop :meth:`run` (from any thread); a leader lets its lock go, so a standby takes over at once."""
+        self.stop_requested = True
+        loop, stopping = self._loop, self._stopping
+        if loop is None or stopping is None or loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            stopping.set()
+        else:
+            try:
+                loop.call_soon_threadsafe(stopping.set)
+            except RuntimeError:  # its loop closed meanwhile: run() has returned
+                pass
+
+    def close(self) -> None:
+        self.tracking.datastore.close()
+
+    def _count_error(self) -> None:
+        self.errors += 1
+
+    # ---- the loop -------------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Relay until stopped: standby until this relay holds the leader's lock, then publish while
+        it holds it. Every failure is logged and retried; it returns only after :meth:`stop`."""
+        self._loop = asyncio.get_running_loop()
+        self._stopping, self._wake, self._resync = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        if self.stop_requested:
+            return
+        listener = asyncio.create_task(self.commits.run(self._stopping, self._wake), name="relay-listen")
+        nats_retry = Outage("relay: NATS", "relay", log, first=self.retry_first, cap=self.retry_max)
+        bug_retry = Outage("relay: relay loop", "relay", log, first=self.retry_first, cap=self.retry_max)
+        try:
+            while not self._stopping.is_set():
+                try:
+                    async with relay_connection(self.nats_url, self._stopping, self._resync.set) as js:
+                        nats_retry.succeeded()
+                        await self._serve(js)
+                    bug_retry.succeeded()
+                except Stopped:
+                    break
+                except NATS_ERRORS as exc:
+                    self.errors += 1
+                    await pause(self._stopping, nats_retry.failed(exc))
+                except Exception as exc:  # noqa: BLE001 - a bug must not end the relay either: logged, retried
+                    self.errors += 1
+                    await pause(self._stopping, bug_retry.failed(exc, unexpected=True))
+        finally:
+            self.is_leader = False
+            listener.cancel()
+            await asyncio.gather(listener, return_exceptions=True)
+
+    async def _serve(self, js: Any) -> None:
+        """Standby, then leader, then standby again, ... until stopped. NATS errors end it (the
+        caller reconnects); the lock is let go first, so a standby may take over meanwhile."""
+        assert self._stopping is not None
+        while not self._stopping.is_set():
+            lease = await self.election.acquire(self._stopping)
+            if lease is None:
+                return
+            try:
+                await self._lead(js, lease)
+            finally:
+                self.is_leader = False
+                await lease.release()
+
+    async def _lead(self, js: Any, lease: Lease) -> None:
+        """Publish while this relay holds the lock. Database errors are retried here (the lease
+        usually goes with them); NATS errors propagate to the caller."""
+        assert self._stopping is not None and self._wake is not None and self._resync is not None
+        self.is_leader = True
+        self.takeovers += 1
+        log.warning("relay: leading (this process holds the leader's lock); ledger %s", self.ledger_id)
+        watcher = asyncio.create_task(lease.watch(), name="relay-lease")
+        retry = Outage("relay: database", "relay", log, first=self.retry_first, cap=self.retry_max)
+        self._resync.set()
+        try:
+            while lease.held and not self._stopping.is_set():
+                self._wake.clear()  # before looking: a commit during the look wakes the next wait
+                try:
+                    moved = await self._relay_all(js, lease)
+                    retry.succeeded()
+                except DATABASE_ERRORS as exc:
+                    self.errors += 1
+                    self._resync.set()
+                    await pause(self._stopping, retry.failed(exc))
+                    continue
+                if not moved:
+                    # until a commit, a stop, a NATS reconnect, or idle_sleep passes
+                    await first_of((self._wake, self._stopping, self._resync), self.idle_sleep)
+        finally:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+            if lease.lost is None and not lease.held:
+                log.warning("relay: the leader's lock could not be confirmed for %.0f s; publishing stopped",
+                            lease.timeout)
+
+    async def _relay_all(self, js: Any, lease: Lease) -> int:
+        """One batch of every Application (after a :meth:`sync` if one is due). Returns events published."""
+        assert self._resync is not None
+        moved = 0
+        for app in self.applications:
+            if self._resync.is_set():
+                self._resync.clear()
+                await self.sync(js)
+            moved += await self.relay_batch(js, app, lease)
+        return moved
+
+    async def sync(self, js: Any) -> None:
+        """Move each Application's position up to this ledger's last event already on the stream.
+
+        A relay that published part of a batch and died before recording it left those events on
+        the stream and its position behind them; without this, the next leader would publish them
+        again, and a second copy is dropped only within the stream's duplicate window."""
+        for app in self.applications:
+            try:
+                last = await js.get_last_msg(STREAM, f"{SUBJECT_PREFIX}.{app.name}.>")
+            except nats.js.errors.NotFoundError:
+                continue
+            on_stream = notification_of((last.headers or {}).get("Nats-Msg-Id", ""), self.ledger_id, app.name)
+            if on_stream is None:
+                continue  # another ledger's event, or none of ours yet
+            position = await asyncio.to_thread(self.position, app.name)
+            if on_stream > position:
+                await asyncio.to_thread(self.tracking.insert_tracking, Tracking(app.name, on_stream))
+                self.synced += 1
+                log.warning("relay: %s: events up to #%d were already on the stream but recorded only up to "
+                            "#%d (a relay stopped mid-batch); position moved to #%d, none published again",
+                            app.name, on_stream, position, on_stream)
+
+    async def relay_batch(self, js: Any, app: Any, lease: Lease) -> int:
+        """Publish the next batch of one Application's events (stopping at once if the lease is lost
+        or a sync is due). Returns how many went out."""
+        assert self._resync is not None
+        start = await asyncio.to_thread(self.position, app.name)
+        notifications = await asyncio.to_thread(
+            app.recorder.select_notifications, start, self.batch_size, inclusive_of_start=False
+        )
+        last, sent = start, 0
+        try:
+            for n in notifications:
+                if not lease.held or self._resync.is_set():
+                    break
+                await js.publish(subject_for(app.name, n.topic), n.state,
+                                 headers=headers_for(self.ledger_id, app.name, n))
+                last, sent = n.id, sent + 1
+                self.published += 1
+        finally:
+            if last > start:  # what was acknowledged stays acknowledged, even if the batch broke off
+                await asyncio.to_thread(self.tracking.insert_tracking, Tracking(app.name, last))
+        return sent
+
+
+def keep_running(relay: Relay, pause: float = 1.0) -> None:
+    """Run ``relay`` in this thread (with an event loop of its own) until :meth:`Relay.stop`. Should
+    its loop ever end otherwise (:meth:`Relay.run` retries every error itself, so only something
+    like a cancellation could), that is logged and it starts again after ``pause``."""
+    while not relay.stop_requested:
+        try:
+            asyncio.run(relay.run())
+        except BaseException:  # noqa: BLE001 - whatever ended it, the relay thread must not die silently
+            log.exception("relay thread: the relay stopped with an error; restarting in %.0f s", pause)
+        else:
+            if not relay.stop_requested:
+                log.error("relay thread: the relay ended without being stopped; restarting in %.0f s", pause)
+        if not relay.stop_requested:
+            time.sleep(pause)
