@@ -18,7 +18,8 @@ from pile_link.simulator.billing import BillingModel, TierMeter
 from pile_link.simulator.clock import SimClock
 from pile_link.simulator.events import Event, EventLog
 from pile_link.simulator.fleet import Fleet, generate_specs, pile_numbers
-from pile_link.simulator.pile import PileConfig, PileSpec, SimPile, SimulatorError
+from pile_link.simulator.pile import SimPile
+from pile_link.simulator.spec import PileConfig, PileSpec, SimulatorError
 
 __all__ = [
     "BillingModel",

@@ -30,7 +30,7 @@ from pile_link.simulator.console import Console
 from pile_link.simulator.drivers import DriverConfig, Drivers
 from pile_link.simulator.fleet import Fleet, generate_specs
 from pile_link.simulator.load import LoadConfig, LoadFleet
-from pile_link.simulator.pile import PileConfig
+from pile_link.simulator.spec import PileConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -14,8 +14,10 @@ import contextlib
 import random
 from dataclasses import dataclass
 
+from pile_link.simulator.connection import stop_task
 from pile_link.simulator.fleet import Fleet
-from pile_link.simulator.pile import SimPile, SimulatorError, stop_task
+from pile_link.simulator.pile import SimPile
+from pile_link.simulator.spec import SimulatorError
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,8 @@ from types import TracebackType
 
 from pile_link.simulator.clock import SimClock
 from pile_link.simulator.events import EventLog
-from pile_link.simulator.pile import PileConfig, PileSpec, SimPile, SimulatorError
+from pile_link.simulator.pile import SimPile
+from pile_link.simulator.spec import PileConfig, PileSpec, SimulatorError
 
 
 def pile_numbers(first: str, count: int) -> list[str]:

@@ -1,7 +1,7 @@
 """One gun of a simulated pile and the charging session on it.
 
-State only, no I/O: :class:`~pile_link.simulator.pile.SimPile` owns the socket and the tasks and
-calls into this. Keeping it plain makes what a gun reports (0x13) and what it bills (0x3B) easy
+State only, no I/O: :class:`~pile_link.simulator.pile.SimPile` owns the tasks (its link,
+:mod:`pile_link.simulator.connection`, the socket) and calls into this. Keeping it plain makes what a gun reports (0x13) and what it bills (0x3B) easy
 to read in one place.
 """
 
