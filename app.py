@@ -88,16 +88,17 @@ def run_demo(ledger: Ledger, relay: Relay, out: Any = print, database_url: str |
              nats_url: str | None = None) -> bool:
     """A scripted day on the ledger (five sessions that show each path money can take), then, given
     the servers, the live part: the YKC gateway and a simulated fleet charging over TCP."""
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from domain.books import books_of
+    from domain.clock import utcnow
     from domain.money import energy_to_kwh_str as kwh
     from domain.money import fen_to_yuan_str as yuan
     from domain.session import TransactionRecord
     from domain.tariff import TIERS
     from zoneinfo import ZoneInfo
 
-    day = datetime.now(timezone.utc).replace(hour=1, minute=0, second=0, microsecond=0)  # 09:00 in Shanghai
+    day = utcnow().replace(hour=1, minute=0, second=0, microsecond=0)  # 09:00 in Shanghai
     tenant = ledger.create_tenant("Demo Charging Co.", "platform-admin")
     station = ledger.create_station(tenant, "Zhangjiang Hub", "88 Keyuan Rd, Pudong, Shanghai", 31.2036, 121.5907,
                                     "ops@demo")
@@ -241,7 +242,7 @@ async def run_live_fleet(ledger: Ledger, database_url: str, nats_url: str, tenan
     (the platform stops the pile), one pile loses its link mid-charge and uploads its record after
     logging in again, one driver starts with a card at the pile. Returns the trade serials.
     """
-    from pile_link.gateway import Gateway, utcnow
+    from pile_link.gateway import Gateway
     from pile_link.simulator import Fleet, PileSpec
     from pile_link.simulator.console import Console
     from pile_link.simulator.fleet import pile_numbers

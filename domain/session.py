@@ -26,13 +26,14 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
-from uuid import NAMESPACE_URL, UUID, uuid5
+from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from eventsourcing.domain import Aggregate, event
 
 from domain.aggregate import shallow_clone
 from domain.errors import InvalidTransition
+from domain.ids import derived_id
 from domain.pricing import Bill, price
 from domain.tariff import TIERS, TariffSchedule
 from domain.text import REASON, checked
@@ -85,7 +86,7 @@ class TransactionRecord:
 @lru_cache(maxsize=65_536)
 def _session_id(trade_no: str) -> UUID:
     """The aggregate id of a session, a name-based uuid: hashed once per trade_no (every frame asks for it)."""
-    return uuid5(NAMESPACE_URL, f"chargeledger:session:{trade_no}")
+    return derived_id("session", trade_no)
 
 
 class ChargingSession(Aggregate):

@@ -17,7 +17,7 @@ import hashlib
 import json
 from collections.abc import Iterable
 from typing import Any
-from uuid import NAMESPACE_URL, UUID, uuid5
+from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
@@ -30,6 +30,7 @@ from domain.errors import (
     UnknownHold,
     UnknownRefund,
 )
+from domain.ids import derived_id
 
 AVAILABLE, HELD, REFUND_PENDING, ARREARS = "available", "held", "refund_pending", "arrears"
 REVENUE_ELECTRICITY, REVENUE_SERVICE = "revenue:electricity", "revenue:service"
@@ -65,7 +66,7 @@ def _posting_set(*legs: tuple[str, int]) -> list[Posting]:
 class Wallet(Aggregate):
     @staticmethod
     def create_id(tenant_id: UUID, driver_id: str) -> UUID:
-        return uuid5(NAMESPACE_URL, f"chargeledger:wallet:{tenant_id}:{driver_id}")
+        return derived_id("wallet", tenant_id, driver_id)
 
     @event("Opened")
     def __init__(self, tenant_id: UUID, driver_id: str, author: str) -> None:

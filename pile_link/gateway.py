@@ -44,6 +44,7 @@ from uuid import UUID
 
 import psycopg
 
+from domain.clock import utcnow
 from domain.errors import DomainError, WrongPile
 from domain.session import ChargingSession
 from pile_link.boundary import Refusal, RefusalThrottle, RefusedFrames
@@ -52,7 +53,7 @@ from pile_link.link import PileLink
 from pile_link.open_sessions import OpenSessions
 from pile_link.owed import COMMISSIONING_BALANCE_FEN, owed_for_command, owed_for_session
 from adapters.servers.outage import Outage
-from pile_link.watchdog import Watchdog, utcnow
+from pile_link.watchdog import Watchdog
 from pile_link.ykc import RemoteStart
 
 log = logging.getLogger("chargeledger.pile_link")
@@ -64,7 +65,7 @@ MAX_PENDING_READINGS = 500_000  # readings kept through a database outage; beyon
 SENT_MEMORY = 100_000  # the stored commands a gateway remembers having sent, so each goes out once
 TIME_SYNC_INTERVAL = 24 * 3600.0
 OWED_WAIT = 5.0  # seconds after a login to wait for the guns' first realtime reports before a start or a push
-__all__ = ["COMMAND_SUBJECTS", "Gateway", "WriteBehind", "serve", "utcnow"]
+__all__ = ["COMMAND_SUBJECTS", "Gateway", "WriteBehind", "serve"]
 
 
 class WriteBehind:

@@ -36,13 +36,14 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 import psycopg
 
 from adapters.postgres.env import create_tables
+from domain.clock import utcnow
 from domain.errors import DomainError
 from domain.settlement import wallet_commands
 from domain.wallet import Wallet
@@ -180,7 +181,3 @@ def run_role(make_ledger: Callable[[], Any], database_url: str, stopping: thread
             watchdog.run(clock or utcnow, stopping, interval)
     finally:
         ledger.close()
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)

@@ -30,13 +30,15 @@ import secrets
 import sys
 import unicodedata
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+
+from domain.clock import utcnow
 
 if TYPE_CHECKING:
     from adapters.postgres.operator_users import OperatorUsers
@@ -121,7 +123,7 @@ class TokenSigner:
     def issue(self, principal: Principal, now: datetime | None = None,
               generation: int | None = None) -> tuple[str, datetime]:
         """A token for ``principal``; ``generation`` (operators) is the user's current token generation."""
-        now = now or datetime.now(timezone.utc)
+        now = now or utcnow()
         expires = now + self.settings.token_ttl
         claims = {**principal.claims(), "iss": ISSUER, "iat": now, "exp": expires}
         if generation is not None:

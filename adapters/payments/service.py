@@ -45,14 +45,11 @@ from adapters.payments.base import (
 )
 from adapters.payments.config import Channel, Channels
 from adapters.payments.wechat import WeChatPayAdapter
+from domain.clock import utcnow
 from domain.errors import DomainError, IdempotencyConflict, InsufficientFunds, InvalidAmount, NotFound
 from domain.ledger import Ledger
 from domain.payment import PaymentAmountMismatch, PaymentOrder, Payments, RefundRefused
 from domain.wallet import Wallet
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -128,7 +125,7 @@ class Providers:
     """
 
     def __init__(self, public_base_url: str, *, gateways: dict[str, str] | None = None,
-                 now: Callable[[], datetime] = _utcnow) -> None:
+                 now: Callable[[], datetime] = utcnow) -> None:
         self.base = public_base_url.rstrip("/")
         self.gateways = gateways or {}
         self.now = now
@@ -162,7 +159,7 @@ def created_at(out_trade_no: str) -> datetime | None:
 
 class PaymentService:
     def __init__(self, ledger: Ledger, payments: Payments, channels: Channels, providers: ProviderFactory,
-                 *, now: Callable[[], datetime] = _utcnow, description: str = "Charging wallet top-up",
+                 *, now: Callable[[], datetime] = utcnow, description: str = "Charging wallet top-up",
                  limits: TopUpLimits | None = None) -> None:
         self.limits = limits or TopUpLimits()
         self.ledger = ledger

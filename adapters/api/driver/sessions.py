@@ -28,7 +28,7 @@ import re
 import threading
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
@@ -48,7 +48,8 @@ from adapters.postgres.env import create_tables
 from adapters.postgres.recorder import AlongsideConflict, Statement
 from adapters.payments.service import TopUpLimits
 from domain.errors import ConcurrencyExhausted, DomainError, IdempotencyConflict, InsufficientFunds, NotFound
-from domain.money import fen_to_yuan_str
+from domain.clock import utcnow
+from domain.money import fen_to_yuan_str, price_to_yuan_str
 from domain.registry import Pile
 from domain.session import ChargingSession
 from domain.tariff import TIERS, TariffSchedule
@@ -65,10 +66,6 @@ class InvalidQrCode(DomainError):
 
 class IdempotencyKeyRequired(DomainError):
     code = "idempotency_key_required"
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 # ---- settings -------------------------------------------------------------------------------------------
@@ -143,7 +140,7 @@ def price_view(schedule: TariffSchedule, tier: int) -> dict[str, Any]:
     p = schedule.prices[tier]
     total = p.electricity + p.service  # 0.00001 yuan/kWh
     return {"tier": TIERS[tier], "electricity_price": p.electricity, "service_price": p.service,
-            "yuan_per_kwh": f"{total // 100000}.{total % 100000:05d}"}
+            "yuan_per_kwh": price_to_yuan_str(total)}
 
 
 def tariff_slots(schedule: TariffSchedule, now: datetime, timezone: str, hours: int = 24) -> list[dict[str, Any]]:

@@ -25,7 +25,7 @@ import io
 import json
 import re
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -40,7 +40,8 @@ from adapters.api.inputs import error, responses
 from adapters.api.auth import AGENT, PLATFORM_ADMIN, TENANT_ADMIN, AuthError, Principal
 from adapters.api.app import ApiError
 from domain.errors import NotFound
-from domain.money import energy_to_kwh_str, fen_to_yuan_str
+from domain.clock import utcnow as now
+from domain.money import energy_to_kwh_str, fen_to_yuan_str, ykc_amount_to_yuan_str
 from domain.registry import Pile, Station
 from domain.wallet import PROVIDERS, Wallet
 from projections.base import jsonable
@@ -151,10 +152,6 @@ def scope_where(principal: Principal, alias: str = "") -> tuple[str, dict[str, A
 def query(request: Request, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
     with request.app.state.pool.connection() as conn:
         return conn.cursor(row_factory=dict_row).execute(sql, params).fetchall()
-
-
-def now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 # ---- request bodies ---------------------------------------------------------------------------------
@@ -533,7 +530,7 @@ def csv_row(row: dict[str, Any]) -> list[Any]:
         return "" if fen is None else fen_to_yuan_str(fen)
 
     def ykc(amount: int | None) -> str:  # 0.0001 yuan
-        return "" if amount is None else f"{'-' if amount < 0 else ''}{abs(amount) // 10000}.{abs(amount) % 10000:04d}"
+        return "" if amount is None else ykc_amount_to_yuan_str(amount)
 
     return [row["trade_no"], *(jsonable(row[c]) or "" for c in ("ordered_at", "started_at", "stopped_at", "settled_at")),
             row["station_id"], row["pile_no"], row["gun_no"], row["driver_id"] or "", row["origin"], row["state"],
