@@ -65,7 +65,7 @@ def build(database_url: str, sessions: int, wallets: int) -> int:
         ledger.assign_tariff(tariff_id, "bench", station_id=station)
         wallet_ids = [ledger.open_wallet(tenant, f"driver-{i}", "bench") for i in range(wallets)]
         for wallet_id in wallet_ids:
-            ledger.wallet_command(wallet_id, "top_up", key=f"cash:{wallet_id}", amount=10**9, provider="cash",
+            ledger.top_up(wallet_id, key=f"cash:{wallet_id}", amount=10**9, provider="cash",
                                   payment_ref="bench")
         station_agg = ledger.registry.station(station)
         tariff = ledger.tariffs.tariff(tariff_id)

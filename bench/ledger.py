@@ -57,7 +57,7 @@ def setup(ledger: Ledger, piles: int) -> tuple[list[str], uuid.UUID]:
     tariff = ledger.create_tariff(tenant, "bench", PRICES, [2] * 48, "bench")
     ledger.assign_tariff(tariff, "bench", station_id=station)
     wallet = ledger.open_wallet(tenant, "bench-driver", "bench")
-    ledger.wallet_command(wallet, "top_up", key="t", amount=10**9, provider="wechat", payment_ref="b")
+    ledger.top_up(wallet, key="t", amount=10**9, provider="wechat", payment_ref="b")
     return pile_nos, wallet
 
 
@@ -71,7 +71,7 @@ def wave(ledger: Ledger, pile_nos: list[str], wallet: uuid.UUID, start_ms: list[
         trade_no = ledger.request_start(pile_no=pile_no, gun_no=1, wallet_id=wallet, hold_fen=100_00, at=T0,
                                         author="bench")
         start_ms.append((time.perf_counter() - started) * 1000)
-        ledger.session_command(trade_no, "mark_charging", at=T0)
+        ledger.mark_charging(trade_no, at=T0)
         trades.append(trade_no)
     for i in range(1, READINGS + 1):
         outcomes = ledger.record_readings([

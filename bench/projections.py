@@ -52,7 +52,7 @@ def ledger_day(ledger: Ledger, sessions: int, piles: int = 50) -> None:
         for pile_no in wave:
             trade = ledger.request_start(pile_no=pile_no, gun_no=1, wallet_id=wallet, hold_fen=100_00, at=T0,
                                          author="bench")
-            ledger.session_command(trade, "mark_charging", at=T0)
+            ledger.mark_charging(trade, at=T0)
             trades.append(trade)
         for tick in range(1, READINGS + 1):
             ledger.record_readings([{"trade_no": t, "at": T0 + timedelta(minutes=tick), "energy": tick * 1000}

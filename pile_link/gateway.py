@@ -47,6 +47,7 @@ import psycopg
 from domain.clock import utcnow
 from domain.errors import DomainError, WrongPile
 from domain.session import ChargingSession
+from domain.start_rules import card_start_rules
 from pile_link.boundary import Refusal, RefusalThrottle, RefusedFrames
 from pile_link.commands import COMMAND_SUBJECTS, CommandFollower
 from pile_link.link import PileLink
@@ -211,7 +212,7 @@ class Gateway:
         self.heartbeat_timeout = heartbeat_timeout
         self.sweep_interval = sweep_interval
         self.login_deadline = login_deadline
-        self.max_card_hold_fen = max_card_hold_fen
+        self.card_start_rules = card_start_rules(max_card_hold_fen)
         self.balance_margin_fen = balance_margin_fen
         self.commissioning_balance_fen = commissioning_balance_fen  # told to the pile: no wallet, nothing held
         self.owed_wait = owed_wait
@@ -330,7 +331,7 @@ class Gateway:
             outcome = None
             for trade_no in self.open_sessions.of_pile(pile_no):
                 try:
-                    self.ledger.session_command(trade_no, "pile_offline", at=at)
+                    self.ledger.session_pile_offline(trade_no, at=at)
                 except DomainError as error:
                     outcome = error
             outcomes.append(outcome)

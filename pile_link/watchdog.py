@@ -45,7 +45,7 @@ import psycopg
 from adapters.postgres.env import create_tables
 from domain.clock import utcnow
 from domain.errors import DomainError
-from domain.settlement import wallet_commands
+from domain.settlement import WalletCommand, wallet_commands
 from domain.wallet import Wallet
 from adapters.followers.log_follower import DueWork, follow
 from adapters.followers.orphan_holds import OrphanHolds
@@ -118,7 +118,7 @@ class Watchdog:
         wallet = self.ledger.wallets.get(wallet_id, Wallet, "wallet", fresh=False, copy=False)
         if key in wallet.outcomes:  # keys are never dropped: a cached copy that has it is right
             return False
-        _, events = self.ledger.wallet_update(wallet_id, command, **arguments)
+        _, events = self.ledger.run_wallet_command(wallet_id, WalletCommand(command, arguments))
         if events:
             log.warning("session %s: wallet %s (%s) was not applied after the session closed; applied now",
                         trade_no, command, key)

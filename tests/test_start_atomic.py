@@ -28,7 +28,8 @@ import pytest
 from psycopg_pool import ConnectionPool
 
 from adapters.audit.replay import replay
-from adapters.api.driver.sessions import DriverApiSettings, DriverSessions, StartRequests, StartRules
+from adapters.api.driver.sessions import DriverApiSettings, DriverSessions, StartRequests
+from domain.start_rules import StartRules
 from adapters.api.driver.identity import DriverPrincipal, driver_id_of
 from adapters.postgres.env import eventsourcing_env
 from adapters.postgres.recorder import LockedInsertRecorder
@@ -252,7 +253,7 @@ def driver(ledger: Ledger) -> Iterator[tuple[DriverPrincipal, Any]]:
     principal = DriverPrincipal(world.tenant_id, driver_id_of("wechat", "wx-main", "o-driver"), "wechat", "wx-main",
                                 "o-driver")
     wallet_id = ledger.open_wallet(world.tenant_id, principal.driver_id, "driver")
-    ledger.wallet_command(wallet_id, "top_up", key="topup:driver", amount=TOP_UP, provider="wechat",
+    ledger.top_up(wallet_id, key="topup:driver", amount=TOP_UP, provider="wechat",
                           payment_ref="wx-driver")
     now = datetime.now(UTC)
     ledger.pile_connected(world.pile_no, now, "test-gateway", 0x16, "v1")
@@ -385,7 +386,7 @@ def meeting_at(barrier: threading.Barrier, request_start: Callable[..., str]) ->
 def old_two_step_hold(ledger: Ledger, wallet_id: Any, pile_no: str, seq: int, amount: int) -> str:
     """What the pre-fix start left when killed between its two commits: a hold, and no session."""
     trade_no = make_trade_no(pile_no, 1, T0, seq)
-    ledger.wallet_command(wallet_id, "hold", key=f"hold:{trade_no}", hold_id=trade_no, amount=amount)
+    ledger.hold(wallet_id, key=f"hold:{trade_no}", hold_id=trade_no, amount=amount)
     return trade_no
 
 
@@ -398,7 +399,7 @@ def test_the_follower_releases_a_hold_with_no_session_after_the_grace_only(ledge
     orphan = old_two_step_hold(ledger, world.wallet_id, world.pile_no, 1, 30_00)
     started = ledger.request_start(pile_no=world.pile_no, gun_no=1, wallet_id=world.wallet_id, hold_fen=20_00,
                                    at=T0, author="driver-1")
-    ledger.wallet_command(world.wallet_id, "hold", key="hold:not-a-session", hold_id="not-a-session", amount=5_00)
+    ledger.hold(world.wallet_id, key="hold:not-a-session", hold_id="not-a-session", amount=5_00)
     follower = OrphanHolds(ledger, database_url)
 
     assert follower.sweep(placed + GRACE - timedelta(seconds=30)) == []  # the start may still be committing

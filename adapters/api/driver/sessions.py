@@ -9,7 +9,7 @@ not_found``, exactly as if it did not exist, so trade serials cannot be probed.
   or the bare 16 digits. The lookup answers the station, the gun's status and the tariff now and
   in the next 24 hours, in the station's time zone.
 * Start: needs the wallet's available balance at or above the tenant's minimum
-  (:class:`StartRules`); holds the whole available balance, at most the tenant's maximum hold (the
+  (:class:`domain.start_rules.StartRules`); holds the whole available balance, at most the tenant's maximum hold (the
   pile is told that amount in 0x34 and stops there, and the platform stops it before the measured
   bill reaches it). It answers ``202`` with the trade serial as soon as the session is written;
   the pile's answer arrives later, on the stream. A client retry with the same ``Idempotency-Key``
@@ -47,11 +47,12 @@ from adapters.api.app import ApiError
 from adapters.postgres.env import create_tables
 from adapters.postgres.recorder import AlongsideConflict, Statement
 from adapters.payments.service import TopUpLimits
-from domain.errors import ConcurrencyExhausted, DomainError, IdempotencyConflict, InsufficientFunds, NotFound
 from domain.clock import utcnow
+from domain.errors import ConcurrencyExhausted, DomainError, IdempotencyConflict, NotFound
 from domain.money import fen_to_yuan_str, price_to_yuan_str
 from domain.registry import Pile
 from domain.session import ChargingSession
+from domain.start_rules import StartRules
 from domain.tariff import TIERS, TariffSchedule
 from domain.wallet import Wallet
 
@@ -69,18 +70,6 @@ class IdempotencyKeyRequired(DomainError):
 
 
 # ---- settings -------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class StartRules:
-    """What a start needs and holds, per tenant. Defaults: 5.00 yuan to start, at most 200.00 held."""
-
-    min_start_fen: int = 5_00
-    max_hold_fen: int = 200_00
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.min_start_fen <= self.max_hold_fen:
-            raise ValueError("start rules need 1 <= min_start_fen <= max_hold_fen")
-
-
 @dataclass(frozen=True)
 class DriverApiSettings:
     """Settings of the driver side: payment channels' sealing keys, public URL, start rules.
@@ -328,14 +317,8 @@ class DriverSessions:
     def hold_for(self, driver: DriverPrincipal) -> tuple[UUID, int]:
         """The driver's wallet and what a start holds on it: the available balance, at most the
         tenant's maximum; InsufficientFunds below the tenant's minimum."""
-        rules = self.settings.rules(driver.tenant_id)
         wallet_id = Wallet.create_id(driver.tenant_id, driver.driver_id)
-        available = self.ledger.wallet(wallet_id).available
-        if available < rules.min_start_fen:
-            raise InsufficientFunds(f"starting needs at least {fen_to_yuan_str(rules.min_start_fen)} yuan "
-                                    f"available; the wallet has {fen_to_yuan_str(available)}",
-                                    available_fen=available, min_start_fen=rules.min_start_fen)
-        return wallet_id, min(available, rules.max_hold_fen)
+        return wallet_id, self.settings.rules(driver.tenant_id).hold_for(self.ledger.wallet(wallet_id).available)
 
     def session(self, driver: DriverPrincipal, trade_no: str) -> ChargingSession:
         """The driver's own session, brought up to date with the store (the gateway writes it elsewhere)."""
