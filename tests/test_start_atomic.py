@@ -29,7 +29,7 @@ from psycopg_pool import ConnectionPool
 
 from adapters.audit.replay import replay
 from adapters.api.driver.sessions import DriverApiSettings, DriverSessions, StartRequests
-from domain.start_rules import StartRules
+from domain.start_rules import StartRules, card_start_rules
 from adapters.api.driver.identity import DriverPrincipal, driver_id_of
 from adapters.postgres.env import eventsourcing_env
 from adapters.postgres.recorder import LockedInsertRecorder
@@ -191,7 +191,7 @@ def test_a_card_start_at_the_pile_killed_at_any_point_leaves_no_hold_without_its
 
     def start(process: Ledger, point: int) -> Any:
         return process.start_at_pile(pile_no=world.pile_no, gun_no=2, kind="card", value=CARD,
-                                     at=T0 + timedelta(seconds=point), max_hold_fen=20_00)
+                                     at=T0 + timedelta(seconds=point), rules=card_start_rules(20_00))
 
     def check(after: Ledger, point: int, completed: bool) -> None:
         assert_books(after, database_url, world.wallet_id, TOP_UP)
@@ -455,7 +455,7 @@ def test_two_followers_sweeping_at_once_release_an_orphan_once(ledger: Ledger, d
 # ---- in memory: the same one transaction ------------------------------------------------------
 def test_in_memory_a_start_whose_session_is_refused_writes_no_hold(monkeypatch: pytest.MonkeyPatch) -> None:
     """On the in-memory stores (unit tests, the simulator) the hold and the session are one write too."""
-    import domain.ledger
+    import domain.use_cases.sessions
 
     ledger = Ledger({"PERSISTENCE_MODULE": "eventsourcing.popo"})
     world = build_world(ledger, top_up=TOP_UP)
@@ -466,7 +466,7 @@ def test_in_memory_a_start_whose_session_is_refused_writes_no_hold(monkeypatch: 
         def randrange(_: int) -> int:
             return next(sequences)
 
-    monkeypatch.setattr(domain.ledger, "random", Drawn)
+    monkeypatch.setattr(domain.use_cases.sessions, "random", Drawn)
     taken = ledger.request_start(pile_no=world.pile_no, gun_no=1, wallet_id=None, hold_fen=0, at=T0, author="ops")
     before = [type(e).__name__ for e in ledger.wallets.events.get(world.wallet_id)]
     trade_no = ledger.request_start(pile_no=world.pile_no, gun_no=1, wallet_id=world.wallet_id, hold_fen=10_00,
