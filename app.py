@@ -94,7 +94,7 @@ def run_demo(ledger: Ledger, relay: Relay, out: Any = print, database_url: str |
     from domain.clock import utcnow
     from domain.money import energy_to_kwh_str as kwh
     from domain.money import fen_to_yuan_str as yuan
-    from domain.session import TransactionRecord
+    from domain.session import SettlementRecord
     from domain.tariff import TIERS
     from zoneinfo import ZoneInfo
 
@@ -118,10 +118,10 @@ def run_demo(ledger: Ledger, relay: Relay, out: Any = print, database_url: str |
                               payment_ref=f"counter-receipt-{driver}")
         out(f"{driver:12} topped up {yuan(amount):>7} yuan in cash at the counter")
 
-    def record(tier_energy: tuple[int, int, int, int], start: datetime, minutes: int) -> TransactionRecord:
+    def record(tier_energy: tuple[int, int, int, int], start: datetime, minutes: int) -> SettlementRecord:
         amounts = tuple(e * (DEMO_PRICES[t]["electricity"] + DEMO_PRICES[t]["service"]) // 10**5
                         for e, t in zip(tier_energy, TIERS))
-        return TransactionRecord(tier_energy=tier_energy, pile_tier_amounts=amounts,  # type: ignore[arg-type]
+        return SettlementRecord(tier_energy=tier_energy, pile_tier_amounts=amounts,  # type: ignore[arg-type]
                                  pile_total_amount=sum(amounts), pile_total_energy=sum(tier_energy),
                                  meter_start=5_000_000, meter_end=5_000_000 + sum(tier_energy), started_at=start,
                                  ended_at=start + timedelta(minutes=minutes), stop_reason=0x40)

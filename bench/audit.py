@@ -41,7 +41,7 @@ from adapters.audit.store import event_tables  # noqa: E402
 from adapters.postgres.env import eventsourcing_env  # noqa: E402
 from adapters.servers.embedded import create_database, resolve_servers  # noqa: E402
 from domain.ledger import Ledger  # noqa: E402
-from domain.session import ChargingSession, TransactionRecord, make_trade_no  # noqa: E402
+from domain.session import ChargingSession, SettlementRecord, make_trade_no  # noqa: E402
 from domain.settlement import wallet_commands  # noqa: E402
 
 PRICES = {"sharp": {"electricity": 120000, "service": 80000}, "peak": {"electricity": 100000, "service": 80000},
@@ -102,7 +102,7 @@ def build(database_url: str, sessions: int, wallets: int) -> int:
                 s.record_reading(at=at + timedelta(minutes=3 * r), energy=r * 1500 + i % 7, power=600, soc=40 + r)
             s.request_stop(at=at + timedelta(minutes=61), reason="driver", author="driver")
             energy = list(s.tier_energy)
-            record = TransactionRecord(tier_energy=tuple(energy), pile_tier_amounts=(0, 0, 0, 0),  # type: ignore[arg-type]
+            record = SettlementRecord(tier_energy=tuple(energy), pile_tier_amounts=(0, 0, 0, 0),  # type: ignore[arg-type]
                                        pile_total_amount=0, pile_total_energy=sum(energy), meter_start=0,
                                        meter_end=sum(energy), started_at=at, ended_at=at + timedelta(minutes=61),
                                        stop_reason=0x40)

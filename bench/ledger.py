@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from adapters.postgres.env import eventsourcing_env  # noqa: E402
 from adapters.servers.embedded import create_database, resolve_servers  # noqa: E402
 from domain.ledger import Ledger  # noqa: E402
-from domain.session import ChargingSession, TransactionRecord  # noqa: E402
+from domain.session import ChargingSession, SettlementRecord  # noqa: E402
 
 PRICES = {t: {"electricity": 100000, "service": 50000} for t in ("sharp", "peak", "flat", "valley")}
 T0 = datetime(2026, 11, 22, 2, 0, tzinfo=timezone.utc)
@@ -80,7 +80,7 @@ def wave(ledger: Ledger, pile_nos: list[str], wallet: uuid.UUID, start_ms: list[
         ])
         assert not any(outcomes), outcomes
     energy = READINGS * 100
-    record = TransactionRecord(tier_energy=(0, 0, energy, 0), pile_tier_amounts=(0, 0, energy * 15, 0),
+    record = SettlementRecord(tier_energy=(0, 0, energy, 0), pile_tier_amounts=(0, 0, energy * 15, 0),
                                pile_total_amount=energy * 15, pile_total_energy=energy, meter_start=0,
                                meter_end=energy, started_at=T0, ended_at=T0 + timedelta(minutes=5), stop_reason=0x40)
     for trade_no in trades:

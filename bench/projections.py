@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from adapters.postgres.env import eventsourcing_env  # noqa: E402
 from adapters.servers.embedded import create_database, resolve_servers  # noqa: E402
 from domain.ledger import Ledger  # noqa: E402
-from domain.session import TransactionRecord  # noqa: E402
+from domain.session import SettlementRecord  # noqa: E402
 from projections.runner import VIEWS, Projections  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -59,7 +59,7 @@ def ledger_day(ledger: Ledger, sessions: int, piles: int = 50) -> None:
                                     for t in trades])
         for trade in trades:
             energy = READINGS * 1000
-            ledger.settle(trade, TransactionRecord((0, 0, energy, 0), (0, 0, energy * 15, 0), energy * 15, energy,
+            ledger.settle(trade, SettlementRecord((0, 0, energy, 0), (0, 0, energy * 15, 0), energy * 15, energy,
                                                    0, energy, T0, T0 + timedelta(minutes=READINGS), 0x40),
                           T0 + timedelta(minutes=READINGS + 1))
         done += len(wave)

@@ -60,7 +60,7 @@ def make_trade_no(pile_no: str, gun_no: int, local_time: datetime, sequence: int
 
 
 @dataclass(frozen=True)
-class TransactionRecord:
+class SettlementRecord:
     """What a pile reports at the end of a session (the YKC 0x3B frame, protocol-agnostic)."""
 
     tier_energy: tuple[int, int, int, int]  # 0.0001 kWh, sharp/peak/flat/valley
@@ -290,7 +290,7 @@ class ChargingSession(Aggregate):
     def _failed(self, at: datetime, reason: str, author: str) -> None:
         self._close("failed", at, reason)
 
-    def settle(self, record: TransactionRecord, at: datetime) -> bool:
+    def settle(self, record: SettlementRecord, at: datetime) -> bool:
         """Price the pile's record. Returns False if this exact record was already applied."""
         rec = record.as_dict()
         if self.record is not None:
@@ -372,5 +372,5 @@ def _comparable(record: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in record.items()}
 
 
-__all__ = ["ChargingSession", "TransactionRecord", "make_trade_no", "TIERS", "START_TIMEOUT", "RECORD_TIMEOUT",
+__all__ = ["ChargingSession", "SettlementRecord", "make_trade_no", "TIERS", "START_TIMEOUT", "RECORD_TIMEOUT",
            "OFFLINE_TIMEOUT"]

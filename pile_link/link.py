@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 from domain.errors import DomainError, InsufficientFunds, NotFound, PileUnavailable, WrongPile
 from domain.ledger import PileGun
-from domain.session import TransactionRecord as SettlementRecord
+from domain.session import SettlementRecord
 from pile_link.boundary import NO_TRADE, Refusal, binding_refusal, gun_number, refusal_answer
 from pile_link.ykc import (
     BillingModelReply,

@@ -30,7 +30,7 @@ from domain.errors import (
     PileUnavailable,
 )
 from domain.registry import Pile, Station
-from domain.session import TRADE_NO, ChargingSession, TransactionRecord, make_trade_no
+from domain.session import TRADE_NO, ChargingSession, SettlementRecord, make_trade_no
 from domain.start_rules import StartRules
 from domain.tariff import Tariff
 from domain.use_cases.core import LedgerCore, PileGun
@@ -215,7 +215,7 @@ class SessionUseCases(LedgerCore):
         closed, session = self.change_session(trade_no, lambda s: s.expire(now))
         return session, closed
 
-    def settle(self, trade_no: str, record: TransactionRecord, at: datetime, *, pile_no: str | None = None,
+    def settle(self, trade_no: str, record: SettlementRecord, at: datetime, *, pile_no: str | None = None,
                gun_no: int | None = None, wallet_id: UUID | None = None) -> ChargingSession:
         """Settle a transaction record idempotently by trade serial.
 

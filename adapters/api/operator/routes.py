@@ -229,7 +229,7 @@ class TariffRevision(BaseModel):
     slots: list[int | Literal["sharp", "peak", "flat", "valley"]] = Field(min_length=48, max_length=48)
 
 
-class StartRequest(BaseModel):
+class StartBody(BaseModel):
     model_config = body_example(gun_no=1)
     gun_no: int = Field(ge=1, le=99)
 
@@ -706,7 +706,7 @@ def operation_log(request: Request, who: Caller,
 @router.post("/piles/{pile_no}/start", tags=["commands"], status_code=202,
              summary="Start a gun without a driver (commissioning)",
              responses=example({"trade_no": TRADE}, 202, *ERRORS, 409, e409=E409_UNAVAILABLE))
-def start_gun(request: Request, who: Caller, pile_no: PileNo, body: StartRequest) -> JSONResponse:
+def start_gun(request: Request, who: Caller, pile_no: PileNo, body: StartBody) -> JSONResponse:
     require(who, TENANT_ADMIN, AGENT)
     pile = check_pile(request, who, pile_no)
     trade_no = request.app.state.ledger.request_start(pile_no=pile_no, gun_no=body.gun_no, wallet_id=None,
