@@ -115,7 +115,7 @@ def run_demo(ledger: Ledger, relay: Relay, out: Any = print, database_url: str |
     for driver, amount in (("driver-li", 200_00), ("driver-wang", 30_00), ("driver-zhao", 100_00)):
         wallets[driver] = ledger.open_wallet(tenant, driver, driver)
         ledger.top_up(wallets[driver], key=f"topup:{driver}", amount=amount, provider="cash",
-                              payment_ref=f"counter-receipt-{driver}")
+                      payment_ref=f"counter-receipt-{driver}")
         out(f"{driver:12} topped up {yuan(amount):>7} yuan in cash at the counter")
 
     def record(tier_energy: tuple[int, int, int, int], start: datetime, minutes: int) -> SettlementRecord:
@@ -135,7 +135,7 @@ def run_demo(ledger: Ledger, relay: Relay, out: Any = print, database_url: str |
         ledger.mark_charging(trade_no, at=start + timedelta(seconds=20))
         for minute in range(1, minutes + 1):
             ledger.record_reading(trade_no, at=start + timedelta(minutes=minute),
-                                   energy=minute * kwh_per_min)
+                                  energy=minute * kwh_per_min)
         return trade_no
 
     def show(trade_no: str) -> None:
@@ -189,7 +189,7 @@ def run_demo(ledger: Ledger, relay: Relay, out: Any = print, database_url: str |
     ledger.request_refund(wallets["driver-zhao"], key="refund:zhao", refund_id="rf-zhao-1",
                           amount=left, provider="cash")
     ledger.complete_refund(wallets["driver-zhao"], key="refund-done:zhao", refund_id="rf-zhao-1",
-                          provider_ref="counter-refund-1")
+                           provider_ref="counter-refund-1")
     out(f"driver-zhao  refunded {yuan(left)} yuan in cash")
 
     out("\nwallets                 available     held  arrears")

@@ -66,7 +66,7 @@ def build(database_url: str, sessions: int, wallets: int) -> int:
         wallet_ids = [ledger.open_wallet(tenant, f"driver-{i}", "bench") for i in range(wallets)]
         for wallet_id in wallet_ids:
             ledger.top_up(wallet_id, key=f"cash:{wallet_id}", amount=10**9, provider="cash",
-                                  payment_ref="bench")
+                          payment_ref="bench")
         station_agg = ledger.registry.station(station)
         tariff = ledger.tariffs.tariff(tariff_id)
         in_memory = {w: ledger.wallet(w) for w in wallet_ids}

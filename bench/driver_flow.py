@@ -134,7 +134,7 @@ def run(database_url: str, nats_url: str, args: argparse.Namespace) -> int:
     driver_id = "wechat:wx-bench:o-bench-driver"
     wallet_id = ledger.open_wallet(tenant, driver_id, "bench")
     ledger.top_up(wallet_id, key="topup:bench", amount=100_000_00, provider="wechat",
-                          payment_ref="bench")
+                  payment_ref="bench")
 
     settings = DriverApiSettings(SecretBox.generate_setting(), "https://charge.example.com",
                                  start_rules=StartRules(1_00, 20_00))

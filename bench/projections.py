@@ -60,8 +60,8 @@ def ledger_day(ledger: Ledger, sessions: int, piles: int = 50) -> None:
         for trade in trades:
             energy = READINGS * 1000
             ledger.settle(trade, SettlementRecord((0, 0, energy, 0), (0, 0, energy * 15, 0), energy * 15, energy,
-                                                   0, energy, T0, T0 + timedelta(minutes=READINGS), 0x40),
-                          T0 + timedelta(minutes=READINGS + 1))
+                                                  0, energy, T0, T0 + timedelta(minutes=READINGS), 0x40),
+                                                  T0 + timedelta(minutes=READINGS + 1))
         done += len(wave)
 
 

@@ -40,7 +40,7 @@ def build_world(ledger: Ledger, *, top_up: int = 100_00, pile_no: str = PILE_NO,
     wallet = ledger.open_wallet(tenant, driver, "driver")
     if top_up:
         ledger.top_up(wallet, key=f"topup:{driver}", amount=top_up, provider="wechat",
-                              payment_ref=f"wx-{driver}")
+                      payment_ref=f"wx-{driver}")
     return World(tenant, station, tariff, wallet, pile_no)
 
 

@@ -86,7 +86,7 @@ def test_an_insert_into_a_notification_id_gap_is_caught(ledger: Ledger, database
     # a transaction that rolled back after taking an id leaves a gap for good
     gap = sql(database_url, "SELECT nextval('wallets_events_notification_id_seq')")[0][0]
     ledger.top_up(world.wallet_id, key="topup:2", amount=500, provider="wechat",
-                          payment_ref="wx-2")
+                  payment_ref="wx-2")
     seal(database_url)
     audit_chain.publish_seals(database_url, nats_url)
     assert verify(database_url, nats_url).ok

@@ -83,7 +83,7 @@ def ledger_with_payments(ledger: Ledger) -> None:
     for key, amount, provider in (("T1", 100_00, "wechat"), ("T2", 30_00, "alipay"), ("T3", 20_00, "wechat"),
                                   ("T4", 5_00, "alipay")):
         ledger.top_up(world.wallet_id, key=f"topup:{key}", amount=amount, provider=provider,
-                              payment_ref=key)
+                      payment_ref=key)
     ledger.top_up(world.wallet_id, key="cash:1", amount=1_00, provider="cash", payment_ref="till")
     ledger.request_refund(world.wallet_id, key="R1", refund_id="R1", amount=10_00, provider="wechat")
     ledger.complete_refund(world.wallet_id, key="R1c", refund_id="R1", provider_ref="5030R1")

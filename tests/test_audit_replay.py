@@ -183,7 +183,7 @@ def test_a_session_billed_differently_from_what_its_wallet_paid_is_reported(ledg
     ledger.sessions.update(session_id, type(ledger.session(trade_no)), "session",
                            lambda s: s.settle(record((0, 20000, 0, 0), T0), T0 + timedelta(minutes=31)))
     ledger.capture(world.wallet_id, key=f"capture:{trade_no}", hold_id=trade_no,
-                          electricity=150, service=100)  # the bill is 200 + 100
+                   electricity=150, service=100)  # the bill is 200 + 100
     report = replay(database_url)
     assert [d.check for d in report.differences] == ["sessions_match_wallets"]
     assert "electricity 200 + service 100 fen; its wallet took 150 + 100" in report.differences[0].message
@@ -225,7 +225,7 @@ def payment_rows(tenant: UUID, wallet: UUID, provider: str, out_trade_no: str, a
 def test_every_gateway_top_up_needs_a_paid_payment_of_the_same_amount(ledger: Ledger, database_url: str) -> None:
     world = build_world(ledger, top_up=0)
     top = lambda key, amount, provider, ref: ledger.top_up(  # noqa: E731
-        world.wallet_id, key=key, amount=amount, provider=provider, payment_ref=ref)
+                                                           world.wallet_id, key=key, amount=amount, provider=provider, payment_ref=ref)
     top("topup:A1", 100_00, "wechat", "A1")  # matches its payment
     top("topup:A2", 50_00, "alipay", "A2")  # paid 40 yuan, credited 50
     top("topup:A3", 20_00, "wechat", "A3")  # no payment at all

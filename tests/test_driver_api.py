@@ -282,7 +282,7 @@ def test_two_concurrent_starts_on_one_wallet_cannot_together_hold_more_than_it_h
                     assert len(won) == 1 and won[0]["hold_fen"] == 30_00
                 for a in won:  # end each round with the money back, so the next round races again
                     ledger.acknowledge_start(a["trade_no"], at=datetime.now(UTC), ok=False,
-                                           reason="test")
+                                             reason="test")
                 assert wallet(one, auth)["available_fen"] == 30_00
     finally:
         second_ledger.close()

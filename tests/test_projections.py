@@ -51,7 +51,7 @@ def build_tenant(ledger: Ledger, name: str, prefix: str, author: str) -> Tenant:
     for driver in ("li", "wang"):
         wallets[driver] = ledger.open_wallet(tenant, f"{prefix}-{driver}", "driver")
         ledger.top_up(wallets[driver], key=f"top:{prefix}{driver}", amount=500_00,
-                              provider="wechat", payment_ref=f"wx-{prefix}{driver}")
+                      provider="wechat", payment_ref=f"wx-{prefix}{driver}")
     return Tenant(tenant, stations, piles, tariff, wallets)
 
 
@@ -96,7 +96,7 @@ def scripted_day(ledger: Ledger, step: callable = lambda: None) -> tuple[Tenant,
     stuck = charge(ledger, b.piles[1], 1, b.wallets["wang"], t0 + timedelta(hours=3))
     ledger.record_reading(stuck, at=t0 + timedelta(hours=3, minutes=6), energy=10)
     ledger.record_fault(stuck, at=t0 + timedelta(hours=3, minutes=7), source="bms", code="0x21",
-                           detail="insulation fault")
+                        detail="insulation fault")
     ledger.report_gun(b.piles[1], 1, "fault", True, {"0x02": "emergency stop pressed"}, t0 + timedelta(hours=3, minutes=8))
     step()
     ledger.force_close(stuck, at=t0 + timedelta(hours=4), reason="pile lost power", author="beta-admin")
@@ -118,7 +118,7 @@ def scripted_day(ledger: Ledger, step: callable = lambda: None) -> tuple[Tenant,
     ledger.request_refund(a.wallets["li"], key="rf:a-li", refund_id="rf-a-li", amount=100_00,
                           provider="wechat")
     ledger.adjust(b.wallets["li"], key="adj:b-li", amount=5_00, reason="goodwill",
-                          author="beta-admin")
+                  author="beta-admin")
     step()
     return a, b
 

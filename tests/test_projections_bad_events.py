@@ -63,9 +63,9 @@ def bad_day(ledger: Ledger) -> dict[str, Any]:
     ledger.acknowledge_start(trade, at=T0 + timedelta(seconds=3), ok=True)
     ledger.mark_charging(trade, at=T0 + timedelta(seconds=20))
     ledger.record_reading(trade, at=T0 + timedelta(minutes=1), energy=100, soc_pct=float("nan"),
-                           note="\x00")
+                          note="\x00")
     ledger.record_fault(trade, at=T0 + timedelta(minutes=2), source="bms\x00", code="\x00",
-                           detail=noise(2000, 4))
+                        detail=noise(2000, 4))
     session = ledger.sessions.get(ChargingSession.create_id(trade), ChargingSession, "session")
     session._stop_requested(at=T0 + timedelta(minutes=3), reason="stop\x00" + noise(3000, 5), author="ops\x00",
                             record_deadline=T0 + timedelta(minutes=13))

@@ -122,7 +122,7 @@ def test_force_close_prices_measured_energy_and_a_late_record_reprices(ledger: L
     for minute, energy in ((5, 5000), (10, 10000)):
         ledger.record_reading(trade_no, at=T0 + timedelta(minutes=minute), energy=energy)
     ledger.force_close(trade_no, at=T0 + timedelta(hours=3), reason="pile unreachable",
-                           author="ops@operator")
+                       author="ops@operator")
     session = ledger.session(trade_no)
     assert (session.state, session.bill["total_fen"]) == ("abandoned", 150)
     assert ledger.wallet(world.wallet_id).available == 100_00 - 150

@@ -254,7 +254,7 @@ def driver(ledger: Ledger) -> Iterator[tuple[DriverPrincipal, Any]]:
                                 "o-driver")
     wallet_id = ledger.open_wallet(world.tenant_id, principal.driver_id, "driver")
     ledger.top_up(wallet_id, key="topup:driver", amount=TOP_UP, provider="wechat",
-                          payment_ref="wx-driver")
+                  payment_ref="wx-driver")
     now = datetime.now(UTC)
     ledger.pile_connected(world.pile_no, now, "test-gateway", 0x16, "v1")
     for gun_no in (1, 2):

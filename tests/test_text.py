@@ -72,7 +72,7 @@ def commands(ledger: Ledger, w: World, trade_no: str, bad: str) -> dict[str, Cal
         "driver id": lambda: ledger.open_wallet(w.tenant_id, bad, "driver"),
         "stop reason": lambda: ledger.request_stop(trade_no, "ops", bad, later),
         "force-close reason": lambda: ledger.force_close(trade_no, at=later, reason=bad,
-                                                             author="ops"),
+                                                         author="ops"),
     }
 
 

@@ -38,7 +38,7 @@ def test_racing_holds_and_captures_never_overdraw_nor_lose_an_update(ledger: Led
                     continue
                 held[name].append(hold_id)
                 own.capture(wallet_id, key=f"cap:{hold_id}", hold_id=hold_id,
-                                   electricity=3_00, service=1_00)
+                            electricity=3_00, service=1_00)
         finally:
             own.close()
 

@@ -271,7 +271,7 @@ class PaymentService:
         if order.state != "paid":
             return False
         self.ledger.top_up(order.wallet_id, key=f"topup:{out_trade_no}", amount=order.amount_fen,
-                                   provider=order.provider, payment_ref=out_trade_no)
+                           provider=order.provider, payment_ref=out_trade_no)
         return bool(self._order(out_trade_no, lambda o: o.credit(at=self.now())))
 
     # ---- refunds ---------------------------------------------------------------------------
@@ -335,7 +335,7 @@ class PaymentService:
                 out_refund_no=out_refund_no, amount_fen=amount_fen, reason=reason, at=self.now()))
         except RefundRefused as refused:  # a racing refund took this order's refundable amount
             self.ledger.fail_refund(wallet_id, key=f"refund-failed:{out_refund_no}",
-                                       refund_id=out_refund_no, reason=refused.message)
+                                    refund_id=out_refund_no, reason=refused.message)
             view.reason = refused.message
             return view
         _, provider = self.provider_for(order.tenant_id, order.channel)
@@ -362,13 +362,13 @@ class PaymentService:
                 out_refund_no=out_refund_no, provider_ref=outcome.provider_ref, amount_fen=amount, at=at))
             ref = self.payments.order(order.out_trade_no).refunds[out_refund_no]["provider_ref"]
             self.ledger.complete_refund(order.wallet_id, key=f"refund-done:{out_refund_no}",
-                                       refund_id=out_refund_no, provider_ref=ref)
+                                        refund_id=out_refund_no, provider_ref=ref)
         elif outcome.status == "failed":
             self._order(order.out_trade_no, lambda o: o.refund_failed(
                 out_refund_no=out_refund_no, reason=outcome.reason, at=at))
             why = self.payments.order(order.out_trade_no).refunds[out_refund_no]["reason"]
             self.ledger.fail_refund(order.wallet_id, key=f"refund-failed:{out_refund_no}",
-                                       refund_id=out_refund_no, reason=why)
+                                    refund_id=out_refund_no, reason=why)
         return outcome.status
 
     def _order(self, out_trade_no: str, change: Callable[[PaymentOrder], Any]) -> Any:
