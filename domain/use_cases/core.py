@@ -137,10 +137,11 @@ class LedgerCore:
 
     def run_wallet_command(self, wallet_id: UUID, command: WalletCommand) -> tuple[Wallet, list[Any]]:
         """A wallet command given by its stored name (:data:`WALLET_COMMANDS`), as :meth:`change_wallet`."""
-        method = WALLET_COMMANDS.get(command.name)
+        name, arguments = command
+        method = WALLET_COMMANDS.get(name)
         if method is None:
-            raise InvalidTransition(f"no wallet command {command.name!r}; known: {', '.join(WALLET_COMMANDS)}")
-        arguments = dict(command.arguments)
+            raise InvalidTransition(f"no wallet command {name!r}; known: {', '.join(WALLET_COMMANDS)}")
+        arguments = dict(arguments)
         return self.change_wallet(wallet_id, lambda wallet: method(wallet, **arguments))
 
     def apply_to_wallet(self, session: ChargingSession, events: list[Any]) -> None:
