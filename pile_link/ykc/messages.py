@@ -1,7 +1,7 @@
 """Frames <-> message dataclasses: the registry's front door.
 
 Importing this module registers every message class (they live in modules by frame range:
-:mod:`.session`, :mod:`.realtime`, :mod:`.bms`, :mod:`.transactions`, :mod:`.cards`,
+:mod:`.login`, :mod:`.realtime`, :mod:`.bms`, :mod:`.transactions`, :mod:`.cards`,
 :mod:`.maintenance`). A link does::
 
     for item in decoder.feed(chunk):
