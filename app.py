@@ -389,7 +389,7 @@ def cmd_watchdog(args: argparse.Namespace) -> int:
     """The watchdog on its own: session deadlines and wallet follow-ups, until Ctrl-C or SIGTERM."""
     import signal
 
-    from pile_link.watchdog import run_role
+    from adapters.followers.watchdog import run_role
 
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
@@ -452,6 +452,12 @@ def build_parser() -> argparse.ArgumentParser:
     simulate = sub.add_parser("simulate", help="simulated YKC piles (or a load of connections) against a gateway")
     simulate_cli.add_arguments(simulate)
     simulate.set_defaults(func=simulate_cli.run)
+    from simulation import runner as fault_simulator
+
+    faults = sub.add_parser("simulate-faults", help="the deterministic fault simulator: seeded schedules of "
+                                                    "crashes, lost and repeated frames, late records, clock jumps")
+    fault_simulator.add_arguments(faults)
+    faults.set_defaults(func=fault_simulator.run)
     return parser
 
 

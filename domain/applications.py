@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from copy import deepcopy
 from functools import cached_property
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
@@ -282,8 +282,9 @@ def save_together(*parts: tuple[LedgerApplication, Sequence[BaseAggregate]],
     API's idempotency record: :class:`adapters.postgres.recorder.Statement`, handed to the recorder as they
     are), commit in one transaction (:meth:`adapters.postgres.recorder.LockedInsertRecorder.insert_together`):
     all or nothing, whatever happens to the process. On the in-memory (POPO) recorders every part
-    is checked, then inserted, under all their locks at once: all or nothing too (``alongside``
-    needs Postgres). Any other mix of recorders cannot be written atomically and is refused.
+    is checked, then inserted, under all their locks at once: all or nothing too (``alongside`` then
+    takes :class:`InMemoryRow` items, checked and written under the same locks: the fault simulator's
+    tables). Any other mix of recorders cannot be written atomically and is refused.
 
     A conflict (an aggregate saved meanwhile, an id already taken) raises ``IntegrityError`` and
     nothing is written. Once stored, each Application does what its own save does: cache the
@@ -296,8 +297,9 @@ def save_together(*parts: tuple[LedgerApplication, Sequence[BaseAggregate]],
     together = getattr(recorders[0], "insert_together", None)
     if together is not None:
         notification_ids = together(list(zip(recorders, stored)), alongside=alongside)
-    elif all(isinstance(recorder, POPOApplicationRecorder) for recorder in recorders) and not alongside:
-        notification_ids = _insert_in_memory(recorders, stored)
+    elif all(isinstance(recorder, POPOApplicationRecorder) for recorder in recorders) and \
+            all(isinstance(row, InMemoryRow) for row in alongside):
+        notification_ids = _insert_in_memory(recorders, stored, alongside)
     else:
         raise ProgrammingError(f"cannot save {[app.name for app, _ in parts]} in one transaction on these recorders")
     answer = []
@@ -311,8 +313,19 @@ def save_together(*parts: tuple[LedgerApplication, Sequence[BaseAggregate]],
     return answer
 
 
-def _insert_in_memory(recorders: Sequence[POPOApplicationRecorder],
-                      stored: Sequence[Sequence[StoredEvent]]) -> list[Sequence[int]]:
+@runtime_checkable
+class InMemoryRow(Protocol):
+    """A row written alongside events on in-memory recorders (:func:`save_together`): ``check`` raises
+    if it cannot be written (a unique key taken), ``write`` writes it. Both run under the recorders'
+    locks, after the events' own check, so the row and the events are written together or not at all."""
+
+    def check(self) -> None: ...
+
+    def write(self) -> None: ...
+
+
+def _insert_in_memory(recorders: Sequence[POPOApplicationRecorder], stored: Sequence[Sequence[StoredEvent]],
+                      alongside: Sequence[InMemoryRow] = ()) -> list[Sequence[int]]:
     """Insert into several in-memory recorders as one write: all checked, then all inserted, under
     every recorder's lock (taken in the parts' fixed order). Uses the POPO recorder's own check and
     insert, which its ``insert_events`` runs under its lock for one recorder."""
@@ -321,7 +334,11 @@ def _insert_in_memory(recorders: Sequence[POPOApplicationRecorder],
             locks.enter_context(recorder._database_lock)
         for recorder, events in zip(recorders, stored):
             recorder._assert_uniqueness(events)
+        for row in alongside:
+            row.check()
         ids = [recorder._update_table(events) or [] for recorder, events in zip(recorders, stored)]
+        for row in alongside:
+            row.write()
     for recorder in recorders:
         recorder._notify_listeners()
     return ids

@@ -21,7 +21,7 @@ store; its tariff) and sends it. Each session's start and stop goes out at most 
 Timers: a connection that does not log in within the login deadline (15 s) is closed; a pile silent
 for 30 s (three missed heartbeats) is disconnected and recorded offline (and its charging sessions
 get their offline deadline); the clock is set after login and daily; the watchdog
-(:mod:`pile_link.watchdog`, unless the gateway runs without it) sweeps session deadlines. None of
+(:mod:`adapters.followers.watchdog`, unless the gateway runs without it) sweeps session deadlines. None of
 these keeps money-relevant state in memory.
 
 Outages: everything that writes to or reads from Postgres or NATS is retried with backoff for as
@@ -51,10 +51,13 @@ from domain.start_rules import card_start_rules
 from pile_link.boundary import Refusal, RefusalThrottle, RefusedFrames
 from pile_link.commands import COMMAND_SUBJECTS, CommandFollower
 from pile_link.link import PileLink
-from pile_link.open_sessions import OpenSessions
+from adapters.followers.open_sessions import OpenSessions
 from pile_link.owed import COMMISSIONING_BALANCE_FEN, owed_for_command, owed_for_session
+from adapters.followers import gateway_leases
+from adapters.followers.gateway_leases import LEASE_TTL
+from adapters.postgres.env import create_tables
 from adapters.servers.outage import Outage
-from pile_link.watchdog import Watchdog
+from adapters.followers.watchdog import Watchdog
 from pile_link.ykc import RemoteStart
 
 log = logging.getLogger("chargeledger.pile_link")
@@ -236,12 +239,14 @@ class Gateway:
         self.open_sessions = self.watchdog.open_sessions if self.watchdog else OpenSessions(ledger, database_url)
         self.index_caught_up = Coalesced(self, self.open_sessions.catch_up)
         self.sweep_outage = Outage("watchdog sweep", "watchdog_sweep", log, self.stats)
+        self.lease_outage = Outage("renewing the gateway's lease", "gateway_lease", log, self.stats)
         self.commands = CommandFollower(nats_url, self.gateway_id, self.handle_command_event,
                                         self.deliver_owed_to_all, self.stats)
         self.stop_requested: set[str] = set()
         self._server: asyncio.AbstractServer | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._lease_table = False
 
     # ---- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -272,8 +277,25 @@ class Gateway:
                 await behind.flush()
             except Exception:  # noqa: BLE001 - the database is away: what was queued is lost with the process
                 log.exception("gateway stopping: %d %s not written", len(behind.pending), behind.name)
+        try:
+            await self.run(self.give_up_lease)
+        except Exception:  # noqa: BLE001 - the lease expires by itself; a watchdog then finds no pile here
+            log.warning("gateway stopping: its lease could not be given up; it expires in %s", LEASE_TTL)
         await self.commands.stop()
         self.executor.shutdown(wait=True)
+
+    def renew_lease(self, now: datetime) -> bool:
+        """Renew this gateway's lease (:mod:`adapters.followers.gateway_leases`); True if it had lapsed."""
+        with self.ledger.sessions.recorder.datastore.get_connection() as conn:
+            if not self._lease_table:
+                create_tables(conn, gateway_leases.SCHEMA)
+                self._lease_table = True
+            return gateway_leases.renew(conn, self.gateway_id, now)
+
+    def give_up_lease(self) -> None:
+        if self._lease_table:
+            with self.ledger.sessions.recorder.datastore.get_connection() as conn:
+                gateway_leases.give_up(conn, self.gateway_id)
 
     def database_reachable(self) -> bool:
         """Can a new connection reach the database now? (Tells an outage from a refused write.)"""
@@ -355,6 +377,16 @@ class Gateway:
             elif link.pile_no and now - link.last_time_sync > TIME_SYNC_INTERVAL:
                 link.send_time()
         self.write_refusals(self.refusals.due(now))
+        try:
+            if await self.run(self.renew_lease, self.clock()):
+                log.warning("gateway %s: a watchdog took this gateway for gone (its lease lapsed); recording "
+                            "its %d pile(s) connected again", self.gateway_id, len(self.links))
+                for link in list(self.links.values()):
+                    link.record_connected(self.clock())
+        except Exception as error:  # noqa: BLE001 - the next sweep tries again; the outage is logged once
+            self.lease_outage.failed(error)
+        else:
+            self.lease_outage.succeeded()
         if self.watchdog is None:
             return
         try:

@@ -1,8 +1,10 @@
 """One pile's TCP connection: frames in, ledger commands out, answers back.
 
 A :class:`PileLink` reads bytes, lets :class:`~pile_link.ykc.FrameDecoder` cut them into frames,
-decodes each into its message dataclass and hands it to the handler registered for its type (one
-handler per message type, registered by decorator, as in ``mobilityhouse/ocpp``). Frames of one pile
+decodes each into its message dataclass and hands it to the handler registered for its type in
+``routes`` (:class:`pile_link.ykc.routing.Routes`: one handler per message type, registered by
+decorator, as in ``mobilityhouse/ocpp``; the simulated pile keeps the other side's table). The link
+needs only a :class:`~pile_link.context.LinkContext` from the gateway that serves it. Frames of one pile
 are handled in order; the ledger calls they make run in the gateway's thread pool, so a slow commit
 holds back only this pile.
 
@@ -20,13 +22,14 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from domain.errors import DomainError, InsufficientFunds, NotFound, PileUnavailable, WrongPile
 from domain.ledger import PileGun
 from domain.session import SettlementRecord
 from pile_link.boundary import NO_TRADE, Refusal, binding_refusal, gun_number, refusal_answer
+from pile_link.context import LinkContext
 from pile_link.ykc import (
     BillingModelReply,
     BillingModelRequest,
@@ -70,15 +73,12 @@ from pile_link.ykc import (
     plausible_length,
 )
 from pile_link.ykc.realtime import HW_FAULTS
-
-if TYPE_CHECKING:
-    from pile_link.gateway import Gateway
+from pile_link.ykc.routing import Routes
 
 log = logging.getLogger("chargeledger.pile_link")
 
-M = TypeVar("M", bound=Message)
 Handler = Callable[["PileLink", Frame, Any], Awaitable[None]]
-HANDLERS: dict[type[Message], Handler] = {}
+routes: Routes[Handler] = Routes("platform")  # what piles send, and who handles it
 
 GUN_STATUS = ("offline", "fault", "idle", "charging")  # the 0x13 status byte
 MAX_ERRORS_BEFORE_LOGIN = 8  # a peer that sends this many bad frames and no login is not a YKC pile
@@ -86,13 +86,6 @@ MAX_ERROR_STREAK = 64  # ... or this many bad frames in a row after logging in
 GUN_BUSY = 2  # 0x33 fail reason: the gun is already charging
 START_FAIL_REASONS = {1: "pile number mismatch", GUN_BUSY: "gun busy", 3: "device fault", 4: "pile offline",
                       5: "gun not plugged"}
-
-
-def handles(message_type: type[M]) -> Callable[[Callable[[PileLink, Frame, M], Awaitable[None]]], Any]:
-    def register(fn: Callable[[PileLink, Frame, M], Awaitable[None]]) -> Any:
-        HANDLERS[message_type] = fn  # type: ignore[assignment]
-        return fn
-    return register
 
 
 @dataclass(frozen=True)
@@ -115,7 +108,7 @@ def utc_from_pile(local: datetime | None, tz: str) -> datetime | None:
 
 
 class PileLink:
-    def __init__(self, gateway: Gateway, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, gateway: LinkContext, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.gateway = gateway
         self.reader = reader
         self.writer = writer
@@ -137,6 +130,7 @@ class PileLink:
         self.starts_sent_again: set[str] = set()  # serials of starts sent from what is owed (see on_start_reply)
         self.owed: asyncio.Task[None] | None = None  # delivering what the pile is owed, after login
         self.logged_in_at: datetime | None = None
+        self.versions: tuple[int, str] = (0, "")  # (protocol, firmware) the login named
         self.tariff_pending = False  # a billing-model push waits until every gun is idle
         self.pushed_tariff: tuple[Any, int] | None = None  # (tariff id, version) sent in the last 0x58
         self.error_streak = 0
@@ -210,7 +204,7 @@ class PileLink:
             if refusal is not None:
                 self.refuse(frame, msg, refusal)
                 return
-        handler = HANDLERS.get(type(msg))
+        handler = routes.get(msg)
         if handler is None:
             self.gateway.stats["unhandled"] += 1
             return
@@ -253,6 +247,14 @@ class PileLink:
         return PileGun(self.pile_no, gun_number(gun_byte))  # type: ignore[arg-type]
 
     # ---- writing ---------------------------------------------------------------------------
+    def record_connected(self, at: datetime) -> None:
+        """Record on the pile that it is connected here (at login, and again if a watchdog took this
+        gateway for gone: :mod:`adapters.followers.gateway_leases`)."""
+        gateway, (protocol, program) = self.gateway, self.versions
+        self.gateway.pile_changes.add((self.pile_no, lambda p: p.connect(at=at, gateway=gateway.gateway_id,
+                                                                         protocol_version=protocol,
+                                                                         program_version=program)))
+
     def reply(self, request: Frame, msg: Message) -> None:
         if not self.closed:
             self.write(encode_reply(request, msg, mirror_crc=True))
@@ -332,7 +334,7 @@ def billing_model(pile_no: str | None, tariff: Any) -> dict[str, Any]:
 
 
 # ---- registration, heartbeat, billing model, time ---------------------------------------------
-@handles(Login)
+@routes.handles(Login)
 async def on_login(link: PileLink, frame: Frame, msg: Login) -> None:
     gateway = link.gateway
     try:
@@ -350,10 +352,8 @@ async def on_login(link: PileLink, frame: Frame, msg: Login) -> None:
     link.guns = {int(n): (g["status"], g["plugged"], tuple(sorted(g["faults"]))) for n, g in pile.guns.items()}
     link.gun_numbers = frozenset(link.guns)
     link.reply(frame, LoginAck(msg.pile_no, 0))
-    at, program = link.now(), msg.firmware_version.strip("\x00 ")
-    gateway.pile_changes.add((msg.pile_no, lambda p: p.connect(at=at, gateway=gateway.gateway_id,
-                                                               protocol_version=msg.protocol_version,
-                                                               program_version=program)))
+    link.versions = (msg.protocol_version, msg.firmware_version.strip("\x00 "))
+    link.record_connected(link.now())
     await gateway.link_opened(link)
     log.info("pile %s online from %s (protocol %s, firmware %s)", msg.pile_no, link.peer,
              msg.protocol_version, msg.firmware_version.strip())
@@ -363,18 +363,18 @@ async def on_login(link: PileLink, frame: Frame, msg: Login) -> None:
     link.owed = asyncio.create_task(gateway.deliver_owed_until_done(link), name=f"owed to {msg.pile_no}")
 
 
-@handles(Heartbeat)
+@routes.handles(Heartbeat)
 async def on_heartbeat(link: PileLink, frame: Frame, msg: Heartbeat) -> None:
     link.reply(frame, HeartbeatAck(msg.pile_no, msg.gun_no, 0))
 
 
-@handles(BillingModelVerify)
+@routes.handles(BillingModelVerify)
 async def on_billing_verify(link: PileLink, frame: Frame, msg: BillingModelVerify) -> None:
     same = await link.call(link.gateway.ledger.billing_model_matches, link.pile_no, msg.model_no)
     link.reply(frame, BillingModelVerifyAck(msg.pile_no, msg.model_no, 0 if same else 1))
 
 
-@handles(BillingModelRequest)
+@routes.handles(BillingModelRequest)
 async def on_billing_request(link: PileLink, frame: Frame, msg: BillingModelRequest) -> None:
     tariff = await link.call(link.gateway.tariff_for_pile, link.pile_no)
     link.reply(frame, BillingModelReply(**billing_model(link.pile_no, tariff)))
@@ -382,7 +382,7 @@ async def on_billing_request(link: PileLink, frame: Frame, msg: BillingModelRequ
                     link.now())
 
 
-@handles(BillingModelSetAck)
+@routes.handles(BillingModelSetAck)
 async def on_billing_set_ack(link: PileLink, frame: Frame, msg: BillingModelSetAck) -> None:
     ok = msg.result == 1
     if ok and link.pushed_tariff is not None:
@@ -392,13 +392,13 @@ async def on_billing_set_ack(link: PileLink, frame: Frame, msg: BillingModelSetA
                     "" if ok else "pile refused the billing model", link.now())
 
 
-@handles(TimeSyncAck)
+@routes.handles(TimeSyncAck)
 async def on_time_ack(link: PileLink, frame: Frame, msg: TimeSyncAck) -> None:
     log.debug("pile %s clock set to %s", link.pile_no, msg.time)
 
 
 # ---- realtime data: gun status, faults, meter readings ----------------------------------------
-@handles(RealtimeData)
+@routes.handles(RealtimeData)
 async def on_realtime(link: PileLink, frame: Frame, msg: RealtimeData) -> None:
     """Session commands first, so a serial that is not this gun's (the ledger's WrongPile) refuses the
     whole frame before its gun status is taken."""
@@ -433,7 +433,7 @@ async def on_realtime(link: PileLink, frame: Frame, msg: RealtimeData) -> None:
 
 
 # ---- starts and stops ---------------------------------------------------------------------------
-@handles(RemoteStartReply)
+@routes.handles(RemoteStartReply)
 async def on_start_reply(link: PileLink, frame: Frame, msg: RemoteStartReply) -> None:
     """A start's answer. "Gun busy" to a start sent again from what the pile is owed (after a
     reconnection) is taken as no answer: the pile may be charging that very session, having taken the
@@ -452,13 +452,13 @@ async def on_start_reply(link: PileLink, frame: Frame, msg: RemoteStartReply) ->
              "accepted" if ok else f"refused ({reason})")
 
 
-@handles(RemoteStopReply)
+@routes.handles(RemoteStopReply)
 async def on_stop_reply(link: PileLink, frame: Frame, msg: RemoteStopReply) -> None:
     if msg.result != 1:
         log.warning("pile %s gun %s refused a stop (reason %s)", link.pile_no, msg.gun_no, msg.fail_reason)
 
 
-@handles(StartRequest)
+@routes.handles(StartRequest)
 async def on_pile_start(link: PileLink, frame: Frame, msg: StartRequest) -> None:
     """A start by card or VIN at the pile (0x31): authorise it against the driver's wallet (0x32)."""
     kind, value = ("vin", msg.vin) if msg.start_type == 3 else ("card", msg.card_no.hex().upper())
@@ -485,9 +485,9 @@ async def on_pile_start(link: PileLink, frame: Frame, msg: StartRequest) -> None
 
 
 # ---- faults --------------------------------------------------------------------------------------
-@handles(BmsAbort)
-@handles(ChargerAbort)
-@handles(BmsError)
+@routes.handles(BmsAbort)
+@routes.handles(ChargerAbort)
+@routes.handles(BmsError)
 async def on_abort(link: PileLink, frame: Frame, msg: Any) -> None:
     if msg.trade_no == NO_TRADE:
         return
@@ -497,7 +497,7 @@ async def on_abort(link: PileLink, frame: Frame, msg: Any) -> None:
 
 
 # ---- the transaction record -----------------------------------------------------------------------
-@handles(TransactionRecord)
+@routes.handles(TransactionRecord)
 async def on_transaction(link: PileLink, frame: Frame, msg: TransactionRecord) -> None:
     """Settle by trade serial, then confirm (0x40). Every delivery is confirmed, duplicates too."""
     record = SettlementRecord(
@@ -526,19 +526,19 @@ async def on_transaction(link: PileLink, frame: Frame, msg: TransactionRecord) -
 
 
 # ---- answers to platform commands -------------------------------------------------------------------
-@handles(WorkParamsAck)
+@routes.handles(WorkParamsAck)
 async def on_params_ack(link: PileLink, frame: Frame, msg: WorkParamsAck) -> None:
     await link.call(link.gateway.ledger.answer_pile_command, link.pile_no, "set_parameters", msg.result == 1,
                     "", link.now())
 
 
-@handles(RebootAck)
+@routes.handles(RebootAck)
 async def on_reboot_ack(link: PileLink, frame: Frame, msg: RebootAck) -> None:
     await link.call(link.gateway.ledger.answer_pile_command, link.pile_no, "reboot", msg.result == 1, "",
                     link.now())
 
 
-@handles(RemoteUpdateAck)
+@routes.handles(RemoteUpdateAck)
 async def on_update_ack(link: PileLink, frame: Frame, msg: RemoteUpdateAck) -> None:
     log.info("pile %s: firmware update status %s", link.pile_no, msg.status)
 

@@ -28,9 +28,10 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("domain", "adapters", "projections", "pile_link")
+PACKAGES = ("domain", "adapters", "projections", "pile_link", "simulation")
 OWN = {*PACKAGES, "app"}
-COMMANDS = ("demo", "servers", "relay", "gateway", "projections", "api", "operators", "audit", "simulate")
+COMMANDS = ("demo", "servers", "relay", "gateway", "projections", "api", "operators", "audit", "simulate",
+            "simulate-faults")
 
 
 def declared() -> list[Requirement]:

@@ -28,7 +28,7 @@ from app import running_relay
 from domain.ledger import Ledger
 from domain.session import ChargingSession
 from pile_link.gateway import Gateway
-from pile_link.watchdog import Watchdog
+from adapters.followers.watchdog import Watchdog
 from pile_link.ykc import (
     Heartbeat,
     HeartbeatAck,

@@ -380,7 +380,7 @@ def test_a_gateway_run_without_its_watchdog_leaves_deadlines_to_the_watchdog_rol
 
     run(ledger, database_url, nats_url, scenario, watchdog=False)
     deadline = time.monotonic() + 10
-    from pile_link.watchdog import Watchdog
+    from adapters.followers.watchdog import Watchdog
 
     closed = Watchdog(ledger, database_url).sweep(Clock()() + timedelta(minutes=5))
     assert len(closed) == 1 and time.monotonic() < deadline

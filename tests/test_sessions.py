@@ -258,14 +258,14 @@ def test_a_trade_serial_already_taken_in_the_same_second_draws_another(ledger: L
     other = ledger.open_wallet(world.tenant_id, "driver-2", "driver-2")
     ledger.top_up(other, key="topup:2", amount=100_00, provider="cash", payment_ref="r2")
     draws = iter([7, 7, 7, 8])  # the same sequence for the first three tries, then another
-    monkeypatch.setattr("domain.use_cases.sessions.random.randrange", lambda n: next(draws))
+    monkeypatch.setattr(ledger.serials, "randrange", lambda n: next(draws))
     first = ledger.request_start(pile_no=world.pile_no, gun_no=1, wallet_id=world.wallet_id, hold_fen=30_00,
                                  at=T0, author="driver-1")
     same_wallet = ledger.request_start(pile_no=world.pile_no, gun_no=1, wallet_id=world.wallet_id, hold_fen=30_00,
                                        at=T0, author="driver-1")  # hold key taken: drawn again
     assert first.endswith("0007") and same_wallet.endswith("0008") and first[:-4] == same_wallet[:-4]
     draws = iter([7, 9])
-    monkeypatch.setattr("domain.use_cases.sessions.random.randrange", lambda n: next(draws))
+    monkeypatch.setattr(ledger.serials, "randrange", lambda n: next(draws))
     other_wallet = ledger.request_start(pile_no=world.pile_no, gun_no=1, wallet_id=other, hold_fen=20_00, at=T0,
                                         author="driver-2")  # the session's key refuses 0007: its hold goes back
     assert other_wallet.endswith("0009")

@@ -455,8 +455,6 @@ def test_two_followers_sweeping_at_once_release_an_orphan_once(ledger: Ledger, d
 # ---- in memory: the same one transaction ------------------------------------------------------
 def test_in_memory_a_start_whose_session_is_refused_writes_no_hold(monkeypatch: pytest.MonkeyPatch) -> None:
     """On the in-memory stores (unit tests, the simulator) the hold and the session are one write too."""
-    import domain.use_cases.sessions
-
     ledger = Ledger({"PERSISTENCE_MODULE": "eventsourcing.popo"})
     world = build_world(ledger, top_up=TOP_UP)
     sequences = iter([7, 7, 8])  # the driver's start draws the operator's serial first, then another
@@ -466,7 +464,7 @@ def test_in_memory_a_start_whose_session_is_refused_writes_no_hold(monkeypatch: 
         def randrange(_: int) -> int:
             return next(sequences)
 
-    monkeypatch.setattr(domain.use_cases.sessions, "random", Drawn)
+    monkeypatch.setattr(ledger, "serials", Drawn)
     taken = ledger.request_start(pile_no=world.pile_no, gun_no=1, wallet_id=None, hold_fen=0, at=T0, author="ops")
     before = [type(e).__name__ for e in ledger.wallets.events.get(world.wallet_id)]
     trade_no = ledger.request_start(pile_no=world.pile_no, gun_no=1, wallet_id=world.wallet_id, hold_fen=10_00,

@@ -20,7 +20,7 @@ import pytest
 from adapters.postgres.env import eventsourcing_env
 from domain.ledger import Ledger
 from domain.session import ChargingSession
-from pile_link.watchdog import FOLLOWUP_GRACE, Watchdog
+from adapters.followers.watchdog import FOLLOWUP_GRACE, Watchdog
 from tests.factories import World, build_world, record
 
 T0 = datetime(2026, 11, 22, 2, 0, tzinfo=timezone.utc)

@@ -86,15 +86,20 @@ class OrphanHolds(LogFollower):
         return DUE.sweep(self.database_url, now, self.batch_size, self.release_if_orphaned)
 
     def release_if_orphaned(self, trade_no: str, wallet_id: UUID) -> bool:
-        """Release the hold if no session has its trade serial and the wallet still holds it."""
-        if self.ledger.sessions.exists(ChargingSession.create_id(trade_no)):
-            return False
-        if trade_no not in self.ledger.wallets.get(wallet_id, Wallet, "wallet").holds:
-            return False  # released or captured meanwhile
-        try:
-            _, events = self.ledger.run_wallet_command(wallet_id, release_hold(trade_no))
-        except UnknownHold:
-            return False  # closed between the look and the release
-        if events:
-            log.warning("hold %s on wallet %s had no session: released", trade_no, wallet_id)
-        return bool(events)
+        return release_if_orphaned(self.ledger, trade_no, wallet_id)
+
+
+def release_if_orphaned(ledger: Any, trade_no: str, wallet_id: UUID) -> bool:
+    """Release the hold if no session has its trade serial and the wallet still holds it (no
+    Postgres: the fault simulator runs it too). Returns whether it released."""
+    if ledger.sessions.exists(ChargingSession.create_id(trade_no)):
+        return False
+    if trade_no not in ledger.wallets.get(wallet_id, Wallet, "wallet").holds:
+        return False  # released or captured meanwhile
+    try:
+        _, events = ledger.run_wallet_command(wallet_id, release_hold(trade_no))
+    except UnknownHold:
+        return False  # closed between the look and the release
+    if events:
+        log.warning("hold %s on wallet %s had no session: released", trade_no, wallet_id)
+    return bool(events)

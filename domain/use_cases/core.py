@@ -17,6 +17,7 @@ session command on a closed session changes nothing or is refused.
 from __future__ import annotations
 
 import copy
+import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -82,8 +83,11 @@ class PileGun:
 class LedgerCore:
     """The Applications and the shared machinery; the use cases (:mod:`domain.use_cases`) build on it."""
 
-    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+    def __init__(self, env: Mapping[str, str] | None = None, serials: random.Random | None = None) -> None:
+        """``serials`` draws the random part of trade serials (a seeded one makes them repeatable:
+        the fault simulator's); by default the process's own."""
         env = dict(env or {})
+        self.serials = serials or random.Random()
         self.registry = Registry(env)
         self.tariffs = Tariffs(env)
         self.sessions = Sessions(env)

@@ -10,7 +10,6 @@ gun's sessions.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -63,7 +62,7 @@ class SessionUseCases(LedgerCore):
             # A trade serial is pile + gun + second + a random 4-digit sequence. It is not checked for
             # collisions beforehand (a query on every start): the session's key refuses a serial already
             # taken, and so does the hold's idempotency key, and then another sequence is drawn.
-            trade_no = make_trade_no(pile_no, gun_no, local, random.randrange(10000))
+            trade_no = make_trade_no(pile_no, gun_no, local, self.serials.randrange(10000))
             parts: list[tuple[Any, list[Any]]] = []
             if wallet is not None and hold_fen:
                 parts.append((self.wallets, [self._hold_for(wallet.id, trade_no, hold_fen)]))

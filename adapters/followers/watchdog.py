@@ -3,7 +3,7 @@
 The deadlines are written in the session's events (the 90 s start deadline in ``Opened``, the
 transaction-record deadline in ``StopRequested``, the offline deadline in ``PileOffline``), never
 held in an in-memory timer. The watchdog reads them from the ``open_sessions`` index
-(:mod:`pile_link.open_sessions`, a tracked follower of the Sessions log, so after any crash it
+(:mod:`adapters.followers.open_sessions`, a tracked follower of the Sessions log, so after any crash it
 resumes exactly where it stopped). A sweep asks the index which deadlines passed and sends each
 session ``expire(now)``, which re-checks the deadline on the aggregate itself: the index only says
 where to look, the aggregate decides (and where it decides the deadline is later, the index is
@@ -47,9 +47,10 @@ from domain.clock import utcnow
 from domain.errors import DomainError
 from domain.settlement import WalletCommand, wallet_commands
 from domain.wallet import Wallet
+from adapters.followers import gateway_leases
 from adapters.followers.log_follower import DueWork, follow
 from adapters.followers.orphan_holds import OrphanHolds
-from pile_link.open_sessions import TRACKING, TRACKING_TABLE, OpenSessions, session_topics
+from adapters.followers.open_sessions import TRACKING, TRACKING_TABLE, OpenSessions, session_topics
 from adapters.servers.outage import Outage, when_up
 
 log = logging.getLogger("chargeledger.watchdog")
@@ -86,8 +87,9 @@ class Watchdog:
         self.open_sessions = OpenSessions(ledger, database_url, batch_size=batch_size)
         self.orphan_holds = OrphanHolds(ledger, database_url, batch_size=batch_size)
         self.closing_topics = session_topics(CLOSING)
+        self.up_since: datetime | None = None  # since when every sweep reached the database
         with psycopg.connect(database_url, autocommit=True, connect_timeout=10) as conn:
-            create_tables(conn, TRACKING, SCHEMA)  # under the schema lock: concurrent CREATE IF NOT EXISTS can collide
+            create_tables(conn, TRACKING, SCHEMA, gateway_leases.SCHEMA)  # under the schema lock
 
     def catch_up(self) -> int:
         """Bring the deadline index and the wallet follow-ups up to the end of the Sessions log.
@@ -105,9 +107,8 @@ class Watchdog:
     def followups(self, event: Any, name: str) -> list[tuple[str, str, UUID, str, str, datetime]]:
         """The wallet commands a closing event calls for, as ``wallet_followups`` rows."""
         session = self.ledger.sessions.get(event.originator_id, object, "session", fresh=False, copy=False)
-        due = event.at + FOLLOWUP_GRACE
-        return [(kwargs["key"], session.trade_no, session.wallet_id, command, json.dumps(kwargs), due)
-                for command, kwargs in wallet_commands(session, name, event)]
+        return [(key, trade_no, wallet_id, command, json.dumps(arguments), due)
+                for key, trade_no, wallet_id, command, arguments, due in followups_of(session, name, event)]
 
     def follow_up(self, now: datetime) -> list[str]:
         """Apply the due wallet follow-ups the wallet does not hold yet (leased rows: :class:`DueWork`).
@@ -115,38 +116,31 @@ class Watchdog:
         return FOLLOWUPS.sweep(self.database_url, now, self.batch_size, self.apply_followup)
 
     def apply_followup(self, key: str, trade_no: str, wallet_id: UUID, command: str, arguments: dict[str, Any]) -> bool:
-        wallet = self.ledger.wallets.get(wallet_id, Wallet, "wallet", fresh=False, copy=False)
-        if key in wallet.outcomes:  # keys are never dropped: a cached copy that has it is right
-            return False
-        _, events = self.ledger.run_wallet_command(wallet_id, WalletCommand(command, arguments))
-        if events:
-            log.warning("session %s: wallet %s (%s) was not applied after the session closed; applied now",
-                        trade_no, command, key)
-        return bool(events)
+        return apply_followup(self.ledger, key, trade_no, wallet_id, command, arguments)
 
     def due(self, now: datetime) -> list[str]:
         return self.open_sessions.due(now)
 
     def sweep(self, now: datetime) -> list[str]:
-        """Catch up, then expire every session whose deadline passed. Returns the trade serials closed."""
-        self.catch_up()
-        closed = []
-        for trade_no in self.due(now):
-            try:
-                session, closed_here = self.ledger.expire_session(trade_no, now)
-            except DomainError as error:
-                log.error("session %s: watchdog could not expire it: %s", trade_no, error)
-                continue
-            if session.is_open:  # its own deadline is later than the index said
-                self.open_sessions.correct(trade_no, session.deadline)
-            elif closed_here:  # (else another watchdog closed it a moment before)
-                closed.append(trade_no)
-                self.stats["sessions_expired"] += 1
-                log.warning("session %s: deadline passed, closed by the watchdog (%s)", trade_no, session.reason)
-        if closed:
+        """Catch up, record offline the piles of gateways that are gone, then expire every session
+        whose deadline passed. Returns the trade serials closed."""
+        try:
             self.catch_up()
-        self.follow_up(now)
-        self.stats["orphan_holds_released"] += len(self.orphan_holds.sweep(now))
+            self.up_since = self.up_since or now
+            if now - self.up_since >= gateway_leases.LEASE_TTL:  # long enough for live gateways to renew
+                lapsed = gateway_leases.record_lapsed(self.ledger, self.database_url, self.open_sessions, now)
+                self.stats["gateways_lapsed"] += len(lapsed)
+                if lapsed:
+                    self.catch_up()
+            closed = expire_due(self.ledger, self.due(now), now, self.open_sessions.correct)
+            self.stats["sessions_expired"] += len(closed)
+            if closed:
+                self.catch_up()
+            self.follow_up(now)
+            self.stats["orphan_holds_released"] += len(self.orphan_holds.sweep(now))
+        except Exception:
+            self.up_since = None
+            raise
         self.stats["sweeps"] += 1
         return closed
 
@@ -164,6 +158,48 @@ class Watchdog:
                 outage.succeeded()
                 pause = interval
             stopping.wait(pause)
+
+
+# ---- the decisions, without Postgres (the fault simulator runs them on its in-memory stores) ----------
+def followups_of(session: Any, name: str, event: Any) -> list[tuple[str, str, UUID, str, dict[str, Any], datetime]]:
+    """The wallet commands a closing event calls for: ``(key, trade serial, wallet, command,
+    arguments, due)``, due ``FOLLOWUP_GRACE`` after the event."""
+    due = event.at + FOLLOWUP_GRACE
+    return [(kwargs["key"], session.trade_no, session.wallet_id, command, kwargs, due)
+            for command, kwargs in wallet_commands(session, name, event)]
+
+
+def apply_followup(ledger: Any, key: str, trade_no: str, wallet_id: UUID, command: str,
+                   arguments: dict[str, Any]) -> bool:
+    """Apply a due follow-up unless the wallet already holds its key. Returns whether it wrote."""
+    wallet = ledger.wallets.get(wallet_id, Wallet, "wallet", fresh=False, copy=False)
+    if key in wallet.outcomes:  # keys are never dropped: a cached copy that has it is right
+        return False
+    _, events = ledger.run_wallet_command(wallet_id, WalletCommand(command, arguments))
+    if events:
+        log.warning("session %s: wallet %s (%s) was not applied after the session closed; applied now",
+                    trade_no, command, key)
+    return bool(events)
+
+
+def expire_due(ledger: Any, trade_nos: list[str], now: datetime,
+               correct: Callable[[str, datetime | None], None]) -> list[str]:
+    """Send each session the index says is due ``expire(now)``; the aggregate decides. One whose own
+    deadline is later is given to ``correct``. Returns the trade serials this call closed (another
+    watchdog may have closed one a moment before: then it changed nothing)."""
+    closed = []
+    for trade_no in trade_nos:
+        try:
+            session, closed_here = ledger.expire_session(trade_no, now)
+        except DomainError as error:
+            log.error("session %s: watchdog could not expire it: %s", trade_no, error)
+            continue
+        if session.is_open:  # its own deadline is later than the index said
+            correct(trade_no, session.deadline)
+        elif closed_here:
+            closed.append(trade_no)
+            log.warning("session %s: deadline passed, closed by the watchdog (%s)", trade_no, session.reason)
+    return closed
 
 
 def run_role(make_ledger: Callable[[], Any], database_url: str, stopping: threading.Event,

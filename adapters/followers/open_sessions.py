@@ -118,6 +118,13 @@ class OpenSessions:
         return self.trade_nos("SELECT trade_no FROM open_sessions WHERE pile_no = %s ORDER BY gun_no, trade_no",
                               (pile_no,))
 
+    def open_piles(self) -> list[str]:
+        """The piles with a session charging or stopping that is not recorded offline."""
+        with self.ledger.sessions.recorder.datastore.get_connection() as conn:
+            return [row["pile_no"] for row in conn.execute(
+                "SELECT DISTINCT pile_no FROM open_sessions WHERE state IN ('charging', 'stopping') "
+                "AND NOT pile_offline ORDER BY pile_no").fetchall()]
+
     def due(self, now: datetime, limit: int = 10_000) -> list[str]:
         """The trade serials whose deadline passed, earliest first."""
         return self.trade_nos("SELECT trade_no FROM open_sessions WHERE deadline <= %s ORDER BY deadline LIMIT %s",
