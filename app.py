@@ -242,6 +242,7 @@ async def run_live_fleet(ledger: Ledger, database_url: str, nats_url: str, tenan
     (the platform stops the pile), one pile loses its link mid-charge and uploads its record after
     logging in again, one driver starts with a card at the pile. Returns the trade serials.
     """
+    from domain.clock import utcnow
     from pile_link.gateway import Gateway
     from pile_link.simulator import Fleet, PileSpec
     from pile_link.simulator.console import Console

@@ -227,14 +227,12 @@ def test_a_stale_cached_session_is_reloaded_when_another_process_wrote(ledger: L
 
 
 def test_a_start_whose_session_cannot_open_releases_only_its_own_hold(ledger: Ledger, monkeypatch) -> None:
-    import random as random_module
-
     from domain.errors import ConcurrencyExhausted
 
     world = build_world(ledger)
     first = start(ledger, world, hold=20_00)
     # every sequence number the next start draws collides with the first session's trade serial
-    monkeypatch.setattr(random_module, "randrange", lambda n: int(first[-4:]))
+    monkeypatch.setattr(ledger.serials, "randrange", lambda n: int(first[-4:]))
     with pytest.raises(ConcurrencyExhausted):
         ledger.request_start(pile_no=world.pile_no, gun_no=1, wallet_id=world.wallet_id, hold_fen=20_00,
                              at=T0, author="driver-1")
