@@ -47,7 +47,6 @@ def test_the_registry_names_every_wallet_command_by_its_own_name() -> None:
     commands = {name for name, member in vars(Wallet).items()
                 if inspect.isfunction(member) and hasattr(member, "__wrapped__")}
     assert set(WALLET_COMMANDS) == commands
-    assert all(method.__name__ == name for name, method in WALLET_COMMANDS.items())
 
 
 def test_a_stored_command_runs_as_its_typed_use_case(ledger: Ledger) -> None:

@@ -36,17 +36,17 @@ from domain.wallet import Wallet
 
 A = TypeVar("A")
 
-WALLET_COMMANDS: Mapping[str, Callable[..., None]] = {
-    "top_up": Wallet.top_up,
-    "hold": Wallet.hold,
-    "capture": Wallet.capture,
-    "release": Wallet.release,
-    "charge": Wallet.charge,
-    "credit_back": Wallet.credit_back,
-    "request_refund": Wallet.request_refund,
-    "complete_refund": Wallet.complete_refund,
-    "fail_refund": Wallet.fail_refund,
-    "adjust": Wallet.adjust,
+WALLET_COMMANDS: Mapping[str, Callable[..., None]] = {  # late-bound: the Wallet class as it is when run
+    "top_up": lambda wallet, **arguments: wallet.top_up(**arguments),
+    "hold": lambda wallet, **arguments: wallet.hold(**arguments),
+    "capture": lambda wallet, **arguments: wallet.capture(**arguments),
+    "release": lambda wallet, **arguments: wallet.release(**arguments),
+    "charge": lambda wallet, **arguments: wallet.charge(**arguments),
+    "credit_back": lambda wallet, **arguments: wallet.credit_back(**arguments),
+    "request_refund": lambda wallet, **arguments: wallet.request_refund(**arguments),
+    "complete_refund": lambda wallet, **arguments: wallet.complete_refund(**arguments),
+    "fail_refund": lambda wallet, **arguments: wallet.fail_refund(**arguments),
+    "adjust": lambda wallet, **arguments: wallet.adjust(**arguments),
 }
 """Stored wallet command names (settlement policy, ``wallet_followups``) and the commands they name."""
 
@@ -142,11 +142,11 @@ class LedgerCore:
     def run_wallet_command(self, wallet_id: UUID, command: WalletCommand) -> tuple[Wallet, list[Any]]:
         """A wallet command given by its stored name (:data:`WALLET_COMMANDS`), as :meth:`change_wallet`."""
         name, arguments = command
-        method = WALLET_COMMANDS.get(name)
-        if method is None:
+        run = WALLET_COMMANDS.get(name)
+        if run is None:
             raise InvalidTransition(f"no wallet command {name!r}; known: {', '.join(WALLET_COMMANDS)}")
         arguments = dict(arguments)
-        return self.change_wallet(wallet_id, lambda wallet: method(wallet, **arguments))
+        return self.change_wallet(wallet_id, lambda wallet: run(wallet, **arguments))
 
     def apply_to_wallet(self, session: ChargingSession, events: list[Any]) -> None:
         """The wallet commands a session's new events call for (:func:`domain.settlement.wallet_commands`)."""
