@@ -11,7 +11,7 @@ Then, alternating for ``--rounds``:
 
 * **raw scan**: psycopg, a server-side binary cursor per event table, ``ORDER BY notification_id``,
   the same five columns, every row fetched and its state touched, nothing decoded;
-* **replay**: ``adapters.audit_replay.replay`` reading the same rows the same way, decoding and
+* **replay**: ``adapters.audit.replay.replay`` reading the same rows the same way, decoding and
   applying every event, re-pricing every session, and then the checks, the live wallets included.
 
 Last, the hash chain: the first seal of the whole ledger and a verify.
@@ -35,9 +35,10 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from adapters.audit import chain as audit_chain  # noqa: E402
+from adapters.audit.chain import seal  # noqa: E402
 from adapters.audit.replay import replay  # noqa: E402
 from adapters.audit.store import event_tables  # noqa: E402
+from adapters.audit.verify import verify  # noqa: E402
 from adapters.postgres.env import eventsourcing_env  # noqa: E402
 from adapters.servers.embedded import create_database, resolve_servers  # noqa: E402
 from domain.ledger import Ledger  # noqa: E402
@@ -184,10 +185,10 @@ def main() -> None:
         load_seconds = time.perf_counter() - t
         assert loaded.ok, loaded.as_text()
         t = time.perf_counter()
-        audit_chain.seal(url)
+        seal(url)
         seal_seconds = time.perf_counter() - t
         t = time.perf_counter()
-        chain = audit_chain.verify(url)
+        chain = verify(url)
         verify_seconds = time.perf_counter() - t
         assert chain.ok, chain.as_text()
         ratios = [r / s for r, s in zip(replays, raws, strict=True)]

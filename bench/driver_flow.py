@@ -40,14 +40,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from adapters.api.auth import AuthSettings  # noqa: E402
-from adapters.api.driver.sessions import DriverApiSettings  # noqa: E402
+from adapters.api.driver.settings import DriverApiSettings  # noqa: E402
 from domain.start_rules import StartRules  # noqa: E402
 from adapters.api.app import create_app  # noqa: E402
 from adapters.payments.config import SecretBox  # noqa: E402
 from adapters.postgres.env import eventsourcing_env  # noqa: E402
 from adapters.followers.relay import STREAM  # noqa: E402
 from adapters.servers.embedded import create_database, resolve_servers  # noqa: E402
-from app import running_relay  # noqa: E402
+from adapters.cli.relay import running_relay  # noqa: E402
 from domain.ledger import Ledger  # noqa: E402
 from pile_link.gateway import Gateway  # noqa: E402
 from pile_link.simulator import Fleet, PileConfig, PileSpec  # noqa: E402
@@ -134,7 +134,7 @@ def run(database_url: str, nats_url: str, args: argparse.Namespace) -> int:
     driver_id = "wechat:wx-bench:o-bench-driver"
     wallet_id = ledger.open_wallet(tenant, driver_id, "bench")
     ledger.top_up(wallet_id, key="topup:bench", amount=100_000_00, provider="wechat",
-                  payment_ref="bench")
+                          payment_ref="bench")
 
     settings = DriverApiSettings(SecretBox.generate_setting(), "https://charge.example.com",
                                  start_rules=StartRules(1_00, 20_00))

@@ -31,6 +31,7 @@ from zoneinfo import ZoneInfo
 
 from eventsourcing.domain import Aggregate, event
 
+from domain import changes
 from domain.aggregate import shallow_clone
 from domain.errors import InvalidTransition
 from domain.ids import derived_id
@@ -102,32 +103,24 @@ class ChargingSession(Aggregate):
     def __init__(self, trade_no: str, tenant_id: UUID, station_id: UUID, pile_no: str, gun_no: int,
                  wallet_id: UUID | None, hold_fen: int, tariff: dict[str, Any], timezone: str,
                  origin: str, opened_at: datetime, start_deadline: datetime | None, author: str) -> None:
-        self.trade_no = trade_no
         self.tenant_id = tenant_id
         self.station_id = station_id
         self.pile_no = pile_no
         self.gun_no = gun_no
         self.wallet_id = wallet_id
-        self.hold_fen = hold_fen
-        self.tariff = tariff  # {"id", "version", "schedule"}: the version this session started with
-        self.timezone = timezone
         self.origin = origin
-        self.state = "requested"
+        # trade_no, hold_fen, tariff, timezone, then the state, energy and bill: domain/changes.py
+        changes.session_opened(self, {"trade_no": trade_no, "hold_fen": hold_fen, "tariff": tariff,
+                                      "timezone": timezone})
         self.opened_at = opened_at
         self.deadline = start_deadline
         self.started_at: datetime | None = None
         self.stop_requested_at: datetime | None = None
         self.closed_at: datetime | None = None
         self.reason = ""
-        self.readings = 0
-        self.meter_energy = 0  # session energy so far from realtime data, 0.0001 kWh
-        self.tier_energy = [0, 0, 0, 0]  # measured energy split by the tier in force at each reading
         self.last_reading: dict[str, Any] | None = None
-        self.anomalies = 0
         self.faults: list[dict[str, Any]] = []
         self.record: dict[str, Any] | None = None
-        self.bill: dict[str, Any] | None = None
-        self.pile_difference: int | None = None  # pile total − platform total, 0.0001 yuan
 
     @classmethod
     def open(cls, *, trade_no: str, tenant_id: UUID, station_id: UUID, pile_no: str, gun_no: int,
@@ -184,7 +177,9 @@ class ChargingSession(Aggregate):
 
     @event("StartAcknowledged")
     def _start_acknowledged(self, at: datetime, ok: bool, reason: str) -> None:
-        self.state = "starting"
+        changes.start_acknowledged(self, {"ok": ok})
+        if not ok:  # a refusal stored before refusals were recorded as Failed
+            self._close(at, reason or "start refused by pile")
 
     def mark_charging(self, at: datetime) -> None:
         """The pile reports the session charging: it started, or (after the pile was offline) it is back."""
@@ -195,7 +190,7 @@ class ChargingSession(Aggregate):
 
     @event("Charging")
     def _charging(self, at: datetime) -> None:
-        self.state = "charging"
+        changes.charging(self, {})
         self.started_at = at
         self.deadline = None
 
@@ -214,12 +209,7 @@ class ChargingSession(Aggregate):
 
     @event("MeterRead")
     def _meter_read(self, at: datetime, energy: int, tier: int, anomaly: str, measurements: dict[str, Any]) -> None:
-        self.readings += 1
-        if anomaly:
-            self.anomalies += 1
-        else:
-            self.tier_energy[tier] += energy - self.meter_energy
-            self.meter_energy = energy
+        changes.meter_read(self, {"energy": energy, "tier": tier, "anomaly": anomaly})
         self.last_reading = {"at": at.isoformat(), "energy": energy, **measurements}
 
     def record_fault(self, at: datetime, source: str, code: str, detail: str) -> None:
@@ -240,7 +230,7 @@ class ChargingSession(Aggregate):
 
     @event("StopRequested")
     def _stop_requested(self, at: datetime, reason: str, author: str, record_deadline: datetime) -> None:
-        self.state = "stopping"
+        changes.stop_requested(self, {})
         self.stop_requested_at = at
         self.record_deadline = record_deadline
         # a pile that is offline cannot send its record: it keeps the time it has to come back
@@ -288,7 +278,8 @@ class ChargingSession(Aggregate):
 
     @event("Failed")
     def _failed(self, at: datetime, reason: str, author: str) -> None:
-        self._close("failed", at, reason)
+        changes.failed(self, {})
+        self._close(at, reason)
 
     def settle(self, record: SettlementRecord, at: datetime) -> bool:
         """Price the pile's record. Returns False if this exact record was already applied."""
@@ -312,17 +303,15 @@ class ChargingSession(Aggregate):
         if self.started_at is None:
             self.started_at = _parse(record["started_at"])
         self.record = _comparable(record)
-        self.bill = bill
-        self.pile_difference = pile_difference
-        self._close("finished", at, self.reason)
+        changes.settled(self, {"bill": bill, "pile_difference": pile_difference})
+        self._close(at, self.reason)
 
     @event("Resettled")
     def _resettled(self, at: datetime, record: dict[str, Any], bill: dict[str, Any],
                    previous_bill: dict[str, Any] | None, pile_difference: int) -> None:
         self.record = _comparable(record)
-        self.bill = bill
-        self.pile_difference = pile_difference
-        self._close("finished", at, self.reason)
+        changes.settled(self, {"bill": bill, "pile_difference": pile_difference})
+        self._close(at, self.reason)
 
     def force_close(self, at: datetime, reason: str, author: str) -> None:
         """An operator closes a stuck session; it still prices from the energy measured."""
@@ -353,11 +342,11 @@ class ChargingSession(Aggregate):
 
     @event("Abandoned")
     def _abandoned(self, at: datetime, reason: str, author: str, bill: dict[str, Any]) -> None:
-        self.bill = bill
-        self._close("abandoned", at, reason)
+        changes.abandoned(self, {"bill": bill})
+        self._close(at, reason)
 
-    def _close(self, state: str, at: datetime, reason: str) -> None:
-        self.state = state
+    def _close(self, at: datetime, reason: str) -> None:
+        """What every closing event's body adds to its change of state (domain/changes.py): when, why."""
         self.closed_at = at
         self.deadline = None
         self.reason = reason

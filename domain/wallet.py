@@ -17,12 +17,13 @@ import functools
 import hashlib
 import inspect
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
+from domain import changes
 from domain.aggregate import shallow_clone
 from domain.errors import (
     CaptureExceedsHold,
@@ -108,9 +109,7 @@ class Wallet(Aggregate):
     def __init__(self, tenant_id: UUID, driver_id: str, author: str) -> None:
         self.tenant_id = tenant_id
         self.driver_id = driver_id
-        self.balances: dict[str, int] = {}
-        self.holds: dict[str, int] = {}  # hold id (trade serial) -> fen still held
-        self.refunds: dict[str, dict[str, Any]] = {}  # refund id -> {amount, provider, state}
+        changes.wallet_opened(self, {})  # the books: balances, holds, refunds (domain/changes.py)
         self.outcomes: dict[str, str] = {}  # idempotency key -> fingerprint of the command
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Wallet:
@@ -287,61 +286,64 @@ class Wallet(Aggregate):
             raise UnknownRefund(f"no pending refund {refund_id} on this wallet", refund_id=refund_id)
         return refund
 
-    def _post(self, key: str, fp: str, *posting_sets: Iterable[Posting]) -> None:
-        for postings in posting_sets:
-            for account, amount in postings:
-                self.balances[account] = self.balances.get(account, 0) + amount
+    def _done(self, key: str, fp: str) -> None:
+        """Every event body ends here: its key is spent, and the balances the driver sees hold."""
         self.outcomes[key] = fp
         assert self.available >= 0 and self.held >= 0 and self.refund_pending >= 0 and self.arrears >= 0
 
-    # ---- events (the bodies are the state changes) -------------------------------------------
+    # ---- events: each body applies its change of the books (domain/changes.py), then spends its key
     @event("ToppedUp")
     def _topped_up(self, key: str, fp: str, postings: list[Posting], provider: str, payment_ref: str) -> None:
-        self._post(key, fp, postings)
+        changes.posted(self, {"postings": postings})
+        self._done(key, fp)
 
     @event("HoldPlaced")
     def _hold_placed(self, key: str, fp: str, hold_id: str, postings: list[Posting]) -> None:
-        self.holds[hold_id] = postings[0][1]
-        self._post(key, fp, postings)
+        changes.hold_placed(self, {"hold_id": hold_id, "postings": postings})
+        self._done(key, fp)
 
     @event("Captured")
     def _captured(self, key: str, fp: str, hold_id: str, postings: list[Posting], release: list[Posting]) -> None:
-        del self.holds[hold_id]
-        self._post(key, fp, postings, release)
+        changes.captured(self, {"hold_id": hold_id, "postings": postings, "release": release})
+        self._done(key, fp)
 
     @event("Released")
     def _released(self, key: str, fp: str, hold_id: str, postings: list[Posting]) -> None:
-        del self.holds[hold_id]
-        self._post(key, fp, postings)
+        changes.released(self, {"hold_id": hold_id, "postings": postings})
+        self._done(key, fp)
 
     @event("Charged")
     def _charged(self, key: str, fp: str, reference: str, postings: list[Posting]) -> None:
-        self._post(key, fp, postings)
+        changes.posted(self, {"postings": postings})
+        self._done(key, fp)
 
     @event("CreditedBack")
     def _credited_back(self, key: str, fp: str, reference: str, postings: list[Posting]) -> None:
-        self._post(key, fp, postings)
+        changes.posted(self, {"postings": postings})
+        self._done(key, fp)
 
     @event("RefundRequested")
     def _refund_requested(self, key: str, fp: str, refund_id: str, amount: int, provider: str,
                           postings: list[Posting]) -> None:
-        self.refunds[refund_id] = {"amount": amount, "provider": provider, "state": "requested"}
-        self._post(key, fp, postings)
+        changes.refund_requested(self, {"refund_id": refund_id, "amount": amount, "provider": provider,
+                                "postings": postings})
+        self._done(key, fp)
 
     @event("RefundCompleted")
     def _refund_completed(self, key: str, fp: str, refund_id: str, provider_ref: str,
                           postings: list[Posting]) -> None:
-        self.refunds[refund_id]["state"] = "completed"
-        self._post(key, fp, postings)
+        changes.refund_completed(self, {"refund_id": refund_id, "postings": postings})
+        self._done(key, fp)
 
     @event("RefundFailed")
     def _refund_failed(self, key: str, fp: str, refund_id: str, reason: str, postings: list[Posting]) -> None:
-        self.refunds[refund_id]["state"] = "failed"
-        self._post(key, fp, postings)
+        changes.refund_failed(self, {"refund_id": refund_id, "postings": postings})
+        self._done(key, fp)
 
     @event("Adjusted")
     def _adjusted(self, key: str, fp: str, reason: str, author: str, postings: list[Posting]) -> None:
-        self._post(key, fp, postings)
+        changes.posted(self, {"postings": postings})
+        self._done(key, fp)
 
 
 def posting_sets_of(event: Any) -> list[list[Posting]]:

@@ -129,6 +129,7 @@ class PileLink:
         self.sent: set[tuple[Any, ...]] = set()  # the session commands sent on this connection
         self.starts_sent_again: set[str] = set()  # serials of starts sent from what is owed (see on_start_reply)
         self.owed: asyncio.Task[None] | None = None  # delivering what the pile is owed, after login
+        self.settling: dict[str, asyncio.Task[None]] = {}  # records being settled, by trade serial (on_transaction)
         self.logged_in_at: datetime | None = None
         self.versions: tuple[int, str] = (0, "")  # (protocol, firmware) the login named
         self.tariff_pending = False  # a billing-model push waits until every gun is idle
@@ -499,7 +500,15 @@ async def on_abort(link: PileLink, frame: Frame, msg: Any) -> None:
 # ---- the transaction record -----------------------------------------------------------------------
 @routes.handles(TransactionRecord)
 async def on_transaction(link: PileLink, frame: Frame, msg: TransactionRecord) -> None:
-    """Settle by trade serial, then confirm (0x40). Every delivery is confirmed, duplicates too."""
+    """Settle by trade serial, then confirm (0x40). Every delivery is confirmed, duplicates too.
+
+    The settlement runs beside the connection's read loop, not on it: while it waits for the database
+    (an outage of any length), the pile's heartbeats and readings are still read and answered; the
+    record alone waits, unanswered, as a record not yet stored must. A resend of a record whose
+    settlement is under way is left to that one (it answers the pile)."""
+    if msg.trade_no in link.settling:
+        link.gateway.stats["records_resent_while_settling"] += 1
+        return
     record = SettlementRecord(
         tier_energy=tuple(t.energy for t in msg.tiers),  # type: ignore[arg-type]
         pile_tier_amounts=tuple(t.amount for t in msg.tiers),  # type: ignore[arg-type]
@@ -507,15 +516,32 @@ async def on_transaction(link: PileLink, frame: Frame, msg: TransactionRecord) -
         meter_end=msg.meter_end, started_at=utc_from_pile(msg.start_time, link.timezone),
         ended_at=utc_from_pile(msg.end_time, link.timezone), stop_reason=msg.stop_reason,
     )
-    await link.gateway.readings.flush()  # every reading before the record, in order
+    sent_by = link.sent_by(msg.gun_no)
+    task = asyncio.create_task(settle(link, frame, msg, record, sent_by), name=f"settle {msg.trade_no}")
+    link.settling[msg.trade_no] = task
+    task.add_done_callback(lambda _: link.settling.pop(msg.trade_no, None))
+
+
+async def settle(link: PileLink, frame: Frame, msg: TransactionRecord, record: SettlementRecord,
+                 sent_by: PileGun) -> None:
     try:
-        await link.call(link.gateway.ledger.settle, msg.trade_no, record, link.now(), pile_no=link.pile_no,
-                        gun_no=link.sent_by(msg.gun_no).gun_no)
-    except WrongPile:
-        raise  # refused at the boundary (PileLink.dispatch): answered 0x40 "invalid", counted and reported
-    except DomainError as error:
-        log.error("pile %s: transaction record %s refused: %s (%s)", link.pile_no, msg.trade_no, error, error.code)
-        link.reply(frame, TransactionConfirm(msg.trade_no, 1))
+        await link.gateway.readings.flush()  # every reading before the record, in order
+        try:
+            await link.call(link.gateway.ledger.settle, msg.trade_no, record, link.now(), pile_no=link.pile_no,
+                            gun_no=sent_by.gun_no)
+        except WrongPile as error:  # refused at the boundary: answered 0x40 "invalid", counted and reported
+            link.refuse(frame, msg, Refusal("foreign_session", str(error)))
+            return
+        except DomainError as error:
+            log.error("pile %s: transaction record %s refused: %s (%s)", link.pile_no, msg.trade_no, error,
+                      error.code)
+            link.reply(frame, TransactionConfirm(msg.trade_no, 1))
+            return
+    except asyncio.CancelledError:
+        raise
+    except Exception:  # as PileLink.dispatch: one bad run must not end the connection; the pile resends
+        link.gateway.stats["handler_errors"] += 1
+        log.exception("pile %s: settling %s failed", link.pile_no, msg.trade_no)
         return
     link.charging.pop(msg.trade_no, None)
     link.gateway.stop_requested.discard(msg.trade_no)

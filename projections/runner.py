@@ -15,12 +15,12 @@ holds back only itself:
 
 ``chargeledger projections run`` follows the logs forever (polling every 50 ms when idle);
 ``chargeledger projections rebuild`` drops every view and catches up from zero;
-``chargeledger projections status`` shows each view's position and any failure.
+``chargeledger projections status`` shows each view's position and any failure
+(adapters/cli/projections.py).
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import threading
 import time
@@ -31,7 +31,7 @@ from typing import Any
 from eventsourcing.persistence import InfrastructureFactory
 from eventsourcing.utils import Environment
 
-from adapters.servers.outage import DATABASE_OUTAGE, Outage, when_up
+from adapters.servers.outage import DATABASE_OUTAGE, Outage
 from projections import health
 from projections.alarms import Alarms
 from projections.base import Item, StaleBatch, View, ViewRecorder, storable_text
@@ -233,62 +233,3 @@ def decode(app: Any, notification: Any) -> Item:
         return Item(app.name, notification.id, name, app.mapper.to_domain_event(notification))
     except Exception as error:  # noqa: BLE001 - any decoding failure; the views that need it report it
         return Item(app.name, notification.id, name, None, undecodable=f"{type(error).__name__}: {error}")
-
-
-# ---- CLI: chargeledger projections run|rebuild|status -------------------------------------------
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=("run", "rebuild", "status"),
-                        help="run: follow the ledger forever; rebuild: drop every view and catch up from zero; "
-                             "status: each view's position and any failure holding it back (exit 1 if any)")
-    parser.add_argument("--view", action="append", choices=[v.name for v in VIEWS],
-                        help="rebuild only this view (repeatable)")
-    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run the projections against ``args.database_url`` (set by app.py once the servers are up)."""
-    from adapters.postgres.env import eventsourcing_env
-    from domain.ledger import Ledger
-
-    env = eventsourcing_env(args.database_url)
-    ledger = when_up("projections: database at start", log, lambda: Ledger(env))
-    projections = when_up("projections: database at start", log,
-                          lambda: Projections(ledger.applications, env, batch_size=args.batch_size))
-    try:
-        if args.action == "status":
-            return print_status(projections)
-        if args.action == "rebuild":
-            started = time.monotonic()
-            count = projections.rebuild(args.view)
-            print(f"rebuilt {', '.join(args.view or projections.recorders)}: {count} notifications "
-                  f"in {time.monotonic() - started:.1f} s")
-            return print_status(projections) if projections.failing else 0
-        stop = threading.Event()
-        try:
-            projections.run_forever(stop)
-        except KeyboardInterrupt:
-            stop.set()
-        return 0
-    finally:
-        projections.close()
-        ledger.close()
-
-
-def print_status(projections: Projections) -> int:
-    """Print every view's position in every log it follows, then what holds any back. 1 if any is held back."""
-    projections._positions.clear()
-    for app in projections.applications:
-        head = app.recorder.max_notification_id() or 0
-        for name, recorder in projections.recorders.items():
-            if app.name in recorder.view.follows():
-                position = projections.position(name, app.name) or 0
-                print(f"{name:14} {app.name:9} at {position:>10} of {head:>10}"
-                      + ("" if position >= head else f"  ({head - position} behind)"))
-    with projections.datastore.get_connection() as conn:
-        failures = health.failing(conn)
-    for f in failures:
-        at = f"#{f['notification_id']} {f['event']}" if f["notification_id"] is not None else "its next batch"
-        print(f"HELD BACK {f['view']} on {f['application']} at {at}, failing since "
-              f"{f['failing_since']:%Y-%m-%d %H:%M:%S%z} ({f['attempts']} attempts, next "
-              f"{f['next_attempt_at']:%H:%M:%S%z}): {f['error']}")
-    return 1 if failures else 0

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from collections.abc import Callable
 from typing import Any
 
-from adapters.api.driver.sessions import DriverApiSettings, DriverSessions
+from adapters.api.driver.sessions import DriverSessions
+from adapters.api.driver.settings import DriverApiSettings
 from adapters.api.driver.identity import DriverPrincipal
 from domain.errors import DomainError
 from domain.ledger import Ledger

@@ -25,6 +25,7 @@ from adapters.followers.relay import STREAM
 from adapters.servers import nats_users
 from adapters.servers.embedded import create_database, nats_url_for, resolve_servers
 from domain.ledger import Ledger
+from tests.payment_fakes import PayWorld, build_pay_world
 
 # No per-example deadline: on a shared 2-core machine a scheduling stall is not a slow example, and
 # hypothesis would report it as DeadlineExceeded (or Flaky on replay). pytest-timeout still bounds a run.
@@ -92,3 +93,21 @@ def ledger(database_url: str) -> Iterator[Ledger]:
     led = Ledger(eventsourcing_env(database_url))
     yield led
     led.close()
+
+
+@pytest.fixture
+def payment_keys() -> str | None:
+    """The sealing keys (``CHARGELEDGER_PAYMENT_KEYS``) of ``world``'s payment channels; None: fresh ones.
+    A module whose API must open the same channels overrides this with its own keys."""
+    return None
+
+
+@pytest.fixture
+def world(ledger: Ledger, database_url: str, payment_keys: str | None) -> Iterator[PayWorld]:
+    """A tenant with a WeChat Pay and an Alipay channel, both played on loopback (tests/payment_fakes.py)."""
+    from adapters.payments.config import SecretBox
+
+    w = build_pay_world(ledger, eventsourcing_env(database_url),
+                        box=SecretBox.from_setting(payment_keys) if payment_keys else None)
+    yield w
+    w.close()

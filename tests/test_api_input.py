@@ -174,7 +174,7 @@ def documented(spec: dict[str, Any]) -> list[tuple[str, str, str, dict[str, Any]
 
 
 def test_every_documented_error_example_is_the_real_body_of_that_status(api: Api, day: tuple[Tenant, Tenant]) -> None:
-    import adapters.api.operator.routes  # noqa: F401  (the routes register their ApiError codes when imported)
+    import adapters.api.operator.router  # noqa: F401  (the routes register their ApiError codes when imported)
 
     spec = api.client.get("/openapi.json").json()
     expected = {"400": {"http_error"}, "401": {"missing_token", "bad_credentials"},

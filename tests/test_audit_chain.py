@@ -9,9 +9,11 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 import pytest
 
-import app
-from adapters.audit import chain as audit_chain
-from adapters.audit.chain import genesis, link, seal, verify
+from adapters.audit.chain import LAG, genesis, link, seal
+from adapters.audit.seals import publish_seals
+from adapters.audit.verify import verify
+from adapters.cli.demo import run_demo
+from adapters.cli.relay import running_relay
 from domain.ledger import Ledger
 from tests.factories import build_world
 
@@ -21,10 +23,10 @@ T0 = datetime(2026, 11, 22, 2, 0, tzinfo=timezone.utc)
 @pytest.fixture
 def demo(ledger: Ledger, database_url: str, nats_url: str) -> Iterator[str]:
     """A ledger with the scripted demo day in it, sealed, the seals published to NATS."""
-    with app.running_relay(ledger, database_url, nats_url) as relay:
-        assert app.run_demo(ledger, relay, out=lambda *_: None)
+    with running_relay(ledger, database_url, nats_url) as relay:
+        assert run_demo(ledger, relay, out=lambda *_: None)
     assert len(seal(database_url)) == 4
-    assert audit_chain.publish_seals(database_url, nats_url) == 4
+    assert publish_seals(database_url, nats_url) == 4
     yield database_url
 
 
@@ -88,7 +90,7 @@ def test_an_insert_into_a_notification_id_gap_is_caught(ledger: Ledger, database
     ledger.top_up(world.wallet_id, key="topup:2", amount=500, provider="wechat",
                   payment_ref="wx-2")
     seal(database_url)
-    audit_chain.publish_seals(database_url, nats_url)
+    publish_seals(database_url, nats_url)
     assert verify(database_url, nats_url).ok
     # slip a copy of a top-up into the gap, as a later version of the same wallet
     sql(database_url, "INSERT INTO wallets_events (originator_id, originator_version, topic, state, notification_id) "
@@ -110,7 +112,7 @@ def test_an_insert_at_the_end_after_a_seal_dated_before_it_is_caught(demo: str, 
     # sealing it does not launder it: the seal records it, and verify still names it
     (wallet_seal,) = [s for s in seal(demo) if s.application == "Wallets"]
     assert wallet_seal.backdated == (end,)
-    audit_chain.publish_seals(demo, nats_url)
+    publish_seals(demo, nats_url)
     report = verify(demo, nats_url)
     assert [(b.notification_id, b.kind) for b in report.breaks] == [(end, "backdated")]
 
@@ -125,7 +127,7 @@ def test_events_committed_after_a_seal_are_chained_by_the_next(ledger: Ledger, d
     (new,) = seal(database_url)
     assert (new.application, new.position, new.events) == ("Wallets", 3, 3)
     assert seal(database_url) == []  # nothing new, no new seal
-    audit_chain.publish_seals(database_url, nats_url)
+    publish_seals(database_url, nats_url)
     report = verify(database_url, nats_url)
     assert report.ok, report.as_text()
     assert report.unsealed["Wallets"] == 0 and report.nats_seals == 4  # 3 first seals (no sessions yet) + 1
@@ -161,4 +163,4 @@ def test_the_link_covers_every_part_of_the_event() -> None:
     assert len(links) == 8
     # lengths are framed: moving a byte from the topic into the state changes the link
     assert link(**dict(base, topic="tx", state=b"{}")) != link(**dict(base, topic="t", state=b"x{}"))
-    assert timedelta(0) < audit_chain.LAG
+    assert timedelta(0) < LAG

@@ -11,9 +11,10 @@ from uuid import UUID, uuid4
 import psycopg
 import pytest
 
-import app
 from adapters.audit.replay import replay
 from adapters.audit.store import event_tables, read_events
+from adapters.cli.demo import run_demo
+from adapters.cli.relay import running_relay
 from adapters.postgres.env import eventsourcing_env
 from domain.audit import Audit, reference_mappers, session_view, wallet_view
 from domain.applications import APPLICATIONS
@@ -40,8 +41,8 @@ def project(ledger: Ledger, url: str) -> None:
 @pytest.fixture
 def demo(ledger: Ledger, database_url: str, nats_url: str) -> Iterator[str]:
     """The scripted demo day, with the order and revenue views caught up."""
-    with app.running_relay(ledger, database_url, nats_url) as relay:
-        assert app.run_demo(ledger, relay, out=lambda *_: None)
+    with running_relay(ledger, database_url, nats_url) as relay:
+        assert run_demo(ledger, relay, out=lambda *_: None)
     project(ledger, database_url)
     yield database_url
 

@@ -17,12 +17,13 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from adapters.api.auth import DRIVER, TENANT_ADMIN, AuthSettings, Principal
-from adapters.api.driver.sessions import DriverApiSettings, InvalidQrCode, parse_qr
+from adapters.api.driver.sessions import InvalidQrCode, parse_qr
+from adapters.api.driver.settings import DriverApiSettings
 from domain.start_rules import StartRules
 from adapters.api.app import create_app
 from adapters.payments.config import SecretBox
 from adapters.postgres.env import eventsourcing_env
-from app import running_relay
+from adapters.cli.relay import running_relay
 from domain.ledger import Ledger
 from domain.tariff import TIERS
 from pile_link.gateway import Gateway
@@ -30,22 +31,27 @@ from pile_link.simulator import Fleet, PileConfig, PileSpec
 from projections.runner import Projections
 from tests.factories import PRICES, SLOTS
 from tests.operator_tokens import operator_headers
-from tests.payment_fakes import PayWorld, build_pay_world
+from tests.payment_fakes import PayWorld
 
 PILE, OTHER_PILE = "32010600019236", "32010600019237"
 KEYS = SecretBox.generate_setting("k1")
 
 
 @pytest.fixture
-def world(ledger: Ledger, database_url: str) -> Iterator[PayWorld]:
-    w = build_pay_world(ledger, eventsourcing_env(database_url), box=SecretBox.from_setting(KEYS))
+def payment_keys() -> str:
+    return KEYS  # the channels of `world` (tests/conftest.py) open under the API's keys
+
+
+@pytest.fixture
+def world(world: PayWorld, ledger: Ledger) -> PayWorld:
+    """The conftest's world, with a station of two piles on a tariff."""
+    w = world
     station = ledger.create_station(w.tenant_id, "Riverside", "1 River Road", 31.23, 121.47, "admin")
     for pile_no in (PILE, OTHER_PILE):
         ledger.register_pile(station, pile_no, "DC", 2, "admin")
     tariff = ledger.create_tariff(w.tenant_id, "standard", PRICES, SLOTS, "admin")
     ledger.assign_tariff(tariff, "admin", station_id=station)
-    yield w
-    w.close()
+    return w
 
 
 def connect(ledger: Ledger, pile_no: str, status: str = "idle") -> None:
@@ -282,7 +288,7 @@ def test_two_concurrent_starts_on_one_wallet_cannot_together_hold_more_than_it_h
                     assert len(won) == 1 and won[0]["hold_fen"] == 30_00
                 for a in won:  # end each round with the money back, so the next round races again
                     ledger.acknowledge_start(a["trade_no"], at=datetime.now(UTC), ok=False,
-                                             reason="test")
+                                           reason="test")
                 assert wallet(one, auth)["available_fen"] == 30_00
     finally:
         second_ledger.close()

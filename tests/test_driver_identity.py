@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from adapters.api.auth import DRIVER, TENANT_ADMIN, AuthError, Principal
 from adapters.api.driver.identity import LoginRefused
-from adapters.postgres.env import eventsourcing_env
-from domain.ledger import Ledger
 from domain.wallet import Wallet
-from tests.payment_fakes import PayWorld, build_pay_world
-
-
-@pytest.fixture
-def world(ledger: Ledger, database_url: str) -> Iterator[PayWorld]:
-    w = build_pay_world(ledger, eventsourcing_env(database_url))
-    yield w
-    w.close()
+from tests.payment_fakes import PayWorld
 
 
 def test_wechat_login_exchanges_the_code_for_the_openid_and_opens_a_wallet(world: PayWorld) -> None:

@@ -19,6 +19,7 @@ from tests.test_driver_api import (  # noqa: F401  (fixtures)
     client,
     connect,
     login,
+    payment_keys,
     start,
     top_up,
     world,

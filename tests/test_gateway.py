@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from app import running_relay
+from adapters.cli.relay import running_relay
 from domain.ledger import Ledger
 from domain.pricing import price
 from pile_link.gateway import Gateway
@@ -178,7 +178,7 @@ def test_the_same_record_three_times_settles_once_and_is_confirmed_each_time(led
 
 
 def _events(app: Any) -> list[Any]:
-    from app import iter_events
+    from adapters.followers.log_follower import iter_events
     return list(iter_events(app))
 
 

@@ -170,7 +170,7 @@ def test_a_start_reaches_the_pile_with_each_process_on_its_own_role(ledger: Any,
     """The relay with the relay's user, the gateway with the gateway's: the whole path works."""
     from datetime import datetime, timezone
 
-    from app import running_relay
+    from adapters.cli.relay import running_relay
     from pile_link.gateway import Gateway
     from pile_link.ykc import RemoteStart
     from tests.factories import build_world

@@ -24,7 +24,7 @@ import pytest
 from adapters.servers.nats_users import GATEWAY, RELAY
 from adapters.postgres.env import eventsourcing_env
 from adapters.servers.embedded import EmbeddedNats, EmbeddedPostgres, create_database
-from app import running_relay
+from adapters.cli.relay import running_relay
 from domain.ledger import Ledger
 from domain.session import ChargingSession
 from pile_link.gateway import Gateway

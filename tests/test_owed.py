@@ -13,7 +13,7 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from app import running_relay
+from adapters.cli.relay import running_relay
 from domain.ledger import Ledger
 from domain.pricing import price
 from domain.session import OFFLINE_TIMEOUT, RECORD_TIMEOUT, ChargingSession

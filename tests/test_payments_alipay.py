@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from adapters.payments.base import AppMismatch, InvalidSignature, StaleNotification
-from adapters.postgres.env import eventsourcing_env
-from domain.ledger import Ledger
 from domain.payment import PaymentAmountMismatch
 from domain.wallet import Wallet
-from tests.payment_fakes import FakeAlipay, PayWorld, build_pay_world
-
-
-@pytest.fixture
-def world(ledger: Ledger, database_url: str) -> Iterator[PayWorld]:
-    w = build_pay_world(ledger, eventsourcing_env(database_url))
-    yield w
-    w.close()
+from tests.payment_fakes import FakeAlipay, PayWorld
 
 
 def _wallet(world: PayWorld) -> Wallet:

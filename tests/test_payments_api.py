@@ -11,16 +11,8 @@ from fastapi.testclient import TestClient
 from adapters.api.auth import DRIVER, AuthSettings, Principal
 from adapters.api.app import create_app
 from adapters.api.payments import payment_router
-from adapters.postgres.env import eventsourcing_env
 from domain.ledger import Ledger
-from tests.payment_fakes import FakeAlipay, PayWorld, build_pay_world
-
-
-@pytest.fixture
-def world(ledger: Ledger, database_url: str) -> Iterator[PayWorld]:
-    w = build_pay_world(ledger, eventsourcing_env(database_url))
-    yield w
-    w.close()
+from tests.payment_fakes import FakeAlipay, PayWorld
 
 
 @pytest.fixture

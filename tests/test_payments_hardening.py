@@ -11,25 +11,22 @@ import pytest
 from fastapi.testclient import TestClient
 
 from adapters.api.auth import TENANT_ADMIN, AuthSettings
-from adapters.api.driver.sessions import DriverApiSettings
+from adapters.api.driver.settings import DriverApiSettings
 from adapters.api.app import create_app
 from adapters.payments.base import NotificationRefused, fen_of_yuan
 from adapters.payments.config import SecretBox
 from adapters.payments.service import TopUpLimits
-from adapters.postgres.env import eventsourcing_env
 from domain.ledger import Ledger
 from domain.wallet import Wallet
 from tests.operator_tokens import operator_headers
-from tests.payment_fakes import FakeAlipay, PayWorld, build_pay_world
+from tests.payment_fakes import FakeAlipay, PayWorld
 
 KEYS = SecretBox.generate_setting("k1")
 
 
 @pytest.fixture
-def world(ledger: Ledger, database_url: str) -> Iterator[PayWorld]:
-    w = build_pay_world(ledger, eventsourcing_env(database_url), box=SecretBox.from_setting(KEYS))
-    yield w
-    w.close()
+def payment_keys() -> str:
+    return KEYS  # the channels of `world` (tests/conftest.py) open under the API's keys
 
 
 @pytest.fixture

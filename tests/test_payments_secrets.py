@@ -3,23 +3,13 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 
 import psycopg
 import pytest
 
 from adapters.payments.config import ChannelConfigError, Channels, SealError, SecretBox, WeChatConfig
-from adapters.postgres.env import eventsourcing_env
 from domain.errors import NotFound
-from domain.ledger import Ledger
-from tests.payment_fakes import PayWorld, build_pay_world
-
-
-@pytest.fixture
-def world(ledger: Ledger, database_url: str) -> Iterator[PayWorld]:
-    w = build_pay_world(ledger, eventsourcing_env(database_url))
-    yield w
-    w.close()
+from tests.payment_fakes import PayWorld
 
 
 def _every_value(database_url: str) -> bytes:

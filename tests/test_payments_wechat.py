@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -21,14 +20,7 @@ from domain.errors import NotFound
 from domain.ledger import Ledger
 from domain.payment import PaymentAmountMismatch
 from domain.wallet import Wallet
-from tests.payment_fakes import KeyPair, PayWorld, build_pay_world
-
-
-@pytest.fixture
-def world(ledger: Ledger, database_url: str) -> Iterator[PayWorld]:
-    w = build_pay_world(ledger, eventsourcing_env(database_url))
-    yield w
-    w.close()
+from tests.payment_fakes import KeyPair, PayWorld
 
 
 def _wallet(world: PayWorld, openid: str = "o-driver-1") -> Wallet:

@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app import iter_events
+from adapters.followers.log_follower import iter_events
 from domain.books import books_of
 from domain.ledger import Ledger
 from domain.session import OPEN_STATES, ChargingSession

@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg.types.json import Jsonb
 
+from adapters.cli.projections import print_status
 from adapters.postgres.env import eventsourcing_env
 from domain.ledger import Ledger
 from domain.registry import Pile, Station, Tenant
@@ -26,7 +27,7 @@ from domain.tariff import Tariff, TariffSchedule
 from domain.wallet import Wallet
 from projections.base import VIEW_TEXT_LIMIT, StoringCursor
 from projections.revenue import Revenue
-from projections.runner import Projections, print_status
+from projections.runner import Projections
 from tests.factories import PRICES, SLOTS, build_world, record
 from tests.test_projections import snapshot
 

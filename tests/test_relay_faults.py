@@ -435,7 +435,7 @@ def test_a_relay_waiting_for_nats_stops_when_asked(ledger: Ledger, database_url:
 def test_an_unexpected_error_in_the_relay_is_logged_and_the_relay_goes_on(
         ledger: Ledger, database_url: str, nats_url: str, nats_role_urls: dict[str, str],
         caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
-    from app import running_relay
+    from adapters.cli.relay import running_relay
 
     failures = iter([RuntimeError("a bug in a batch")])
     relay_batch = Relay.relay_batch

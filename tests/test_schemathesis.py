@@ -38,7 +38,7 @@ from schemathesis.specs.openapi.checks import (
 from fastapi.testclient import TestClient
 
 from adapters.api.auth import AGENT, PLATFORM_ADMIN, TENANT_ADMIN, AuthSettings
-from adapters.api.driver.sessions import DriverApiSettings
+from adapters.api.driver.settings import DriverApiSettings
 from domain.start_rules import StartRules
 from adapters.api.app import create_app
 from adapters.postgres.operator_users import SCHEMA as OPERATOR_USERS_SCHEMA

@@ -28,7 +28,9 @@ import pytest
 from psycopg_pool import ConnectionPool
 
 from adapters.audit.replay import replay
-from adapters.api.driver.sessions import DriverApiSettings, DriverSessions, StartRequests
+from adapters.api.driver.sessions import DriverSessions
+from adapters.api.driver.settings import DriverApiSettings
+from adapters.api.driver.starts import StartRequests
 from domain.start_rules import StartRules, card_start_rules
 from adapters.api.driver.identity import DriverPrincipal, driver_id_of
 from adapters.postgres.env import eventsourcing_env

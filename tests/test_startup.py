@@ -22,13 +22,13 @@ ROUNDS = 10
 ROLES = ("api", "api", "gateway", "projections", "projections", "relay")
 
 # One worker per role: imports once, then for every database URL read from stdin builds the role's
-# objects the way its entry point does (app.py, adapters/api/app.py, projections/runner.py), closes
+# objects the way its entry point does (adapters/cli/api.py, gateway.py, projections.py, relay.py), closes
 # them and answers "ok" or the error. All workers are blocked on stdin, so writing the URL to each
 # releases them together.
 WORKER = textwrap.dedent("""
     import json, sys, traceback
     from adapters.api.auth import AuthSettings
-    from adapters.api.driver.sessions import DriverApiSettings
+    from adapters.api.driver.settings import DriverApiSettings
     from adapters.api.app import create_app
     from adapters.payments.config import SecretBox
     from adapters.postgres.env import eventsourcing_env

@@ -142,7 +142,7 @@ def requested_sessions(ledger: Ledger, world: World, count: int, at: datetime) -
 
 def closing_events(ledger: Ledger) -> tuple[Counter[str], int]:
     """(Failed events per trade serial, Released events in the wallets)."""
-    from app import iter_events
+    from adapters.followers.log_follower import iter_events
 
     failed = Counter(ledger.sessions.get(e.originator_id, ChargingSession, "session").trade_no
                      for e in iter_events(ledger.sessions) if type(e).__name__ == "Failed")

@@ -40,7 +40,7 @@ from uuid import UUID
 import psycopg
 
 from adapters.audit.store import read_events
-from domain.audit import _loads, as_iso, as_uuid
+from domain.audit.stored import as_iso, as_uuid, loads
 
 JOURNAL_COLUMNS = ("notification_id", "recorded_at", "tenant_id", "wallet_id", "driver_id", "event", "key",
                    "reference", "posting_set", "account", "debit_fen", "credit_fen")
@@ -66,7 +66,7 @@ def wallet_lines(conn: psycopg.Connection[Any], tenant: UUID | None = None) -> I
     """Every wallet event in notification order, with its wallet's (tenant, driver)."""
     owners: dict[Any, dict[str, Any]] = {}
     for oid, _version, topic, state, nid in read_events(conn, "wallets_events", tenant=tenant):
-        attrs = _loads(state)
+        attrs = loads(state)
         event = topic.rsplit(":", 1)[-1]
         if event == "Wallet.Opened":
             owners[oid] = {"tenant_id": as_uuid(attrs["tenant_id"]), "driver_id": attrs["driver_id"]}

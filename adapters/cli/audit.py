@@ -20,6 +20,9 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from adapters.cli.servers import servers
+from adapters.servers.nats_users import AUDITOR
+
 
 def _instant(text: str) -> datetime:
     """A date (the start of that UTC day) or an ISO instant (UTC unless it says otherwise)."""
@@ -79,9 +82,6 @@ def _urls(args: argparse.Namespace, need_nats: bool) -> Iterator[tuple[str, str]
     if args.database_url and (args.nats_url or not need_nats):
         yield args.database_url, args.nats_url
         return
-    from adapters.servers.nats_users import AUDITOR
-    from app import servers  # the composition root starts the embedded servers
-
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
     with servers(AUDITOR) as (server_url, nats_url):
@@ -120,7 +120,7 @@ def _replay(args: argparse.Namespace, database_url: str) -> int:
 
 
 def _verify(args: argparse.Namespace, database_url: str, nats_url: str | None) -> int:
-    from adapters.audit.chain import verify
+    from adapters.audit.verify import verify
 
     report = verify(database_url, nats_url or None)
     print(json.dumps(report.as_dict(), indent=2, default=str) if args.json else report.as_text())
@@ -128,7 +128,8 @@ def _verify(args: argparse.Namespace, database_url: str, nats_url: str | None) -
 
 
 def _seal(args: argparse.Namespace, database_url: str, nats_url: str) -> int:
-    from adapters.audit.chain import publish_seals, seal
+    from adapters.audit.chain import seal
+    from adapters.audit.seals import publish_seals
 
     while True:
         for s in seal(database_url):

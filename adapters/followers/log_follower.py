@@ -10,7 +10,7 @@ of deriving the same batch twice.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -110,3 +110,15 @@ class LogFollower:
         self.batch_size = batch_size
         with psycopg.connect(database_url, autocommit=True) as conn:
             create_tables(conn, self.schema)
+
+
+def iter_events(application: Any, batch: int = 1000) -> Iterator[Any]:
+    """Every domain event of an Application, in notification order (no tracking: a full read)."""
+    start = None
+    while True:
+        notifications = application.recorder.select_notifications(start, batch, inclusive_of_start=False)
+        if not notifications:
+            return
+        for n in notifications:
+            yield application.mapper.to_domain_event(n)
+        start = notifications[-1].id

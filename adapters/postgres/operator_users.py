@@ -21,7 +21,6 @@ from uuid import UUID
 
 from psycopg.rows import dict_row
 
-from adapters.api.auth import AGENT, Principal
 from adapters.postgres.env import SCHEMA_LOCK
 
 SCHEMA = (
@@ -50,9 +49,6 @@ class OperatorUser:
     def from_row(cls, row: dict[str, Any]) -> OperatorUser:
         return cls(row["username"], row["role"], row["tenant_id"], frozenset(row["stations"]), row["disabled"],
                    row["token_generation"], row["password_hash"])
-
-    def principal(self) -> Principal:
-        return Principal(self.username, self.role, self.tenant_id, self.stations if self.role == AGENT else None)
 
     def public(self) -> dict[str, Any]:
         """What an admin may see of a user (never the hash)."""

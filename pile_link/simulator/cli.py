@@ -13,6 +13,7 @@ Examples::
     chargeledger simulate --host 10.0.0.5 --port 8768 --piles 20 --guns 2 --seed 7 --speed 60 --plugged
     chargeledger simulate --port 8768 --piles 5 --arrivals 20 --cards 00000000D14B0A54 --card-share 0.5
     chargeledger simulate --port 8768 --load --piles 10000 --duration 60
+    chargeledger simulate --port 8768 --piles 6 --guns 2 --plugged --speed 120 --drain --drain-timeout 60
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import signal
 import sys
 from datetime import datetime
 from typing import TextIO
@@ -65,6 +67,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="real seconds between resends of an unconfirmed record (default %(default)s)")
     sim.add_argument("--progress", type=float, default=5.0, metavar="MINUTES",
                      help="print a charging gun's power and SOC every MINUTES simulated (default %(default)s)")
+    sim.add_argument("--drain", action="store_true",
+                     help="end the run (after --duration, or on SIGTERM / Ctrl-C) by draining: no new arrivals or "
+                          "starts, every charge stopped at the pile, then wait until every record is confirmed; "
+                          "exit 0 only if all were (a second Ctrl-C / SIGTERM abandons the drain)")
+    sim.add_argument("--drain-timeout", type=float, default=120.0, metavar="SECONDS",
+                     help="with --drain: real seconds to wait for the records (default %(default)s)")
     sim.add_argument("--verbose", action="store_true", help="print every event, idle realtime frames too")
     sim.add_argument("--events", type=argparse.FileType("w"), metavar="FILE",
                      help="also write every event as one JSON object per line to FILE")
@@ -79,6 +87,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Run the simulator as the CLI asked; 0 if every pile logged in and every record was confirmed."""
     out = out or sys.stdout
+    if getattr(args, "drain_timeout", 0) < 0:
+        out.write("simulate: --drain-timeout must be 0 or more seconds\n")
+        return 2
     try:
         if args.load:
             return asyncio.run(_load(args, out))
@@ -104,15 +115,55 @@ async def _simulate(args: argparse.Namespace, out: TextIO) -> int:
                                               cards=cards, card_share=args.card_share))
     out.write(f"simulating {args.piles} piles x {args.guns} guns against {args.host}:{args.port}, "
               f"seed {args.seed}, speed x{args.speed:g}, clock from {fleet.clock.start:%Y-%m-%d %H:%M:%S}\n")
+    loop = asyncio.get_running_loop()
+    ended = asyncio.Event()  # SIGTERM / Ctrl-C: end the run (a second one abandons a drain)
+    signals: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        signals.append(signum)
+        ended.set()
+        if len(signals) > 1 and draining is not None:
+            draining.cancel()
+
+    draining: asyncio.Task[list[str]] | None = None
+    handled = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not the main thread, or Windows
+            loop.add_signal_handler(signum, on_signal, signum)
+            handled.append(signum)
+    unconfirmed: list[str] | None = None
     try:
         await fleet.start(wait=False)
         if drivers is not None:
             drivers.start()
-        if args.duration:
-            await asyncio.sleep(args.duration)
-        else:
-            await asyncio.Event().wait()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ended.wait(), args.duration or None)
+        if signals and not args.drain:
+            out.write(f"simulate: {signal.Signals(signals[0]).name}: stopping without draining\n")
+        if args.drain:
+            if drivers is not None:
+                await drivers.stop()
+                drivers = None
+            out.write(f"draining: no new starts, stopping every charge at the pile, waiting up to "
+                      f"{args.drain_timeout:g} s for every record to be confirmed\n")
+            out.flush()
+            draining = asyncio.ensure_future(fleet.drain(args.drain_timeout))
+            try:
+                unconfirmed = await draining
+            except asyncio.CancelledError:
+                if len(signals) < 2:
+                    raise
+                unconfirmed = fleet.unconfirmed()
+                out.write("draining abandoned (second signal)\n")
+            if unconfirmed:
+                out.write(f"drain: {len(unconfirmed)} records not confirmed:\n")
+                for line in unconfirmed:
+                    out.write(f"  {line}\n")
+            else:
+                out.write("drained: every record confirmed\n")
     finally:
+        for signum in handled:
+            loop.remove_signal_handler(signum)
         if drivers is not None:
             await drivers.stop()
         with contextlib.suppress(Exception):
@@ -121,7 +172,10 @@ async def _simulate(args: argparse.Namespace, out: TextIO) -> int:
             args.events.flush()
         summary = fleet.summary()
         out.write("summary: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in summary.items()) + "\n")
+        out.flush()
     ok = summary["login_failed"] == 0 and summary["records_unconfirmed"] == 0 and summary["login_ok"] > 0
+    if signals and not args.drain:
+        return 128 + signals[0]  # 130 for Ctrl-C, 143 for SIGTERM, as before
     return 0 if ok else 1
 
 

@@ -91,6 +91,10 @@ def _describe(e: Event) -> str | None:
             return f"RECORD {d['trade_no']} REJECTED by the platform (invalid bill)"
         case "frame_error":
             return f"bad frame from the platform [{d['code']}] {d['reason']}: {d['hex'][:80]}"
+        case "draining":
+            return f"draining: no new starts, charges stopped, {d['records']} records to confirm"
+        case "pending_start_dropped":
+            return "draining: the start waiting for a plug is dropped"
         case "unhandled":
             return f"ignored {d['frame_type']} {d['message']}"
     return None

@@ -25,6 +25,7 @@ record_sent            trade_no, attempt, energy, amount / record_confirmed, rec
 fault / fault_cleared  bit, name
 heartbeat_lost         missed
 frame_error            code, reason, hex
+draining               records (held when the drain began) / pending_start_dropped: -
 =====================  ==========================================================================
 """
 

@@ -92,6 +92,23 @@ class Fleet:
         if wait:
             await asyncio.gather(*(pile.wait_online(timeout) for pile in self.piles))
 
+    async def drain(self, timeout: float) -> list[str]:
+        """Take every pile out of service (:meth:`SimPile.drain`: no new start, every charge stopped at
+        the pile) and wait until every record has been confirmed (0x40) or ``timeout`` real seconds
+        passed. Returns what is still unconfirmed, as ``"<pile>-<gun> <trade number>"`` (empty: drained)."""
+        for pile in self.piles:
+            pile.drain()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not all(pile.drained for pile in self.piles) and loop.time() < deadline:
+            await asyncio.sleep(0.1)
+        return self.unconfirmed()
+
+    def unconfirmed(self) -> list[str]:
+        """Records no 0x40 confirmed yet, as ``"<pile>-<gun> <trade number>"``."""
+        return [f"{pile.pile_no}-{p.record.gun_no} {trade_no}"
+                for pile in self.piles for trade_no, p in pile.records.items()]
+
     async def close(self) -> None:
         await asyncio.gather(*(pile.close() for pile in self.piles), return_exceptions=True)
 

@@ -190,6 +190,7 @@ class SimPile:
         self.records: dict[str, _Pending] = {}  # unconfirmed 0x3B by trade number, oldest first
         self.online = False
         self.stopped = False  # login refused or closed: the pile stays off
+        self.draining = False  # taken out of service (drain): refuses starts, stays online until its records are confirmed
         self.frames_sent = 0
         self.frames_received = 0
         self._want_online = asyncio.Event()
@@ -252,6 +253,25 @@ class SimPile:
         self._drop_link()
         if self._task is not None:
             await stop_task(self._task)
+
+    def drain(self) -> None:
+        """Take the pile out of service, as an operator ending a test run would: refuse every new start
+        (0x33 reason 3; a card gets no charge), drop a start waiting for a plug, and stop every charge as
+        a driver pressing stop would (reason 0x45). The records go out at once and are resent until the
+        platform confirms them; the link stays up (and reconnects) meanwhile. See :attr:`drained`."""
+        self.draining = True
+        for gun in self.guns:
+            if gun.pending_start is not None:
+                gun.pending_start = None
+                self._emit(gun, "pending_start_dropped")
+            if gun.charging:
+                self._finish(gun, STOP_MANUAL)
+        self._emit(None, "draining", records=len(self.records))
+
+    @property
+    def drained(self) -> bool:
+        """Nothing charging and every record confirmed (after :meth:`drain`, the pile may be closed)."""
+        return not self.records and not any(gun.charging for gun in self.guns)
 
     def plug(self, gun_no: int) -> None:
         """A driver plugs the gun into a car. Honours a 0x34 refused "not plugged" within 60 s."""
@@ -553,6 +573,8 @@ class SimPile:
     # -- charging --------------------------------------------------------------------------------
 
     def _can_start(self, gun: Gun) -> int:
+        if self.draining:
+            return START_DEVICE_FAULT  # out of service: a pile being drained takes no new charge
         if gun.charging:
             return START_GUN_BUSY
         if gun.faults or self.model is None:

@@ -26,9 +26,9 @@ from starlette.concurrency import run_in_threadpool
 from adapters.api import inputs as t
 from adapters.api.auth import (AGENT, MAX_PASSWORD, MIN_PASSWORD, OPERATOR_ROLES, PLATFORM_ADMIN, TENANT_ADMIN,
                            USERNAME_PATTERN, USERNAME_RULE, AuthError, Principal, TokenSigner, check_printable)
-from adapters.api.app import ApiError
+from adapters.api.errors import ApiError
 from adapters.api.login_guard import HashGate, LoginBusy, LoginLimits, LoginThrottle
-from adapters.api.operator.routes import ERRORS, S, T, Caller, body_example, example, require
+from adapters.api.operator.deps import ERRORS, S, T, Caller, body_example, example, require
 from adapters.postgres.operator_users import OperatorUser, OperatorUsers
 from domain.errors import NotFound
 
@@ -59,7 +59,7 @@ class Accounts:
             raise AuthError("user_disabled", "this user is disabled")
         if claims.get("gen") != user.generation:
             raise AuthError("token_revoked", "the token was revoked (logout or new password); sign in again")
-        return user.principal()
+        return principal_of(user)
 
     async def dummy_hash(self) -> str:
         """Verified for unknown users, so that an unknown name costs what a wrong password does."""
@@ -116,6 +116,11 @@ class Accounts:
 
     def close(self) -> None:
         self.gate.close()
+
+
+def principal_of(user: OperatorUser) -> Principal:
+    """The caller a user's row speaks for: an agent's scope is their stations, anyone else's the whole tenant."""
+    return Principal(user.username, user.role, user.tenant_id, user.stations if user.role == AGENT else None)
 
 
 def accounts_of(request: Request) -> Accounts:

@@ -1,0 +1,43 @@
+"""``chargeledger api``: the operator and driver HTTP API (FastAPI under uvicorn)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from adapters.cli.servers import with_database
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+
+
+@with_database
+def run(args: argparse.Namespace) -> int:
+    """Serve the API on ``args.database_url``; needs CHARGELEDGER_TOKEN_KEY, and for the driver side
+    CHARGELEDGER_PAYMENT_KEYS and CHARGELEDGER_PUBLIC_URL (without them: operators only).
+    Limits and timeouts from the environment (ServerSettings.from_env, docs/operations.md)."""
+    import uvicorn
+
+    from adapters.api.app import create_app
+    from adapters.api.auth import AuthSettings
+    from adapters.api.driver.settings import DriverApiSettings
+    from adapters.api.guards import ServerSettings, server_config
+    from adapters.postgres.env import eventsourcing_env
+    from domain.ledger import Ledger
+
+    driver = DriverApiSettings.from_env(dict(os.environ))
+    if driver is None:
+        print("CHARGELEDGER_PAYMENT_KEYS is not set: serving the operator API only (no driver API)", file=sys.stderr)
+    server = ServerSettings.from_env(os.environ)
+    ledger = Ledger(eventsourcing_env(args.database_url))
+    try:
+        app = create_app(ledger, args.database_url, AuthSettings.from_env(dict(os.environ)), driver=driver,
+                         server=server)
+        uvicorn.Server(server_config(app, server, host=args.host, port=args.port,
+                                     log_level=os.environ.get("LOG_LEVEL", "warning").lower())).run()
+    finally:
+        ledger.close()
+    return 0

@@ -1,0 +1,47 @@
+"""``chargeledger gateway``: the YKC pile gateway on TCP."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+from contextlib import nullcontext
+
+from adapters.cli.relay import running_relay
+from adapters.cli.servers import servers
+from adapters.postgres.env import eventsourcing_env
+from adapters.servers.embedded import redacted
+from adapters.servers.nats_users import GATEWAY, RELAY
+from domain.ledger import Ledger
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default=os.environ.get("YKC_HOST", "0.0.0.0"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("YKC_PORT", "8767")))
+    parser.add_argument("--no-relay", dest="relay", action="store_false",
+                        help="run no relay in this process (run `chargeledger relay` instead); by default one "
+                             "runs, publishing only while it holds the leader's lock")
+    parser.add_argument("--no-watchdog", action="store_true",
+                        help="leave deadlines and wallet follow-ups to `chargeledger watchdog` processes")
+
+
+def run(args: argparse.Namespace) -> int:
+    """The YKC gateway, by default with a relay beside it (a standby while another relay leads) so
+    commands reach piles through NATS even where no ``chargeledger relay`` runs; ``--no-relay``
+    leaves the relay to other processes."""
+    from pile_link.gateway import serve
+
+    with servers(GATEWAY, RELAY) as (database_url, nats_url, relay_url):
+        ledger = Ledger(eventsourcing_env(database_url))
+        try:
+            with running_relay(ledger, database_url, relay_url) if args.relay else nullcontext():
+                print(f"YKC gateway on {args.host}:{args.port} (Postgres {redacted(database_url)}, "
+                      f"NATS {redacted(nats_url)}), {'with a relay' if args.relay else 'no relay (--no-relay)'}",
+                      flush=True)
+                asyncio.run(serve(ledger, database_url=database_url, nats_url=nats_url, host=args.host,
+                                  port=args.port, watchdog=not args.no_watchdog))
+        except KeyboardInterrupt:
+            pass
+        finally:
+            ledger.close()
+    return 0
