@@ -43,7 +43,7 @@ from adapters.postgres.env import eventsourcing_env  # noqa: E402
 from adapters.servers.postgres_server import create_database  # noqa: E402
 from adapters.servers.resolve import resolve_servers  # noqa: E402
 from domain.ledger import Ledger  # noqa: E402
-from domain.session import ChargingSession, TransactionRecord, make_trade_no  # noqa: E402
+from domain.session import ChargingSession, SettlementRecord, make_trade_no  # noqa: E402
 from domain.settlement import wallet_commands  # noqa: E402
 
 PRICES = {"sharp": {"electricity": 120000, "service": 80000}, "peak": {"electricity": 100000, "service": 80000},
@@ -67,8 +67,8 @@ def build(database_url: str, sessions: int, wallets: int) -> int:
         ledger.assign_tariff(tariff_id, "bench", station_id=station)
         wallet_ids = [ledger.open_wallet(tenant, f"driver-{i}", "bench") for i in range(wallets)]
         for wallet_id in wallet_ids:
-            ledger.wallet_command(wallet_id, "top_up", key=f"cash:{wallet_id}", amount=10**9, provider="cash",
-                                  payment_ref="bench")
+            ledger.top_up(wallet_id, key=f"cash:{wallet_id}", amount=10**9, provider="cash",
+                          payment_ref="bench")
         station_agg = ledger.registry.station(station)
         tariff = ledger.tariffs.tariff(tariff_id)
         in_memory = {w: ledger.wallet(w) for w in wallet_ids}
@@ -104,7 +104,7 @@ def build(database_url: str, sessions: int, wallets: int) -> int:
                 s.record_reading(at=at + timedelta(minutes=3 * r), energy=r * 1500 + i % 7, power=600, soc=40 + r)
             s.request_stop(at=at + timedelta(minutes=61), reason="driver", author="driver")
             energy = list(s.tier_energy)
-            record = TransactionRecord(tier_energy=tuple(energy), pile_tier_amounts=(0, 0, 0, 0),  # type: ignore[arg-type]
+            record = SettlementRecord(tier_energy=tuple(energy), pile_tier_amounts=(0, 0, 0, 0),  # type: ignore[arg-type]
                                        pile_total_amount=0, pile_total_energy=sum(energy), meter_start=0,
                                        meter_end=sum(energy), started_at=at, ended_at=at + timedelta(minutes=61),
                                        stop_reason=0x40)

@@ -40,7 +40,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from adapters.api.auth import AuthSettings  # noqa: E402
-from adapters.api.driver.settings import DriverApiSettings, StartRules  # noqa: E402
+from adapters.api.driver.settings import DriverApiSettings  # noqa: E402
+from domain.start_rules import StartRules  # noqa: E402
 from adapters.api.app import create_app  # noqa: E402
 from adapters.payments.config import SecretBox  # noqa: E402
 from adapters.postgres.env import eventsourcing_env  # noqa: E402
@@ -133,7 +134,7 @@ def run(database_url: str, nats_url: str, args: argparse.Namespace) -> int:
     ledger.assign_tariff(tariff, "bench", station_id=station)
     driver_id = "wechat:wx-bench:o-bench-driver"
     wallet_id = ledger.open_wallet(tenant, driver_id, "bench")
-    ledger.wallet_command(wallet_id, "top_up", key="topup:bench", amount=100_000_00, provider="wechat",
+    ledger.top_up(wallet_id, key="topup:bench", amount=100_000_00, provider="wechat",
                           payment_ref="bench")
 
     settings = DriverApiSettings(SecretBox.generate_setting(), "https://charge.example.com",

@@ -42,7 +42,7 @@ from adapters.postgres.env import eventsourcing_env  # noqa: E402
 from adapters.servers.postgres_server import create_database  # noqa: E402
 from adapters.servers.resolve import resolve_servers  # noqa: E402
 from domain.ledger import Ledger  # noqa: E402
-from domain.session import ChargingSession, TransactionRecord  # noqa: E402
+from domain.session import ChargingSession, SettlementRecord  # noqa: E402
 
 PRICES = {t: {"electricity": 100000, "service": 50000} for t in ("sharp", "peak", "flat", "valley")}
 T0 = datetime(2026, 11, 22, 2, 0, tzinfo=timezone.utc)
@@ -58,7 +58,7 @@ def setup(ledger: Ledger, piles: int) -> tuple[list[str], uuid.UUID]:
     tariff = ledger.create_tariff(tenant, "bench", PRICES, [2] * 48, "bench")
     ledger.assign_tariff(tariff, "bench", station_id=station)
     wallet = ledger.open_wallet(tenant, "bench-driver", "bench")
-    ledger.wallet_command(wallet, "top_up", key="t", amount=10**9, provider="wechat", payment_ref="b")
+    ledger.top_up(wallet, key="t", amount=10**9, provider="wechat", payment_ref="b")
     return pile_nos, wallet
 
 
@@ -72,7 +72,7 @@ def wave(ledger: Ledger, pile_nos: list[str], wallet: uuid.UUID, start_ms: list[
         trade_no = ledger.request_start(pile_no=pile_no, gun_no=1, wallet_id=wallet, hold_fen=100_00, at=T0,
                                         author="bench")
         start_ms.append((time.perf_counter() - started) * 1000)
-        ledger.session_command(trade_no, "mark_charging", at=T0)
+        ledger.mark_charging(trade_no, at=T0)
         trades.append(trade_no)
     for i in range(1, READINGS + 1):
         outcomes = ledger.record_readings([
@@ -81,7 +81,7 @@ def wave(ledger: Ledger, pile_nos: list[str], wallet: uuid.UUID, start_ms: list[
         ])
         assert not any(outcomes), outcomes
     energy = READINGS * 100
-    record = TransactionRecord(tier_energy=(0, 0, energy, 0), pile_tier_amounts=(0, 0, energy * 15, 0),
+    record = SettlementRecord(tier_energy=(0, 0, energy, 0), pile_tier_amounts=(0, 0, energy * 15, 0),
                                pile_total_amount=energy * 15, pile_total_energy=energy, meter_start=0,
                                meter_end=energy, started_at=T0, ended_at=T0 + timedelta(minutes=5), stop_reason=0x40)
     for trade_no in trades:

@@ -34,7 +34,7 @@ from adapters.postgres.env import eventsourcing_env  # noqa: E402
 from adapters.servers.postgres_server import create_database  # noqa: E402
 from adapters.servers.resolve import resolve_servers  # noqa: E402
 from domain.ledger import Ledger  # noqa: E402
-from domain.session import TransactionRecord  # noqa: E402
+from domain.session import SettlementRecord  # noqa: E402
 from projections.runner import VIEWS, Projections  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -53,16 +53,16 @@ def ledger_day(ledger: Ledger, sessions: int, piles: int = 50) -> None:
         for pile_no in wave:
             trade = ledger.request_start(pile_no=pile_no, gun_no=1, wallet_id=wallet, hold_fen=100_00, at=T0,
                                          author="bench")
-            ledger.session_command(trade, "mark_charging", at=T0)
+            ledger.mark_charging(trade, at=T0)
             trades.append(trade)
         for tick in range(1, READINGS + 1):
             ledger.record_readings([{"trade_no": t, "at": T0 + timedelta(minutes=tick), "energy": tick * 1000}
                                     for t in trades])
         for trade in trades:
             energy = READINGS * 1000
-            ledger.settle(trade, TransactionRecord((0, 0, energy, 0), (0, 0, energy * 15, 0), energy * 15, energy,
-                                                   0, energy, T0, T0 + timedelta(minutes=READINGS), 0x40),
-                          T0 + timedelta(minutes=READINGS + 1))
+            ledger.settle(trade, SettlementRecord((0, 0, energy, 0), (0, 0, energy * 15, 0), energy * 15, energy,
+                                                  0, energy, T0, T0 + timedelta(minutes=READINGS), 0x40),
+                                                  T0 + timedelta(minutes=READINGS + 1))
         done += len(wave)
 
 

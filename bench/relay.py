@@ -40,11 +40,11 @@ def backlog(ledger: Ledger, readings: int) -> None:
     tariff = ledger.create_tariff(tenant, "flat", PRICES, [2] * 48, "bench")
     ledger.assign_tariff(tariff, "bench", station_id=station)
     wallet = ledger.open_wallet(tenant, "bench-driver", "bench")
-    ledger.wallet_command(wallet, "top_up", key="topup:bench", amount=100_00, provider="cash", payment_ref="bench")
+    ledger.top_up(wallet, key="topup:bench", amount=100_00, provider="cash", payment_ref="bench")
     trade_no = ledger.request_start(pile_no="97000000000001", gun_no=1, wallet_id=wallet, hold_fen=5_00, at=T0,
                                     author="bench")
-    ledger.session_command(trade_no, "acknowledge_start", at=T0, ok=True)
-    ledger.session_command(trade_no, "mark_charging", at=T0)
+    ledger.acknowledge_start(trade_no, at=T0, ok=True)
+    ledger.mark_charging(trade_no, at=T0)
     for first in range(0, readings, 500):
         ledger.record_readings([{"trade_no": trade_no, "at": T0 + timedelta(seconds=i + 1), "energy": i + 1}
                                 for i in range(first, min(readings, first + 500))])

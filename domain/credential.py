@@ -8,11 +8,12 @@ most one wallet platform-wide; unbinding keeps the history.
 from __future__ import annotations
 
 import re
-from uuid import NAMESPACE_URL, UUID, uuid5
+from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
 from domain.errors import InvalidRegistration
+from domain.ids import derived_id
 
 KINDS = ("card", "vin")
 _FORMATS = {"card": re.compile(r"^[0-9A-F]{16}$"), "vin": re.compile(r"^[A-HJ-NPR-Z0-9]{17}$")}
@@ -31,7 +32,7 @@ def normalise(kind: str, value: str) -> str:
 class Credential(Aggregate):
     @staticmethod
     def create_id(kind: str, value: str) -> UUID:
-        return uuid5(NAMESPACE_URL, f"chargeledger:credential:{kind}:{normalise(kind, value)}")
+        return derived_id("credential", kind, normalise(kind, value))
 
     @event("Bound")
     def __init__(self, kind: str, value: str, tenant_id: UUID, wallet_id: UUID, author: str) -> None:

@@ -8,6 +8,8 @@ of 1e-9 yuan ("nano-yuan"); nothing is rounded until a total is turned into fen,
 
 from __future__ import annotations
 
+import re
+
 NANO_PER_FEN = 10**7  # 1 fen = 0.01 yuan = 10^7 × 1e-9 yuan
 NANO_PER_YKC_AMOUNT = 10**5  # YKC amounts are 0.0001 yuan = 10^5 × 1e-9 yuan
 YKC_AMOUNT_PER_FEN = 100
@@ -25,12 +27,40 @@ def nano_to_fen(nano: int) -> int:
     return (nano + NANO_PER_FEN // 2) // NANO_PER_FEN
 
 
+def fixed_point_str(value: int, places: int) -> str:
+    """An integer count of 10^-places units as an exact decimal string: (-1234, 2) -> '-12.34'."""
+    sign = "-" if value < 0 else ""
+    whole, part = divmod(abs(value), 10**places)
+    return f"{sign}{whole}.{part:0{places}d}"
+
+
 def fen_to_yuan_str(fen: int) -> str:
-    sign = "-" if fen < 0 else ""
-    fen = abs(fen)
-    return f"{sign}{fen // 100}.{fen % 100:02d}"
+    """Fen as yuan with two decimals: 1234 -> '12.34' (the payment platforms' amount format too)."""
+    return fixed_point_str(fen, 2)
+
+
+PLAIN_YUAN = re.compile(r"(0|[1-9][0-9]{0,9})(\.[0-9]{1,2})?")
+
+
+def yuan_str_to_fen(text: str) -> int:
+    """A plain yuan amount back to fen, exactly: ASCII digits, at most two decimals, no sign, no
+    exponent, no spaces ('20.5' -> 2050). Anything else is a ValueError."""
+    if not isinstance(text, str) or not PLAIN_YUAN.fullmatch(text):
+        raise ValueError(f"not an amount in yuan: {str(text)[:40]!r}")
+    whole, _, cents = text.partition(".")
+    return int(whole) * 100 + int(cents.ljust(2, "0") or 0)
 
 
 def energy_to_kwh_str(energy: int) -> str:
     """0.0001 kWh units as a decimal string, e.g. 123456 -> '12.3456'."""
-    return f"{energy // 10000}.{energy % 10000:04d}"
+    return fixed_point_str(energy, 4)
+
+
+def ykc_amount_to_yuan_str(amount: int) -> str:
+    """A YKC amount (0.0001 yuan) as a decimal string, e.g. 123456 -> '12.3456'."""
+    return fixed_point_str(amount, 4)
+
+
+def price_to_yuan_str(price: int) -> str:
+    """A unit price (0.00001 yuan/kWh) as a decimal string, e.g. 150000 -> '1.50000'."""
+    return fixed_point_str(price, 5)

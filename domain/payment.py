@@ -21,12 +21,13 @@ from __future__ import annotations
 import copy
 from datetime import datetime
 from typing import Any
-from uuid import NAMESPACE_URL, UUID, uuid5
+from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
 from domain.applications import CACHED, LedgerApplication, retry_on_conflict
 from domain.errors import DomainError, InvalidAmount, InvalidTransition, NotFound
+from domain.ids import derived_id
 
 PAYMENT_PROVIDERS = ("wechat", "alipay")
 MAX_TOP_UP_FEN = 5_000_00  # one top-up is at most 5,000 yuan
@@ -51,7 +52,7 @@ class PaymentChannel(Aggregate):
 
     @staticmethod
     def create_id(tenant_id: UUID, name: str) -> UUID:
-        return uuid5(NAMESPACE_URL, f"chargeledger:payment-channel:{tenant_id}:{name}")
+        return derived_id("payment-channel", tenant_id, name)
 
     @event("Configured")
     def __init__(self, tenant_id: UUID, name: str, provider: str, sealed: str, author: str) -> None:
@@ -83,7 +84,7 @@ class PaymentOrder(Aggregate):
 
     @staticmethod
     def create_id(out_trade_no: str) -> UUID:
-        return uuid5(NAMESPACE_URL, f"chargeledger:payment-order:{out_trade_no}")
+        return derived_id("payment-order", out_trade_no)
 
     @event("Created")
     def __init__(self, tenant_id: UUID, wallet_id: UUID, driver_id: str, provider: str, channel: str,
@@ -249,7 +250,7 @@ class DriverPayments(Aggregate):
 
     @staticmethod
     def create_id(wallet_id: UUID) -> UUID:
-        return uuid5(NAMESPACE_URL, f"chargeledger:driver-payments:{wallet_id}")
+        return derived_id("driver-payments", wallet_id)
 
     @event("Opened")
     def __init__(self, tenant_id: UUID, wallet_id: UUID) -> None:

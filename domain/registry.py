@@ -11,13 +11,14 @@ import re
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
-from uuid import NAMESPACE_URL, UUID, uuid5
+from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from eventsourcing.domain import Aggregate, event
 
 from domain.aggregate import shallow_clone
 from domain.errors import InvalidRegistration, PileUnavailable
+from domain.ids import derived_id
 from domain.text import ADDRESS, NAME, TIMEZONE, checked
 
 PILE_NO = re.compile(r"^\d{14}$")
@@ -89,7 +90,7 @@ class Station(Aggregate):
 @lru_cache(maxsize=20_000)
 def _pile_id(pile_no: str) -> UUID:
     """The aggregate id of a pile, a name-based uuid: hashed once per pile_no (every frame asks for it)."""
-    return uuid5(NAMESPACE_URL, f"chargeledger:pile:{pile_no}")
+    return derived_id("pile", pile_no)
 
 
 class Pile(Aggregate):

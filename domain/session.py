@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
-from uuid import NAMESPACE_URL, UUID, uuid5
+from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from eventsourcing.domain import Aggregate, event
@@ -34,6 +34,7 @@ from eventsourcing.domain import Aggregate, event
 from domain import changes
 from domain.aggregate import shallow_clone
 from domain.errors import InvalidTransition
+from domain.ids import derived_id
 from domain.pricing import Bill, price
 from domain.tariff import TIERS, TariffSchedule
 from domain.text import REASON, checked
@@ -60,7 +61,7 @@ def make_trade_no(pile_no: str, gun_no: int, local_time: datetime, sequence: int
 
 
 @dataclass(frozen=True)
-class TransactionRecord:
+class SettlementRecord:
     """What a pile reports at the end of a session (the YKC 0x3B frame, protocol-agnostic)."""
 
     tier_energy: tuple[int, int, int, int]  # 0.0001 kWh, sharp/peak/flat/valley
@@ -86,7 +87,7 @@ class TransactionRecord:
 @lru_cache(maxsize=65_536)
 def _session_id(trade_no: str) -> UUID:
     """The aggregate id of a session, a name-based uuid: hashed once per trade_no (every frame asks for it)."""
-    return uuid5(NAMESPACE_URL, f"chargeledger:session:{trade_no}")
+    return derived_id("session", trade_no)
 
 
 class ChargingSession(Aggregate):
@@ -280,7 +281,7 @@ class ChargingSession(Aggregate):
         changes.failed(self, {})
         self._close(at, reason)
 
-    def settle(self, record: TransactionRecord, at: datetime) -> bool:
+    def settle(self, record: SettlementRecord, at: datetime) -> bool:
         """Price the pile's record. Returns False if this exact record was already applied."""
         rec = record.as_dict()
         if self.record is not None:
@@ -360,5 +361,5 @@ def _comparable(record: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in record.items()}
 
 
-__all__ = ["ChargingSession", "TransactionRecord", "make_trade_no", "TIERS", "START_TIMEOUT", "RECORD_TIMEOUT",
+__all__ = ["ChargingSession", "SettlementRecord", "make_trade_no", "TIERS", "START_TIMEOUT", "RECORD_TIMEOUT",
            "OFFLINE_TIMEOUT"]

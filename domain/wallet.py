@@ -13,10 +13,13 @@ and returns the earlier outcome; reusing it with different arguments is refused.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
 import json
+from collections.abc import Callable
 from typing import Any
-from uuid import NAMESPACE_URL, UUID, uuid5
+from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
@@ -30,6 +33,7 @@ from domain.errors import (
     UnknownHold,
     UnknownRefund,
 )
+from domain.ids import derived_id
 
 AVAILABLE, HELD, REFUND_PENDING, ARREARS = "available", "held", "refund_pending", "arrears"
 REVENUE_ELECTRICITY, REVENUE_SERVICE = "revenue:electricity", "revenue:service"
@@ -46,6 +50,40 @@ def clearing(provider: str) -> str:
 def _fingerprint(command: str, args: dict[str, Any]) -> str:
     raw = json.dumps([command, args], sort_keys=True, default=str)
     return hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+def idempotent(body: Callable[..., None]) -> Callable[..., None]:
+    """A wallet command with an idempotency key: the prelude every command shares, written once.
+
+    The command is called as ``command(key, **arguments)`` (or positionally, in the declared order).
+    Its arguments (every parameter after ``key`` and ``fp``) are fingerprinted with the command's name
+    (:func:`_fingerprint`); a key seen before with the same fingerprint returns at once and changes
+    nothing; a key seen with another is refused (:meth:`Wallet.seen`). Otherwise the body runs as
+    ``body(self, key, fp, **arguments)`` and records its event with ``key`` and ``fp``, which is how
+    a replayed wallet knows its keys. The fingerprint is exactly what each command computed by hand
+    before this decorator (tests/test_wallet_commands.py holds the stored fields of every command).
+    """
+    name = body.__name__
+    signature = inspect.signature(body)
+    names = tuple(signature.parameters)[3:]  # after self, key, fp
+
+    @functools.wraps(body)
+    def command(self: Wallet, key: str, *args: Any, **kwargs: Any) -> None:
+        if len(args) > len(names):
+            raise TypeError(f"{name}() takes {len(names) + 1} arguments, got {len(args) + 1}")
+        for arg_name, value in zip(names, args, strict=False):
+            if arg_name in kwargs:
+                raise TypeError(f"{name}() got multiple values for argument {arg_name!r}")
+            kwargs[arg_name] = value
+        if kwargs.keys() != set(names):
+            raise TypeError(f"{name}() takes key and {', '.join(names)}; got {', '.join(sorted(kwargs))}")
+        if self.seen(key, name, kwargs):
+            return
+        body(self, key, _fingerprint(name, kwargs), **kwargs)
+
+    command.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[p for n, p in signature.parameters.items() if n != "fp"])
+    return command
 
 
 def _amount(value: Any, what: str, *, allow_zero: bool = False) -> int:
@@ -65,7 +103,7 @@ def _posting_set(*legs: tuple[str, int]) -> list[Posting]:
 class Wallet(Aggregate):
     @staticmethod
     def create_id(tenant_id: UUID, driver_id: str) -> UUID:
-        return uuid5(NAMESPACE_URL, f"chargeledger:wallet:{tenant_id}:{driver_id}")
+        return derived_id("wallet", tenant_id, driver_id)
 
     @event("Opened")
     def __init__(self, tenant_id: UUID, driver_id: str, author: str) -> None:
@@ -111,21 +149,17 @@ class Wallet(Aggregate):
         return True
 
     # ---- commands --------------------------------------------------------------------------
-    def top_up(self, key: str, amount: int, provider: str, payment_ref: str) -> None:
-        args = {"amount": amount, "provider": provider, "payment_ref": payment_ref}
-        if self.seen(key, "top_up", args):
-            return
+    @idempotent
+    def top_up(self, key: str, fp: str, amount: int, provider: str, payment_ref: str) -> None:
         _amount(amount, "top-up amount")
         if provider not in PROVIDERS:
             raise InvalidAmount(f"unknown payment provider {provider!r}; known: {list(PROVIDERS)}")
         postings = self._back_to_driver(clearing(provider), amount)
-        self._topped_up(key=key, fp=_fingerprint("top_up", args), postings=postings, provider=provider,
+        self._topped_up(key=key, fp=fp, postings=postings, provider=provider,
                         payment_ref=payment_ref)
 
-    def hold(self, key: str, hold_id: str, amount: int) -> None:
-        args = {"hold_id": hold_id, "amount": amount}
-        if self.seen(key, "hold", args):
-            return
+    @idempotent
+    def hold(self, key: str, fp: str, hold_id: str, amount: int) -> None:
         _amount(amount, "hold amount")
         if hold_id in self.holds:
             raise InvalidAmount(f"hold {hold_id} already exists", hold_id=hold_id)
@@ -133,14 +167,12 @@ class Wallet(Aggregate):
             raise InsufficientFunds(
                 f"cannot hold {amount} fen: {self.available} fen available", available=self.available, wanted=amount
             )
-        self._hold_placed(key=key, fp=_fingerprint("hold", args), hold_id=hold_id,
+        self._hold_placed(key=key, fp=fp, hold_id=hold_id,
                           postings=_posting_set((AVAILABLE, amount), (HELD, -amount)))
 
-    def capture(self, key: str, hold_id: str, electricity: int, service: int) -> None:
+    @idempotent
+    def capture(self, key: str, fp: str, hold_id: str, electricity: int, service: int) -> None:
         """Take a bill out of a hold, then release what is left of it back to available."""
-        args = {"hold_id": hold_id, "electricity": electricity, "service": service}
-        if self.seen(key, "capture", args):
-            return
         _amount(electricity, "electricity amount", allow_zero=True)
         _amount(service, "service amount", allow_zero=True)
         held = self._open_hold(hold_id)
@@ -153,48 +185,40 @@ class Wallet(Aggregate):
         capture = _posting_set((HELD, electricity + service), (REVENUE_ELECTRICITY, -electricity),
                                (REVENUE_SERVICE, -service))
         release = self._back_to_driver(HELD, rest)
-        self._captured(key=key, fp=_fingerprint("capture", args), hold_id=hold_id,
+        self._captured(key=key, fp=fp, hold_id=hold_id,
                        postings=capture, release=release)
 
-    def release(self, key: str, hold_id: str) -> None:
-        args = {"hold_id": hold_id}
-        if self.seen(key, "release", args):
-            return
+    @idempotent
+    def release(self, key: str, fp: str, hold_id: str) -> None:
         held = self._open_hold(hold_id)
-        self._released(key=key, fp=_fingerprint("release", args), hold_id=hold_id,
+        self._released(key=key, fp=fp, hold_id=hold_id,
                        postings=self._back_to_driver(HELD, held))
 
-    def charge(self, key: str, electricity: int, service: int, reference: str) -> None:
+    @idempotent
+    def charge(self, key: str, fp: str, electricity: int, service: int, reference: str) -> None:
         """Bill without a hold (an offline start, a bill above its hold, a re-price).
 
         Takes what the available balance covers; the rest becomes arrears, repaid by the next top-up.
         """
-        args = {"electricity": electricity, "service": service, "reference": reference}
-        if self.seen(key, "charge", args):
-            return
         _amount(electricity, "electricity amount", allow_zero=True)
         _amount(service, "service amount", allow_zero=True)
         total = electricity + service
         covered = min(total, self.available)
         postings = _posting_set((AVAILABLE, covered), (ARREARS, total - covered),
                                 (REVENUE_ELECTRICITY, -electricity), (REVENUE_SERVICE, -service))
-        self._charged(key=key, fp=_fingerprint("charge", args), reference=reference, postings=postings)
+        self._charged(key=key, fp=fp, reference=reference, postings=postings)
 
-    def credit_back(self, key: str, electricity: int, service: int, reference: str) -> None:
+    @idempotent
+    def credit_back(self, key: str, fp: str, electricity: int, service: int, reference: str) -> None:
         """Give back part of a bill (a re-price that came out lower): revenue back to arrears, then available."""
-        args = {"electricity": electricity, "service": service, "reference": reference}
-        if self.seen(key, "credit_back", args):
-            return
         _amount(electricity, "electricity amount", allow_zero=True)
         _amount(service, "service amount", allow_zero=True)
         postings = _posting_set((REVENUE_ELECTRICITY, electricity), (REVENUE_SERVICE, service),
                                 *self._owed_first(electricity + service))
-        self._credited_back(key=key, fp=_fingerprint("credit_back", args), reference=reference, postings=postings)
+        self._credited_back(key=key, fp=fp, reference=reference, postings=postings)
 
-    def request_refund(self, key: str, refund_id: str, amount: int, provider: str) -> None:
-        args = {"refund_id": refund_id, "amount": amount, "provider": provider}
-        if self.seen(key, "request_refund", args):
-            return
+    @idempotent
+    def request_refund(self, key: str, fp: str, refund_id: str, amount: int, provider: str) -> None:
         _amount(amount, "refund amount")
         if provider not in PROVIDERS:
             raise InvalidAmount(f"unknown payment provider {provider!r}")
@@ -203,33 +227,27 @@ class Wallet(Aggregate):
         if amount > self.available:
             raise InsufficientFunds(f"cannot refund {amount} fen: {self.available} fen available",
                                     available=self.available, wanted=amount)
-        self._refund_requested(key=key, fp=_fingerprint("request_refund", args), refund_id=refund_id,
+        self._refund_requested(key=key, fp=fp, refund_id=refund_id,
                                amount=amount, provider=provider,
                                postings=_posting_set((AVAILABLE, amount), (REFUND_PENDING, -amount)))
 
-    def complete_refund(self, key: str, refund_id: str, provider_ref: str) -> None:
-        args = {"refund_id": refund_id, "provider_ref": provider_ref}
-        if self.seen(key, "complete_refund", args):
-            return
+    @idempotent
+    def complete_refund(self, key: str, fp: str, refund_id: str, provider_ref: str) -> None:
         refund = self._pending_refund(refund_id)
-        self._refund_completed(key=key, fp=_fingerprint("complete_refund", args), refund_id=refund_id,
+        self._refund_completed(key=key, fp=fp, refund_id=refund_id,
                                provider_ref=provider_ref,
                                postings=_posting_set((REFUND_PENDING, refund["amount"]),
                                                      (clearing(refund["provider"]), -refund["amount"])))
 
-    def fail_refund(self, key: str, refund_id: str, reason: str) -> None:
-        args = {"refund_id": refund_id, "reason": reason}
-        if self.seen(key, "fail_refund", args):
-            return
+    @idempotent
+    def fail_refund(self, key: str, fp: str, refund_id: str, reason: str) -> None:
         refund = self._pending_refund(refund_id)
-        self._refund_failed(key=key, fp=_fingerprint("fail_refund", args), refund_id=refund_id, reason=reason,
+        self._refund_failed(key=key, fp=fp, refund_id=refund_id, reason=reason,
                             postings=self._back_to_driver(REFUND_PENDING, refund["amount"]))
 
-    def adjust(self, key: str, amount: int, reason: str, author: str) -> None:
+    @idempotent
+    def adjust(self, key: str, fp: str, amount: int, reason: str, author: str) -> None:
         """An operator's correction: positive credits the driver, negative debits (never below zero)."""
-        args = {"amount": amount, "reason": reason, "author": author}
-        if self.seen(key, "adjust", args):
-            return
         if not isinstance(amount, int) or isinstance(amount, bool) or amount == 0:
             raise InvalidAmount(f"an adjustment is a non-zero integer number of fen, got {amount!r}")
         if not reason.strip():
@@ -239,7 +257,7 @@ class Wallet(Aggregate):
                                     available=self.available, wanted=-amount)
         postings = (self._back_to_driver(ADJUSTMENTS, amount) if amount > 0
                     else _posting_set((ADJUSTMENTS, amount), (AVAILABLE, -amount)))
-        self._adjusted(key=key, fp=_fingerprint("adjust", args), reason=reason, author=author, postings=postings)
+        self._adjusted(key=key, fp=fp, reason=reason, author=author, postings=postings)
 
     # ---- helpers ---------------------------------------------------------------------------
     def _owed_first(self, amount: int) -> tuple[tuple[str, int], tuple[str, int]]:

@@ -11,8 +11,8 @@ One rule, checked where frames enter (:meth:`pile_link.link.PileLink.dispatch`, 
   ones, and every verified frame in the protocol note follows it.
 
 What the frame alone cannot show, whether the session a serial names is this pile's *gun's*, the
-ledger checks on the session it loads (``Ledger.session_command(..., sent_by=PileGun(...))``,
-``Ledger.settle(..., pile_no, gun_no)``, the readings batch); its ``WrongPile`` is refused the same
+ledger checks on the session it loads (each session use case given ``sent_by=PileGun(...)``, e.g.
+``Ledger.mark_charging``, ``Ledger.settle(..., pile_no, gun_no)``, the readings batch); its ``WrongPile`` is refused the same
 way (``foreign_session``).
 
 A refusal changes nothing, is answered as the protocol says (0x40 "invalid" for a 0x3B, 0x32

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
+from domain.start_rules import StartRules
 from pile_link.boundary import Refusal
 
 PileLink = Any  # pile_link.link.PileLink, which imports this module
@@ -32,7 +33,7 @@ class LinkContext(Protocol):
     gateway_id: str
     clock: Callable[[], datetime]
     login_deadline: float  # seconds a new connection has to log in
-    max_card_hold_fen: int
+    card_start_rules: StartRules  # what a start by card or VIN at the pile holds
     stats: Counter[str]
     readings: Queue  # meter readings (0x13) on their way to the ledger
     pile_changes: Queue  # (pile_no, change) pairs: connects, faults, disconnects

@@ -44,8 +44,10 @@ from uuid import UUID
 
 import psycopg
 
+from domain.clock import utcnow
 from domain.errors import DomainError, WrongPile
 from domain.session import ChargingSession
+from domain.start_rules import card_start_rules
 from pile_link.boundary import Refusal, RefusalThrottle, RefusedFrames
 from pile_link.commands import COMMAND_SUBJECTS, CommandFollower
 from pile_link.link import PileLink
@@ -55,7 +57,7 @@ from adapters.followers import gateway_leases
 from adapters.followers.gateway_leases import LEASE_TTL
 from adapters.postgres.env import create_tables
 from adapters.servers.outage import Outage
-from adapters.followers.watchdog import Watchdog, utcnow
+from adapters.followers.watchdog import Watchdog
 from pile_link.ykc import RemoteStart
 
 log = logging.getLogger("chargeledger.pile_link")
@@ -67,7 +69,7 @@ MAX_PENDING_READINGS = 500_000  # readings kept through a database outage; beyon
 SENT_MEMORY = 100_000  # the stored commands a gateway remembers having sent, so each goes out once
 TIME_SYNC_INTERVAL = 24 * 3600.0
 OWED_WAIT = 5.0  # seconds after a login to wait for the guns' first realtime reports before a start or a push
-__all__ = ["COMMAND_SUBJECTS", "Gateway", "WriteBehind", "serve", "utcnow"]
+__all__ = ["COMMAND_SUBJECTS", "Gateway", "WriteBehind", "serve"]
 
 
 class WriteBehind:
@@ -213,7 +215,7 @@ class Gateway:
         self.heartbeat_timeout = heartbeat_timeout
         self.sweep_interval = sweep_interval
         self.login_deadline = login_deadline
-        self.max_card_hold_fen = max_card_hold_fen
+        self.card_start_rules = card_start_rules(max_card_hold_fen)
         self.balance_margin_fen = balance_margin_fen
         self.commissioning_balance_fen = commissioning_balance_fen  # told to the pile: no wallet, nothing held
         self.owed_wait = owed_wait
@@ -351,7 +353,7 @@ class Gateway:
             outcome = None
             for trade_no in self.open_sessions.of_pile(pile_no):
                 try:
-                    self.ledger.session_command(trade_no, "pile_offline", at=at)
+                    self.ledger.session_pile_offline(trade_no, at=at)
                 except DomainError as error:
                     outcome = error
             outcomes.append(outcome)

@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 
 from domain.errors import DomainError, InsufficientFunds, NotFound, PileUnavailable, WrongPile
 from domain.ledger import PileGun
-from domain.session import TransactionRecord as SettlementRecord
+from domain.session import SettlementRecord
 from pile_link.boundary import NO_TRADE, Refusal, binding_refusal, gun_number, refusal_answer
 from pile_link.context import LinkContext
 from pile_link.ykc import (
@@ -230,15 +230,16 @@ class PileLink:
         log.warning("pile %s %s: 0x%02X refused (%s): %s", self.pile_no, self.peer, frame.frame_type, refusal.kind,
                     refusal.detail)
 
-    async def on_session(self, trade_no: str, sent_by: PileGun, command: str, **kwargs: Any) -> bool:
-        """Run a session command scoped to the pile and gun that sent the frame (the ledger raises
-        WrongPile for another's session). False if the ledger never saw the session start: an
-        offline start, which its transaction record will open."""
+    async def on_session(self, trade_no: str, sent_by: PileGun, use_case: Callable[..., Any],
+                         **kwargs: Any) -> bool:
+        """Run a session use case of the ledger (``ledger.mark_charging``, ...) scoped to the pile and
+        gun that sent the frame (the ledger raises WrongPile for another's session). False if the
+        ledger never saw the session start: an offline start, which its transaction record will open."""
         try:
-            await self.call(self.gateway.ledger.session_command, trade_no, command, sent_by=sent_by, **kwargs)
+            await self.call(use_case, trade_no, sent_by=sent_by, **kwargs)
         except NotFound:
-            log.info("pile %s gun %s: %s of unknown session %s skipped", self.pile_no, sent_by.gun_no, command,
-                     trade_no)
+            log.info("pile %s gun %s: %s of unknown session %s skipped", self.pile_no, sent_by.gun_no,
+                     use_case.__name__, trade_no)
             return False
         return True
 
@@ -412,14 +413,14 @@ async def on_realtime(link: PileLink, frame: Frame, msg: RealtimeData) -> None:
     observed = (status, bool(msg.plugged), faults)
     in_session = msg.trade_no != NO_TRADE
     if in_session and status == "charging" and link.charging.get(msg.trade_no) != gun_no:
-        if await link.on_session(msg.trade_no, sent_by, "mark_charging", at=at):
+        if await link.on_session(msg.trade_no, sent_by, link.gateway.ledger.mark_charging, at=at):
             link.charging[msg.trade_no] = gun_no
     previous = link.guns.get(gun_no)
     if previous != observed:
         new_faults = [code for code in faults if code not in (previous or ("", False, ()))[2]]
         for code in new_faults if in_session else ():
-            await link.on_session(msg.trade_no, sent_by, "record_fault", at=at, source="pile", code=code,
-                                  detail=names[code])
+            await link.on_session(msg.trade_no, sent_by, link.gateway.ledger.record_fault, at=at, source="pile",
+                                  code=code, detail=names[code])
         gateway.pile_changes.add((link.pile_no, lambda p: (p.report_faults(gun_no, names, at),
                                                            p.report_gun_status(gun_no, status, bool(msg.plugged), at))))
         link.guns[gun_no] = observed
@@ -446,8 +447,8 @@ async def on_start_reply(link: PileLink, frame: Frame, msg: RemoteStartReply) ->
                     msg.gun_no, msg.trade_no)
         return
     reason = "" if ok else START_FAIL_REASONS.get(msg.fail_reason, f"pile reason {msg.fail_reason}")
-    await link.on_session(msg.trade_no, link.sent_by(msg.gun_no), "acknowledge_start", at=link.now(), ok=ok,
-                          reason=reason)
+    await link.on_session(msg.trade_no, link.sent_by(msg.gun_no), link.gateway.ledger.acknowledge_start,
+                          at=link.now(), ok=ok, reason=reason)
     log.info("pile %s gun %s: start %s %s", link.pile_no, msg.gun_no, msg.trade_no,
              "accepted" if ok else f"refused ({reason})")
 
@@ -467,7 +468,7 @@ async def on_pile_start(link: PileLink, frame: Frame, msg: StartRequest) -> None
     try:
         trade_no, hold = await link.call(link.gateway.ledger.start_at_pile, pile_no=link.pile_no,
                                          gun_no=link.sent_by(msg.gun_no).gun_no, kind=kind, value=value,
-                                         at=link.now(), max_hold_fen=link.gateway.max_card_hold_fen)
+                                         at=link.now(), rules=link.gateway.card_start_rules)
     except NotFound:
         refused = 1  # no such account
     except InsufficientFunds:
@@ -478,7 +479,8 @@ async def on_pile_start(link: PileLink, frame: Frame, msg: StartRequest) -> None
     link.reply(frame, StartAuthReply(trade_no, msg.pile_no, msg.gun_no, logical, hold, 0 if refused else 1,
                                      refused))
     if not refused:
-        await link.on_session(trade_no, link.sent_by(msg.gun_no), "acknowledge_start", at=link.now(), ok=True)
+        await link.on_session(trade_no, link.sent_by(msg.gun_no), link.gateway.ledger.acknowledge_start,
+                              at=link.now(), ok=True)
     log.info("pile %s gun %s: %s start by %s %s", link.pile_no, msg.gun_no,
              "refused" if refused else f"authorised ({hold} fen held)", kind, value)
 
@@ -491,8 +493,8 @@ async def on_abort(link: PileLink, frame: Frame, msg: Any) -> None:
     if msg.trade_no == NO_TRADE:
         return
     detail = ", ".join(f"{k}={v}" for k, v in vars(msg).items() if k not in ("trade_no", "pile_no", "gun_no") and v)
-    await link.on_session(msg.trade_no, link.sent_by(msg.gun_no), "record_fault", at=link.now(), source="bms",
-                          code=f"0x{msg.TYPE:02X}", detail=detail[:500])
+    await link.on_session(msg.trade_no, link.sent_by(msg.gun_no), link.gateway.ledger.record_fault,
+                          at=link.now(), source="bms", code=f"0x{msg.TYPE:02X}", detail=detail[:500])
 
 
 # ---- the transaction record -----------------------------------------------------------------------

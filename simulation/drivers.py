@@ -9,12 +9,15 @@ a payment notification the platform did not confirm is sent again by the provide
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 from adapters.api.driver.sessions import DriverSessions
-from adapters.api.driver.settings import DriverApiSettings, StartRules
+from adapters.api.driver.settings import DriverApiSettings
 from adapters.api.driver.identity import DriverPrincipal
 from domain.errors import DomainError
+from domain.ledger import Ledger
+from domain.start_rules import StartRules
 from domain.wallet import Wallet
 from simulation.world import DRIVERS, GUNS, PILES, MemoryStartRequests, World
 
@@ -92,14 +95,14 @@ class Api:
             key = f"topup-{driver.driver_id}-{driver.count:04d}"
             driver.top_ups[key] = rng.choice((5_00, 20_00, 50_00, 100_00))
         amount = driver.top_ups[key]
-        self.wallet(process, driver, "top_up", key=key, amount=amount, provider="wechat", payment_ref=key)
+        self.wallet(process, driver, Ledger.top_up, key=key, amount=amount, provider="wechat", payment_ref=key)
         driver.top_ups.pop(key)
 
     def refund(self, driver: Driver, process: str) -> None:
         driver.count += 1
         amount = self.world.rng.choice((1_00, 5_00, 20_00))
         refund_id = f"refund-{driver.count:04d}"
-        self.wallet(process, driver, "request_refund", key=refund_id, refund_id=refund_id, amount=amount,
+        self.wallet(process, driver, Ledger.request_refund, key=refund_id, refund_id=refund_id, amount=amount,
                     provider="wechat")
 
     def refund_result(self, driver: Driver, process: str) -> None:
@@ -110,21 +113,23 @@ class Api:
             return
         refund_id = self.world.rng.choice(pending)
         if self.world.rng.random() < 0.5:
-            self.wallet(process, driver, "complete_refund", key=f"done:{refund_id}", refund_id=refund_id,
+            self.wallet(process, driver, Ledger.complete_refund, key=f"done:{refund_id}", refund_id=refund_id,
                         provider_ref=f"wx-{refund_id}")
         else:
-            self.wallet(process, driver, "fail_refund", key=f"failed:{refund_id}", refund_id=refund_id,
+            self.wallet(process, driver, Ledger.fail_refund, key=f"failed:{refund_id}", refund_id=refund_id,
                         reason="account closed")
 
     def adjust(self, driver: Driver, process: str) -> None:
         driver.count += 1
         amount = self.world.rng.choice((-3_00, -1_00, 1_00, 2_50, 10_00))
-        self.wallet(process, driver, "adjust", key=f"adjust-{driver.driver_id}-{driver.count:04d}", amount=amount,
+        self.wallet(process, driver, Ledger.adjust, key=f"adjust-{driver.driver_id}-{driver.count:04d}", amount=amount,
                     reason="goodwill" if amount > 0 else "correction", author="operator")
 
-    def wallet(self, process: str, driver: Driver, command: str, **kwargs: Any) -> None:
+    def wallet(self, process: str, driver: Driver, use_case: Callable[..., Wallet], **kwargs: Any) -> None:
+        """Run a wallet use case of the ledger (``Ledger.top_up``, ...) in ``process``."""
+        command = use_case.__name__
         try:
-            self.world.ledger(process).wallet_command(driver.wallet_id, command, **kwargs)
+            use_case(self.world.ledger(process), driver.wallet_id, **kwargs)
             self.world.log(f"{driver.driver_id} {command} {kwargs.get('amount', kwargs.get('refund_id', ''))}")
         except DomainError as error:
             self.world.log(f"{driver.driver_id} {command} refused: {error.code}")

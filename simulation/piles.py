@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from domain.session import TransactionRecord
+from domain.session import SettlementRecord
 from domain.tariff import TariffSchedule
 from simulation.world import GUNS, PRICES, SLOTS, World
 
@@ -77,7 +77,7 @@ class Pile:
         self.online = False
         self.conn = 0
         self.vanished = False  # gone until the drain (a pile that never comes back, as far as deadlines go)
-        self.unconfirmed: dict[str, TransactionRecord] = {}  # records sent, not yet confirmed (0x40)
+        self.unconfirmed: dict[str, SettlementRecord] = {}  # records sent, not yet confirmed (0x40)
         self.recorded: dict[str, tuple[int, int, int, int]] = {}  # every session it charged: tier energy
 
     def send(self, kind: str, **body: Any) -> None:
@@ -165,9 +165,9 @@ class Pile:
         return any(g.trade_no for g in self.guns.values()) or bool(self.unconfirmed)
 
 
-def make_record(tiers: tuple[int, ...], started: datetime, ended: datetime, stop_reason: int) -> TransactionRecord:
+def make_record(tiers: tuple[int, ...], started: datetime, ended: datetime, stop_reason: int) -> SettlementRecord:
     """The pile's 0x3B: its tier energy, and its own amounts (0.0001 yuan, truncated as piles do)."""
     amounts = tuple(e * (p.electricity + p.service) // 10**5 for e, p in zip(tiers, SCHEDULE.prices))
-    return TransactionRecord(tier_energy=tiers, pile_tier_amounts=amounts,  # type: ignore[arg-type]
+    return SettlementRecord(tier_energy=tiers, pile_tier_amounts=amounts,  # type: ignore[arg-type]
                              pile_total_amount=sum(amounts), pile_total_energy=sum(tiers), meter_start=0,
                              meter_end=sum(tiers), started_at=started, ended_at=ended, stop_reason=stop_reason)

@@ -127,15 +127,15 @@ class Gateway:
                 ledger.pile_disconnected(pile_no, now, "connection closed")
                 catch_up(self.world, ledger)
                 for trade_no in [t for t in self.world.store.open_sessions if t.startswith(pile_no)]:
-                    ledger.session_command(trade_no, "pile_offline", at=now)
+                    ledger.session_pile_offline(trade_no, at=now)
             return
         if self.links.get(pile_no) != conn:
             return  # a frame on a connection this process does not hold (it restarted): TCP never delivers it
         sent_by = PileGun(pile_no, body["gun"])
         try:
             if message.kind == "start_reply":
-                ledger.session_command(body["trade_no"], "acknowledge_start", sent_by=sent_by, at=now,
-                                       ok=body["ok"], reason="" if body["ok"] else "refused by pile")
+                ledger.acknowledge_start(body["trade_no"], sent_by=sent_by, at=now,
+                                         ok=body["ok"], reason="" if body["ok"] else "refused by pile")
             elif message.kind == "realtime":
                 self.on_realtime(pile_no, conn, sent_by, body)
             elif message.kind == "record":
@@ -147,7 +147,7 @@ class Gateway:
         ledger, now, trade_no = self.ledger, self.world.now, body["trade_no"]
         charging = body["status"] == "charging"
         if charging and (pile_no, conn, trade_no) not in self.charging:
-            ledger.session_command(trade_no, "mark_charging", sent_by=sent_by, at=now)
+            ledger.mark_charging(trade_no, sent_by=sent_by, at=now)
             self.charging[(pile_no, conn, trade_no)] = None
         if self.guns.get((pile_no, sent_by.gun_no)) != body["status"]:
             ledger.report_gun(pile_no, sent_by.gun_no, body["status"], charging, {}, now)

@@ -16,6 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from domain.errors import DomainError
+from domain.ledger import Ledger
 from adapters.followers.watchdog import FOLLOWUP_GRACE
 from simulation.drivers import Api
 from simulation.invariants import Auditor, Violation
@@ -58,7 +59,7 @@ class Simulation:
         self.api = Api(self.world, max_hold_fen=self.world.rng.choice((5_00, 20_00, 60_00)))
         self.auditor = Auditor(self.world)
         for driver in self.api.drivers:  # every wallet starts with something
-            self.api.wallet("api-1", driver, "top_up", key=f"first-{driver.driver_id}", amount=30_00,
+            self.api.wallet("api-1", driver, Ledger.top_up, key=f"first-{driver.driver_id}", amount=30_00,
                             provider="wechat", payment_ref=f"first-{driver.driver_id}")
         for pile in self.piles:
             pile.login()

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from domain.ledger import Ledger
-from domain.session import TransactionRecord
+from domain.session import SettlementRecord
 from domain.tariff import TIERS
 
 PILE_NO = "32010600019236"
@@ -39,18 +39,18 @@ def build_world(ledger: Ledger, *, top_up: int = 100_00, pile_no: str = PILE_NO,
     ledger.assign_tariff(tariff, "admin", station_id=station)
     wallet = ledger.open_wallet(tenant, driver, "driver")
     if top_up:
-        ledger.wallet_command(wallet, "top_up", key=f"topup:{driver}", amount=top_up, provider="wechat",
-                              payment_ref=f"wx-{driver}")
+        ledger.top_up(wallet, key=f"topup:{driver}", amount=top_up, provider="wechat",
+                      payment_ref=f"wx-{driver}")
     return World(tenant, station, tariff, wallet, pile_no)
 
 
 def record(tier_energy: tuple[int, int, int, int], started: datetime, minutes: int = 30,
-           pile_total_amount: int | None = None) -> TransactionRecord:
+           pile_total_amount: int | None = None) -> SettlementRecord:
     """A transaction record as a pile computes it with the test tariff (amounts in 0.0001 yuan)."""
     amounts = tuple(
         e * (PRICES[t]["electricity"] + PRICES[t]["service"]) // 10**5 for e, t in zip(tier_energy, TIERS)
     )
-    return TransactionRecord(
+    return SettlementRecord(
         tier_energy=tier_energy,
         pile_tier_amounts=amounts,  # type: ignore[arg-type]
         pile_total_amount=sum(amounts) if pile_total_amount is None else pile_total_amount,

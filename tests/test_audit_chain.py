@@ -87,8 +87,8 @@ def test_an_insert_into_a_notification_id_gap_is_caught(ledger: Ledger, database
     world = build_world(ledger)
     # a transaction that rolled back after taking an id leaves a gap for good
     gap = sql(database_url, "SELECT nextval('wallets_events_notification_id_seq')")[0][0]
-    ledger.wallet_command(world.wallet_id, "top_up", key="topup:2", amount=500, provider="wechat",
-                          payment_ref="wx-2")
+    ledger.top_up(world.wallet_id, key="topup:2", amount=500, provider="wechat",
+                  payment_ref="wx-2")
     seal(database_url)
     publish_seals(database_url, nats_url)
     assert verify(database_url, nats_url).ok
@@ -121,7 +121,7 @@ def test_events_committed_after_a_seal_are_chained_by_the_next(ledger: Ledger, d
                                                                nats_url: str) -> None:
     world = build_world(ledger)
     seal(database_url)
-    ledger.wallet_command(world.wallet_id, "top_up", key="topup:2", amount=500, provider="wechat", payment_ref="x")
+    ledger.top_up(world.wallet_id, key="topup:2", amount=500, provider="wechat", payment_ref="x")
     report = verify(database_url, nats_url)
     assert report.ok and report.unsealed["Wallets"] == 1
     (new,) = seal(database_url)

@@ -82,11 +82,11 @@ def ledger_with_payments(ledger: Ledger) -> None:
     world = build_world(ledger, top_up=0)
     for key, amount, provider in (("T1", 100_00, "wechat"), ("T2", 30_00, "alipay"), ("T3", 20_00, "wechat"),
                                   ("T4", 5_00, "alipay")):
-        ledger.wallet_command(world.wallet_id, "top_up", key=f"topup:{key}", amount=amount, provider=provider,
-                              payment_ref=key)
-    ledger.wallet_command(world.wallet_id, "top_up", key="cash:1", amount=1_00, provider="cash", payment_ref="till")
-    ledger.wallet_command(world.wallet_id, "request_refund", key="R1", refund_id="R1", amount=10_00, provider="wechat")
-    ledger.wallet_command(world.wallet_id, "complete_refund", key="R1c", refund_id="R1", provider_ref="5030R1")
+        ledger.top_up(world.wallet_id, key=f"topup:{key}", amount=amount, provider=provider,
+                      payment_ref=key)
+    ledger.top_up(world.wallet_id, key="cash:1", amount=1_00, provider="cash", payment_ref="till")
+    ledger.request_refund(world.wallet_id, key="R1", refund_id="R1", amount=10_00, provider="wechat")
+    ledger.complete_refund(world.wallet_id, key="R1c", refund_id="R1", provider_ref="5030R1")
 
 
 def test_reconciliation_lists_matched_missing_and_mismatched_lines(ledger: Ledger, database_url: str) -> None:

@@ -85,10 +85,10 @@ def test_the_fast_path_equals_the_reference_path(demo: str, ledger: Ledger) -> N
                                            "peak": {"electricity": 3, "service": 4},
                                            "flat": {"electricity": 5, "service": 6},
                                            "valley": {"electricity": 7, "service": 8}}, [2] * 48, "ops")
-    ledger.wallet_command(world.wallet_id, "request_refund", key="r1", refund_id="r1", amount=100, provider="wechat")
-    ledger.wallet_command(world.wallet_id, "request_refund", key="r2", refund_id="r2", amount=100, provider="wechat")
-    ledger.wallet_command(world.wallet_id, "fail_refund", key="r2f", refund_id="r2", reason="closed account")
-    ledger.wallet_command(world.wallet_id, "adjust", key="a1", amount=-50, reason="goodwill reversal", author="ops")
+    ledger.request_refund(world.wallet_id, key="r1", refund_id="r1", amount=100, provider="wechat")
+    ledger.request_refund(world.wallet_id, key="r2", refund_id="r2", amount=100, provider="wechat")
+    ledger.fail_refund(world.wallet_id, key="r2f", refund_id="r2", reason="closed account")
+    ledger.adjust(world.wallet_id, key="a1", amount=-50, reason="goodwill reversal", author="ops")
     audits = {}
     for fast in (True, False):
         audit = Audit(fast=fast, mappers=None if fast else reference_mappers(APPLICATIONS))
@@ -151,7 +151,7 @@ def test_a_snapshot_that_disagrees_with_the_events_is_a_wallet_difference(ledger
 def test_snapshots_taken_by_the_application_agree_with_the_replay(ledger: Ledger, database_url: str) -> None:
     world = build_world(ledger)
     for i in range(120):  # the Wallets Application snapshots every 100 events
-        ledger.wallet_command(world.wallet_id, "top_up", key=f"c{i}", amount=1, provider="cash", payment_ref="c")
+        ledger.top_up(world.wallet_id, key=f"c{i}", amount=1, provider="cash", payment_ref="c")
     report = replay(database_url)
     assert report.ok, report.as_text()
     assert report.checks["wallets_equal_live"]["checked"] == 1
@@ -168,7 +168,7 @@ def test_a_hold_left_open_by_a_closed_session_is_reported(ledger: Ledger, databa
     assert [d.check for d in report.differences] == ["holds_closed"]
     assert trade_no in report.differences[0].message and "failed" in report.differences[0].message
     # an open session's hold is fine
-    ledger.wallet_command(world.wallet_id, "release", key=f"release:{trade_no}", hold_id=trade_no)
+    ledger.release(world.wallet_id, key=f"release:{trade_no}", hold_id=trade_no)
     second = ledger.request_start(pile_no=world.pile_no, gun_no=2, wallet_id=world.wallet_id, hold_fen=10_00,
                                   at=T0, author="driver-1")
     assert replay(database_url).ok, second
@@ -179,12 +179,12 @@ def test_a_session_billed_differently_from_what_its_wallet_paid_is_reported(ledg
     world = build_world(ledger)
     trade_no = ledger.request_start(pile_no=world.pile_no, gun_no=1, wallet_id=world.wallet_id, hold_fen=30_00,
                                     at=T0, author="driver-1")
-    ledger.session_command(trade_no, "mark_charging", at=T0)
+    ledger.mark_charging(trade_no, at=T0)
     session_id = ledger.session(trade_no).id
     ledger.sessions.update(session_id, type(ledger.session(trade_no)), "session",
                            lambda s: s.settle(record((0, 20000, 0, 0), T0), T0 + timedelta(minutes=31)))
-    ledger.wallet_command(world.wallet_id, "capture", key=f"capture:{trade_no}", hold_id=trade_no,
-                          electricity=150, service=100)  # the bill is 200 + 100
+    ledger.capture(world.wallet_id, key=f"capture:{trade_no}", hold_id=trade_no,
+                   electricity=150, service=100)  # the bill is 200 + 100
     report = replay(database_url)
     assert [d.check for d in report.differences] == ["sessions_match_wallets"]
     assert "electricity 200 + service 100 fen; its wallet took 150 + 100" in report.differences[0].message
@@ -192,7 +192,7 @@ def test_a_session_billed_differently_from_what_its_wallet_paid_is_reported(ledg
 
 def test_a_pending_refund_is_reported_once_past_its_grace(ledger: Ledger, database_url: str) -> None:
     world = build_world(ledger)
-    ledger.wallet_command(world.wallet_id, "request_refund", key="r1", refund_id="r1", amount=100, provider="wechat")
+    ledger.request_refund(world.wallet_id, key="r1", refund_id="r1", amount=100, provider="wechat")
     assert replay(database_url).ok  # in flight
     audit = Audit(refund_grace=timedelta(0))
     with psycopg.connect(database_url) as conn:
@@ -225,8 +225,8 @@ def payment_rows(tenant: UUID, wallet: UUID, provider: str, out_trade_no: str, a
 
 def test_every_gateway_top_up_needs_a_paid_payment_of_the_same_amount(ledger: Ledger, database_url: str) -> None:
     world = build_world(ledger, top_up=0)
-    top = lambda key, amount, provider, ref: ledger.wallet_command(  # noqa: E731
-        world.wallet_id, "top_up", key=key, amount=amount, provider=provider, payment_ref=ref)
+    top = lambda key, amount, provider, ref: ledger.top_up(  # noqa: E731
+                                                           world.wallet_id, key=key, amount=amount, provider=provider, payment_ref=ref)
     top("topup:A1", 100_00, "wechat", "A1")  # matches its payment
     top("topup:A2", 50_00, "alipay", "A2")  # paid 40 yuan, credited 50
     top("topup:A3", 20_00, "wechat", "A3")  # no payment at all
@@ -257,7 +257,7 @@ def test_tenant_and_period_filters(ledger: Ledger, database_url: str) -> None:
     assert report.counts["wallets"] == 1 and report.accounts == {"available": -700, "clearing:wechat": 700}
     assert report.counts["events"]["Registry"] == 4  # its tenant, station, pile and the pile's tariff
     cut = datetime.now(timezone.utc)
-    ledger.wallet_command(first.wallet_id, "top_up", key="later", amount=1, provider="cash", payment_ref="c")
+    ledger.top_up(first.wallet_id, key="later", amount=1, provider="cash", payment_ref="c")
     before = replay(database_url, period_to=cut, live="load")
     assert before.ok, before.as_text()  # compared with the live wallet at the version replayed
     assert before.checks["wallets_equal_live"]["checked"] == 2

@@ -31,7 +31,7 @@ def high_water(ledger: Ledger) -> tuple:
 @pytest.fixture
 def world(ledger: Ledger):
     w = build_world(ledger)
-    ledger.wallet_command(w.wallet_id, "hold", key="h1", hold_id="h1", amount=10_00)
+    ledger.hold(w.wallet_id, key="h1", hold_id="h1", amount=10_00)
     return w
 
 
@@ -43,22 +43,22 @@ CASES = {
                                          w.tariff_id, {**PRICES, "flat": {"electricity": -1, "service": 0}},
                                          SLOTS, "ops")),
     "negative top-up": (InvalidAmount, "must be > 0 fen",
-                        lambda led, w: led.wallet_command(w.wallet_id, "top_up", key="k", amount=-100,
-                                                          provider="wechat", payment_ref="x")),
+                        lambda led, w: led.top_up(w.wallet_id, key="k", amount=-100,
+                                                  provider="wechat", payment_ref="x")),
     "negative hold": (InvalidAmount, "must be > 0 fen",
-                      lambda led, w: led.wallet_command(w.wallet_id, "hold", key="k", hold_id="h2", amount=-1)),
+                      lambda led, w: led.hold(w.wallet_id, key="k", hold_id="h2", amount=-1)),
     "fractional amount": (InvalidAmount, "integer number of fen",
-                          lambda led, w: led.wallet_command(w.wallet_id, "top_up", key="k", amount=1.5,
-                                                            provider="wechat", payment_ref="x")),
+                          lambda led, w: led.top_up(w.wallet_id, key="k", amount=1.5,
+                                                    provider="wechat", payment_ref="x")),
     "capture above the hold": (CaptureExceedsHold, "exceeds hold h1 of 1000 fen",
-                               lambda led, w: led.wallet_command(w.wallet_id, "capture", key="k", hold_id="h1",
-                                                                 electricity=900, service=101)),
+                               lambda led, w: led.capture(w.wallet_id, key="k", hold_id="h1",
+                                                          electricity=900, service=101)),
     "capture of an unknown hold": (UnknownHold, "no open hold nope",
-                                   lambda led, w: led.wallet_command(w.wallet_id, "capture", key="k",
-                                                                     hold_id="nope", electricity=1, service=0)),
+                                   lambda led, w: led.capture(w.wallet_id, key="k",
+                                                              hold_id="nope", electricity=1, service=0)),
     "unknown wallet": (NotFound, "no wallet",
-                       lambda led, w: led.wallet_command(uuid.uuid4(), "top_up", key="k", amount=100,
-                                                         provider="wechat", payment_ref="x")),
+                       lambda led, w: led.top_up(uuid.uuid4(), key="k", amount=100,
+                                                 provider="wechat", payment_ref="x")),
     "start with an unknown wallet": (NotFound, "no wallet",
                                      lambda led, w: led.request_start(pile_no=w.pile_no, gun_no=1,
                                                                       wallet_id=uuid.uuid4(), hold_fen=100,
@@ -72,15 +72,15 @@ CASES = {
                                                                           wallet_id=w.wallet_id, hold_fen=999999,
                                                                           at=T0, author="d")),
     "reused idempotency key": (IdempotencyConflict, "already used for a different command",
-                               lambda led, w: led.wallet_command(w.wallet_id, "hold", key="h1", hold_id="h1",
-                                                                 amount=5_00)),
+                               lambda led, w: led.hold(w.wallet_id, key="h1", hold_id="h1",
+                                                       amount=5_00)),
     "pile number of 13 digits": (InvalidRegistration, "14 digits",
                                  lambda led, w: led.register_pile(w.station_id, "1234567890123", "DC", 1, "ops")),
     "pile registered twice": (AlreadyExists, "already registered",
                               lambda led, w: led.register_pile(w.station_id, w.pile_no, "DC", 1, "ops")),
     "adjustment without a reason": (InvalidAmount, "needs a reason",
-                                    lambda led, w: led.wallet_command(w.wallet_id, "adjust", key="k", amount=5,
-                                                                      reason=" ", author="ops")),
+                                    lambda led, w: led.adjust(w.wallet_id, key="k", amount=5,
+                                                              reason=" ", author="ops")),
 }
 
 

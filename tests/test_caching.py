@@ -37,21 +37,21 @@ def start(ledger: Ledger, world, hold: int) -> str:
 def test_a_hold_refused_on_a_stale_wallet_is_checked_against_the_store(ledger: Ledger, other: Ledger) -> None:
     world = build_world(ledger, top_up=10_00)
     with pytest.raises(InsufficientFunds):  # caches the wallet at 10.00
-        ledger.wallet_command(world.wallet_id, "hold", key="h0", hold_id="h0", amount=50_00)
-    other.wallet_command(world.wallet_id, "top_up", key="t2", amount=100_00, provider="wechat", payment_ref="w2")
+        ledger.hold(world.wallet_id, key="h0", hold_id="h0", amount=50_00)
+    other.top_up(world.wallet_id, key="t2", amount=100_00, provider="wechat", payment_ref="w2")
     # our cached copy still says 10.00 available; the store says 110.00
-    wallet = ledger.wallet_command(world.wallet_id, "hold", key="h1", hold_id="h1", amount=50_00)
+    wallet = ledger.hold(world.wallet_id, key="h1", hold_id="h1", amount=50_00)
     assert (wallet.available, wallet.held) == (60_00, 50_00)
     with pytest.raises(InsufficientFunds):  # and a refusal the store confirms still stands
-        ledger.wallet_command(world.wallet_id, "hold", key="h2", hold_id="h2", amount=70_00)
+        ledger.hold(world.wallet_id, key="h2", hold_id="h2", amount=70_00)
 
 
 def test_a_command_on_a_stale_copy_is_refused_by_the_version_check_and_run_again(ledger: Ledger,
                                                                                  other: Ledger) -> None:
     world = build_world(ledger, top_up=100_00)
-    ledger.wallet_command(world.wallet_id, "hold", key="a", hold_id="a", amount=10_00)
-    other.wallet_command(world.wallet_id, "hold", key="b", hold_id="b", amount=20_00)
-    wallet = ledger.wallet_command(world.wallet_id, "hold", key="c", hold_id="c", amount=30_00)
+    ledger.hold(world.wallet_id, key="a", hold_id="a", amount=10_00)
+    other.hold(world.wallet_id, key="b", hold_id="b", amount=20_00)
+    wallet = ledger.hold(world.wallet_id, key="c", hold_id="c", amount=30_00)
     assert wallet.holds == {"a": 10_00, "b": 20_00, "c": 30_00}
     versions = [e.originator_version for e in ledger.wallets.events.get(world.wallet_id)]
     assert versions == list(range(1, len(versions) + 1))
@@ -60,7 +60,7 @@ def test_a_command_on_a_stale_copy_is_refused_by_the_version_check_and_run_again
 def test_plain_reads_see_what_another_process_wrote(ledger: Ledger, other: Ledger) -> None:
     world = build_world(ledger, top_up=100_00)
     assert ledger.wallet(world.wallet_id).available == 100_00
-    other.wallet_command(world.wallet_id, "top_up", key="t2", amount=5_00, provider="wechat", payment_ref="w2")
+    other.top_up(world.wallet_id, key="t2", amount=5_00, provider="wechat", payment_ref="w2")
     assert ledger.wallet(world.wallet_id).available == 105_00
 
 

@@ -18,7 +18,8 @@ from fastapi.testclient import TestClient
 
 from adapters.api.auth import DRIVER, TENANT_ADMIN, AuthSettings, Principal
 from adapters.api.driver.sessions import InvalidQrCode, parse_qr
-from adapters.api.driver.settings import DriverApiSettings, StartRules
+from adapters.api.driver.settings import DriverApiSettings
+from domain.start_rules import StartRules
 from adapters.api.app import create_app
 from adapters.payments.config import SecretBox
 from adapters.postgres.env import eventsourcing_env
@@ -286,7 +287,7 @@ def test_two_concurrent_starts_on_one_wallet_cannot_together_hold_more_than_it_h
                 if round_no == 0:
                     assert len(won) == 1 and won[0]["hold_fen"] == 30_00
                 for a in won:  # end each round with the money back, so the next round races again
-                    ledger.session_command(a["trade_no"], "acknowledge_start", at=datetime.now(UTC), ok=False,
+                    ledger.acknowledge_start(a["trade_no"], at=datetime.now(UTC), ok=False,
                                            reason="test")
                 assert wallet(one, auth)["available_fen"] == 30_00
     finally:

@@ -82,7 +82,7 @@ def test_a_driver_holds_at_most_three_live_streams(client: TestClient, world: Pa
     assert (r.status_code, r.json()["code"]) == (429, "too_many_streams"), r.text
     other = login(client, world)  # another driver is not held back (their stream of this session is a 404)
     assert client.get(f"/driver/sessions/{trade_no}/stream", headers=other).status_code == 404
-    ledger.session_command(trade_no, "force_close", at=datetime.now(UTC), reason="test over", author="ops")
+    ledger.force_close(trade_no, at=datetime.now(UTC), reason="test over", author="ops")
     for reader in readers:
         reader.join(timeout=60)
         assert not reader.is_alive()

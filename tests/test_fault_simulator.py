@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-import domain.ledger
 import domain.settlement
+import domain.use_cases.core
 from app import main
 from domain.wallet import Wallet
 from simulation.runner import Result, run_seed
@@ -109,7 +109,7 @@ def test_a_settlement_that_captures_twice_is_caught_and_replays(monkeypatch: pyt
                                         "service": bill["service_fen"], "reference": session.trade_no}))
         return commands
 
-    monkeypatch.setattr(domain.ledger, "wallet_commands", twice)
+    monkeypatch.setattr(domain.use_cases.core, "wallet_commands", twice)
     failed = first_failure(range(200))
     assert failed.invariant == "paid what the piles recorded"
     assert run_seed(failed.seed, STEPS).trace_hash == failed.trace_hash

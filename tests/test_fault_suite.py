@@ -135,11 +135,11 @@ def suite() -> Iterator[Suite]:
             driver_id = driver_id_of("wechat", "wx-main", f"o-fault-{i:02d}")
             wallet_id = ledger.open_wallet(tenant, driver_id, driver_id)
             assert wallet_id == Wallet.create_id(tenant, driver_id)
-            ledger.wallet_command(wallet_id, "top_up", key=f"topup:{driver_id}", amount=3000_00, provider="cash",
+            ledger.top_up(wallet_id, key=f"topup:{driver_id}", amount=3000_00, provider="cash",
                                   payment_ref=f"counter-{i}")
             drivers.append(Driver(driver_id, wallet_id, {"Authorization": f"Bearer {tokens.issue(tenant, driver_id)[0]}"}))
         ops_wallet = ledger.open_wallet(tenant, "fleet-account", "admin")
-        ledger.wallet_command(ops_wallet, "top_up", key="topup:fleet", amount=1000_00, provider="cash",
+        ledger.top_up(ops_wallet, key="topup:fleet", amount=1000_00, provider="cash",
                               payment_ref="counter-fleet")
         for role in ROLES:
             cluster.start(role)
@@ -442,8 +442,8 @@ def test_relay_leader_killed_mid_batch(suite: Suite) -> None:
     backlog = s.ledger.request_start(pile_no=SILENT_PILES[0], gun_no=1, wallet_id=s.ops_wallet, hold_fen=10_00,
                                      at=now, author="ops")
     s.trades.add(backlog)
-    s.ledger.session_command(backlog, "acknowledge_start", at=now, ok=True)
-    s.ledger.session_command(backlog, "mark_charging", at=now)
+    s.ledger.acknowledge_start(backlog, at=now, ok=True)
+    s.ledger.mark_charging(backlog, at=now)
     wait_for(lambda: relay_leader(s) is not None, 30, "a relay leads")
     leader_pid = relay_leader(s)
     victim = next(name for name in ("relay-a", "relay-b") if c.pid(name) == leader_pid)
@@ -470,7 +470,7 @@ def test_relay_leader_killed_mid_batch(suite: Suite) -> None:
     figure("relay kill -9 (leader)", "kill to backlog published", time.monotonic() - killed)
     wait_for(lambda: terminal(s, [trades[i] for i in stopped]), 90, "the stopped sessions terminal")
     figure("relay kill -9 (leader)", "kill to every stop settled", time.monotonic() - killed)
-    s.ledger.session_command(backlog, "force_close", at=datetime.now(UTC), reason="silent pile", author="ops")
+    s.ledger.force_close(backlog, at=datetime.now(UTC), reason="silent pile", author="ops")
     time.sleep(rng.uniform(0.2, 1.5))
     c.start(victim)  # back, as the standby
     drain_and_check(s, "relay")

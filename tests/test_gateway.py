@@ -349,7 +349,7 @@ def test_tariff_revision_is_pushed_to_an_idle_pile_and_reboot_reaches_it(ledger:
         pushed = await pile.expect(BillingModelSet)
         assert pushed.model_no == "0002" and pushed.tiers[0].electricity_price == PRICES["sharp"]["electricity"] - 1000
         pile.send(BillingModelSetAck(world.pile_no, 1))
-        await gateway.run(ledger.pile_command, world.pile_no, "reboot", "ops", clock())
+        await gateway.run(ledger.reboot_pile, world.pile_no, author="ops", at=clock())
         assert (await pile.expect(Reboot)).exec_control == 1
         pile.send(RebootAck(world.pile_no, 1))
         await until(lambda: [type(e).__name__ for e in _events(ledger.registry)].count("CommandAnswered") == 2)

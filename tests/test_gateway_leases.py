@@ -25,7 +25,7 @@ def charging_on(ledger: Ledger, world: World, gateway: str) -> str:
                                                                     program_version="sim"))])
     trade_no = ledger.request_start(pile_no=world.pile_no, gun_no=1, wallet_id=world.wallet_id, hold_fen=50_00,
                                     at=T0, author="driver-1")
-    ledger.session_command(trade_no, "mark_charging", at=T0)
+    ledger.mark_charging(trade_no, at=T0)
     return trade_no
 
 

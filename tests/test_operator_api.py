@@ -359,7 +359,7 @@ def test_the_dashboard_counts_each_stations_own_today(api: Api) -> None:
     late = datetime(2026, 11, 22, 17, 30, tzinfo=timezone.utc)
     for i in range(2):
         trade = charge(api.ledger, f"6601060000000{i}", 1, None, late - timedelta(minutes=10), minutes=2)
-        api.ledger.session_command(trade, "force_close", at=late, reason="test", author="ops")
+        api.ledger.force_close(trade, at=late, reason="test", author="ops")
     api.sync()
     headers = operator_headers(api.client.app, TENANT_ADMIN, t)
     at_next_morning = api.client.get("/operator/v1/dashboard", headers=headers,

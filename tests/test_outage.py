@@ -240,7 +240,7 @@ def test_the_gateway_follows_nats_again_after_an_outage_delivers_what_is_owed_an
     ledger.confirm_billing_model(world.pile_no, tariff.id, tariff.tariff_version, clock())  # nothing owed at login
     try:
         with running_relay(ledger, database_url, server.url_for(RELAY)) as relay:
-            ledger.pile_command(world.pile_no, "reboot", "ops", clock())  # history, before the gateway
+            ledger.reboot_pile(world.pile_no, author="ops", at=clock())  # history, before the gateway
             wait_for(relay.caught_up)
 
             async def main() -> None:
@@ -268,7 +268,7 @@ def test_the_gateway_follows_nats_again_after_an_outage_delivers_what_is_owed_an
                     await asyncio.to_thread(server.start)
                     await pile.expect(RemoteStop, timeout=60)
                     # a command after the outage arrives after anything older on its subject would
-                    await gateway.run(ledger.pile_command, world.pile_no, "read_realtime", "ops", clock(), gun_no=2)
+                    await gateway.run(ledger.read_realtime, world.pile_no, author="ops", at=clock(), gun_no=2)
                     while (await pile.expect(ReadRealtime, timeout=60)).gun_no != "02":
                         pass  # (a 0x12 for gun 1 may have asked for the gun's report after the login)
                     assert not [m for _, m in pile.received if isinstance(m, Reboot)]

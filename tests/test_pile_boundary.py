@@ -131,14 +131,14 @@ def test_the_ledger_refuses_a_pile_scoped_command_on_another_piles_or_guns_sessi
     a, b = two_tenants(ledger)
     trade_no = ledger.request_start(pile_no=b.pile_no, gun_no=1, wallet_id=b.wallet_id, hold_fen=10_00, at=T0,
                                     author="driver-2")
-    ledger.session_command(trade_no, "mark_charging", at=T0, sent_by=PileGun(b.pile_no, 1))
+    ledger.mark_charging(trade_no, at=T0, sent_by=PileGun(b.pile_no, 1))
     before = ledger.session(trade_no).version
     for sent_by in (PileGun(a.pile_no, 1), PileGun(b.pile_no, 2)):
         with pytest.raises(WrongPile):
             ledger.settle(trade_no, record((0, 0, 50_000, 0), T0), T0, pile_no=sent_by.pile_no,
                           gun_no=sent_by.gun_no)
         with pytest.raises(WrongPile):
-            ledger.session_command(trade_no, "acknowledge_start", at=T0, ok=False, sent_by=sent_by)
+            ledger.acknowledge_start(trade_no, at=T0, ok=False, sent_by=sent_by)
         [outcome] = ledger.record_readings([{"trade_no": trade_no, "at": T0, "energy": 9000, "sent_by": sent_by}])
         assert isinstance(outcome, WrongPile)
     assert ledger.record_readings([{"trade_no": trade_no, "at": T0, "energy": 100,
@@ -361,7 +361,7 @@ def test_forged_commands_on_nats_send_nothing_to_any_pile(ledger: Ledger, databa
         # then genuine commands on the same subjects: they arrive after the forged ones
         second = await gateway.run(ledger.request_start, pile_no=b.pile_no, gun_no=1, wallet_id=b.wallet_id,
                                    hold_fen=10_00, at=clock(), author="driver-2")
-        await gateway.run(ledger.pile_command, a.pile_no, "reboot", "ops", clock())
+        await gateway.run(ledger.reboot_pile, a.pile_no, author="ops", at=clock())
         assert (await q.expect(RemoteStart)).trade_no == second
         await p.expect(Reboot)
         assert not [m for _, m in p.received + q.received if isinstance(m, (RemoteStart, WorkParams, Reboot))]

@@ -50,8 +50,8 @@ def build_tenant(ledger: Ledger, name: str, prefix: str, author: str) -> Tenant:
     wallets = {}
     for driver in ("li", "wang"):
         wallets[driver] = ledger.open_wallet(tenant, f"{prefix}-{driver}", "driver")
-        ledger.wallet_command(wallets[driver], "top_up", key=f"top:{prefix}{driver}", amount=500_00,
-                              provider="wechat", payment_ref=f"wx-{prefix}{driver}")
+        ledger.top_up(wallets[driver], key=f"top:{prefix}{driver}", amount=500_00,
+                      provider="wechat", payment_ref=f"wx-{prefix}{driver}")
     return Tenant(tenant, stations, piles, tariff, wallets)
 
 
@@ -59,8 +59,8 @@ def charge(ledger: Ledger, pile_no: str, gun: int, wallet: UUID | None, at: date
            per_minute: int = 1000) -> str:
     trade = ledger.request_start(pile_no=pile_no, gun_no=gun, wallet_id=wallet, hold_fen=50_00 if wallet else 0,
                                  at=at, author="driver" if wallet else "ops")
-    ledger.session_command(trade, "acknowledge_start", at=at + timedelta(seconds=3), ok=True)
-    ledger.session_command(trade, "mark_charging", at=at + timedelta(seconds=20))
+    ledger.acknowledge_start(trade, at=at + timedelta(seconds=3), ok=True)
+    ledger.mark_charging(trade, at=at + timedelta(seconds=20))
     ledger.record_readings([{"trade_no": trade, "at": at + timedelta(minutes=m), "energy": m * per_minute}
                             for m in range(1, minutes + 1)])
     return trade
@@ -92,14 +92,14 @@ def scripted_day(ledger: Ledger, step: callable = lambda: None) -> tuple[Tenant,
     # a failed start, a meter anomaly, a fault during a session, a force-close re-priced later
     failed = ledger.request_start(pile_no=b.piles[0], gun_no=1, wallet_id=b.wallets["li"], hold_fen=10_00,
                                   at=t0 + timedelta(hours=2), author="driver")
-    ledger.session_command(failed, "expire", now=t0 + timedelta(hours=2, seconds=91))
+    ledger.expire_session(failed, now=t0 + timedelta(hours=2, seconds=91))
     stuck = charge(ledger, b.piles[1], 1, b.wallets["wang"], t0 + timedelta(hours=3))
-    ledger.session_command(stuck, "record_reading", at=t0 + timedelta(hours=3, minutes=6), energy=10)
-    ledger.session_command(stuck, "record_fault", at=t0 + timedelta(hours=3, minutes=7), source="bms", code="0x21",
-                           detail="insulation fault")
+    ledger.record_reading(stuck, at=t0 + timedelta(hours=3, minutes=6), energy=10)
+    ledger.record_fault(stuck, at=t0 + timedelta(hours=3, minutes=7), source="bms", code="0x21",
+                        detail="insulation fault")
     ledger.report_gun(b.piles[1], 1, "fault", True, {"0x02": "emergency stop pressed"}, t0 + timedelta(hours=3, minutes=8))
     step()
-    ledger.session_command(stuck, "force_close", at=t0 + timedelta(hours=4), reason="pile lost power", author="beta-admin")
+    ledger.force_close(stuck, at=t0 + timedelta(hours=4), reason="pile lost power", author="beta-admin")
     ledger.settle(stuck, record((0, 0, 4000, 0), t0, 6), t0 + timedelta(hours=5))
     ledger.report_gun(b.piles[1], 1, "idle", False, {}, t0 + timedelta(hours=5))
     # an offline start reported afterwards, commissioning start without a wallet
@@ -111,14 +111,14 @@ def scripted_day(ledger: Ledger, step: callable = lambda: None) -> tuple[Tenant,
     step()
     # the link drops, commands, registry changes, refunds, adjustments
     ledger.pile_disconnected(a.piles[1], t0 + timedelta(hours=8), "lost heartbeats (3 missed)")
-    ledger.pile_command(b.piles[0], "reboot", "beta-admin", t0 + timedelta(hours=8))
+    ledger.reboot_pile(b.piles[0], author="beta-admin", at=t0 + timedelta(hours=8))
     ledger.answer_pile_command(b.piles[0], "reboot", True, "", t0 + timedelta(hours=8, seconds=5))
     ledger.set_pile_enabled(b.piles[0], False, "beta-admin", "maintenance")
     ledger.revise_tariff(a.tariff_id, PRICES, [2] * 48, "alpha-admin")
-    ledger.wallet_command(a.wallets["li"], "request_refund", key="rf:a-li", refund_id="rf-a-li", amount=100_00,
+    ledger.request_refund(a.wallets["li"], key="rf:a-li", refund_id="rf-a-li", amount=100_00,
                           provider="wechat")
-    ledger.wallet_command(b.wallets["li"], "adjust", key="adj:b-li", amount=5_00, reason="goodwill",
-                          author="beta-admin")
+    ledger.adjust(b.wallets["li"], key="adj:b-li", amount=5_00, reason="goodwill",
+                  author="beta-admin")
     step()
     return a, b
 

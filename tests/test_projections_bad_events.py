@@ -61,12 +61,12 @@ def bad_day(ledger: Ledger) -> dict[str, Any]:
     ledger.wallets.save(Wallet(tenant_id=w.tenant_id, driver_id="driver\x00nul", author="x"))
     trade = ledger.request_start(pile_no=w.pile_no, gun_no=2, wallet_id=w.wallet_id, hold_fen=10_00, at=T0,
                                  author="driver")
-    ledger.session_command(trade, "acknowledge_start", at=T0 + timedelta(seconds=3), ok=True)
-    ledger.session_command(trade, "mark_charging", at=T0 + timedelta(seconds=20))
-    ledger.session_command(trade, "record_reading", at=T0 + timedelta(minutes=1), energy=100, soc_pct=float("nan"),
-                           note="\x00")
-    ledger.session_command(trade, "record_fault", at=T0 + timedelta(minutes=2), source="bms\x00", code="\x00",
-                           detail=noise(2000, 4))
+    ledger.acknowledge_start(trade, at=T0 + timedelta(seconds=3), ok=True)
+    ledger.mark_charging(trade, at=T0 + timedelta(seconds=20))
+    ledger.record_reading(trade, at=T0 + timedelta(minutes=1), energy=100, soc_pct=float("nan"),
+                          note="\x00")
+    ledger.record_fault(trade, at=T0 + timedelta(minutes=2), source="bms\x00", code="\x00",
+                        detail=noise(2000, 4))
     session = ledger.sessions.get(ChargingSession.create_id(trade), ChargingSession, "session")
     session._stop_requested(at=T0 + timedelta(minutes=3), reason="stop\x00" + noise(3000, 5), author="ops\x00",
                             record_deadline=T0 + timedelta(minutes=13))

@@ -36,10 +36,10 @@ def charge_sessions(ledger: Ledger, world, count: int) -> None:
     for _ in range(count):
         trade_no = ledger.request_start(pile_no=world.pile_no, gun_no=1, wallet_id=world.wallet_id, hold_fen=5_00,
                                         at=T0, author="d")
-        ledger.session_command(trade_no, "acknowledge_start", at=T0, ok=True)
-        ledger.session_command(trade_no, "mark_charging", at=T0)
+        ledger.acknowledge_start(trade_no, at=T0, ok=True)
+        ledger.mark_charging(trade_no, at=T0)
         for minute in range(1, 4):
-            ledger.session_command(trade_no, "record_reading", at=T0 + timedelta(minutes=minute), energy=minute * 100)
+            ledger.record_reading(trade_no, at=T0 + timedelta(minutes=minute), energy=minute * 100)
         ledger.settle(trade_no, record((0, 300, 0, 0), T0), T0 + timedelta(minutes=5))
 
 

@@ -80,8 +80,8 @@ def backlog(ledger: Ledger, world, readings: int) -> str:
     """A charging session with ``readings`` meter readings, written 500 to a transaction (fast)."""
     trade_no = ledger.request_start(pile_no=world.pile_no, gun_no=2, wallet_id=world.wallet_id, hold_fen=5_00,
                                     at=T0, author="d")
-    ledger.session_command(trade_no, "acknowledge_start", at=T0, ok=True)
-    ledger.session_command(trade_no, "mark_charging", at=T0)
+    ledger.acknowledge_start(trade_no, at=T0, ok=True)
+    ledger.mark_charging(trade_no, at=T0)
     for first in range(0, readings, 500):
         ledger.record_readings([{"trade_no": trade_no, "at": T0 + timedelta(seconds=i + 1), "energy": i + 1}
                                 for i in range(first, min(readings, first + 500))])

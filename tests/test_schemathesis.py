@@ -38,7 +38,8 @@ from schemathesis.specs.openapi.checks import (
 from fastapi.testclient import TestClient
 
 from adapters.api.auth import AGENT, PLATFORM_ADMIN, TENANT_ADMIN, AuthSettings
-from adapters.api.driver.settings import DriverApiSettings, StartRules
+from adapters.api.driver.settings import DriverApiSettings
+from domain.start_rules import StartRules
 from adapters.api.app import create_app
 from adapters.postgres.operator_users import SCHEMA as OPERATOR_USERS_SCHEMA
 from adapters.postgres.env import create_tables
@@ -114,7 +115,7 @@ def log_in(client: Any, world: PayWorld, ledger: Ledger, driver_ids: dict[str, s
     assert client.post(f"/pay/wechat/notify/{world.tenant_id}/wx-main", content=body,
                        headers={**headers, "Content-Type": "application/json"}).status_code == 204
     trade = charge(ledger, PAY_PILE, 1, wallet, datetime.now(UTC), minutes=2)
-    ledger.session_command(trade, "force_close", at=datetime.now(UTC), reason="seeded", author="ops")
+    ledger.force_close(trade, at=datetime.now(UTC), reason="seeded", author="ops")
     driver_ids.update({"trade_no": trade, "out_trade_no": r.json()["out_trade_no"], "app": "wx-main",
                        "provider": "wechat"})
     tokens["none"] = {}

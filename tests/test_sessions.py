@@ -19,8 +19,8 @@ T0 = datetime(2026, 11, 22, 2, 0, tzinfo=timezone.utc)  # 10:00 in Shanghai: pea
 def start(ledger: Ledger, world, hold: int = 50_00, at: datetime = T0) -> str:
     trade_no = ledger.request_start(pile_no=world.pile_no, gun_no=1, wallet_id=world.wallet_id, hold_fen=hold,
                                     at=at, author="driver-1")
-    ledger.session_command(trade_no, "acknowledge_start", at=at + timedelta(seconds=2), ok=True)
-    ledger.session_command(trade_no, "mark_charging", at=at + timedelta(seconds=10))
+    ledger.acknowledge_start(trade_no, at=at + timedelta(seconds=2), ok=True)
+    ledger.mark_charging(trade_no, at=at + timedelta(seconds=10))
     return trade_no
 
 
@@ -29,8 +29,8 @@ def test_full_session_prices_with_the_platform_tariff_and_captures(ledger: Ledge
     trade_no = start(ledger, world)
     assert trade_no.startswith(world.pile_no + "01" + "261122100000")
     for minute in range(1, 21):
-        ledger.session_command(trade_no, "record_reading", at=T0 + timedelta(minutes=minute), energy=minute * 1500)
-    ledger.session_command(trade_no, "request_stop", at=T0 + timedelta(minutes=21), reason="driver", author="driver-1")
+        ledger.record_reading(trade_no, at=T0 + timedelta(minutes=minute), energy=minute * 1500)
+    ledger.request_stop(trade_no, at=T0 + timedelta(minutes=21), reason="driver", author="driver-1")
     session = ledger.settle(trade_no, record((0, 30000, 0, 0), T0, pile_total_amount=45001), T0 + timedelta(minutes=22))
 
     assert session.state == "finished"
@@ -88,7 +88,7 @@ def test_bill_above_everything_leaves_arrears_repaid_by_the_next_top_up(ledger: 
     ledger.settle(trade_no, record((0, 40000, 0, 0), T0), T0 + timedelta(minutes=40))
     wallet = ledger.wallet(world.wallet_id)
     assert (wallet.available, wallet.arrears) == (0, 3_00)
-    ledger.wallet_command(world.wallet_id, "top_up", key="t2", amount=10_00, provider="alipay", payment_ref="a2")
+    ledger.top_up(world.wallet_id, key="t2", amount=10_00, provider="alipay", payment_ref="a2")
     wallet = ledger.wallet(world.wallet_id)
     assert (wallet.available, wallet.arrears) == (7_00, 0)
 
@@ -98,9 +98,9 @@ def test_start_deadline_fails_the_session_and_releases_the_hold(ledger: Ledger) 
     trade_no = ledger.request_start(pile_no=world.pile_no, gun_no=1, wallet_id=world.wallet_id, hold_fen=30_00,
                                     at=T0, author="driver-1")
     assert ledger.session(trade_no).deadline == T0 + START_TIMEOUT
-    ledger.session_command(trade_no, "expire", now=T0 + timedelta(seconds=89))
+    ledger.expire_session(trade_no, now=T0 + timedelta(seconds=89))
     assert ledger.session(trade_no).state == "requested"
-    ledger.session_command(trade_no, "expire", now=T0 + timedelta(seconds=90))
+    ledger.expire_session(trade_no, now=T0 + timedelta(seconds=90))
     session = ledger.session(trade_no)
     assert (session.state, session.reason) == ("failed", "start deadline passed: no charging report within 90 s")
     assert ledger.wallet(world.wallet_id).available == 100_00
@@ -110,7 +110,7 @@ def test_late_record_after_a_failed_start_is_priced_not_dropped(ledger: Ledger) 
     world = build_world(ledger)
     trade_no = ledger.request_start(pile_no=world.pile_no, gun_no=1, wallet_id=world.wallet_id, hold_fen=30_00,
                                     at=T0, author="driver-1")
-    ledger.session_command(trade_no, "expire", now=T0 + timedelta(minutes=2))
+    ledger.expire_session(trade_no, now=T0 + timedelta(minutes=2))
     session = ledger.settle(trade_no, record((0, 10000, 0, 0), T0), T0 + timedelta(minutes=20))
     assert (session.state, session.bill["total_fen"]) == ("finished", 150)
     assert ledger.wallet(world.wallet_id).available == 100_00 - 150
@@ -120,9 +120,9 @@ def test_force_close_prices_measured_energy_and_a_late_record_reprices(ledger: L
     world = build_world(ledger)
     trade_no = start(ledger, world)
     for minute, energy in ((5, 5000), (10, 10000)):
-        ledger.session_command(trade_no, "record_reading", at=T0 + timedelta(minutes=minute), energy=energy)
-    ledger.session_command(trade_no, "force_close", at=T0 + timedelta(hours=3), reason="pile unreachable",
-                           author="ops@operator")
+        ledger.record_reading(trade_no, at=T0 + timedelta(minutes=minute), energy=energy)
+    ledger.force_close(trade_no, at=T0 + timedelta(hours=3), reason="pile unreachable",
+                       author="ops@operator")
     session = ledger.session(trade_no)
     assert (session.state, session.bill["total_fen"]) == ("abandoned", 150)
     assert ledger.wallet(world.wallet_id).available == 100_00 - 150
@@ -135,9 +135,9 @@ def test_force_close_prices_measured_energy_and_a_late_record_reprices(ledger: L
 def test_record_overdue_abandons_with_measured_energy(ledger: Ledger) -> None:
     world = build_world(ledger)
     trade_no = start(ledger, world)
-    ledger.session_command(trade_no, "record_reading", at=T0 + timedelta(minutes=5), energy=20000)
-    ledger.session_command(trade_no, "request_stop", at=T0 + timedelta(minutes=6), reason="driver", author="d")
-    ledger.session_command(trade_no, "expire", now=T0 + timedelta(minutes=17))
+    ledger.record_reading(trade_no, at=T0 + timedelta(minutes=5), energy=20000)
+    ledger.request_stop(trade_no, at=T0 + timedelta(minutes=6), reason="driver", author="d")
+    ledger.expire_session(trade_no, now=T0 + timedelta(minutes=17))
     session = ledger.session(trade_no)
     assert (session.state, session.reason, session.bill["total_fen"]) == ("abandoned", "transaction record overdue",
                                                                           300)
@@ -147,7 +147,7 @@ def test_meter_going_backwards_is_flagged_and_adds_nothing(ledger: Ledger) -> No
     world = build_world(ledger)
     trade_no = start(ledger, world)
     for minute, energy in ((1, 1000), (2, 400), (3, 1500)):
-        ledger.session_command(trade_no, "record_reading", at=T0 + timedelta(minutes=minute), energy=energy)
+        ledger.record_reading(trade_no, at=T0 + timedelta(minutes=minute), energy=energy)
     session = ledger.session(trade_no)
     assert (session.meter_energy, session.anomalies, session.readings) == (1500, 1, 3)
 
@@ -215,10 +215,10 @@ def test_a_stale_cached_session_is_reloaded_when_another_process_wrote(ledger: L
     trade_no = start(ledger, world)
     other = Ledger(eventsourcing_env(database_url))  # another gateway or API process
     try:
-        other.session_command(trade_no, "record_reading", at=T0 + timedelta(minutes=1), energy=300)
+        other.record_reading(trade_no, at=T0 + timedelta(minutes=1), energy=300)
         # our cache still has the session without that reading: the batch conflicts and is retried item by item
         assert ledger.record_readings([{"trade_no": trade_no, "at": T0 + timedelta(minutes=2), "energy": 700}]) == [None]
-        other.session_command(trade_no, "request_stop", at=T0 + timedelta(minutes=3), reason="api", author="ops")
+        other.request_stop(trade_no, at=T0 + timedelta(minutes=3), reason="api", author="ops")
         ledger.settle(trade_no, record((0, 700, 0, 0), T0), T0 + timedelta(minutes=4))
     finally:
         other.close()
@@ -227,14 +227,12 @@ def test_a_stale_cached_session_is_reloaded_when_another_process_wrote(ledger: L
 
 
 def test_a_start_whose_session_cannot_open_releases_only_its_own_hold(ledger: Ledger, monkeypatch) -> None:
-    import random as random_module
-
     from domain.errors import ConcurrencyExhausted
 
     world = build_world(ledger)
     first = start(ledger, world, hold=20_00)
     # every sequence number the next start draws collides with the first session's trade serial
-    monkeypatch.setattr(random_module, "randrange", lambda n: int(first[-4:]))
+    monkeypatch.setattr(ledger.serials, "randrange", lambda n: int(first[-4:]))
     with pytest.raises(ConcurrencyExhausted):
         ledger.request_start(pile_no=world.pile_no, gun_no=1, wallet_id=world.wallet_id, hold_fen=20_00,
                              at=T0, author="driver-1")
@@ -247,7 +245,7 @@ def test_a_start_the_pile_refuses_fails_the_session_and_releases_the_hold(ledger
     trade_no = ledger.request_start(pile_no=world.pile_no, gun_no=1, wallet_id=world.wallet_id, hold_fen=80_00,
                                     at=T0, author="driver-1")
     assert ledger.wallet(world.wallet_id).held == 80_00
-    session = ledger.session_command(trade_no, "acknowledge_start", at=T0, ok=False, reason="gun not plugged")
+    session = ledger.acknowledge_start(trade_no, at=T0, ok=False, reason="gun not plugged")
     assert (session.state, session.reason) == ("failed", "gun not plugged")
     wallet = ledger.wallet(world.wallet_id)
     assert (wallet.available, wallet.held) == (100_00, 0)
@@ -256,16 +254,16 @@ def test_a_start_the_pile_refuses_fails_the_session_and_releases_the_hold(ledger
 def test_a_trade_serial_already_taken_in_the_same_second_draws_another(ledger: Ledger, monkeypatch) -> None:
     world = build_world(ledger, top_up=100_00)
     other = ledger.open_wallet(world.tenant_id, "driver-2", "driver-2")
-    ledger.wallet_command(other, "top_up", key="topup:2", amount=100_00, provider="cash", payment_ref="r2")
+    ledger.top_up(other, key="topup:2", amount=100_00, provider="cash", payment_ref="r2")
     draws = iter([7, 7, 7, 8])  # the same sequence for the first three tries, then another
-    monkeypatch.setattr("domain.ledger.random.randrange", lambda n: next(draws))
+    monkeypatch.setattr(ledger.serials, "randrange", lambda n: next(draws))
     first = ledger.request_start(pile_no=world.pile_no, gun_no=1, wallet_id=world.wallet_id, hold_fen=30_00,
                                  at=T0, author="driver-1")
     same_wallet = ledger.request_start(pile_no=world.pile_no, gun_no=1, wallet_id=world.wallet_id, hold_fen=30_00,
                                        at=T0, author="driver-1")  # hold key taken: drawn again
     assert first.endswith("0007") and same_wallet.endswith("0008") and first[:-4] == same_wallet[:-4]
     draws = iter([7, 9])
-    monkeypatch.setattr("domain.ledger.random.randrange", lambda n: next(draws))
+    monkeypatch.setattr(ledger.serials, "randrange", lambda n: next(draws))
     other_wallet = ledger.request_start(pile_no=world.pile_no, gun_no=1, wallet_id=other, hold_fen=20_00, at=T0,
                                         author="driver-2")  # the session's key refuses 0007: its hold goes back
     assert other_wallet.endswith("0009")

@@ -29,8 +29,9 @@ from psycopg_pool import ConnectionPool
 
 from adapters.audit.replay import replay
 from adapters.api.driver.sessions import DriverSessions
-from adapters.api.driver.settings import DriverApiSettings, StartRules
+from adapters.api.driver.settings import DriverApiSettings
 from adapters.api.driver.starts import StartRequests
+from domain.start_rules import StartRules, card_start_rules
 from adapters.api.driver.identity import DriverPrincipal, driver_id_of
 from adapters.postgres.env import eventsourcing_env
 from adapters.postgres.recorder import LockedInsertRecorder
@@ -192,7 +193,7 @@ def test_a_card_start_at_the_pile_killed_at_any_point_leaves_no_hold_without_its
 
     def start(process: Ledger, point: int) -> Any:
         return process.start_at_pile(pile_no=world.pile_no, gun_no=2, kind="card", value=CARD,
-                                     at=T0 + timedelta(seconds=point), max_hold_fen=20_00)
+                                     at=T0 + timedelta(seconds=point), rules=card_start_rules(20_00))
 
     def check(after: Ledger, point: int, completed: bool) -> None:
         assert_books(after, database_url, world.wallet_id, TOP_UP)
@@ -254,8 +255,8 @@ def driver(ledger: Ledger) -> Iterator[tuple[DriverPrincipal, Any]]:
     principal = DriverPrincipal(world.tenant_id, driver_id_of("wechat", "wx-main", "o-driver"), "wechat", "wx-main",
                                 "o-driver")
     wallet_id = ledger.open_wallet(world.tenant_id, principal.driver_id, "driver")
-    ledger.wallet_command(wallet_id, "top_up", key="topup:driver", amount=TOP_UP, provider="wechat",
-                          payment_ref="wx-driver")
+    ledger.top_up(wallet_id, key="topup:driver", amount=TOP_UP, provider="wechat",
+                  payment_ref="wx-driver")
     now = datetime.now(UTC)
     ledger.pile_connected(world.pile_no, now, "test-gateway", 0x16, "v1")
     for gun_no in (1, 2):
@@ -387,7 +388,7 @@ def meeting_at(barrier: threading.Barrier, request_start: Callable[..., str]) ->
 def old_two_step_hold(ledger: Ledger, wallet_id: Any, pile_no: str, seq: int, amount: int) -> str:
     """What the pre-fix start left when killed between its two commits: a hold, and no session."""
     trade_no = make_trade_no(pile_no, 1, T0, seq)
-    ledger.wallet_command(wallet_id, "hold", key=f"hold:{trade_no}", hold_id=trade_no, amount=amount)
+    ledger.hold(wallet_id, key=f"hold:{trade_no}", hold_id=trade_no, amount=amount)
     return trade_no
 
 
@@ -400,7 +401,7 @@ def test_the_follower_releases_a_hold_with_no_session_after_the_grace_only(ledge
     orphan = old_two_step_hold(ledger, world.wallet_id, world.pile_no, 1, 30_00)
     started = ledger.request_start(pile_no=world.pile_no, gun_no=1, wallet_id=world.wallet_id, hold_fen=20_00,
                                    at=T0, author="driver-1")
-    ledger.wallet_command(world.wallet_id, "hold", key="hold:not-a-session", hold_id="not-a-session", amount=5_00)
+    ledger.hold(world.wallet_id, key="hold:not-a-session", hold_id="not-a-session", amount=5_00)
     follower = OrphanHolds(ledger, database_url)
 
     assert follower.sweep(placed + GRACE - timedelta(seconds=30)) == []  # the start may still be committing
@@ -456,8 +457,6 @@ def test_two_followers_sweeping_at_once_release_an_orphan_once(ledger: Ledger, d
 # ---- in memory: the same one transaction ------------------------------------------------------
 def test_in_memory_a_start_whose_session_is_refused_writes_no_hold(monkeypatch: pytest.MonkeyPatch) -> None:
     """On the in-memory stores (unit tests, the simulator) the hold and the session are one write too."""
-    import domain.ledger
-
     ledger = Ledger({"PERSISTENCE_MODULE": "eventsourcing.popo"})
     world = build_world(ledger, top_up=TOP_UP)
     sequences = iter([7, 7, 8])  # the driver's start draws the operator's serial first, then another
@@ -467,7 +466,7 @@ def test_in_memory_a_start_whose_session_is_refused_writes_no_hold(monkeypatch: 
         def randrange(_: int) -> int:
             return next(sequences)
 
-    monkeypatch.setattr(domain.ledger, "random", Drawn)
+    monkeypatch.setattr(ledger, "serials", Drawn)
     taken = ledger.request_start(pile_no=world.pile_no, gun_no=1, wallet_id=None, hold_fen=0, at=T0, author="ops")
     before = [type(e).__name__ for e in ledger.wallets.events.get(world.wallet_id)]
     trade_no = ledger.request_start(pile_no=world.pile_no, gun_no=1, wallet_id=world.wallet_id, hold_fen=10_00,

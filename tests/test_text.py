@@ -71,8 +71,8 @@ def commands(ledger: Ledger, w: World, trade_no: str, bad: str) -> dict[str, Cal
         "pile disable reason": lambda: ledger.set_pile_enabled(w.pile_no, False, "ops", bad),
         "driver id": lambda: ledger.open_wallet(w.tenant_id, bad, "driver"),
         "stop reason": lambda: ledger.request_stop(trade_no, "ops", bad, later),
-        "force-close reason": lambda: ledger.session_command(trade_no, "force_close", at=later, reason=bad,
-                                                             author="ops"),
+        "force-close reason": lambda: ledger.force_close(trade_no, at=later, reason=bad,
+                                                         author="ops"),
     }
 
 

@@ -18,7 +18,7 @@ ATTEMPTS_PER_WORKER = 20
 
 def test_racing_holds_and_captures_never_overdraw_nor_lose_an_update(ledger: Ledger, database_url: str) -> None:
     wallet_id = ledger.open_wallet(uuid.UUID(int=7), "racer", "test")
-    ledger.wallet_command(wallet_id, "top_up", key="t", amount=TOP_UP, provider="wechat", payment_ref="w")
+    ledger.top_up(wallet_id, key="t", amount=TOP_UP, provider="wechat", payment_ref="w")
     held: dict[str, list[str]] = defaultdict(list)
     refused: dict[str, int] = defaultdict(int)
     barrier = threading.Barrier(2, timeout=30)
@@ -32,13 +32,13 @@ def test_racing_holds_and_captures_never_overdraw_nor_lose_an_update(ledger: Led
             for i in range(ATTEMPTS_PER_WORKER):
                 hold_id = f"{name}-{i}"
                 try:
-                    own.wallet_command(wallet_id, "hold", key=f"hold:{hold_id}", hold_id=hold_id, amount=HOLD)
+                    own.hold(wallet_id, key=f"hold:{hold_id}", hold_id=hold_id, amount=HOLD)
                 except InsufficientFunds:
                     refused[name] += 1
                     continue
                 held[name].append(hold_id)
-                own.wallet_command(wallet_id, "capture", key=f"cap:{hold_id}", hold_id=hold_id,
-                                   electricity=3_00, service=1_00)
+                own.capture(wallet_id, key=f"cap:{hold_id}", hold_id=hold_id,
+                            electricity=3_00, service=1_00)
         finally:
             own.close()
 

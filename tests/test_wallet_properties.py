@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from domain.errors import DomainError
 from domain.ledger import Ledger
+from domain.settlement import WalletCommand
 from domain.wallet import Wallet, posting_sets_of
 
 TENANT = uuid.UUID(int=1)
@@ -149,7 +150,7 @@ def test_trial_balance_zero_on_postgres(ledger: Ledger, sequence: list) -> None:
     wallet_id = ledger.open_wallet(TENANT, f"driver-{uuid.uuid4().hex}", "test")
 
     def apply(name: str, kwargs: dict[str, Any]) -> None:
-        ledger.wallet_command(wallet_id, name, **kwargs)
+        ledger.run_wallet_command(wallet_id, WalletCommand(name, kwargs))
 
     accepted = run(apply, sequence)
     wallet = ledger.wallet(wallet_id)

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def charging(ledger: Ledger, world: World, hold: int = 50_00) -> str:
     trade_no = ledger.request_start(pile_no=world.pile_no, gun_no=1, wallet_id=world.wallet_id, hold_fen=hold,
                                     at=T0, author="driver-1")
-    ledger.session_command(trade_no, "mark_charging", at=T0)
+    ledger.mark_charging(trade_no, at=T0)
     return trade_no
 
 
@@ -79,7 +79,7 @@ def test_a_session_settled_normally_needs_no_follow_up_write(ledger: Ledger, dat
     ledger.settle(settled, record((0, 0, 20_000, 0), T0), T0 + timedelta(minutes=31))
     refused = ledger.request_start(pile_no=world.pile_no, gun_no=2, wallet_id=world.wallet_id, hold_fen=10_00,
                                    at=T0, author="driver-1")
-    ledger.session_command(refused, "acknowledge_start", at=T0, ok=False, reason="gun not plugged")
+    ledger.acknowledge_start(refused, at=T0, ok=False, reason="gun not plugged")
     before = wallet_events(ledger, world)
     watchdog = Watchdog(ledger, database_url)
     watchdog.catch_up()

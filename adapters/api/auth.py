@@ -25,13 +25,15 @@ import re
 import secrets
 import unicodedata
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+
+from domain.clock import utcnow
 
 PLATFORM_ADMIN, TENANT_ADMIN, AGENT, DRIVER = "platform_admin", "tenant_admin", "agent", "driver"
 OPERATOR_ROLES = (PLATFORM_ADMIN, TENANT_ADMIN, AGENT)
@@ -112,7 +114,7 @@ class TokenSigner:
     def issue(self, principal: Principal, now: datetime | None = None,
               generation: int | None = None) -> tuple[str, datetime]:
         """A token for ``principal``; ``generation`` (operators) is the user's current token generation."""
-        now = now or datetime.now(timezone.utc)
+        now = now or utcnow()
         expires = now + self.settings.token_ttl
         claims = {**principal.claims(), "iss": ISSUER, "iat": now, "exp": expires}
         if generation is not None:

@@ -36,16 +36,17 @@ def run_demo(ledger: Ledger, relay: Relay, out: Any = print, database_url: str |
              nats_url: str | None = None) -> bool:
     """A scripted day on the ledger (five sessions that show each path money can take), then, given
     the servers, the live part: the YKC gateway and a simulated fleet charging over TCP."""
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from domain.books import books_of
     from domain.money import energy_to_kwh_str as kwh
     from domain.money import fen_to_yuan_str as yuan
-    from domain.session import TransactionRecord
+    from domain.clock import utcnow
+    from domain.session import SettlementRecord
     from domain.tariff import TIERS
     from zoneinfo import ZoneInfo
 
-    day = datetime.now(timezone.utc).replace(hour=1, minute=0, second=0, microsecond=0)  # 09:00 in Shanghai
+    day = utcnow().replace(hour=1, minute=0, second=0, microsecond=0)  # 09:00 in Shanghai
     tenant = ledger.create_tenant("Demo Charging Co.", "platform-admin")
     station = ledger.create_station(tenant, "Zhangjiang Hub", "88 Keyuan Rd, Pudong, Shanghai", 31.2036, 121.5907,
                                     "ops@demo")
@@ -61,14 +62,14 @@ def run_demo(ledger: Ledger, relay: Relay, out: Any = print, database_url: str |
     # verified notification, so the demo does not pretend to have them
     for driver, amount in (("driver-li", 200_00), ("driver-wang", 30_00), ("driver-zhao", 100_00)):
         wallets[driver] = ledger.open_wallet(tenant, driver, driver)
-        ledger.wallet_command(wallets[driver], "top_up", key=f"topup:{driver}", amount=amount, provider="cash",
+        ledger.top_up(wallets[driver], key=f"topup:{driver}", amount=amount, provider="cash",
                               payment_ref=f"counter-receipt-{driver}")
         out(f"{driver:12} topped up {yuan(amount):>7} yuan in cash at the counter")
 
-    def record(tier_energy: tuple[int, int, int, int], start: datetime, minutes: int) -> TransactionRecord:
+    def record(tier_energy: tuple[int, int, int, int], start: datetime, minutes: int) -> SettlementRecord:
         amounts = tuple(e * (DEMO_PRICES[t]["electricity"] + DEMO_PRICES[t]["service"]) // 10**5
                         for e, t in zip(tier_energy, TIERS))
-        return TransactionRecord(tier_energy=tier_energy, pile_tier_amounts=amounts,  # type: ignore[arg-type]
+        return SettlementRecord(tier_energy=tier_energy, pile_tier_amounts=amounts,  # type: ignore[arg-type]
                                  pile_total_amount=sum(amounts), pile_total_energy=sum(tier_energy),
                                  meter_start=5_000_000, meter_end=5_000_000 + sum(tier_energy), started_at=start,
                                  ended_at=start + timedelta(minutes=minutes), stop_reason=0x40)
@@ -78,10 +79,10 @@ def run_demo(ledger: Ledger, relay: Relay, out: Any = print, database_url: str |
         trade_no = ledger.request_start(pile_no=pile_no, gun_no=gun, wallet_id=wallets[driver], hold_fen=hold,
                                         at=start, author=driver)
         out(f"{trade_no}  {driver:12} start requested, hold {yuan(hold)} yuan")
-        ledger.session_command(trade_no, "acknowledge_start", at=start + timedelta(seconds=3), ok=True)
-        ledger.session_command(trade_no, "mark_charging", at=start + timedelta(seconds=20))
+        ledger.acknowledge_start(trade_no, at=start + timedelta(seconds=3), ok=True)
+        ledger.mark_charging(trade_no, at=start + timedelta(seconds=20))
         for minute in range(1, minutes + 1):
-            ledger.session_command(trade_no, "record_reading", at=start + timedelta(minutes=minute),
+            ledger.record_reading(trade_no, at=start + timedelta(minutes=minute),
                                    energy=minute * kwh_per_min)
         return trade_no
 
@@ -96,7 +97,7 @@ def run_demo(ledger: Ledger, relay: Relay, out: Any = print, database_url: str |
     # 1. an ordinary app session across the flat -> peak edge at 10:00
     t = day + timedelta(minutes=40)
     a = charge("driver-li", piles[0], 1, t, 80_00, 1200, 40)
-    ledger.session_command(a, "request_stop", at=t + timedelta(minutes=41), reason="driver stopped", author="driver-li")
+    ledger.request_stop(a, at=t + timedelta(minutes=41), reason="driver stopped", author="driver-li")
     s = ledger.session(a)
     ledger.settle(a, record(tuple(s.tier_energy), t, 41), t + timedelta(minutes=42))  # type: ignore[arg-type]
     show(a)
@@ -110,7 +111,7 @@ def run_demo(ledger: Ledger, relay: Relay, out: Any = print, database_url: str |
     c = ledger.request_start(pile_no=piles[1], gun_no=1, wallet_id=wallets["driver-zhao"], hold_fen=50_00, at=t,
                              author="driver-zhao")
     out(f"{c}  driver-zhao  start requested, hold 50.00 yuan; the pile stays silent")
-    ledger.session_command(c, "expire", now=t + timedelta(seconds=91))
+    ledger.expire_session(c, now=t + timedelta(seconds=91))
     show(c)
     # 4. an offline start the pile reports only afterwards
     t = day + timedelta(hours=4)
@@ -120,7 +121,7 @@ def run_demo(ledger: Ledger, relay: Relay, out: Any = print, database_url: str |
     # 5. a stuck session force-closed by the operator, re-priced when the pile's record turns up
     t = day + timedelta(hours=5)
     e = charge("driver-li", piles[1], 2, t, 60_00, 1000, 10)
-    ledger.session_command(e, "force_close", at=t + timedelta(hours=2), reason="pile lost power", author="ops@demo")
+    ledger.force_close(e, at=t + timedelta(hours=2), reason="pile lost power", author="ops@demo")
     show(e)
     ledger.settle(e, record((12000, 0, 0, 0), t, 12), t + timedelta(hours=3))
     show(e)
@@ -133,9 +134,9 @@ def run_demo(ledger: Ledger, relay: Relay, out: Any = print, database_url: str |
     live_settled = all(ledger.session(t).state == "finished" for t in live)
     # a refund of what is left, through the provider it came from
     left = ledger.wallet(wallets["driver-zhao"]).available
-    ledger.wallet_command(wallets["driver-zhao"], "request_refund", key="refund:zhao", refund_id="rf-zhao-1",
+    ledger.request_refund(wallets["driver-zhao"], key="refund:zhao", refund_id="rf-zhao-1",
                           amount=left, provider="cash")
-    ledger.wallet_command(wallets["driver-zhao"], "complete_refund", key="refund-done:zhao", refund_id="rf-zhao-1",
+    ledger.complete_refund(wallets["driver-zhao"], key="refund-done:zhao", refund_id="rf-zhao-1",
                           provider_ref="counter-refund-1")
     out(f"driver-zhao  refunded {yuan(left)} yuan in cash")
 
@@ -187,7 +188,8 @@ async def run_live_fleet(ledger: Ledger, database_url: str, nats_url: str, tenan
     (the platform stops the pile), one pile loses its link mid-charge and uploads its record after
     logging in again, one driver starts with a card at the pile. Returns the trade serials.
     """
-    from pile_link.gateway import Gateway, utcnow
+    from domain.clock import utcnow
+    from pile_link.gateway import Gateway
     from pile_link.simulator import Fleet, PileSpec
     from pile_link.simulator.console import Console
     from pile_link.simulator.fleet import pile_numbers

@@ -95,7 +95,7 @@ def record_lapsed(ledger: Any, database_url: str, open_sessions: Any, now: datet
                     continue
                 for trade_no in open_sessions.of_pile(pile_no):
                     try:
-                        ledger.session_command(trade_no, "pile_offline", at=renewed_at)
+                        ledger.session_pile_offline(trade_no, at=renewed_at)
                     except DomainError as error:
                         log.error("session %s: could not record its pile offline: %s", trade_no, error)
             if mark_lapsed(conn, gateway_id, expires_at, now):

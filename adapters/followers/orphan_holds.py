@@ -37,6 +37,7 @@ from eventsourcing.utils import get_topic
 from adapters.followers.log_follower import DueWork, LogFollower, follow, tracking_ddl
 from domain.errors import UnknownHold
 from domain.session import TRADE_NO, ChargingSession
+from domain.settlement import release_hold
 from domain.wallet import Wallet
 
 log = logging.getLogger("chargeledger.orphan_holds")
@@ -96,7 +97,7 @@ def release_if_orphaned(ledger: Any, trade_no: str, wallet_id: UUID) -> bool:
     if trade_no not in ledger.wallets.get(wallet_id, Wallet, "wallet").holds:
         return False  # released or captured meanwhile
     try:
-        _, events = ledger.wallet_update(wallet_id, "release", key=f"release:{trade_no}", hold_id=trade_no)
+        _, events = ledger.run_wallet_command(wallet_id, release_hold(trade_no))
     except UnknownHold:
         return False  # closed between the look and the release
     if events:

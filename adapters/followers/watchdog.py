@@ -36,15 +36,16 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 import psycopg
 
 from adapters.postgres.env import create_tables
+from domain.clock import utcnow
 from domain.errors import DomainError
-from domain.settlement import wallet_commands
+from domain.settlement import WalletCommand, wallet_commands
 from domain.wallet import Wallet
 from adapters.followers import gateway_leases
 from adapters.followers.log_follower import DueWork, follow
@@ -174,7 +175,7 @@ def apply_followup(ledger: Any, key: str, trade_no: str, wallet_id: UUID, comman
     wallet = ledger.wallets.get(wallet_id, Wallet, "wallet", fresh=False, copy=False)
     if key in wallet.outcomes:  # keys are never dropped: a cached copy that has it is right
         return False
-    _, events = ledger.wallet_update(wallet_id, command, **arguments)
+    _, events = ledger.run_wallet_command(wallet_id, WalletCommand(command, arguments))
     if events:
         log.warning("session %s: wallet %s (%s) was not applied after the session closed; applied now",
                     trade_no, command, key)
@@ -216,7 +217,3 @@ def run_role(make_ledger: Callable[[], Any], database_url: str, stopping: thread
             watchdog.run(clock or utcnow, stopping, interval)
     finally:
         ledger.close()
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)

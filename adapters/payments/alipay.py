@@ -16,7 +16,7 @@ nothing anyway: crediting is keyed by the order.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo
@@ -40,6 +40,7 @@ from adapters.payments.base import (
     yuan,
 )
 from adapters.payments.config import AlipayConfig
+from domain.clock import utcnow
 
 BEIJING = ZoneInfo("Asia/Shanghai")
 NOTIFY_MAX_AGE = timedelta(hours=48)
@@ -48,15 +49,11 @@ PAID_STATES = ("TRADE_SUCCESS", "TRADE_FINISHED")
 OK = "10000"
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 class AlipayAdapter:
     provider = "alipay"
 
     def __init__(self, config: AlipayConfig, notify_url: str, *, gateway: str | None = None,
-                 now: Callable[[], datetime] = _utcnow, timeout: int = 10) -> None:
+                 now: Callable[[], datetime] = utcnow, timeout: int = 10) -> None:
         self.config = config
         self.notify_url = notify_url
         self.now = now

@@ -8,12 +8,12 @@ prepay, verify and parse a notification, refund, query a refund. The flow in
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
 from domain.errors import DomainError
+from domain.money import fen_to_yuan_str, yuan_str_to_fen
 
 NOTIFICATION_WINDOW_SECONDS = 300  # WeChat signs each delivery; |now − timestamp| beyond this is refused
 
@@ -109,17 +109,15 @@ def digest(body: bytes) -> str:
 
 def yuan(fen: int) -> str:
     """Fen as Alipay's two-decimal yuan string: 1234 -> "12.34"."""
-    return f"{fen // 100}.{fen % 100:02d}"
-
-
-PLAIN_YUAN = re.compile(r"(0|[1-9][0-9]{0,9})(\.[0-9]{1,2})?")
+    return fen_to_yuan_str(fen)
 
 
 def fen_of_yuan(text: str) -> int:
-    """Alipay's yuan string back to fen, exactly. Only a plain amount is read: ASCII digits, at most two
-    decimals; anything else (``NaN``, ``sNaN``, ``Infinity``, ``1e999``, a sign, a third decimal, spaces)
-    is refused as a notification we cannot act on, never an error of ours."""
-    if not isinstance(text, str) or not PLAIN_YUAN.fullmatch(text):
-        raise NotificationRefused(f"not an amount in yuan: {str(text)[:40]!r}")
-    whole, _, cents = text.partition(".")
-    return int(whole) * 100 + int(cents.ljust(2, "0") or 0)
+    """Alipay's yuan string back to fen, exactly (:func:`domain.money.yuan_str_to_fen`). Only a plain
+    amount is read: ASCII digits, at most two decimals; anything else (``NaN``, ``sNaN``, ``Infinity``,
+    ``1e999``, a sign, a third decimal, spaces) is refused as a notification we cannot act on, never an
+    error of ours."""
+    try:
+        return yuan_str_to_fen(text)
+    except ValueError as error:
+        raise NotificationRefused(str(error)) from None

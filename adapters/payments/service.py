@@ -45,14 +45,11 @@ from adapters.payments.base import (
 )
 from adapters.payments.config import Channel, Channels
 from adapters.payments.wechat import WeChatPayAdapter
+from domain.clock import utcnow
 from domain.errors import DomainError, IdempotencyConflict, InsufficientFunds, InvalidAmount, NotFound
 from domain.ledger import Ledger
 from domain.payment import PaymentAmountMismatch, PaymentOrder, Payments, RefundRefused
 from domain.wallet import Wallet
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -128,7 +125,7 @@ class Providers:
     """
 
     def __init__(self, public_base_url: str, *, gateways: dict[str, str] | None = None,
-                 now: Callable[[], datetime] = _utcnow) -> None:
+                 now: Callable[[], datetime] = utcnow) -> None:
         self.base = public_base_url.rstrip("/")
         self.gateways = gateways or {}
         self.now = now
@@ -162,7 +159,7 @@ def created_at(out_trade_no: str) -> datetime | None:
 
 class PaymentService:
     def __init__(self, ledger: Ledger, payments: Payments, channels: Channels, providers: ProviderFactory,
-                 *, now: Callable[[], datetime] = _utcnow, description: str = "Charging wallet top-up",
+                 *, now: Callable[[], datetime] = utcnow, description: str = "Charging wallet top-up",
                  limits: TopUpLimits | None = None) -> None:
         self.limits = limits or TopUpLimits()
         self.ledger = ledger
@@ -273,8 +270,8 @@ class PaymentService:
         order = self.payments.order(out_trade_no)
         if order.state != "paid":
             return False
-        self.ledger.wallet_command(order.wallet_id, "top_up", key=f"topup:{out_trade_no}", amount=order.amount_fen,
-                                   provider=order.provider, payment_ref=out_trade_no)
+        self.ledger.top_up(order.wallet_id, key=f"topup:{out_trade_no}", amount=order.amount_fen,
+                           provider=order.provider, payment_ref=out_trade_no)
         return bool(self._order(out_trade_no, lambda o: o.credit(at=self.now())))
 
     # ---- refunds ---------------------------------------------------------------------------
@@ -331,14 +328,14 @@ class PaymentService:
     def _refund(self, wallet_id: UUID, order: PaymentOrder, amount_fen: int, reason: str,
                 out_refund_no: str) -> RefundView:
         view = RefundView(order.out_trade_no, out_refund_no, order.provider, amount_fen, "failed")
-        self.ledger.wallet_command(wallet_id, "request_refund", key=f"refund:{out_refund_no}",
+        self.ledger.request_refund(wallet_id, key=f"refund:{out_refund_no}",
                                    refund_id=out_refund_no, amount=amount_fen, provider=order.provider)
         try:
             self._order(order.out_trade_no, lambda o: o.create_refund(
                 out_refund_no=out_refund_no, amount_fen=amount_fen, reason=reason, at=self.now()))
         except RefundRefused as refused:  # a racing refund took this order's refundable amount
-            self.ledger.wallet_command(wallet_id, "fail_refund", key=f"refund-failed:{out_refund_no}",
-                                       refund_id=out_refund_no, reason=refused.message)
+            self.ledger.fail_refund(wallet_id, key=f"refund-failed:{out_refund_no}",
+                                    refund_id=out_refund_no, reason=refused.message)
             view.reason = refused.message
             return view
         _, provider = self.provider_for(order.tenant_id, order.channel)
@@ -364,14 +361,14 @@ class PaymentService:
             self._order(order.out_trade_no, lambda o: o.refund_succeeded(
                 out_refund_no=out_refund_no, provider_ref=outcome.provider_ref, amount_fen=amount, at=at))
             ref = self.payments.order(order.out_trade_no).refunds[out_refund_no]["provider_ref"]
-            self.ledger.wallet_command(order.wallet_id, "complete_refund", key=f"refund-done:{out_refund_no}",
-                                       refund_id=out_refund_no, provider_ref=ref)
+            self.ledger.complete_refund(order.wallet_id, key=f"refund-done:{out_refund_no}",
+                                        refund_id=out_refund_no, provider_ref=ref)
         elif outcome.status == "failed":
             self._order(order.out_trade_no, lambda o: o.refund_failed(
                 out_refund_no=out_refund_no, reason=outcome.reason, at=at))
             why = self.payments.order(order.out_trade_no).refunds[out_refund_no]["reason"]
-            self.ledger.wallet_command(order.wallet_id, "fail_refund", key=f"refund-failed:{out_refund_no}",
-                                       refund_id=out_refund_no, reason=why)
+            self.ledger.fail_refund(order.wallet_id, key=f"refund-failed:{out_refund_no}",
+                                    refund_id=out_refund_no, reason=why)
         return outcome.status
 
     def _order(self, out_trade_no: str, change: Callable[[PaymentOrder], Any]) -> Any:

@@ -35,20 +35,17 @@ from adapters.payments.base import (
     digest,
 )
 from adapters.payments.config import WeChatConfig
+from domain.clock import utcnow
 
 SIGNATURE_TYPE = "WECHATPAY2-SHA256-RSA2048"
 _REFUND_STATUS = {"SUCCESS": "succeeded", "PROCESSING": "processing", "CLOSED": "failed", "ABNORMAL": "failed"}
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class WeChatPayAdapter:
     provider = "wechat"
 
     def __init__(self, config: WeChatConfig, notify_url: str, *, gateway: str | None = None,
-                 now: Callable[[], datetime] = _utcnow, timeout: tuple[float, float] = (3, 10)) -> None:
+                 now: Callable[[], datetime] = utcnow, timeout: tuple[float, float] = (3, 10)) -> None:
         self.config = config
         self.notify_url = notify_url
         self.now = now

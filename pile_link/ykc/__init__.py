@@ -63,7 +63,7 @@ from pile_link.ykc.maintenance import (
 )
 from pile_link.ykc.messages import decode_message, encode_message, encode_reply
 from pile_link.ykc.realtime import ReadRealtime, RealtimeData
-from pile_link.ykc.session import (
+from pile_link.ykc.login import (
     TIERS,
     BillingModelReply,
     BillingModelRequest,

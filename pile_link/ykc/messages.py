@@ -1,7 +1,7 @@
 """Frames <-> message dataclasses: the registry's front door.
 
 Importing this module registers every message class (they live in modules by frame range:
-:mod:`.session`, :mod:`.realtime`, :mod:`.bms`, :mod:`.transactions`, :mod:`.cards`,
+:mod:`.login`, :mod:`.realtime`, :mod:`.bms`, :mod:`.transactions`, :mod:`.cards`,
 :mod:`.maintenance`). A link does::
 
     for item in decoder.feed(chunk):
@@ -16,7 +16,7 @@ Importing this module registers every message class (they live in modules by fra
 
 from __future__ import annotations
 
-from pile_link.ykc import bms, cards, maintenance, realtime, session, transactions  # noqa: F401  (registers)
+from pile_link.ykc import bms, cards, login, maintenance, realtime, transactions  # noqa: F401  (registers)
 from pile_link.ykc.base import MESSAGES, Message, message_class, plausible_length
 from pile_link.ykc.errors import ENCRYPTED, UNKNOWN_TYPE, DecodeError, EncodeError
 from pile_link.ykc.frame import CrcOrder, Frame, encode_frame

@@ -9,7 +9,7 @@ not_found``, exactly as if it did not exist, so trade serials cannot be probed.
   or the bare 16 digits. The lookup answers the station, the gun's status and the tariff now and
   in the next 24 hours, in the station's time zone.
 * Start: needs the wallet's available balance at or above the tenant's minimum
-  (:class:`~adapters.api.driver.settings.StartRules`); holds the whole available balance, at most
+  (:class:`~domain.start_rules.StartRules`); holds the whole available balance, at most
   the tenant's maximum hold (the pile is told that amount in 0x34 and stops there, and the platform
   stops it before the measured bill reaches it). It answers ``202`` with the trade serial as soon
   as the session is written; the pile's answer arrives later, on the stream. A client retry with the
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
@@ -37,8 +37,9 @@ from adapters.api.driver.settings import DriverApiSettings
 from adapters.api.driver.starts import StartRequests
 from adapters.api.driver.streams import StreamSlots
 from adapters.postgres.recorder import AlongsideConflict
-from domain.errors import ConcurrencyExhausted, DomainError, InsufficientFunds, NotFound
-from domain.money import fen_to_yuan_str
+from domain.clock import utcnow
+from domain.errors import ConcurrencyExhausted, DomainError, NotFound
+from domain.money import fen_to_yuan_str, price_to_yuan_str
 from domain.registry import Pile
 from domain.session import ChargingSession
 from domain.tariff import TIERS, TariffSchedule
@@ -49,10 +50,6 @@ QR_PATTERN = re.compile(r"^(?:https?://[^/?#\s]+(?:/[^?#\s]*)?/c/)?(\d{14})(\d{2
 
 class InvalidQrCode(DomainError):
     code = "invalid_qr_code"
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 # ---- QR codes and tariffs ---------------------------------------------------------------------------------
@@ -69,7 +66,7 @@ def price_view(schedule: TariffSchedule, tier: int) -> dict[str, Any]:
     p = schedule.prices[tier]
     total = p.electricity + p.service  # 0.00001 yuan/kWh
     return {"tier": TIERS[tier], "electricity_price": p.electricity, "service_price": p.service,
-            "yuan_per_kwh": f"{total // 100000}.{total % 100000:05d}"}
+            "yuan_per_kwh": price_to_yuan_str(total)}
 
 
 def tariff_slots(schedule: TariffSchedule, now: datetime, timezone: str, hours: int = 24) -> list[dict[str, Any]]:
@@ -149,15 +146,9 @@ class DriverSessions:
 
     def hold_for(self, driver: DriverPrincipal) -> tuple[UUID, int]:
         """The driver's wallet and what a start holds on it: the available balance, at most the
-        tenant's maximum; InsufficientFunds below the tenant's minimum."""
-        rules = self.settings.rules(driver.tenant_id)
+        tenant's maximum; InsufficientFunds below the tenant's minimum (:class:`StartRules`)."""
         wallet_id = Wallet.create_id(driver.tenant_id, driver.driver_id)
-        available = self.ledger.wallet(wallet_id).available
-        if available < rules.min_start_fen:
-            raise InsufficientFunds(f"starting needs at least {fen_to_yuan_str(rules.min_start_fen)} yuan "
-                                    f"available; the wallet has {fen_to_yuan_str(available)}",
-                                    available_fen=available, min_start_fen=rules.min_start_fen)
-        return wallet_id, min(available, rules.max_hold_fen)
+        return wallet_id, self.settings.rules(driver.tenant_id).hold_for(self.ledger.wallet(wallet_id).available)
 
     def session(self, driver: DriverPrincipal, trade_no: str) -> ChargingSession:
         """The driver's own session, brought up to date with the store (the gateway writes it elsewhere)."""

@@ -10,18 +10,7 @@ from dataclasses import dataclass, field
 from uuid import UUID
 
 from adapters.payments.service import TopUpLimits
-
-
-@dataclass(frozen=True)
-class StartRules:
-    """What a start needs and holds, per tenant. Defaults: 5.00 yuan to start, at most 200.00 held."""
-
-    min_start_fen: int = 5_00
-    max_hold_fen: int = 200_00
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.min_start_fen <= self.max_hold_fen:
-            raise ValueError("start rules need 1 <= min_start_fen <= max_hold_fen")
+from domain.start_rules import StartRules
 
 
 @dataclass(frozen=True)

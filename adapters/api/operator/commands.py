@@ -5,6 +5,7 @@ the payment platform. Each is a command on the ledger; what a pile is told reach
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 from fastapi import APIRouter, Request
@@ -30,7 +31,7 @@ class RequiredReason(BaseModel):
     reason: t.RequiredReason
 
 
-class StartRequest(BaseModel):
+class StartBody(BaseModel):
     model_config = body_example(gun_no=1)
     gun_no: int = Field(ge=1, le=99)
 
@@ -50,7 +51,7 @@ class RefundRequest(BaseModel):
 @router.post("/piles/{pile_no}/start", tags=["commands"], status_code=202,
              summary="Start a gun without a driver (commissioning)",
              responses=example({"trade_no": TRADE}, 202, *ERRORS, 409, e409=E409_UNAVAILABLE))
-def start_gun(request: Request, who: Caller, pile_no: PileNo, body: StartRequest) -> JSONResponse:
+def start_gun(request: Request, who: Caller, pile_no: PileNo, body: StartBody) -> JSONResponse:
     require(who, TENANT_ADMIN, AGENT)
     pile = check_pile(request, who, pile_no)
     trade_no = request.app.state.ledger.request_start(pile_no=pile_no, gun_no=body.gun_no, wallet_id=None,
@@ -75,30 +76,32 @@ def stop_session(request: Request, who: Caller, trade_no: TradeNo, body: Reason)
 def force_close(request: Request, who: Caller, trade_no: TradeNo, body: RequiredReason) -> JSONResponse:
     require(who, TENANT_ADMIN, AGENT)
     check_session(request, who, trade_no)
-    session = request.app.state.ledger.session_command(trade_no, "force_close", at=now(), reason=body.reason,
-                                                       author=who.subject)
+    session = request.app.state.ledger.force_close(trade_no, at=now(), reason=body.reason, author=who.subject)
     return JSONResponse({"trade_no": trade_no, "state": session.state,
                          "total_fen": (session.bill or {}).get("total_fen", 0)})
 
 
-def pile_command(request: Request, who: Principal, pile_no: str, command: str) -> JSONResponse:
+def pile_command(request: Request, who: Principal, pile_no: str, command: str,
+                 use_case: Callable[..., None]) -> JSONResponse:
+    """A command to a pile: ``use_case`` is the ledger's (``reboot_pile``, ``push_tariff``), ``command``
+    the name the answer gives it."""
     require(who, TENANT_ADMIN, AGENT)
     pile = check_pile(request, who, pile_no)
-    request.app.state.ledger.pile_command(pile_no, command, who.subject, now(), tenant_id=pile.tenant_id)
+    use_case(pile_no, author=who.subject, at=now(), tenant_id=pile.tenant_id)
     return JSONResponse({"pile_no": pile_no, "command": command}, status_code=202)
 
 
 @router.post("/piles/{pile_no}/reboot", tags=["commands"], status_code=202, summary="Reboot a pile",
              responses=example({"pile_no": PILE, "command": "reboot"}, 202, *ERRORS, 409, e409=E409_UNAVAILABLE))
 def reboot(request: Request, who: Caller, pile_no: PileNo) -> JSONResponse:
-    return pile_command(request, who, pile_no, "reboot")
+    return pile_command(request, who, pile_no, "reboot", request.app.state.ledger.reboot_pile)
 
 
 @router.post("/piles/{pile_no}/push-tariff", tags=["commands"], status_code=202,
              summary="Send the pile its current tariff",
              responses=example({"pile_no": PILE, "command": "push_tariff"}, 202, *ERRORS, 409, e409=E409_UNAVAILABLE))
 def push_tariff(request: Request, who: Caller, pile_no: PileNo) -> JSONResponse:
-    return pile_command(request, who, pile_no, "push_tariff")
+    return pile_command(request, who, pile_no, "push_tariff", request.app.state.ledger.push_tariff)
 
 
 REFUND_EXAMPLE = {"refund_id": "rf-20261122-0001", "wallet_id": T, "amount_fen": 2500, "available_fen": 0,

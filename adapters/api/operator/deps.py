@@ -21,7 +21,7 @@ probed; a role that may not do something at all gets 403 ``forbidden_role``.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -34,6 +34,7 @@ from adapters.api import inputs as t
 from adapters.api.auth import AuthError, Principal
 from adapters.api.errors import ApiError
 from adapters.api.inputs import error, responses
+from domain.clock import utcnow
 from domain.errors import NotFound
 from domain.registry import Pile, Station
 
@@ -146,7 +147,8 @@ def query(request: Request, sql: str, params: dict[str, Any]) -> list[dict[str, 
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    """The instant a request happens at (:func:`domain.clock.utcnow`)."""
+    return utcnow()
 
 # ---- request bodies ---------------------------------------------------------------------------------
 def body_example(**values: Any) -> ConfigDict:

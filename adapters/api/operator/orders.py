@@ -24,7 +24,7 @@ from adapters.api.errors import ApiError
 from adapters.api.operator.deps import (E403_SCOPE, ERRORS, PILE, TRADE, S, T, Caller, StationFilter, TradeNo,
                                         example, now, query, scope_where)
 from domain.errors import NotFound
-from domain.money import energy_to_kwh_str, fen_to_yuan_str
+from domain.money import energy_to_kwh_str, fen_to_yuan_str, ykc_amount_to_yuan_str
 from projections.base import jsonable
 from projections.dashboard import dashboard
 from projections.orders import find_orders, orders_query
@@ -113,7 +113,7 @@ def csv_row(row: dict[str, Any]) -> list[Any]:
         return "" if fen is None else fen_to_yuan_str(fen)
 
     def ykc(amount: int | None) -> str:  # 0.0001 yuan
-        return "" if amount is None else f"{'-' if amount < 0 else ''}{abs(amount) // 10000}.{abs(amount) % 10000:04d}"
+        return "" if amount is None else ykc_amount_to_yuan_str(amount)
 
     return [row["trade_no"], *(jsonable(row[c]) or "" for c in ("ordered_at", "started_at", "stopped_at", "settled_at")),
             row["station_id"], row["pile_no"], row["gun_no"], row["driver_id"] or "", row["origin"], row["state"],
