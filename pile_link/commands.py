@@ -10,10 +10,10 @@ the follower's own (``AckPolicy.NONE``, in memory, removed by the server once no
 there is no ordered-consumer reset behind its back.
 
 After every (re)subscription, the gateway is told (``resumed``) so it can deliver what each pile it
-holds is owed, whatever the messages said (:meth:`pile_link.gateway.Gateway.deliver_owed`).
+holds is owed, whatever the messages said (:meth:`pile_link.delivery.OwedDelivery.deliver_owed`).
 
 Outages: connecting, finding the stream and subscribing are retried with backoff for as long as it
-takes (:class:`~pile_link.recovery.Outage`); the NATS client reconnects by itself, and each
+takes (:class:`~adapters.servers.outage.Outage`); the NATS client reconnects by itself, and each
 reconnection makes the follower subscribe again. Piles are served all the while.
 """
 

@@ -1,31 +1,24 @@
 """The YKC gateway: an asyncio TCP server holding piles' connections, wired to the ledger.
 
-Pile to ledger: each connection is a :class:`~pile_link.link.PileLink`; the ledger's commands are
-blocking (psycopg), so they run in a small thread pool, and realtime readings are batched across
-piles into one transaction per tick (:class:`ReadingBatcher`).
+Pile to ledger: each connection is a :class:`~pile_link.link.PileLink`, whose frames go to the
+handlers of :mod:`pile_link.handlers`; the ledger's commands are blocking (psycopg), so they run in a
+small thread pool, and realtime readings, link status and offline sessions are batched across piles
+into one transaction per tick (:class:`~pile_link.write_behind.WriteBehind`).
 
-Ledger to pile (design.md, flow 3): a command is an event (``ChargingSession.Opened`` of a platform
-start, ``StopRequested``, ``Pile.CommandRequested``, a tariff change). The relay publishes it to
-JetStream; every gateway follows those subjects (:mod:`pile_link.commands`) and the one holding the
-pile's connection sends the frame. A NATS message is only a hint of where to look: the gateway reads
-the session, or the stored event at the message's originator id and version, from the store and
-sends what the ledger says the pile is owed (:mod:`pile_link.owed`), never what the message body
-says. A start whose deadline already passed is not sent (the watchdog fails it).
-
-A command is owed until the pile acknowledges it or it no longer applies, so what a pile missed
-(offline, or this gateway restarting, or NATS away) is delivered when it is next online: when a pile
-logs in, and after the gateway follows NATS again, :meth:`Gateway.deliver_owed` asks the store what
-each pile it holds is owed (its open sessions from the ``open_sessions`` index, each read from the
-store; its tariff) and sends it. Each session's start and stop goes out at most once per connection.
+Ledger to pile (design.md, flow 3): commands are events, which reach the gateway through NATS
+(:mod:`pile_link.commands`); the gateway sends the piles it holds what the store says they are owed,
+then and whenever they log in (:class:`~pile_link.delivery.OwedDelivery`, a part of :class:`Gateway`).
 
 Timers: a connection that does not log in within the login deadline (15 s) is closed; a pile silent
 for 30 s (three missed heartbeats) is disconnected and recorded offline (and its charging sessions
 get their offline deadline); the clock is set after login and daily; the watchdog
 (:mod:`adapters.followers.watchdog`, unless the gateway runs without it) sweeps session deadlines. None of
-these keeps money-relevant state in memory.
+these keeps money-relevant state in memory. The gateway renews its lease on each sweep
+(:mod:`adapters.followers.gateway_leases`). Balance protection: a session whose readings reach the
+money held for it is stopped (:meth:`Gateway.protect_balances`).
 
 Outages: everything that writes to or reads from Postgres or NATS is retried with backoff for as
-long as an outage lasts, and says so in the log (:mod:`pile_link.recovery`).
+long as an outage lasts, and says so in the log (:mod:`adapters.servers.outage`).
 """
 
 from __future__ import annotations
@@ -36,7 +29,7 @@ import logging
 import os
 import socket
 from collections import Counter, OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
@@ -44,161 +37,33 @@ from uuid import UUID
 
 import psycopg
 
+from adapters.followers import gateway_leases
+from adapters.followers.gateway_leases import LEASE_TTL
+from adapters.followers.open_sessions import OpenSessions
+from adapters.followers.watchdog import Watchdog
+from adapters.postgres.env import create_tables
+from adapters.servers.outage import Outage
 from domain.clock import utcnow
 from domain.errors import DomainError, WrongPile
-from domain.session import ChargingSession
 from domain.start_rules import card_start_rules
 from pile_link.boundary import Refusal, RefusalThrottle, RefusedFrames
 from pile_link.commands import COMMAND_SUBJECTS, CommandFollower
+from pile_link.delivery import OWED_WAIT, OwedDelivery
+from pile_link.handlers import routes
 from pile_link.link import PileLink
-from adapters.followers.open_sessions import OpenSessions
-from pile_link.owed import COMMISSIONING_BALANCE_FEN, owed_for_command, owed_for_session
-from adapters.followers import gateway_leases
-from adapters.followers.gateway_leases import LEASE_TTL
-from adapters.postgres.env import create_tables
-from adapters.servers.outage import Outage
-from adapters.followers.watchdog import Watchdog
-from pile_link.ykc import RemoteStart
+from pile_link.owed import COMMISSIONING_BALANCE_FEN
+from pile_link.write_behind import Coalesced, WriteBehind
 
 log = logging.getLogger("chargeledger.pile_link")
 
 HEARTBEAT_TIMEOUT = 30.0  # three missed 10 s heartbeats
 LOGIN_DEADLINE = 15.0  # a connection must log in this soon (a pile logs in as soon as it connects)
-MAX_WRITE_ATTEMPTS = 20  # a write-behind batch the database refuses (while up) is tried this often
 MAX_PENDING_READINGS = 500_000  # readings kept through a database outage; beyond, the oldest go (see WriteBehind)
-SENT_MEMORY = 100_000  # the stored commands a gateway remembers having sent, so each goes out once
 TIME_SYNC_INTERVAL = 24 * 3600.0
-OWED_WAIT = 5.0  # seconds after a login to wait for the guns' first realtime reports before a start or a push
-__all__ = ["COMMAND_SUBJECTS", "Gateway", "WriteBehind", "serve"]
+__all__ = ["COMMAND_SUBJECTS", "Gateway", "serve"]
 
 
-class WriteBehind:
-    """Observations of many piles, written to the ledger in one transaction per tick.
-
-    Used for what needs no answer to the pile: realtime readings and link status (online,
-    offline, gun status). Items keep their order: flushes are serialised, and a flush carries every
-    item queued before it. ``write(batch)`` returns, per item, None or the domain error that refused it.
-
-    A batch whose write fails goes back to the head of the queue. While the database cannot be
-    reached (``reachable()`` says no), it waits there for as long as the outage lasts, retried with
-    backoff (logged when the outage begins and ends); a batch the database refuses while it is up
-    is tried ``MAX_WRITE_ATTEMPTS`` times, then dropped, logged and counted (``<name>_dropped``), so
-    it cannot hold back what is queued behind it for ever. ``max_pending`` bounds what an outage
-    keeps: beyond it the oldest items go (counted as ``<name>_shed``). Readings can afford it: each
-    carries the session's energy so far, so a later one still brings the total up to date.
-    """
-
-    def __init__(self, gateway: Any, name: str, write: Callable[[list[Any]], list[Exception | None]],
-                 after: Callable[[list[Any]], Awaitable[None]] | None = None, interval: float = 0.05,
-                 max_batch: int = 500, refused: Callable[[Any, Exception], None] | None = None,
-                 reachable: Callable[[], bool] | None = None, max_pending: int | None = None) -> None:
-        self.gateway = gateway
-        self.name = name
-        self.write = write
-        self.after = after
-        self.refused = refused
-        self.reachable = reachable
-        self.max_pending = max_pending
-        self.failures = 0  # consecutive failed writes of the batch at the head of the queue, the database up
-        self.outage = Outage(f"writing {name}", f"{name}_write", log, gateway.stats, cap=5.0)
-        self.pause = 0.5  # before the next try, after a failed write
-        self.interval = interval
-        self.max_batch = max_batch
-        self.pending: list[Any] = []
-        self.in_flight: asyncio.Future[Any] | None = None
-        self.lock = asyncio.Lock()
-        self.wakeup = asyncio.Event()
-
-    def add(self, item: Any) -> None:
-        self.pending.append(item)
-        if self.max_pending is not None and len(self.pending) > self.max_pending:
-            shed = len(self.pending) - self.max_pending
-            del self.pending[:shed]
-            self.gateway.stats[f"{self.name}_shed"] += shed
-        if len(self.pending) >= self.max_batch:
-            self.wakeup.set()
-
-    async def flush(self) -> None:
-        """Write everything queued so far (and wait for a flush already in flight); raises if a
-        write fails, with its batch back at the head of the queue."""
-        async with self.lock:
-            if self.in_flight is not None and not self.in_flight.done():
-                await asyncio.wait([self.in_flight])  # a write whose flush was cancelled (the gateway stopping)
-            while self.pending:
-                batch, self.pending = self.pending[: self.max_batch], self.pending[self.max_batch:]
-                # shielded: a flush cancelled while the write waits for a worker must not unqueue it
-                self.in_flight = asyncio.ensure_future(self.gateway.run(self.write, batch))
-                try:
-                    outcomes = await asyncio.shield(self.in_flight)
-                except asyncio.CancelledError:
-                    self.in_flight.add_done_callback(lambda done: done.cancelled() or done.exception())
-                    raise
-                except Exception as error:
-                    self.pause = self.outage.failed(error)
-                    await self.requeue(batch)
-                    raise
-                self.failures = 0
-                self.outage.succeeded()
-                self.gateway.stats[self.name] += len(batch)
-                for item, outcome in zip(batch, outcomes):
-                    if outcome is not None:
-                        self.gateway.stats[f"{self.name}_refused"] += 1
-                        log.warning("%s refused: %s (%s)", self.name, outcome, item[0] if isinstance(item, tuple)
-                                    else item.get("trade_no"))
-                        if self.refused is not None:
-                            self.refused(item, outcome)
-                if self.after is not None:
-                    await self.after(batch)
-
-    async def requeue(self, batch: list[Any]) -> None:
-        if self.reachable is not None and not await self.gateway.run(self.reachable):
-            self.pending[:0] = batch  # the database is away: the batch waits, however long that takes
-            return
-        self.failures += 1
-        if self.failures < MAX_WRITE_ATTEMPTS:
-            self.pending[:0] = batch
-            return
-        self.failures = 0
-        self.gateway.stats[f"{self.name}_dropped"] += len(batch)
-        log.error("%s: %d items dropped after %d failed writes", self.name, len(batch), MAX_WRITE_ATTEMPTS)
-
-    async def run(self) -> None:
-        while True:
-            try:
-                await asyncio.wait_for(self.wakeup.wait(), self.interval)
-            except asyncio.TimeoutError:
-                pass
-            self.wakeup.clear()
-            try:
-                await self.flush()
-            except Exception:  # noqa: BLE001 - the items stay queued; tried again after a pause
-                await asyncio.sleep(self.pause)
-
-
-class Coalesced:
-    """A blocking catch-up run in the gateway's pool, shared: a caller waits for a run that began after
-    it asked, and callers that ask while one run waits for its turn share that run (a thousand piles
-    logging in at once make two or three catch-ups, not a thousand)."""
-
-    def __init__(self, gateway: Gateway, fn: Callable[[], Any]) -> None:
-        self.gateway = gateway
-        self.fn = fn
-        self.current: asyncio.Future[Any] | None = None
-        self.next: asyncio.Future[Any] | None = None
-
-    async def __call__(self) -> Any:
-        if self.next is None:
-            self.next = asyncio.ensure_future(self._after(self.current))
-        return await asyncio.shield(self.next)
-
-    async def _after(self, previous: asyncio.Future[Any] | None) -> Any:
-        if previous is not None:
-            await asyncio.wait([previous])
-        self.current, self.next = self.next, None
-        return await self.gateway.run(self.fn)
-
-
-class Gateway:
+class Gateway(OwedDelivery):
     def __init__(self, ledger: Any, *, database_url: str, nats_url: str, host: str = "127.0.0.1", port: int = 0,
                  gateway_id: str | None = None, clock: Callable[[], datetime] = utcnow,
                  heartbeat_timeout: float = HEARTBEAT_TIMEOUT, sweep_interval: float = 5.0,
@@ -317,7 +182,7 @@ class Gateway:
         sock = writer.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        link = PileLink(self, reader, writer)
+        link = PileLink(self, reader, writer, routes)
         self.connections.add(link)
         self.stats["connections"] += 1
         await link.serve()
@@ -443,169 +308,6 @@ class Gateway:
                 except DomainError as error:
                     log.warning("session %s: balance stop refused: %s", trade_no, error)
 
-    # ---- ledger to pile: commands arrive as events through NATS ------------------------------------------
-    async def handle_command_event(self, subject: str, headers: dict[str, str], body: bytes) -> None:
-        """Send what the ledger says a pile is owed for the stored event a message points at; the
-        message body is never read. A message pointing at no stored event of its subject's type
-        (forged, or corrupt) sends nothing: counted as ``commands_unverified`` and logged."""
-        self.stats["command_events"] += 1
-        try:
-            _, application, aggregate, name = subject.split(".")
-            originator_id = UUID(headers["Chargeledger-Originator-Id"])
-            version = int(headers["Chargeledger-Originator-Version"])
-        except (KeyError, ValueError):
-            self.unverified(subject, headers, "malformed subject or headers")
-            return
-        stored = await self.run(self.stored_event, application, originator_id, version, f"{aggregate}.{name}")
-        if stored is None:
-            self.unverified(subject, headers, "the store holds no such event")
-        elif aggregate == "ChargingSession":
-            await self.send_owed_for_session(originator_id)
-        elif self.once(("event", originator_id, version)):
-            await self.send_owed_for_event(aggregate, name, stored)
-
-    def unverified(self, subject: str, headers: dict[str, str], why: str) -> None:
-        self.stats["commands_unverified"] += 1
-        log.warning("%s (%s v%s): nothing sent, %s", subject, headers.get("Chargeledger-Originator-Id"),
-                    headers.get("Chargeledger-Originator-Version"), why)
-
-    def once(self, key: tuple[Any, ...]) -> bool:
-        """True the first time this gateway sends ``key`` (a stored command, or a tariff change)."""
-        if key in self.sent:
-            return False
-        self.sent[key] = None
-        if len(self.sent) > SENT_MEMORY:
-            self.sent.popitem(last=False)
-        return True
-
-    def stored_event(self, application: str, originator_id: UUID, version: int, qualname: str) -> Any | None:
-        """The event the store holds at this originator id and version, if it is of this type."""
-        app = {a.name: a for a in self.ledger.applications}.get(application)
-        if app is None:
-            return None
-        found = app.recorder.select_events(originator_id, gt=version - 1, lte=version, limit=1)
-        if not found or found[0].topic.rsplit(":", 1)[-1] != qualname:
-            return None
-        return app.mapper.to_domain_event(found[0])
-
-    def fresh_session(self, session_id: UUID) -> ChargingSession | None:
-        try:
-            return self.ledger.sessions.get(session_id, ChargingSession, "session", fresh=True)
-        except DomainError:
-            return None
-
-    def fresh_sessions(self, trade_nos: list[str]) -> list[ChargingSession]:
-        found = (self.fresh_session(ChargingSession.create_id(trade_no)) for trade_no in trade_nos)
-        return [session for session in found if session is not None]
-
-    async def send_owed_for_session(self, session_id: UUID) -> None:
-        """0x34 or 0x36 if the session, read fresh from the store, says its pile (held here) is owed one."""
-        session = await self.run(self.fresh_session, session_id)
-        link = self.links.get(session.pile_no) if session is not None else None
-        if link is not None:  # else gone, or a pile another gateway holds
-            self.send_owed(link, session)  # type: ignore[arg-type]
-
-    def send_owed(self, link: PileLink, session: ChargingSession, again: bool = False) -> None:
-        """What ``owed_for_session`` says, given what the session's gun last reported on this
-        connection; each frame at most once per connection. ``again``: sent from what the store
-        says is owed rather than from a new event, so a start may be one the pile already took."""
-        report = link.reported.get(session.gun_no)
-        for frame in owed_for_session(session, self.clock(), self.commissioning_balance_fen, report):
-            if not link.send_once(("session", session.id, frame.TYPE), frame):
-                continue
-            if again and isinstance(frame, RemoteStart) and session.opened_at <= link.logged_in_at:
-                link.starts_sent_again.add(session.trade_no)  # it may have reached an earlier connection
-            self._observe(session.pile_no, "start" if isinstance(frame, RemoteStart) else "stop")
-            self.stats["owed_sent" if again else "commands_sent"] += 1
-
-    def tariff_owed(self, pile_no: str) -> bool:
-        """Is the pile owed its tariff (its confirmed billing model is not the one in force)? A pile
-        with no tariff assigned is owed none. Run in the pool."""
-        try:
-            return self.ledger.tariff_owed(pile_no) is not None
-        except DomainError:
-            return False
-
-    # ---- what a pile is owed, whatever reached this gateway through NATS ---------------------------------
-    async def deliver_owed_to_all(self) -> None:
-        """After following NATS again: every pile held here gets what it is owed (what NATS carried
-        while this gateway was not following, or what it never carried)."""
-        links = list(self.links.values())
-        log.info("gateway %s: delivering what %d piles are owed", self.gateway_id, len(links))
-        await asyncio.gather(*(self.deliver_owed_until_done(link) for link in links))
-
-    async def deliver_owed_until_done(self, link: PileLink) -> None:
-        """:meth:`deliver_owed`, tried again with backoff (a database outage) while the pile is connected."""
-        outage = Outage(f"delivering what pile {link.pile_no} is owed", "owed_delivery", log,
-                        self.stats)
-        while not link.closed:
-            try:
-                await self.deliver_owed(link)
-            except Exception as error:  # noqa: BLE001 - tried again while the pile is here
-                await asyncio.sleep(outage.failed(error))
-            else:
-                outage.succeeded()
-                return
-
-    async def deliver_owed(self, link: PileLink) -> None:
-        """Send the pile on ``link`` what the store says it is owed: a start or a stop for each of its
-        open sessions that calls for one, and its tariff if the billing model it confirmed is not the
-        one in force.
-
-        The pile's open sessions come from the ``open_sessions`` index, brought up to date first (so
-        this depends on no other process), and each is then read from the store: the index says
-        where to look, the aggregate decides. Stops and starts wait until the gun concerned has
-        reported on this connection (0x13; asked for with 0x12), for at most ``owed_wait`` seconds,
-        and each session is read again after that wait: a pile that logs in uploads what it buffered
-        first, and a gun reporting the session charging (a start whose answer was lost) makes its
-        start no longer owed; a gun charging another session is sent neither (``owed_for_session``).
-        The tariff waits the same way for every gun, then goes when the pile is idle."""
-        await self.index_caught_up()
-        trade_nos = await self.run(self.open_sessions.of_pile, link.pile_no)
-        sessions = await self.run(self.fresh_sessions, trade_nos)
-        now = self.clock()
-        guns = {s.gun_no for s in sessions if owed_for_session(s, now, self.commissioning_balance_fen)}
-        tariff_owed = await self.run(self.tariff_owed, link.pile_no)
-        if tariff_owed:
-            guns |= link.gun_numbers
-        if not guns:
-            return
-        await link.await_reports(guns, self.owed_wait)
-        for session in await self.run(self.fresh_sessions, [s.trade_no for s in sessions if s.gun_no in guns]):
-            self.send_owed(link, session, again=True)
-        if tariff_owed and await self.run(self.tariff_owed, link.pile_no):
-            await link.push_tariff_when_idle()
-            self._observe(link.pile_no, "push_tariff")  # type: ignore[arg-type]
-
-    async def send_owed_for_event(self, aggregate: str, name: str, event: Any) -> None:
-        """A stored pile command, to its pile if held here; a tariff change, to the held piles it concerns."""
-        if (aggregate, name) == ("Pile", "CommandRequested"):
-            link = self.links_by_id.get(event.originator_id)
-            if link is not None:
-                await self.send_pile_command(link, event.command, event.params)
-            return
-        for link in list(self.links.values()):
-            await self.push_if_changed(link, aggregate, event.originator_id)
-
-    async def send_pile_command(self, link: PileLink, command: str, params: dict[str, Any]) -> None:
-        if command == "push_tariff":
-            await link.push_tariff_when_idle()
-        for frame in owed_for_command(link.pile_no, command, params, link.gun_numbers):  # type: ignore[arg-type]
-            link.send(frame)
-        self._observe(link.pile_no, command)  # type: ignore[arg-type]
-
-    async def push_if_changed(self, link: PileLink, aggregate: str, originator_id: UUID) -> None:
-        pile = await self.run(self.ledger.registry.pile, link.pile_no)
-        tariff = await self.run(self.tariff_for_pile, link.pile_no)
-        if ((aggregate == "Pile" and pile.id == originator_id)
-                or (aggregate == "Station" and pile.station_id == originator_id)
-                or (aggregate == "Tariff" and tariff.id == originator_id)):
-            await link.push_tariff_when_idle()
-            self._observe(link.pile_no, "push_tariff")  # type: ignore[arg-type]
-
-    def _observe(self, pile_no: str, kind: str) -> None:
-        self.stats[f"sent_{kind}"] += 1
-
 
 async def serve(ledger: Any, *, database_url: str, nats_url: str, host: str, port: int, watchdog: bool = True) -> None:
     gateway = Gateway(ledger, database_url=database_url, nats_url=nats_url, host=host, port=port, watchdog=watchdog)
@@ -614,4 +316,3 @@ async def serve(ledger: Any, *, database_url: str, nats_url: str, host: str, por
         await asyncio.Event().wait()
     finally:
         await gateway.stop()
-

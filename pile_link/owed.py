@@ -3,7 +3,7 @@
 The gateway sends a pile a command frame only when these functions, given what it read from the
 store (never the body of a NATS message), say the pile is owed it. They are pure, so the same answer
 serves a command that just arrived and the commands to send again to a pile that logs in, or to every
-pile after the gateway followed NATS again (:meth:`pile_link.gateway.Gateway.deliver_owed`).
+pile after the gateway followed NATS again (:meth:`pile_link.delivery.OwedDelivery.deliver_owed`).
 
 A command is owed until the pile acknowledges it or it no longer applies: a platform start while its
 session is ``requested`` and its start deadline has not passed (after it, the watchdog fails the
@@ -17,7 +17,8 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from pile_link.link import GunReport, parameters_frame, reboot_frame, start_frame, stop_frame
+from pile_link.downlink import parameters_frame, reboot_frame, start_frame, stop_frame
+from pile_link.link import GunReport
 from pile_link.ykc import Message, ReadRealtime
 
 PLATFORM_ORIGINS = frozenset({"app", "commissioning"})  # starts the platform asks a pile for (0x34)

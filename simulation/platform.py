@@ -1,6 +1,6 @@
 """The platform's pile-facing processes on the simulated store: the gateway and the watchdog.
 
-The gateway turns pile messages into the ledger commands the pile link makes (``pile_link.link``:
+The gateway turns pile messages into the ledger commands the pile link makes (``pile_link.handlers``:
 ``acknowledge_start``, ``mark_charging`` then readings, ``settle`` then 0x40, a closed connection
 recorded offline with its sessions' offline deadlines) and sends piles what they are owed, decided
 by ``pile_link.owed.owed_for_session`` (at login, and when it sees new session events: the NATS

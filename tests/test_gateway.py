@@ -476,7 +476,7 @@ def test_a_batch_whose_write_fails_stays_queued_and_is_written_by_the_next_flush
     of attempts (logged, counted), so it never holds back what is queued behind it for ever."""
     from collections import Counter
 
-    from pile_link.gateway import MAX_WRITE_ATTEMPTS, WriteBehind
+    from pile_link.write_behind import MAX_WRITE_ATTEMPTS, WriteBehind
 
     class Pool:
         stats: Counter[str] = Counter()

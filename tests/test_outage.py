@@ -194,7 +194,7 @@ def test_a_write_behind_batch_waits_through_an_outage_of_any_length_and_is_writt
     fail; a batch the database refuses while it is up still is, after MAX_WRITE_ATTEMPTS."""
     from collections import Counter
 
-    from pile_link.gateway import MAX_WRITE_ATTEMPTS, WriteBehind
+    from pile_link.write_behind import MAX_WRITE_ATTEMPTS, WriteBehind
 
     class Pool:
         stats: Counter[str] = Counter()

@@ -9,7 +9,7 @@ from types import ModuleType
 import pytest
 
 import pile_link
-from pile_link import link
+from pile_link.handlers import routes as gateway_routes
 from pile_link.simulator import handlers
 from pile_link.ykc import (
     BillingModelReply,
@@ -54,9 +54,9 @@ def test_one_handler_per_message_and_lookup_by_the_message() -> None:
 
 
 def test_the_gateway_link_handles_the_frames_piles_send() -> None:
-    names = {cls.__name__ for cls in link.routes}
+    names = {cls.__name__ for cls in gateway_routes}
     assert {"Login", "Heartbeat", "RealtimeData", "TransactionRecord", "RemoteStartReply", "StartRequest"} <= names
-    assert all(cls.TYPE % 2 == 1 for cls in link.routes)
+    assert all(cls.TYPE % 2 == 1 for cls in gateway_routes)
 
 
 def test_the_simulated_pile_handles_what_the_gateway_sends() -> None:

@@ -2,7 +2,7 @@
 
 The handlers are registered on ``routes``, a :class:`pile_link.ykc.routing.Routes` table for the
 pile side (downlink, even frame types); the gateway's link keeps the platform side's table
-(:data:`pile_link.link.routes`). :class:`~pile_link.simulator.connection.PileConnection` hands each
+(:data:`pile_link.handlers.routes`). :class:`~pile_link.simulator.connection.PileConnection` hands each
 decoded frame to its handler, synchronously and in stream order. Answers to the pile's own requests
 (0x02, 0x06, 0x32) are taken by whoever waits for them (``PileConnection.expect``) instead.
 

@@ -1,8 +1,9 @@
 """Which code handles which YKC message: one registry shape for both ends of the link.
 
-The gateway's link (``pile_link/link.py``) handles what piles send (uplink, odd frame types); the
-simulated pile (``pile_link/simulator/``) handles what the platform sends (downlink, even types).
-Each side keeps one :class:`Routes` table, filled by decorating its handlers::
+The gateway's handlers (``pile_link/handlers/``, run by ``pile_link/link.py``) take what piles send
+(uplink, odd frame types); the simulated pile's (``pile_link/simulator/handlers.py``) take what the
+platform sends (downlink, even types). Each side keeps one :class:`Routes` table, filled by
+decorating its handlers::
 
     routes = Routes("platform")
 
