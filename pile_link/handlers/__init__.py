@@ -9,7 +9,7 @@ boundary check, and its ledger calls run in the gateway's thread pool.
     login.py        0x01 login, 0x03 heartbeat, 0x55 time sync answered
     billing.py      0x05 billing model check, 0x09 billing model request, 0x57 pushed model answered
     sessions.py     0x13 realtime data, 0x33 / 0x35 start and stop answered, 0x31 start at the pile,
-                    0x19 / 0x1B / 0x1D aborts and BMS errors
+                    0x1B / 0x1D / 0x21 aborts and BMS errors
     records.py      0x3B transaction record: settled, then confirmed (0x40)
     maintenance.py  0x51 / 0x91 / 0x93: work parameters, reboot and update answered
 

@@ -1,5 +1,5 @@
 """A charging session as the pile reports it: realtime data (0x13), starts and stops answered (0x33,
-0x35), a start by card or VIN at the pile (0x31 → 0x32), aborts and BMS errors (0x19, 0x1B, 0x1D).
+0x35), a start by card or VIN at the pile (0x31 → 0x32), aborts and BMS errors (0x1B, 0x1D, 0x21).
 
 Each session use case runs scoped to the pile and gun that sent the frame
 (:meth:`pile_link.link.PileLink.on_session`); readings go to the gateway's write-behind queue.
