@@ -94,8 +94,8 @@ from pile_link.ykc import (
     encode_reply,
     plausible_length,
 )
+from pile_link.ykc.cp56 import CP56, Cp56Time
 from pile_link.ykc.datatypes import (
-    CP56,
     PILE_NO,
     TEMP_C,
     VIN_REVERSED,
@@ -103,7 +103,6 @@ from pile_link.ykc.datatypes import (
     Ascii,
     Bcd,
     BitSplit,
-    Cp56Time,
     Offset,
     Raw,
     Record,

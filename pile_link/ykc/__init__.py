@@ -37,7 +37,7 @@ from pile_link.ykc.cards import (
     OfflineCardSync,
     OfflineCardSyncAck,
 )
-from pile_link.ykc.datatypes import Cp56Datetime
+from pile_link.ykc.cp56 import Cp56Datetime
 from pile_link.ykc.errors import DecodeError, EncodeError, YkcError
 from pile_link.ykc.frame import (
     MAX_FRAME,

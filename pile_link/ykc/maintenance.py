@@ -7,7 +7,8 @@ from datetime import datetime
 from typing import ClassVar
 
 from pile_link.ykc.base import Layout, Message, register
-from pile_link.ykc.datatypes import CP56, GUN_NO, PILE_NO, U8, U16, Ascii, Raw
+from pile_link.ykc.cp56 import CP56
+from pile_link.ykc.datatypes import GUN_NO, PILE_NO, U8, U16, Ascii, Raw
 
 
 @register

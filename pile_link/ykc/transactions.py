@@ -12,8 +12,8 @@ from datetime import datetime
 from typing import ClassVar
 
 from pile_link.ykc.base import Layout, Message, register
+from pile_link.ykc.cp56 import CP56
 from pile_link.ykc.datatypes import (
-    CP56,
     GUN_NO,
     LOGICAL_CARD_NO,
     PHYSICAL_CARD,
