@@ -36,7 +36,7 @@ COMMANDS = (  # (name, module with add_arguments(parser) and run(args), help), i
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Every command and its arguments (tests/test_cli_docs.py parses the documented commands with it)."""
+    """Every command and its arguments (tests/integration/test_cli_docs.py parses the documented commands with it)."""
     parser = argparse.ArgumentParser(prog="chargeledger", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name, module, text in COMMANDS:

@@ -11,7 +11,7 @@ Every function takes the thing to change and the event's attributes: ``(state, a
 The attributes used here are plain values either way (ints, strings, lists of postings, the bill
 and the tariff as dicts), so the same code gives the same state on both paths; a new event that
 changes the books or a session's state, energy or bill is written here, once, and listed in its
-table. ``tests/test_audit_mirror.py`` proves the mirror and the aggregate agree.
+table. ``tests/unit/test_audit_mirror.py`` proves the mirror and the aggregate agree.
 """
 
 from __future__ import annotations

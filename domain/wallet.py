@@ -61,7 +61,7 @@ def idempotent(body: Callable[..., None]) -> Callable[..., None]:
     nothing; a key seen with another is refused (:meth:`Wallet.seen`). Otherwise the body runs as
     ``body(self, key, fp, **arguments)`` and records its event with ``key`` and ``fp``, which is how
     a replayed wallet knows its keys. The fingerprint is exactly what each command computed by hand
-    before this decorator (tests/test_wallet_commands.py holds the stored fields of every command).
+    before this decorator (tests/unit/test_wallet_commands.py holds the stored fields of every command).
     """
     name = body.__name__
     signature = inspect.signature(body)

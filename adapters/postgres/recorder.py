@@ -12,7 +12,7 @@ statement fails, so the semantics are the library's:
 * **commit order = notification order.** The ``EXCLUSIVE`` table lock is taken before the insert
   draws its notification ids and is held until the commit, so no transaction can commit a lower
   notification id after a reader has seen a higher one; a follower of the notification log never
-  skips an event (``tests/test_recorder.py``). As with eventsourcing's recorder, a refused insert
+  skips an event (``tests/integration/test_recorder.py``). As with eventsourcing's recorder, a refused insert
   consumes the sequence values it drew, so ids can have gaps that are never filled; they are never
   filled *later*, which is what followers rely on. (eventsourcing's own optional database function,
   ``POSTGRES_ENABLE_DB_FUNCTIONS``, notifies but does not lock the table, so it does not give this.)

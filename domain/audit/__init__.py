@@ -25,8 +25,8 @@ topups_match_payments     a gateway top-up without a paid payment notification o
 refunds_closed            a refund neither completed nor failed (past the in-flight grace)
 ========================  =====================================================================
 
-Two ways to read the events, whose results tests prove equal (``tests/test_audit_replay.py``,
-``tests/test_audit_mirror.py``):
+Two ways to read the events, whose results tests prove equal (``tests/integration/test_audit_replay.py``,
+``tests/unit/test_audit_mirror.py``):
 
 * the **reference path** (``fast=False``) decodes each stored event with the Application's own
   mapper and applies it to the real aggregates (``Wallet``, ``ChargingSession``, ``Tariff``);

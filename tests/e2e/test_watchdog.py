@@ -24,7 +24,7 @@ from adapters.followers.watchdog import FOLLOWUP_GRACE, Watchdog
 from tests.factories import World, build_world, record
 
 T0 = datetime(2026, 11, 22, 2, 0, tzinfo=timezone.utc)
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def charging(ledger: Ledger, world: World, hold: int = 50_00) -> str:

@@ -68,7 +68,7 @@ from pile_link.simulator.fleet import pile_numbers
 from projections.runner import Projections
 from tests.cluster import ROOT, Cluster, wait_for
 from tests.factories import PRICES, SLOTS
-from tests.test_relay import assert_stream_is_the_logs, read_stream
+from tests.integration.test_relay import assert_stream_is_the_logs, read_stream
 
 PILES, GUNS, SPEED = 6, 2, 30
 FIRST_PILE = "99000000000001"

@@ -1,7 +1,7 @@
 """Issue 11, findings 1 and 6: what a pile is owed reaches it when it is next online, and a pile that
 drops while charging gets an offline deadline.
 
-Over real TCP, Postgres and NATS with scripted piles, as ``tests/test_gateway.py``. The scripted pile
+Over real TCP, Postgres and NATS with scripted piles, as ``tests/e2e/test_gateway.py``. The scripted pile
 answers the gateway's 0x12 (read realtime) only when a test says so: a pile that logs in is sent its
 stops and starts once the gun concerned has reported (or ``owed_wait`` passed).
 """
@@ -35,7 +35,7 @@ from pile_link.ykc import (
     TransactionConfirm,
 )
 from tests.factories import PRICES, SLOTS, build_world
-from tests.test_gateway import CHARGING, IDLE, PRICE_PER_TIER, Clock, _events, local, run, started, until
+from tests.e2e.test_gateway import CHARGING, IDLE, PRICE_PER_TIER, Clock, _events, local, run, started, until
 from tests.ykc_pile import ScriptedPile
 
 OWED_WAIT = 2.0  # seconds a login waits for the guns' reports here (5 s by default)
@@ -180,7 +180,7 @@ def test_a_stop_asked_for_while_the_gateway_restarts_reaches_the_pile(ledger: Le
 
 def test_a_gun_charging_another_session_is_sent_neither_the_stop_nor_the_start() -> None:
     """0x36 names no session: sent to a gun that charges another one, it would stop that one."""
-    from tests.test_offline_deadline import T0, charging_session
+    from tests.unit.test_offline_deadline import T0, charging_session
 
     session = charging_session()
     session.request_stop(T0 + timedelta(minutes=6), "driver", "driver-1")

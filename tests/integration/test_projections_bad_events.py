@@ -29,7 +29,7 @@ from projections.base import VIEW_TEXT_LIMIT, StoringCursor
 from projections.revenue import Revenue
 from projections.runner import Projections
 from tests.factories import PRICES, SLOTS, build_world, record
-from tests.test_projections import snapshot
+from tests.e2e.test_projections import snapshot
 
 T0 = datetime(2026, 11, 22, 2, 0, tzinfo=timezone.utc)
 SURROGATE = "SURROGATE-MARKER"  # replaced by a lone-surrogate escape in the stored JSON

@@ -23,7 +23,7 @@ from adapters.postgres.env import eventsourcing_env
 from domain.ledger import Ledger
 from projections.runner import Projections
 from tests.operator_tokens import operator_headers
-from tests.test_projections import Tenant, build_tenant, scripted_day
+from tests.e2e.test_projections import Tenant, build_tenant, scripted_day
 
 V = "/operator/v1"
 PASSWORD = "a long passphrase"

@@ -30,7 +30,7 @@ import pytest
 
 from app import build_parser, main
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PLACEHOLDERS = {"NAME": "ops.admin", "T": "3fa85f64-5717-4562-b3fc-2c963f66afa6",
                 "S": "7a0da3cc-0fac-42dd-b379-775fa5894881", "D": "2026-11-22", "DIR": "out", "F": "bill.csv"}
 

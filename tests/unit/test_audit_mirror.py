@@ -26,7 +26,7 @@ from domain.session import ChargingSession, make_trade_no
 from domain.tariff import Tariff, TariffSchedule
 from domain.wallet import Wallet
 from tests.factories import PRICES, SLOTS, record
-from tests.test_wallet_properties import TENANT, run, sequences
+from tests.integration.test_wallet_properties import TENANT, run, sequences
 
 MAPPERS = reference_mappers(APPLICATIONS)
 T0 = datetime(2026, 11, 22, 2, 0, tzinfo=timezone.utc)

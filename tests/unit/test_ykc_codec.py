@@ -110,7 +110,7 @@ from pile_link.ykc.datatypes import (
     UInt,
 )
 
-VECTORS_PATH = Path(__file__).resolve().parent / "data" / "ykc-vectors.json"  # copy of the reference file
+VECTORS_PATH = Path(__file__).resolve().parents[1] / "data" / "ykc-vectors.json"  # copy of the reference file
 VECTORS: list[dict[str, Any]] = json.loads(VECTORS_PATH.read_text(encoding="utf-8"))
 
 # Every frame type the brief and the note's catalogue (§4) require, plus V1.7's 0x3D.

@@ -3,7 +3,7 @@
 Domain rules on the aggregate in memory (no store): the pile link records the pile offline
 (``PileOffline``, carrying the deadline), the pile showing the session again lifts it
 (``PileOnline``), the deadline abandons the session priced from the last reading, and a record that
-comes later re-prices it. The end-to-end test over the gateway is in ``tests/test_owed.py``.
+comes later re-prices it. The end-to-end test over the gateway is in ``tests/e2e/test_owed.py``.
 """
 
 from __future__ import annotations

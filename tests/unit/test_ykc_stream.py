@@ -29,7 +29,7 @@ from pile_link.ykc import (
 )
 
 VECTORS: list[dict[str, Any]] = json.loads(
-    (Path(__file__).resolve().parent / "data" / "ykc-vectors.json").read_text("utf-8")
+    (Path(__file__).resolve().parents[1] / "data" / "ykc-vectors.json").read_text("utf-8")
 )
 GOOD = [bytes.fromhex(v["hex"]) for v in VECTORS if v["crc_ok"] and v["length_ok"]]  # 37 intact LE frames
 BE_ONLY = [bytes.fromhex(v["hex"]) for v in VECTORS if v["crc_ok_if_read_big_endian"]]

@@ -23,7 +23,7 @@ from projections.base import View
 from projections.runner import VIEWS, Projections
 from tests.factories import PRICES, SLOTS, record
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DAY = datetime(2026, 11, 22, 0, 30, tzinfo=timezone.utc)  # 08:30 in Shanghai
 
 

@@ -22,7 +22,7 @@ from domain.ledger import Ledger
 from projections.runner import Projections
 from tests.factories import PRICES, SLOTS
 from tests.operator_tokens import operator_headers
-from tests.test_projections import DAY, Tenant, charge, scripted_day
+from tests.e2e.test_projections import DAY, Tenant, charge, scripted_day
 
 
 @dataclass
@@ -317,7 +317,7 @@ def test_an_operator_runs_the_network_through_the_api(api: Api, day: tuple[Tenan
     assert (again.status_code, again.json()["code"]) == (409, "invalid_state_transition")
     assert api.client.post(f"{v}/piles/32010600090001/push-tariff", headers=headers).status_code == 202
     assert api.client.post(f"{v}/piles/32010600090001/reboot", headers=headers).status_code == 202
-    # no payment channels on this API: a refund has nowhere to go, and nothing moves (tests/test_payments_operator.py)
+    # no payment channels on this API: a refund has nowhere to go, and nothing moves (tests/integration/test_payments_hardening.py)
     r = api.client.post(f"{v}/refunds", headers=headers, json={"driver_id": "3201060001-wang", "refund_id": "rf-1",
                                                               "amount_fen": 10_00, "provider": "wechat"})
     assert (r.status_code, r.json()["code"]) == (409, "payments_not_configured"), r.text

@@ -27,7 +27,7 @@ from pathlib import Path
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("domain", "adapters", "projections", "pile_link", "simulation")
 OWN = {*PACKAGES, "app"}
 COMMANDS = ("demo", "servers", "relay", "gateway", "projections", "api", "operators", "audit", "simulate",

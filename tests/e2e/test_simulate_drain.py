@@ -27,7 +27,7 @@ from domain.ledger import Ledger
 from pile_link.gateway import Gateway
 from tests.factories import build_world
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CLI = "import sys, app; sys.exit(app.main(sys.argv[1:]))"
 PILES = ("32010600019236", "32010600019237")
 

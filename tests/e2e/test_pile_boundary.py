@@ -1,7 +1,7 @@
 """The pile link's boundary (issue 10, findings 1-6): every frame a pile sends is bound to the pile that
 logged in on its connection, and the gateway sends a pile nothing the ledger does not say it is owed.
 
-Over real TCP, Postgres and NATS with scripted piles (``tests/ykc_pile.py``), as ``tests/test_gateway.py``.
+Over real TCP, Postgres and NATS with scripted piles (``tests/ykc_pile.py``), as ``tests/e2e/test_gateway.py``.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from pile_link.ykc import (
 )
 from projections.runner import Projections
 from tests.factories import build_world, record
-from tests.test_gateway import CHARGING, PRICE_PER_TIER, Clock, _events, local, run, start_from_app, started, until
+from tests.e2e.test_gateway import CHARGING, PRICE_PER_TIER, Clock, _events, local, run, start_from_app, started, until
 from tests.ykc_pile import ScriptedPile
 
 OTHER_PILE = "55031412782305"  # tenant B's pile

@@ -43,10 +43,10 @@ from pile_link.ykc import (
     TransactionConfirm,
 )
 from tests.factories import build_world
-from tests.test_gateway import CHARGING, PRICE_PER_TIER, Clock, local
+from tests.e2e.test_gateway import CHARGING, PRICE_PER_TIER, Clock, local
 from tests.ykc_pile import ScriptedPile
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 OUTAGE = 12.0  # seconds: longer than the gateway used to retry a write-behind batch (20 x 0.5 s)
 
 

@@ -28,7 +28,7 @@ from adapters.postgres.env import eventsourcing_env
 from domain.ledger import Ledger
 from projections.runner import Projections
 from tests.operator_tokens import PASSWORD, operator_headers
-from tests.test_projections import build_tenant
+from tests.e2e.test_projections import build_tenant
 
 V = "/operator/v1"
 DEADLINE = 30.0

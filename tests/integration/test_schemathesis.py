@@ -2,7 +2,7 @@
 
 One app as ``chargeledger api`` builds it (operator API, driver session and wallet API, the payment
 callbacks; the payment platforms played by tests/payment_fakes.py) over a seeded world: two operators'
-day (tests/test_projections.py ``scripted_day``) and a third with WeChat and Alipay mini-programs, a
+day (tests/e2e/test_projections.py ``scripted_day``) and a third with WeChat and Alipay mini-programs, a
 driver who paid and charged. Tokens come from real logins: a platform admin, a tenant admin, an agent
 and a driver. For every operation, schemathesis generates valid and invalid requests (each sent with a
 token of a role drawn at random, none, or the wrong API's; valid ones often naming the seeded ids) and
@@ -50,7 +50,7 @@ from projections.runner import Projections
 from tests.factories import PRICES, SLOTS
 from tests.operator_tokens import operator_headers
 from tests.payment_fakes import PayWorld, build_pay_world
-from tests.test_projections import charge, scripted_day
+from tests.e2e.test_projections import charge, scripted_day
 
 EXAMPLES = 40  # per operation
 KEYS = SecretBox.generate_setting("k1")

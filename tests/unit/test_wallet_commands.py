@@ -17,7 +17,7 @@ from domain.errors import IdempotencyConflict
 from domain.wallet import Wallet
 
 TENANT = uuid.UUID("6f1d4c2e-0000-4000-8000-000000000001")
-RECORDED = json.loads((Path(__file__).parent / "data" / "wallet_commands.json").read_text())
+RECORDED = json.loads((Path(__file__).resolve().parents[1] / "data" / "wallet_commands.json").read_text())
 
 
 def fields(event: Any) -> dict[str, Any]:

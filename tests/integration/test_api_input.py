@@ -17,8 +17,8 @@ import pytest
 from adapters.api.inputs import refused_character
 from adapters.api.auth import PLATFORM_ADMIN, TENANT_ADMIN
 from domain.errors import DomainError
-from tests.test_operator_api import Api, api, day, event_count  # noqa: F401  (fixtures)
-from tests.test_projections import Tenant
+from tests.integration.test_operator_api import Api, api, day, event_count  # noqa: F401  (fixtures)
+from tests.e2e.test_projections import Tenant
 
 V = "/operator/v1"
 BAD = ["\x00", "\x07", "\x1b[31m", "\x7f", "\x85", "\u202e", "\u2066", "\ud800", "\u2028"]

@@ -41,9 +41,9 @@ from adapters.servers.nats_server import EmbeddedNats
 from adapters.servers.postgres_server import EmbeddedPostgres, create_database
 from domain.ledger import Ledger
 from tests.factories import build_world
-from tests.test_relay import T0, assert_stream_is_the_logs, charge_sessions, read_stream, wait_for
+from tests.integration.test_relay import T0, assert_stream_is_the_logs, charge_sessions, read_stream, wait_for
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CLI = "import sys, app; sys.exit(app.main(sys.argv[1:]))"
 # A relay process like `chargeledger relay`, with the stream's duplicate window and the batch size given.
 RELAY_PROCESS = """

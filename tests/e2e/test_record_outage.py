@@ -1,6 +1,6 @@
 """A transaction record that arrives while the database is away must not stall the pile's connection.
 
-Found by the fault suite (tests/test_fault_suite.py, Postgres stopped 55 s with the fleet draining):
+Found by the fault suite (tests/e2e/test_fault_suite.py, Postgres stopped 55 s with the fleet draining):
 the gateway settled a 0x3B on the connection's read loop, so while the record waited for Postgres
 nothing else from that pile was read: its heartbeats went unanswered, the pile dropped the link after
 three intervals, and could not log in again until Postgres was back (login reads the registry). The
@@ -22,8 +22,8 @@ from domain.ledger import Ledger
 from pile_link.gateway import Gateway
 from pile_link.ykc import Heartbeat, HeartbeatAck, StartAuthReply, StartRequest, TransactionConfirm
 from tests.factories import build_world
-from tests.test_gateway import CHARGING, PRICE_PER_TIER, Clock, local
-from tests.test_outage import fresh, own_dir, own_postgres, until  # noqa: F401 - fixtures
+from tests.e2e.test_gateway import CHARGING, PRICE_PER_TIER, Clock, local
+from tests.e2e.test_outage import fresh, own_dir, own_postgres, until  # noqa: F401 - fixtures
 from tests.ykc_pile import ScriptedPile
 
 
