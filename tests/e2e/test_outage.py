@@ -42,7 +42,7 @@ from pile_link.ykc import (
     StartRequest,
     TransactionConfirm,
 )
-from tests.factories import build_world
+from tests.factories import World, build_world
 from tests.e2e.test_gateway import CHARGING, PRICE_PER_TIER, Clock, local
 from tests.ykc_pile import ScriptedPile
 
@@ -81,6 +81,27 @@ def own_postgres(own_dir: Path) -> Iterator[EmbeddedPostgres]:
     server = EmbeddedPostgres(own_dir / "postgres").start()
     yield server
     server.stop()
+
+
+CARD = "00000000DEADBEEF"
+
+
+def card_world(own_postgres: EmbeddedPostgres) -> tuple[str, Ledger, World]:
+    """A database of its own on ``own_postgres``, a Ledger that waits 1 s at most for a pooled
+    connection (10 s by default: writes fail fast while Postgres is away), and a driver with a card."""
+    url = create_database(own_postgres.url, "outage")
+    ledger = Ledger({**eventsourcing_env(url), "POSTGRES_CONNECT_TIMEOUT": "1"})
+    world = build_world(ledger, top_up=100_00)
+    ledger.bind_credential(world.wallet_id, "card", CARD, "driver-1")
+    return url, ledger, world
+
+
+async def card_start(gateway: Gateway, world: World) -> tuple[ScriptedPile, str]:
+    """A pile logged in to ``gateway``, gun 1 started with the driver's card: (the pile, the trade serial)."""
+    pile = ScriptedPile(world.pile_no)
+    await pile.login(gateway.port)
+    pile.send(StartRequest(world.pile_no, "01", 1, 0, bytes.fromhex(CARD), bytes(16), "0" * 17))
+    return pile, (await pile.expect(StartAuthReply)).trade_no
 
 
 def fresh(ledger: Ledger, trade_no: str) -> ChargingSession:
@@ -127,21 +148,14 @@ def test_a_pile_charging_through_a_database_outage_loses_no_reading_and_its_reco
     heartbeats are answered meanwhile; a 0x3B gets no 0x40 until its settlement committed (the pile
     sends it again), never a 0x40 for a record that was not stored."""
     caplog.set_level(logging.WARNING, "chargeledger.pile_link")
-    url = create_database(own_postgres.url, "outage")
-    # a pooled connection is waited for 1 s at most (10 s by default): writes fail fast while Postgres is away
-    ledger = Ledger({**eventsourcing_env(url), "POSTGRES_CONNECT_TIMEOUT": "1"})
-    world = build_world(ledger, top_up=100_00)
-    ledger.bind_credential(world.wallet_id, "card", "00000000DEADBEEF", "driver-1")
+    url, ledger, world = card_world(own_postgres)
     clock = Clock()
 
     async def main() -> str:
         gateway = Gateway(ledger, database_url=url, nats_url=nats_url, clock=clock, sweep_interval=0.5, owed_wait=0.5)
         await gateway.start()
         try:
-            pile = ScriptedPile(world.pile_no)
-            await pile.login(gateway.port)
-            pile.send(StartRequest(world.pile_no, "01", 1, 0, bytes.fromhex("00000000DEADBEEF"), bytes(16), "0" * 17))
-            trade_no = (await pile.expect(StartAuthReply)).trade_no
+            pile, trade_no = await card_start(gateway, world)
             energy = 0
             for _ in range(2):
                 energy += 1000

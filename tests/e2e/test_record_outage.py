@@ -16,33 +16,23 @@ from datetime import timedelta
 
 import pytest
 
-from adapters.postgres.env import eventsourcing_env
-from adapters.servers.postgres_server import EmbeddedPostgres, create_database
-from domain.ledger import Ledger
+from adapters.servers.postgres_server import EmbeddedPostgres
 from pile_link.gateway import Gateway
-from pile_link.ykc import Heartbeat, HeartbeatAck, StartAuthReply, StartRequest, TransactionConfirm
-from tests.factories import build_world
+from pile_link.ykc import Heartbeat, HeartbeatAck, TransactionConfirm
 from tests.e2e.test_gateway import CHARGING, PRICE_PER_TIER, Clock, local
-from tests.e2e.test_outage import fresh, own_dir, own_postgres, until  # noqa: F401 - fixtures
-from tests.ykc_pile import ScriptedPile
+from tests.e2e.test_outage import card_start, card_world, fresh, own_dir, own_postgres, until  # noqa: F401
 
 
 def test_a_record_waiting_for_the_database_does_not_stop_heartbeats_being_answered(
         own_postgres: EmbeddedPostgres, nats_url: str) -> None:
-    url = create_database(own_postgres.url, "outage")
-    ledger = Ledger({**eventsourcing_env(url), "POSTGRES_CONNECT_TIMEOUT": "1"})
-    world = build_world(ledger, top_up=100_00)
-    ledger.bind_credential(world.wallet_id, "card", "00000000DEADBEEF", "driver-1")
+    url, ledger, world = card_world(own_postgres)
     clock = Clock()
 
     async def main() -> None:
         gateway = Gateway(ledger, database_url=url, nats_url=nats_url, clock=clock, sweep_interval=0.5, owed_wait=0.5)
         await gateway.start()
         try:
-            pile = ScriptedPile(world.pile_no)
-            await pile.login(gateway.port)
-            pile.send(StartRequest(world.pile_no, "01", 1, 0, bytes.fromhex("00000000DEADBEEF"), bytes(16), "0" * 17))
-            trade_no = (await pile.expect(StartAuthReply)).trade_no
+            pile, trade_no = await card_start(gateway, world)
             pile.send(pile.realtime(1, status=CHARGING, trade_no=trade_no, energy=1000))
             await until(lambda: fresh(ledger, trade_no).readings == 1)
 
