@@ -55,15 +55,22 @@ class Api:
         return known[1]
 
     # ---- drivers ---------------------------------------------------------------------------------------
-    def start(self, driver: Driver, process: str, retry: bool) -> None:
-        rng = self.world.rng
-        if retry and driver.starts:
-            key = rng.choice(list(driver.starts))
+    def keyed(self, driver: Driver, retry: bool, made: dict[str, Any], prefix: str,
+              choose: Callable[[], Any]) -> tuple[str, Any]:
+        """A retry repeats one of the driver's earlier Idempotency-Keys with what it asked then;
+        otherwise a new key and a new choice."""
+        if retry and made:
+            key = self.world.rng.choice(list(made))
         else:
             driver.count += 1
-            key = f"start-{driver.count:04d}"
-            driver.starts[key] = (rng.choice(PILES), rng.choice(GUNS))
-        pile_no, gun_no = driver.starts[key]
+            key = f"{prefix}-{driver.count:04d}"
+            made[key] = choose()
+        return key, made[key]
+
+    def start(self, driver: Driver, process: str, retry: bool) -> None:
+        rng = self.world.rng
+        key, (pile_no, gun_no) = self.keyed(driver, retry, driver.starts, "start",
+                                            lambda: (rng.choice(PILES), rng.choice(GUNS)))
         try:
             trade_no, hold, opened = self.service(process).start(driver.principal, pile_no, gun_no, key,
                                                                  self.world.now)
@@ -88,13 +95,8 @@ class Api:
 
     def top_up(self, driver: Driver, process: str, retry: bool) -> None:
         rng = self.world.rng
-        if retry and driver.top_ups:
-            key = rng.choice(list(driver.top_ups))
-        else:
-            driver.count += 1
-            key = f"topup-{driver.driver_id}-{driver.count:04d}"
-            driver.top_ups[key] = rng.choice((5_00, 20_00, 50_00, 100_00))
-        amount = driver.top_ups[key]
+        key, amount = self.keyed(driver, retry, driver.top_ups, f"topup-{driver.driver_id}",
+                                 lambda: rng.choice((5_00, 20_00, 50_00, 100_00)))
         self.wallet(process, driver, Ledger.top_up, key=key, amount=amount, provider="wechat", payment_ref=key)
         driver.top_ups.pop(key)
 
