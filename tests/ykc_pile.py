@@ -122,3 +122,11 @@ class ScriptedPile:
         return TransactionRecord(trade_no, self.pile_no, f"{gun_no:02d}", start, end, tiers,  # type: ignore[arg-type]
                                  1_000_000, 1_000_000 + total, total, total, sum(t.amount for t in tiers),
                                  "0" * 17, 0x01, end, stop_reason, bytes(8))
+
+
+async def settlements_done(gateway: Any) -> None:
+    """Wait for the records a gateway is settling: a 0x3B is settled beside its connection's read loop
+    (heartbeats are answered while it waits for the database), so an answer to a later frame does not
+    mean the record's settlement is done."""
+    await asyncio.gather(*(task for link in list(gateway.connections) for task in list(link.settling.values())),
+                         return_exceptions=True)

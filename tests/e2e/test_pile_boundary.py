@@ -41,7 +41,7 @@ from pile_link.ykc import (
 from projections.runner import Projections
 from tests.factories import build_world, record
 from tests.e2e.test_gateway import CHARGING, PRICE_PER_TIER, Clock, _events, local, run, start_from_app, started, until
-from tests.ykc_pile import ScriptedPile
+from tests.ykc_pile import ScriptedPile, settlements_done
 
 OTHER_PILE = "55031412782305"  # tenant B's pile
 ONE_GUN_PILE = "32010600019237"  # a one-gun pile of tenant A
@@ -58,10 +58,12 @@ async def handled(pile: ScriptedPile, gateway: Gateway) -> None:
     """Every frame this pile sent so far has been handled, and its readings written.
 
     A connection's frames are handled in order, so the answer to a heartbeat sent now means the
-    frames before it are done. Only this pile's own gun 1 is used, which the boundary accepts."""
+    frames before it are done, except a record's settlement, which runs beside the read loop: those
+    still under way are waited for. Only this pile's own gun 1 is used, which the boundary accepts."""
     pile.send(Heartbeat(pile.pile_no, "01", 0))
     while (await pile.expect(HeartbeatAck)).gun_no != "01":
         pass
+    await settlements_done(gateway)
     await gateway.readings.flush()
 
 

@@ -43,7 +43,7 @@ from pile_link.ykc import (
 )
 from tests.factories import build_world
 from tests.e2e.test_gateway import CHARGING, PRICE_PER_TIER
-from tests.ykc_pile import ScriptedPile
+from tests.ykc_pile import ScriptedPile, settlements_done
 
 A1, A2, B1 = "32010600019236", "32010600019237", "55031412782305"
 GUNS = {A1: 2, A2: 1, B1: 2}
@@ -157,8 +157,7 @@ def test_no_session_is_changed_by_a_connection_other_than_its_own_piles(ledger: 
             pile.received.clear()
         # ... except a record's settlement, which runs beside the read loop (so heartbeats are answered
         # while it waits for the database): wait for the ones still under way
-        await asyncio.gather(*(task for link in list(gateway.connections) for task in list(link.settling.values())),
-                             return_exceptions=True)
+        await settlements_done(gateway)
         await gateway.readings.flush()
         await gateway.pile_changes.flush()
 
