@@ -29,6 +29,12 @@ def utc_from_pile(local: datetime | None, tz: str) -> datetime | None:
                     local.microsecond, tzinfo=ZoneInfo(tz)).astimezone(timezone.utc)
 
 
+# Records of one connection settled at once. A pile waits for each record's 0x40 (or resends it), so a real
+# one has about one per gun under way; beyond this, a record is left unanswered until one finishes, so that
+# a pile sending records under fresh serials while the database is away cannot pile up tasks without end.
+MAX_SETTLING = 8
+
+
 @routes.handles(TransactionRecord)
 async def on_transaction(link: PileLink, frame: Frame, msg: TransactionRecord) -> None:
     """Settle by trade serial, then confirm (0x40). Every delivery is confirmed, duplicates too.
@@ -36,9 +42,13 @@ async def on_transaction(link: PileLink, frame: Frame, msg: TransactionRecord) -
     The settlement runs beside the connection's read loop, not on it: while it waits for the database
     (an outage of any length), the pile's heartbeats and readings are still read and answered; the
     record alone waits, unanswered, as a record not yet stored must. A resend of a record whose
-    settlement is under way is left to that one (it answers the pile)."""
+    settlement is under way is left to that one (it answers the pile); a record beyond
+    ``MAX_SETTLING`` under way on this connection is left unanswered (the pile resends it)."""
     if msg.trade_no in link.settling:
         link.gateway.stats["records_resent_while_settling"] += 1
+        return
+    if len(link.settling) >= MAX_SETTLING:  # a flood of records (distinct serials) waiting on the database
+        link.gateway.stats["records_deferred"] += 1  # unanswered: the pile resends it, as for any record
         return
     record = SettlementRecord(
         tier_energy=tuple(t.energy for t in msg.tiers),  # type: ignore[arg-type]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import threading
 import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -22,6 +23,7 @@ from domain.ledger import Ledger, PileGun
 from domain.registry import Pile
 from domain.session import ChargingSession
 from pile_link.gateway import Gateway
+from pile_link.handlers.records import MAX_SETTLING
 from pile_link.owed import COMMISSIONING_BALANCE_FEN
 from pile_link.ykc import (
     BillingModelReply,
@@ -370,3 +372,43 @@ def test_forged_commands_on_nats_send_nothing_to_any_pile(ledger: Ledger, databa
         assert gateway.stats["commands_unverified"] == 3  # the ghost, and the two commands the store does not hold
 
     run(ledger, database_url, nats_url, scenario)
+
+
+def test_records_under_fresh_serials_cannot_pile_up_settlements_on_one_connection(
+        ledger: Ledger, database_url: str, nats_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pile (or an attacker holding its connection) sending records under ever new serials of its own
+    while the database does not answer: at most MAX_SETTLING are under way, the rest are left unanswered
+    (the pile resends them), heartbeats are still answered, and each record is answered once stored."""
+    a = build_world(ledger, top_up=100_00)
+    stuck = threading.Event()
+    settle = ledger.settle
+
+    def waiting_settle(*args: Any, **kwargs: Any) -> Any:
+        stuck.wait(30)  # the database away
+        return settle(*args, **kwargs)
+
+    monkeypatch.setattr(ledger, "settle", waiting_settle)
+
+    async def scenario(gateway: Gateway, clock: Clock) -> None:
+        p = ScriptedPile(a.pile_no)
+        await p.login(gateway.port)
+        now = local(clock)
+        serials = [f"{a.pile_no}01261122093000{n:04d}" for n in range(MAX_SETTLING + 12)]
+        for serial in serials:
+            p.send(p.record(serial, 1, (0, 0, 1_000, 0), PRICE_PER_TIER, now - timedelta(minutes=30), now))
+        p.send(Heartbeat(a.pile_no, "01", 0))
+        await p.expect(HeartbeatAck)
+        link = gateway.links[a.pile_no]
+        assert len(link.settling) == MAX_SETTLING
+        assert gateway.stats["records_deferred"] == 12
+        stuck.set()
+        await settlements_done(gateway)
+        confirmed = {(await p.expect(TransactionConfirm)).trade_no for _ in range(MAX_SETTLING)}
+        assert confirmed == set(serials[:MAX_SETTLING])
+        for serial in serials[MAX_SETTLING:]:  # the pile resends what was not answered
+            p.send(p.record(serial, 1, (0, 0, 1_000, 0), PRICE_PER_TIER, now - timedelta(minutes=30), now))
+            assert (await p.expect(TransactionConfirm)).trade_no == serial
+
+    run(ledger, database_url, nats_url, scenario)
+    assert all(ledger.session(f"{a.pile_no}01261122093000{n:04d}").state == "finished"
+               for n in range(MAX_SETTLING + 12))
