@@ -213,16 +213,7 @@ class Gateway(OwedDelivery):
         """The open sessions of piles recorded offline: each charging or stopping one gets its offline
         deadline (``ChargingSession.pile_offline``; the others are unchanged). Run in the pool."""
         self.open_sessions.catch_up()
-        outcomes: list[Exception | None] = []
-        for pile_no, at in offline:
-            outcome = None
-            for trade_no in self.open_sessions.of_pile(pile_no):
-                try:
-                    self.ledger.session_pile_offline(trade_no, at=at)
-                except DomainError as error:
-                    outcome = error
-            outcomes.append(outcome)
-        return outcomes
+        return [self.open_sessions.record_pile_offline(pile_no, at) for pile_no, at in offline]
 
     async def _sweep_forever(self) -> None:
         while True:

@@ -25,7 +25,6 @@ from typing import Any
 import psycopg
 from psycopg.rows import tuple_row
 
-from domain.errors import DomainError
 from domain.registry import Pile
 
 log = logging.getLogger("chargeledger.watchdog")
@@ -83,30 +82,29 @@ def record_lapsed(ledger: Any, database_url: str, open_sessions: Any, now: datet
     those; a pile without one stays shown connected until it logs in again. Returns the gateways lapsed."""
     with psycopg.connect(database_url, autocommit=True, connect_timeout=10) as conn:
         leases = expired(conn, now)
+        if not leases:
+            return []
+        holder = {}  # the piles with open sessions, by the gateway their connection names (loaded once)
+        for pile_no in open_sessions.open_piles():
+            pile = ledger.registry.get(Pile.create_id(pile_no), Pile, "pile", fresh=True)
+            if pile.online and pile.connection:
+                holder.setdefault(pile.connection.get("gateway"), []).append(pile_no)
         lapsed = []
         for gateway_id, renewed_at, expires_at in leases:
             reason = f"gateway {gateway_id} stopped renewing its lease at {renewed_at.isoformat()}"
-            held = [pile_no for pile_no in open_sessions.open_piles() if held_by(ledger, pile_no, gateway_id)]
+            held = holder.get(gateway_id, [])
             outcomes = ledger.record_pile_changes(
                 [(pile_no, _disconnect_if_held(gateway_id, renewed_at, reason)) for pile_no in held])
             for pile_no, outcome in zip(held, outcomes):
+                if outcome is None:
+                    outcome = open_sessions.record_pile_offline(pile_no, renewed_at)
                 if outcome is not None:
-                    log.error("pile %s: could not record it offline (%s): %s", pile_no, reason, outcome)
-                    continue
-                for trade_no in open_sessions.of_pile(pile_no):
-                    try:
-                        ledger.session_pile_offline(trade_no, at=renewed_at)
-                    except DomainError as error:
-                        log.error("session %s: could not record its pile offline: %s", trade_no, error)
+                    log.error("pile %s: could not record it or its sessions offline (%s): %s", pile_no, reason,
+                              outcome)
             if mark_lapsed(conn, gateway_id, expires_at, now):
                 lapsed.append(gateway_id)
                 log.warning("%s: %d pile(s) with open sessions recorded offline", reason, len(held))
         return lapsed
-
-
-def held_by(ledger: Any, pile_no: str, gateway_id: str) -> bool:
-    pile = ledger.registry.get(Pile.create_id(pile_no), Pile, "pile", fresh=True)
-    return pile.online and bool(pile.connection) and pile.connection.get("gateway") == gateway_id
 
 
 def _disconnect_if_held(gateway_id: str, at: datetime, reason: str) -> Callable[[Pile], None]:

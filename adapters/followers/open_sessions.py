@@ -28,6 +28,8 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+
+from domain.errors import DomainError
 from eventsourcing.utils import get_topic
 
 from adapters.followers.log_follower import follow, tracking_ddl
@@ -117,6 +119,18 @@ class OpenSessions:
         """The trade serials of the pile's open sessions, as far as the index has caught up."""
         return self.trade_nos("SELECT trade_no FROM open_sessions WHERE pile_no = %s ORDER BY gun_no, trade_no",
                               (pile_no,))
+
+    def record_pile_offline(self, pile_no: str, at: datetime) -> Exception | None:
+        """Give each open session of a pile recorded offline at ``at`` its offline deadline
+        (``ChargingSession.pile_offline``: charging and stopping ones; the others are unchanged), as far
+        as the index has caught up. Returns None, or the last domain error a session refused it with."""
+        refused = None
+        for trade_no in self.of_pile(pile_no):
+            try:
+                self.ledger.session_pile_offline(trade_no, at=at)
+            except DomainError as error:
+                refused = error
+        return refused
 
     def open_piles(self) -> list[str]:
         """The piles with a session charging or stopping that is not recorded offline."""
