@@ -18,6 +18,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -83,28 +84,37 @@ def charging_world(ledger: Ledger):
     return world
 
 
-def test_sigterm_with_drain_stops_every_charge_at_the_pile_and_exits_once_every_record_is_confirmed(
-        ledger: Ledger, database_url: str, nats_url: str, charging_world, tmp_path: Path) -> None:
-    out = tmp_path / "simulate.log"
-
-    async def main() -> list[str]:
+def drain_a_charging_fleet(ledger: Ledger, database_url: str, nats_url: str, wallet_id: Any, out: Path,
+                           drain_timeout: str, *, gateway_gone: bool) -> tuple[list[str], int]:
+    """Simulated piles charging on every gun against a gateway, then SIGTERM with ``--drain``
+    (``gateway_gone``: the gateway stopped first, so nobody answers the records). Returns the trade
+    serials and the simulator's exit status."""
+    async def main() -> tuple[list[str], int]:
         gateway = Gateway(ledger, database_url=database_url, nats_url=nats_url, sweep_interval=3600)
         await gateway.start()
-        proc = simulate(gateway.port, out, "--drain", "--drain-timeout", "60")
+        proc = simulate(gateway.port, out, "--drain", "--drain-timeout", drain_timeout)
         try:
-            trades = await start_everywhere(ledger, gateway, charging_world.wallet_id, 30_00)
+            trades = await start_everywhere(ledger, gateway, wallet_id, 30_00)
             await until(lambda: all(ledger.session(t).state == "charging" for t in trades), 30)
+            if gateway_gone:
+                await gateway.stop()
             proc.send_signal(signal.SIGTERM)
-            rc = await asyncio.to_thread(stopped, proc, 90)
-            assert rc == 0, out.read_text()
-            return trades
+            return trades, await asyncio.to_thread(stopped, proc, 60 if gateway_gone else 90)
         finally:
             if proc.poll() is None:
                 proc.kill()
             await gateway.stop()
 
     with running_relay(ledger, database_url, nats_url):
-        trades = asyncio.run(asyncio.wait_for(main(), 150))
+        return asyncio.run(asyncio.wait_for(main(), 150))
+
+
+def test_sigterm_with_drain_stops_every_charge_at_the_pile_and_exits_once_every_record_is_confirmed(
+        ledger: Ledger, database_url: str, nats_url: str, charging_world, tmp_path: Path) -> None:
+    out = tmp_path / "simulate.log"
+    trades, rc = drain_a_charging_fleet(ledger, database_url, nats_url, charging_world.wallet_id, out, "60",
+                                        gateway_gone=False)
+    assert rc == 0, out.read_text()
     text = out.read_text()
     assert "drained: every record confirmed" in text and "records unconfirmed 0" in text, text
     for trade_no in trades:
@@ -117,26 +127,9 @@ def test_sigterm_with_drain_stops_every_charge_at_the_pile_and_exits_once_every_
 def test_records_left_unconfirmed_at_the_drain_timeout_are_listed_and_the_exit_status_is_1(
         ledger: Ledger, database_url: str, nats_url: str, charging_world, tmp_path: Path) -> None:
     out = tmp_path / "simulate.log"
-
-    async def main() -> list[str]:
-        gateway = Gateway(ledger, database_url=database_url, nats_url=nats_url, sweep_interval=3600)
-        await gateway.start()
-        proc = simulate(gateway.port, out, "--drain", "--drain-timeout", "3")
-        try:
-            trades = await start_everywhere(ledger, gateway, charging_world.wallet_id, 30_00)
-            await until(lambda: all(ledger.session(t).state == "charging" for t in trades), 30)
-            await gateway.stop()  # nobody answers the records now
-            proc.send_signal(signal.SIGTERM)
-            rc = await asyncio.to_thread(stopped, proc, 60)
-            assert rc == 1, out.read_text()
-            return trades
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            await gateway.stop()
-
-    with running_relay(ledger, database_url, nats_url):
-        trades = asyncio.run(asyncio.wait_for(main(), 150))
+    trades, rc = drain_a_charging_fleet(ledger, database_url, nats_url, charging_world.wallet_id, out, "3",
+                                        gateway_gone=True)
+    assert rc == 1, out.read_text()
     text = out.read_text()
     assert "drain: 4 records not confirmed:" in text, text
     for trade_no in trades:
