@@ -126,21 +126,22 @@ class LockedInsertRecorder(SchemaLocked, PostgresApplicationRecorder):
         self.save_one_statement = SQL(
             "SELECT * FROM {save}(%s::{id_type}, %s::bigint, %s::text, %s::bytea) AS notification_id"
         ).format(save=save, id_type=id_type).as_bytes(None)
+        # the arrays in binary: the text format escapes every element with a regular expression
         self.save_many_statement = SQL(
-            "SELECT * FROM {save}(%s::{id_type}[], %s::bigint[], %s::text[], %s::bytea[]) AS notification_id"
+            "SELECT * FROM {save}(%b::{id_type}[], %b::bigint[], %b::text[], %b::bytea[]) AS notification_id"
         ).format(save=save, id_type=id_type).as_bytes(None)
         self.select_prefix = SQL("SELECT originator_id, originator_version, topic, state FROM {0} WHERE ").format(
             table).as_bytes(None)
         self._select_after: dict[tuple[int, bool], bytes] = {}
         self._select_after_with: dict[tuple[tuple[int, str, int], ...], bytes] = {}
         self.select_ids_statement = SQL(
-            "SELECT e.notification_id FROM unnest(%s::{id_type}[], %s::bigint[]) WITH ORDINALITY"
+            "SELECT e.notification_id FROM unnest(%b::{id_type}[], %b::bigint[]) WITH ORDINALITY"
             " AS ours(originator_id, originator_version, n) JOIN {table} AS e ON e.originator_id = ours.originator_id"
             " AND e.originator_version = ours.originator_version ORDER BY ours.n"
         ).format(table=table, id_type=id_type).as_bytes(None)
         self.select_many_after = SQL(
             "SELECT e.originator_id, e.originator_version, e.topic, e.state"
-            " FROM unnest(%s::{id_type}[], %s::bigint[]) AS held(originator_id, originator_version)"
+            " FROM unnest(%b::{id_type}[], %b::bigint[]) AS held(originator_id, originator_version)"
             " JOIN {table} AS e ON e.originator_id = held.originator_id"
             " AND e.originator_version > held.originator_version"
         ).format(table=table, id_type=SQL(self.datastore.originator_id_type)).as_bytes(None)

@@ -168,10 +168,13 @@ class LedgerCore:
         """
         outcomes: list[Exception | None] = [None] * len(changes)
         batch: dict[UUID, A] = {}
-        loaded = loaded or {}
-        for i, (aggregate_id, change) in enumerate(changes):
+        for i, (aggregate_id, change) in enumerate(changes):  # the pile link's hot path: few lookups
             try:
-                aggregate = batch.get(aggregate_id) or loaded.get(aggregate_id) or app.get(aggregate_id, kind, what)
+                aggregate = batch.get(aggregate_id)
+                if aggregate is None:
+                    aggregate = loaded.get(aggregate_id) if loaded else None
+                    if aggregate is None:
+                        aggregate = app.get(aggregate_id, kind, what)
                 _apply(change, aggregate, on_copy_first)
                 batch[aggregate_id] = aggregate
             except DomainError as error:
