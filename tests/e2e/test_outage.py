@@ -43,7 +43,7 @@ from pile_link.ykc import (
     TransactionConfirm,
 )
 from tests.factories import World, build_world
-from tests.e2e.test_gateway import CHARGING, PRICE_PER_TIER, Clock, local
+from tests.e2e.gateway_harness import CHARGING, PRICE_PER_TIER, Clock, local
 from tests.ykc_pile import ScriptedPile
 
 ROOT = Path(__file__).resolve().parents[2]

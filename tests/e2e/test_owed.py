@@ -1,8 +1,8 @@
 """Issue 11, findings 1 and 6: what a pile is owed reaches it when it is next online, and a pile that
 drops while charging gets an offline deadline.
 
-Over real TCP, Postgres and NATS with scripted piles, as ``tests/e2e/test_gateway.py``. The scripted pile
-answers the gateway's 0x12 (read realtime) only when a test says so: a pile that logs in is sent its
+Over real TCP, Postgres and NATS with scripted piles, as the gateway's tests (``tests/e2e/gateway_harness.py``).
+The scripted pile answers the gateway's 0x12 (read realtime) only when a test says so: a pile that logs in is sent its
 stops and starts once the gun concerned has reported (or ``owed_wait`` passed).
 """
 
@@ -35,7 +35,17 @@ from pile_link.ykc import (
     TransactionConfirm,
 )
 from tests.factories import PRICES, SLOTS, build_world
-from tests.e2e.test_gateway import CHARGING, IDLE, PRICE_PER_TIER, Clock, _events, local, run, started, until
+from tests.e2e.gateway_harness import (
+    CHARGING,
+    IDLE,
+    PRICE_PER_TIER,
+    Clock,
+    _events,
+    local,
+    run,
+    started,
+    until,
+)
 from tests.ykc_pile import ScriptedPile
 
 OWED_WAIT = 2.0  # seconds a login waits for the guns' reports here (5 s by default)

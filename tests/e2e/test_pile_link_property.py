@@ -42,7 +42,7 @@ from pile_link.ykc import (
     RemoteStopReply,
 )
 from tests.factories import build_world
-from tests.e2e.test_gateway import CHARGING, PRICE_PER_TIER
+from tests.e2e.gateway_harness import CHARGING, PRICE_PER_TIER
 from tests.ykc_pile import ScriptedPile, settlements_done
 
 A1, A2, B1 = "32010600019236", "32010600019237", "55031412782305"

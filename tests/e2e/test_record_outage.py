@@ -19,7 +19,7 @@ import pytest
 from adapters.servers.postgres_server import EmbeddedPostgres
 from pile_link.gateway import Gateway
 from pile_link.ykc import Heartbeat, HeartbeatAck, TransactionConfirm
-from tests.e2e.test_gateway import CHARGING, PRICE_PER_TIER, Clock, local
+from tests.e2e.gateway_harness import CHARGING, PRICE_PER_TIER, Clock, local
 from tests.e2e.test_outage import card_start, card_world, fresh, own_dir, own_postgres, until  # noqa: F401
 
 

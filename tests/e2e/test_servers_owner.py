@@ -3,7 +3,7 @@
 A process that finds the server already running borrows it when the process that started it still
 runs (``release`` leaves it up), and owns it when that process is gone (a crash left it running;
 someone has to stop it). The process-level test is
-``tests/e2e/test_relay_faults.py::test_a_relay_stopped_with_ctrl_c_leaves_running_the_servers_it_did_not_start``.
+``tests/e2e/test_relay_lifecycle.py::test_a_relay_stopped_with_ctrl_c_leaves_running_the_servers_it_did_not_start``.
 """
 
 import subprocess

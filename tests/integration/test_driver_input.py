@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from domain.ledger import Ledger
-from tests.integration.test_driver_api import (  # noqa: F401  (fixtures)
+from tests.integration.driver_app import (  # noqa: F401  (fixtures)
     PILE,
     auth_settings,
     client,
