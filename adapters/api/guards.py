@@ -16,7 +16,9 @@
 * ``SecurityHeaders``: ``X-Content-Type-Options: nosniff`` on every answer, ``Cache-Control:
   no-store`` on every answer that sets no caching of its own (tokens, accounts, and every other
   tenant's data), ``Strict-Transport-Security`` when the request came over TLS (the scheme uvicorn
-  reports, also from a trusted proxy's ``X-Forwarded-Proto``) or ``hsts`` is set.
+  reports, also from a trusted proxy's ``X-Forwarded-Proto``) or ``hsts`` is set, and the headers
+  ``HeaderPolicies`` gives a path prefix (the console's Content-Security-Policy: adapters/web/),
+  unless the answer set its own.
 * ``server_config``: the uvicorn configuration with all of it, no ``server`` banner, a connection
   cap (``limit_concurrency``: 503 beyond it), the listen backlog, the header-size cap, and
   websocket upgrades off (the API has none).
@@ -204,19 +206,37 @@ async def refuse(send: Send, status: int, code: str, message: str) -> None:
 
 
 # ---- headers -------------------------------------------------------------------------------------------
+class HeaderPolicies:
+    """Headers every answer under a path prefix carries (the longest matching prefix's), set by a
+    door mounted after ``create_app``: ``app.state.header_policies.add("/console", {...})``."""
+
+    def __init__(self) -> None:
+        self._headers: dict[str, dict[str, str]] = {}
+
+    def add(self, prefix: str, headers: Mapping[str, str]) -> None:
+        self._headers[prefix] = {k.lower(): v for k, v in headers.items()}
+
+    def for_path(self, path: str) -> dict[str, str]:
+        matches = [p for p in self._headers if path == p or path.startswith(p.rstrip("/") + "/")]
+        return self._headers[max(matches, key=len)] if matches else {}
+
+
 class SecurityHeaders:
-    def __init__(self, app: ASGIApp, hsts: bool = False) -> None:
-        self.app, self.hsts = app, hsts
+    def __init__(self, app: ASGIApp, hsts: bool = False, policies: HeaderPolicies | None = None) -> None:
+        self.app, self.hsts, self.policies = app, hsts, policies or HeaderPolicies()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         tls = self.hsts or scope.get("scheme") == "https"
+        policy = self.policies.for_path(scope["path"])
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
+                for name, value in policy.items():
+                    headers.setdefault(name, value)
                 headers.setdefault("x-content-type-options", "nosniff")
                 headers.setdefault("cache-control", "no-store")
                 if tls:
