@@ -20,8 +20,9 @@
   ``HeaderPolicies`` gives a path prefix (the console's Content-Security-Policy: adapters/web/),
   unless the answer set its own.
 * ``server_config``: the uvicorn configuration with all of it, no ``server`` banner, a connection
-  cap (``limit_concurrency``: 503 beyond it), the listen backlog, the header-size cap, and
-  websocket upgrades off (the API has none).
+  cap (``limit_concurrency``: 503 beyond it), the listen backlog, the header-size cap,
+  websocket upgrades off (the API has none), and a stop that waits at most ``shutdown_timeout``
+  for open requests (live streams, the driver's and the console's, would otherwise hold it).
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ class ServerSettings:
     backlog: int = 1024
     max_header_bytes: int = 16 * 1024
     forwarded_allow_ips: str = "127.0.0.1"
+    shutdown_timeout: float = 10.0  # on stop, open requests (a live stream) get this long, then are cancelled
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServerSettings:
@@ -148,7 +150,8 @@ def server_config(app: Any, settings: ServerSettings, *, host: str, port: int,
                           server_header=False, date_header=True, timeout_keep_alive=settings.keep_alive_timeout,
                           limit_concurrency=settings.max_connections, backlog=settings.backlog,
                           h11_max_incomplete_event_size=settings.max_header_bytes, proxy_headers=True,
-                          forwarded_allow_ips=settings.forwarded_allow_ips)
+                          forwarded_allow_ips=settings.forwarded_allow_ips,
+                          timeout_graceful_shutdown=settings.shutdown_timeout)
 
 
 # ---- bodies --------------------------------------------------------------------------------------------

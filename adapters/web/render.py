@@ -77,7 +77,7 @@ def context(request: Request, who: Principal | None, nav: str | None) -> dict[st
 
 
 def render(request: Request, template: str, who: Principal | None = None, *, nav: str | None = None,
-           status: int = 200, **values: Any) -> HTMLResponse:
+           status: int = 200, **values: Any) -> Response:
     """The page ``template`` in the request's language; remembers a language chosen by ``?lang=``."""
     html = ENV.get_template(template).render(**context(request, who, nav), **values)
     return remember_language(request, HTMLResponse(html, status_code=status))

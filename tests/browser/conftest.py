@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
-from playwright.sync_api import BrowserContext, Page, sync_playwright
+from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
 
 from adapters.api.guards import ServerSettings
 from adapters.postgres.env import eventsourcing_env
@@ -32,7 +32,8 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 DESKTOP, PHONE = {"width": 1440, "height": 900}, {"width": 390, "height": 844}
 SHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
-WAIT_MS = 15_000
+WAIT_MS = 15_000  # how long a page may take to show what a test waits for (a shared 2-core machine)
+expect.set_options(timeout=WAIT_MS)
 
 
 @dataclass
@@ -103,7 +104,8 @@ def page(browser: BrowserContext, console: Console) -> Iterator[Page]:
 
 def screenshots(page: Page, name: str) -> list[Path]:
     """The page now shown, in Chinese and in English, at desktop and phone sizes, under var/screenshots/
-    (kept out of git; docs/console.md shows the best of them). Leaves the page in Chinese, desktop."""
+    (kept out of git; docs/console.md shows the best of them). The page is loaded again for each language,
+    so it must be one a GET shows (not the answer to a form). Leaves it in Chinese, desktop size."""
     SHOTS.mkdir(parents=True, exist_ok=True)
     saved = []
     address = urlsplit(page.url)

@@ -215,3 +215,19 @@ def test_chinese_by_default_english_by_the_switch_remembered_in_a_cookie(world: 
     assert '<html lang="en">' in r.text and ">Stations</h1>" in r.text and "lang=en" in r.headers["set-cookie"]
     assert ">Stations</h1>" in alpha.get("/console/stations").text
     assert "站点信息" in alpha.get("/console/stations?lang=zh").text
+
+
+# ---- the live stream -----------------------------------------------------------------------------------------
+def test_the_live_stream_sends_rows_in_scope_and_ends_when_the_session_is_revoked(world: World) -> None:
+    agent = world.signed_in("agent-1", AGENT, stations=[world.a.stations[0]])
+    assert agent.get(f"/console/piles/live?station={world.b.stations[0]}").status_code == 404
+    events: list[str] = []
+    with agent.stream("GET", "/console/piles/live") as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        for line in r.iter_lines():
+            if line.startswith("event:"):
+                events.append(line.split(":", 1)[1].strip())
+            if line == ": tick" and "signed-out" not in events:  # a whole read sent: revoke the session now
+                with world.app.state.pool.connection() as conn:
+                    conn.execute("UPDATE operator_users SET disabled = true WHERE username = 'agent-1'")
+    assert events == [f"pile-{world.a.piles[0]}", "signed-out"]  # the agent's one pile, then the end
