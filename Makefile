@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test unit bench clean-var clean
+.PHONY: demo test unit browser vendor bench clean-var clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,8 +16,18 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/chargeledger demo
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
+
+# the browser tests' Chromium and a CJK font, from Debian (never `playwright install`: nothing but apt and PyPI)
+browser:
+	@command -v chromium >/dev/null 2>&1 && dpkg -s fonts-wqy-microhei >/dev/null 2>&1 || \
+		(apt-get update && apt-get install -y chromium fonts-wqy-microhei)
+
+# refresh the console's vendored browser libraries from adapters/web/vendor/package-lock.json (needs Node;
+# nothing else does): npm ci --ignore-scripts in a temporary folder, minified files and licences copied
+vendor:
+	sh adapters/web/vendor/vendor.sh
 
 # the domain, the codec and the layout's rules alone: no server started, well under 30 s
 unit: $(STAMP)

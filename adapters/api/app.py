@@ -10,7 +10,9 @@ sealing keys and the public URL, from ``CHARGELEDGER_PAYMENT_KEYS`` / ``CHARGELE
 the app also serves drivers: login, wallet, top-up and refund (``adapters.api.payments``) and the
 session API (``adapters.api.driver.routes``), with driver tokens from the same signer as the
 operators' (the role claim keeps them apart). Other routers (interconnect) mount on the app this
-returns; they find the ledger, the database pool and the token signer on ``app.state``.
+returns; they find the ledger, the database pool and the token signer on ``app.state``. So do the
+console's pages (``adapters.web.mount``, called on the app this returns: the API never imports the
+pages); they add their headers (a Content-Security-Policy) through ``app.state.header_policies``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from adapters.api.auth import AuthSettings, TokenSigner
 from adapters.api.errors import add_error_handlers
-from adapters.api.guards import BodyLimit, BodyLimits, SecurityHeaders, ServerSettings
+from adapters.api.guards import BodyLimit, BodyLimits, HeaderPolicies, SecurityHeaders, ServerSettings
 from adapters.api.login_guard import LoginLimits
 from adapters.api.operator.accounts import Accounts
 from adapters.api.operator.router import router as operator_router
@@ -78,7 +80,9 @@ def create_app(ledger: Any, database_url: str, settings: AuthSettings, *, pool_s
     app.state.signer = signer
     app.state.body_limits = BodyLimits(server.max_body_bytes)
     app.add_middleware(BodyLimit, limits=app.state.body_limits)
-    app.add_middleware(SecurityHeaders, hsts=server.hsts)
+    app.state.header_policies = HeaderPolicies()
+    app.state.server_settings = server
+    app.add_middleware(SecurityHeaders, hsts=server.hsts, policies=app.state.header_policies)
 
     add_error_handlers(app)
     app.include_router(operator_router)

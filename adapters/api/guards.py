@@ -16,10 +16,13 @@
 * ``SecurityHeaders``: ``X-Content-Type-Options: nosniff`` on every answer, ``Cache-Control:
   no-store`` on every answer that sets no caching of its own (tokens, accounts, and every other
   tenant's data), ``Strict-Transport-Security`` when the request came over TLS (the scheme uvicorn
-  reports, also from a trusted proxy's ``X-Forwarded-Proto``) or ``hsts`` is set.
+  reports, also from a trusted proxy's ``X-Forwarded-Proto``) or ``hsts`` is set, and the headers
+  ``HeaderPolicies`` gives a path prefix (the console's Content-Security-Policy: adapters/web/),
+  unless the answer set its own.
 * ``server_config``: the uvicorn configuration with all of it, no ``server`` banner, a connection
-  cap (``limit_concurrency``: 503 beyond it), the listen backlog, the header-size cap, and
-  websocket upgrades off (the API has none).
+  cap (``limit_concurrency``: 503 beyond it), the listen backlog, the header-size cap,
+  websocket upgrades off (the API has none), and a stop that waits at most ``shutdown_timeout``
+  for open requests (live streams, the driver's and the console's, would otherwise hold it).
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ class ServerSettings:
     backlog: int = 1024
     max_header_bytes: int = 16 * 1024
     forwarded_allow_ips: str = "127.0.0.1"
+    shutdown_timeout: float = 10.0  # on stop, open requests (a live stream) get this long, then are cancelled
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServerSettings:
@@ -146,7 +150,8 @@ def server_config(app: Any, settings: ServerSettings, *, host: str, port: int,
                           server_header=False, date_header=True, timeout_keep_alive=settings.keep_alive_timeout,
                           limit_concurrency=settings.max_connections, backlog=settings.backlog,
                           h11_max_incomplete_event_size=settings.max_header_bytes, proxy_headers=True,
-                          forwarded_allow_ips=settings.forwarded_allow_ips)
+                          forwarded_allow_ips=settings.forwarded_allow_ips,
+                          timeout_graceful_shutdown=settings.shutdown_timeout)
 
 
 # ---- bodies --------------------------------------------------------------------------------------------
@@ -204,19 +209,37 @@ async def refuse(send: Send, status: int, code: str, message: str) -> None:
 
 
 # ---- headers -------------------------------------------------------------------------------------------
+class HeaderPolicies:
+    """Headers every answer under a path prefix carries (the longest matching prefix's), set by a
+    door mounted after ``create_app``: ``app.state.header_policies.add("/console", {...})``."""
+
+    def __init__(self) -> None:
+        self._headers: dict[str, dict[str, str]] = {}
+
+    def add(self, prefix: str, headers: Mapping[str, str]) -> None:
+        self._headers[prefix] = {k.lower(): v for k, v in headers.items()}
+
+    def for_path(self, path: str) -> dict[str, str]:
+        matches = [p for p in self._headers if path == p or path.startswith(p.rstrip("/") + "/")]
+        return self._headers[max(matches, key=len)] if matches else {}
+
+
 class SecurityHeaders:
-    def __init__(self, app: ASGIApp, hsts: bool = False) -> None:
-        self.app, self.hsts = app, hsts
+    def __init__(self, app: ASGIApp, hsts: bool = False, policies: HeaderPolicies | None = None) -> None:
+        self.app, self.hsts, self.policies = app, hsts, policies or HeaderPolicies()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         tls = self.hsts or scope.get("scheme") == "https"
+        policy = self.policies.for_path(scope["path"])
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
+                for name, value in policy.items():
+                    headers.setdefault(name, value)
                 headers.setdefault("x-content-type-options", "nosniff")
                 headers.setdefault("cache-control", "no-store")
                 if tls:

@@ -1,4 +1,4 @@
-"""``chargeledger api``: the operator and driver HTTP API (FastAPI under uvicorn)."""
+"""``chargeledger api``: the operator and driver HTTP API (FastAPI under uvicorn), and the console's pages."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ def run(args: argparse.Namespace) -> int:
     from adapters.api.driver.settings import DriverApiSettings
     from adapters.api.guards import ServerSettings, server_config
     from adapters.postgres.env import eventsourcing_env
+    from adapters.web.mount import mount, settings_from_env
     from domain.ledger import Ledger
 
     driver = DriverApiSettings.from_env(dict(os.environ))
@@ -36,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         app = create_app(ledger, args.database_url, AuthSettings.from_env(dict(os.environ)), driver=driver,
                          server=server)
+        mount(app, settings_from_env(os.environ))  # the console's pages, /console (docs/console.md)
         uvicorn.Server(server_config(app, server, host=args.host, port=args.port,
                                      log_level=os.environ.get("LOG_LEVEL", "warning").lower())).run()
     finally:

@@ -9,49 +9,27 @@ import math
 import socket
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from argon2 import PasswordHasher
 
 from adapters.api.auth import TENANT_ADMIN, AuthSettings
 from adapters.api.app import create_app
-from adapters.api.guards import ServerSettings, server_config
+from adapters.api.guards import ServerSettings
 from adapters.api.login_guard import LoginLimits
 from adapters.postgres.env import eventsourcing_env
 from domain.ledger import Ledger
 from projections.runner import Projections
+from tests.http_server import serving
 from tests.operator_tokens import PASSWORD, operator_headers
 from tests.e2e.test_projections import build_tenant
 
 V = "/operator/v1"
 DEADLINE = 30.0
-
-
-@contextmanager
-def serving(app: Any, settings: ServerSettings) -> Iterator[int]:
-    """Serve ``app`` with the settings `chargeledger api` uses, in a thread; yield the port."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    server = uvicorn.Server(server_config(app, settings, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + DEADLINE
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.02)
-    try:
-        yield port
-    finally:
-        server.should_exit = True
-        thread.join(timeout=DEADLINE)
 
 
 @dataclass

@@ -15,6 +15,7 @@ Who may manage whom: a platform admin every user; a tenant admin the users of th
 from __future__ import annotations
 
 import secrets
+from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -67,10 +68,14 @@ class Accounts:
             self._dummy_hash = await self.gate.hash(secrets.token_urlsafe(16))
         return self._dummy_hash
 
-    def token_answer(self, user: OperatorUser) -> JSONResponse:
+    def issue(self, user: OperatorUser) -> tuple[str, datetime]:
+        """A token for ``user`` at their current generation (the API's bearer, the console's cookie)."""
         # no station list in the token: an agent's scope is read from their row at each request
         principal = Principal(user.username, user.role, user.tenant_id)
-        token, expires = self.signer.issue(principal, generation=user.generation)
+        return self.signer.issue(principal, generation=user.generation)
+
+    def token_answer(self, user: OperatorUser) -> JSONResponse:
+        token, expires = self.issue(user)
         return JSONResponse({"access_token": token, "token_type": "bearer", "expires_at": expires.isoformat(),
                              "role": user.role}, headers=NO_STORE)
 
@@ -90,13 +95,17 @@ class Accounts:
             await self.users.rehash(username, user.password_hash, await self.gate.hash(password))
         return user
 
-    async def sign_in(self, username: str, password: str, address: str) -> JSONResponse:
+    async def signed_in(self, username: str, password: str, address: str) -> OperatorUser:
+        """The user these credentials sign in (throttled), else AuthError."""
         user = await self.checked_password(username, password, address)
         if user is None:
             raise AuthError("bad_credentials", "unknown user or wrong password")
         if user.disabled:
             raise AuthError("user_disabled", "this user is disabled")
-        return self.token_answer(user)
+        return user
+
+    async def sign_in(self, username: str, password: str, address: str) -> JSONResponse:
+        return self.token_answer(await self.signed_in(username, password, address))
 
     async def change_password(self, who: Principal, old: str, new: str, address: str) -> JSONResponse:
         if await self.checked_password(who.subject, old, address) is None:

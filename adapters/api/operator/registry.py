@@ -8,13 +8,14 @@ says who may do what).
 from __future__ import annotations
 
 from typing import Any, Literal
+from uuid import UUID
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from adapters.api import inputs as t
-from adapters.api.auth import PLATFORM_ADMIN, TENANT_ADMIN
+from adapters.api.auth import PLATFORM_ADMIN, TENANT_ADMIN, Principal
 from adapters.api.operator.deps import (E403_SCOPE, E409_BUSY, E409_EXISTS, E409_REGISTRATION, ERRORS, PILE, TRADE,
                                         S, T, Caller, PileNo, Reason, StationFilter, body_example, check_pile,
                                         check_station, example, query, require, scope_where, tenant_of)
@@ -80,18 +81,26 @@ STATION_EXAMPLE = {"station_id": S, "tenant_id": T, "name": "Zhangjiang Hub", "a
 @router.get("/stations", tags=["registry"], summary="Stations in scope",
             responses=example({"items": [STATION_EXAMPLE]}, 200, 401, 403, e403=E403_SCOPE))
 def list_stations(request: Request, who: Caller) -> JSONResponse:
+    return JSONResponse({"items": jsonable(stations_rows(request, who))})
+
+
+def stations_rows(request: Request, who: Principal) -> list[dict[str, Any]]:
+    """The stations in ``who``'s scope, from the catalogue view (the API's list and the console's)."""
     where, params = scope_where(who)
-    rows = query(request, f"SELECT * FROM catalogue_stations WHERE {where} ORDER BY name, station_id", params)  # noqa: S608
-    return JSONResponse({"items": jsonable(rows)})
+    return query(request, f"SELECT * FROM catalogue_stations WHERE {where} ORDER BY name, station_id", params)  # noqa: S608
 
 
 @router.post("/stations", tags=["registry"], status_code=201, summary="Create a station",
              responses=example({"station_id": S}, 201, *ERRORS, 409, e409=E409_REGISTRATION))
 def create_station(request: Request, who: Caller, body: StationRequest) -> JSONResponse:
+    return JSONResponse({"station_id": str(new_station(request, who, body))}, status_code=201)
+
+
+def new_station(request: Request, who: Principal, body: StationRequest) -> UUID:
+    """Create a station (tenant admins): the command the API's endpoint and the console's form run."""
     require(who, TENANT_ADMIN)
-    station_id = request.app.state.ledger.create_station(tenant_of(who), body.name, body.address, body.latitude,
-                                                         body.longitude, who.subject, body.timezone)
-    return JSONResponse({"station_id": str(station_id)}, status_code=201)
+    return request.app.state.ledger.create_station(tenant_of(who), body.name, body.address,  # type: ignore[no-any-return]
+                                                   body.latitude, body.longitude, who.subject, body.timezone)
 
 
 def station_json(station: Station) -> dict[str, Any]:
@@ -122,6 +131,21 @@ PILE_EXAMPLE = {"pile_no": PILE, "station_id": S, "kind": "DC", "gun_count": 2, 
 
 
 def piles_json(request: Request, who: Caller, extra: str = "", params: dict[str, Any] | None = None) -> list[Any]:
+    return jsonable(piles_rows(request, who, extra, params))  # type: ignore[no-any-return]
+
+
+def station_filter(station_id: Any) -> tuple[str, dict[str, Any]]:
+    return ("AND p.station_id = %(station)s", {"station": station_id}) if station_id else ("", {})
+
+
+def pile_filter(pile_no: str) -> tuple[str, dict[str, Any]]:
+    return "AND p.pile_no = %(pile)s", {"pile": pile_no}
+
+
+def piles_rows(request: Request, who: Principal, extra: str = "",
+               params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The piles in ``who``'s scope with their guns (``extra``: ``station_filter`` / ``pile_filter``), from
+    the live-status view: what the API's pile endpoints and the console's pages and stream show."""
     where, scope = scope_where(who, "p")
     piles = query(request, f"SELECT p.* FROM live_piles p WHERE {where} {extra} ORDER BY p.pile_no",  # noqa: S608
                   {**scope, **(params or {})})
@@ -133,30 +157,35 @@ def piles_json(request: Request, who: Caller, extra: str = "", params: dict[str,
     by_pile: dict[str, list[Any]] = {}
     for g in guns:
         by_pile.setdefault(g.pop("pile_no"), []).append(g)
-    return jsonable([{**p, "guns": by_pile.get(p["pile_no"], [])} for p in piles])
+    return [{**p, "guns": by_pile.get(p["pile_no"], [])} for p in piles]
 
 
 @router.get("/piles", tags=["piles"], summary="Piles and guns in scope, with live status",
             responses=example({"items": [PILE_EXAMPLE]}, 200, 401, 403, 422, e403=E403_SCOPE))
 def list_piles(request: Request, who: Caller, station_id: StationFilter = None) -> JSONResponse:
-    extra, params = ("AND p.station_id = %(station)s", {"station": station_id}) if station_id else ("", {})
-    return JSONResponse({"items": piles_json(request, who, extra, params)})
+    return JSONResponse({"items": piles_json(request, who, *station_filter(station_id))})
 
 
 @router.post("/stations/{station_id}/piles", tags=["piles"], status_code=201, summary="Register a pile",
              responses=example({"pile_no": PILE, "pile_id": T}, 201, *ERRORS, 409, e409=E409_EXISTS))
 def register_pile(request: Request, who: Caller, station_id: t.Uuid, body: PileRequest) -> JSONResponse:
+    pile_id = new_pile(request, who, station_id, body)
+    return JSONResponse({"pile_no": body.pile_no, "pile_id": str(pile_id)}, status_code=201)
+
+
+def new_pile(request: Request, who: Principal, station_id: UUID, body: PileRequest) -> UUID:
+    """Register a pile at a station in scope (tenant admins): the API's endpoint and the console's form."""
     require(who, TENANT_ADMIN)
     check_station(request, who, station_id)
-    pile_id = request.app.state.ledger.register_pile(station_id, body.pile_no, body.kind, body.gun_count, who.subject)
-    return JSONResponse({"pile_no": body.pile_no, "pile_id": str(pile_id)}, status_code=201)
+    return request.app.state.ledger.register_pile(station_id, body.pile_no, body.kind,  # type: ignore[no-any-return]
+                                                  body.gun_count, who.subject)
 
 
 @router.get("/piles/{pile_no}", tags=["piles"], summary="One pile with its guns' live status",
             responses=example(PILE_EXAMPLE, 200, *ERRORS, e403=E403_SCOPE))
 def get_pile(request: Request, who: Caller, pile_no: PileNo) -> JSONResponse:
     check_pile(request, who, pile_no)
-    rows = piles_json(request, who, "AND p.pile_no = %(pile)s", {"pile": pile_no})
+    rows = piles_json(request, who, *pile_filter(pile_no))
     if not rows:  # registered a moment ago, not yet projected
         raise NotFound(f"pile {pile_no} is not in the live view yet; retry shortly", pile_no=pile_no)
     return JSONResponse(rows[0])
@@ -166,7 +195,7 @@ def get_pile(request: Request, who: Caller, pile_no: PileNo) -> JSONResponse:
             responses=example({"items": PILE_EXAMPLE["guns"]}, 200, *ERRORS, e403=E403_SCOPE))
 def list_guns(request: Request, who: Caller, pile_no: PileNo) -> JSONResponse:
     check_pile(request, who, pile_no)
-    rows = piles_json(request, who, "AND p.pile_no = %(pile)s", {"pile": pile_no})
+    rows = piles_json(request, who, *pile_filter(pile_no))
     return JSONResponse({"items": rows[0]["guns"] if rows else []})
 
 
