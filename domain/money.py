@@ -61,6 +61,18 @@ def ykc_amount_to_yuan_str(amount: int) -> str:
     return fixed_point_str(amount, 4)
 
 
+PLAIN_PRICE = re.compile(r"(0|[1-9][0-9]{0,4})(\.[0-9]{1,5})?")
+
+
+def yuan_str_to_price(text: str) -> int:
+    """A unit price in yuan/kWh back to 0.00001 yuan/kWh, exactly: ASCII digits, at most five decimals
+    (the unit), no sign, no exponent, no spaces ('1.2' -> 120000). Anything else is a ValueError."""
+    if not isinstance(text, str) or not PLAIN_PRICE.fullmatch(text):
+        raise ValueError(f"not a price in yuan/kWh with at most 5 decimals: {str(text)[:40]!r}")
+    whole, _, part = text.partition(".")
+    return int(whole) * 10**5 + int(part.ljust(5, "0") or 0)
+
+
 def price_to_yuan_str(price: int) -> str:
     """A unit price (0.00001 yuan/kWh) as a decimal string, e.g. 150000 -> '1.50000'."""
     return fixed_point_str(price, 5)

@@ -51,11 +51,13 @@ class TariffSchedule:
             elec, serv = (p["electricity"], p["service"]) if isinstance(p, dict) else (p.electricity, p.service)
             for what, value in (("electricity", elec), ("service", serv)):
                 if not isinstance(value, int) or isinstance(value, bool):
-                    raise InvalidTariff(f"{tier} {what} price must be an integer in 0.00001 yuan/kWh, got {value!r}")
+                    raise InvalidTariff(f"{tier} {what} price must be an integer in 0.00001 yuan/kWh, got {value!r}",
+                                        tier=tier, price=what)
                 if value < 0:
-                    raise InvalidTariff(f"{tier} {what} price must be >= 0, got {value}")
+                    raise InvalidTariff(f"{tier} {what} price must be >= 0, got {value}", tier=tier, price=what)
                 if value > MAX_PRICE:
-                    raise InvalidTariff(f"{tier} {what} price {value} does not fit the YKC 4-byte field")
+                    raise InvalidTariff(f"{tier} {what} price {value} does not fit the YKC 4-byte field",
+                                        tier=tier, price=what)
             parsed.append(TierPrice(elec, serv))
         slots = list(slots)
         if len(slots) != SLOTS_PER_DAY:
@@ -64,7 +66,7 @@ class TariffSchedule:
             if isinstance(tier, str) and tier in TIERS:
                 slots[i] = TIERS.index(tier)
             elif not isinstance(tier, int) or isinstance(tier, bool) or not 0 <= tier < len(TIERS):
-                raise InvalidTariff(f"slot {i} ({slot_label(i)}) is not assigned a tier: {tier!r}")
+                raise InvalidTariff(f"slot {i} ({slot_label(i)}) is not assigned a tier: {tier!r}", slot=i)
         return cls(prices=tuple(parsed), slots=tuple(slots))  # type: ignore[arg-type]
 
     def tier_at(self, local: datetime) -> int:
@@ -102,7 +104,7 @@ class Tariff(Aggregate):
     @classmethod
     def create(cls, tenant_id: UUID, name: str, schedule: TariffSchedule, author: str) -> Tariff:
         if not name.strip():
-            raise InvalidTariff("a tariff needs a name")
+            raise InvalidTariff("a tariff needs a name", field="name")
         return cls(tenant_id=tenant_id, name=name, schedule=schedule.as_dict(), author=author)
 
     def revise(self, schedule: TariffSchedule, author: str) -> None:

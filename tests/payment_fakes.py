@@ -147,7 +147,7 @@ class FakeWeChat(_Loopback):
                 return self._signed(status, {"code": "NOT_ENOUGH", "message": "insufficient merchant balance"})
             refund = {"refund_id": f"5030{secrets.token_hex(12)}", "out_refund_no": data["out_refund_no"],
                       "out_trade_no": data.get("out_trade_no"), "status": refund_status, "amount": data["amount"]}
-            self.refunds[data["out_refund_no"]] = refund
+            self.refunds[data["out_refund_no"]] = {**refund, "reason": data.get("reason")}  # what we sent
             return self._signed(200, refund)
         return self._signed(404, {"code": "RESOURCE_NOT_EXISTS", "message": path})
 

@@ -317,6 +317,11 @@ class PaymentService:
         return [self._refund(wallet_id, order, part, reason,
                              f"{order.out_trade_no}{tag or 'R' + secrets.token_hex(4)}") for order, part in plan]
 
+    def refunds_requested(self, tenant_id: UUID, driver_id: str, request_id: str) -> list[RefundView]:
+        """The refunds an operator's refund request ``request_id`` made for this driver, as they stand now."""
+        wallet_id = Wallet.create_id(tenant_id, driver_id)
+        return self._refunds_tagged(wallet_id, request_tag(wallet_id, request_id))
+
     def _refunds_tagged(self, wallet_id: UUID, tag: str) -> list[RefundView]:
         """The refunds an earlier request with this tag made, as they stand now."""
         status = {"pending": "processing", "succeeded": "succeeded", "failed": "failed"}

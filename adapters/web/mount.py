@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from adapters.api.auth import AuthError
 from adapters.api.errors import ApiError
 from adapters.web import render
-from adapters.web.pages import auth, home, piles, stations
+from adapters.web.pages import alarms, auth, home, oplog, orders, piles, revenue, stations, tariffs, users
 from adapters.web.session import BadForm, CsrfRefused, WebSettings, csrf_guard, keep_pre_session
 from domain.errors import DomainError, NotFound
 
@@ -32,7 +32,7 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
        "frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 PAGE_HEADERS = {"Content-Security-Policy": CSP, "X-Frame-Options": "DENY", "Referrer-Policy": "same-origin",
                 "Cross-Origin-Opener-Policy": "same-origin"}
-PAGES = (auth, home, stations, piles)
+PAGES = (auth, home, stations, piles, tariffs, orders, revenue, alarms, oplog, users)
 
 
 def settings_from_env(environ: Mapping[str, str] | None = None) -> WebSettings:

@@ -50,8 +50,14 @@ class Console:
 
 
 @pytest.fixture
-def console(ledger: Ledger, database_url: str) -> Iterator[Console]:
-    app = console_app(ledger, database_url)
+def console_options() -> dict[str, Any]:
+    """More arguments of ``create_app`` for ``console`` (a module overrides it, e.g. with payment channels)."""
+    return {}
+
+
+@pytest.fixture
+def console(ledger: Ledger, database_url: str, console_options: dict[str, Any]) -> Iterator[Console]:
+    app = console_app(ledger, database_url, **console_options)
     projections = Projections(ledger.applications, eventsourcing_env(database_url))
     stop = threading.Event()
     views = threading.Thread(target=projections.run_forever, args=(stop,), name="views", daemon=True)

@@ -17,6 +17,7 @@ from domain.money import (
     price_to_yuan_str,
     ykc_amount_to_yuan_str,
     yuan_str_to_fen,
+    yuan_str_to_price,
 )
 from domain.payment import DriverPayments, PaymentChannel, PaymentOrder
 from domain.registry import Pile
@@ -73,3 +74,13 @@ def test_yuan_round_trips_and_refuses_what_is_not_plain() -> None:
     for bad in ("", "-1", "1.234", "1e3", " 1", "NaN", "01", "1.", None):
         with pytest.raises(ValueError):
             yuan_str_to_fen(bad)  # type: ignore[arg-type]
+
+
+def test_unit_prices_in_yuan_round_trip_with_up_to_five_decimals() -> None:
+    for price in (0, 1, 150000, 123456789, 0xFFFFFFFF):
+        assert yuan_str_to_price(price_to_yuan_str(price)) == price
+    assert [yuan_str_to_price(x) for x in ("1.2", "0.35", "0.00001", "12", "1.23456")] == [
+        120000, 35000, 1, 1200000, 123456]
+    for bad in ("", "-1", "1.234567", "1e3", " 1", "NaN", "01", "1.", "1,2", "１.2", None):
+        with pytest.raises(ValueError):
+            yuan_str_to_price(bad)  # type: ignore[arg-type]

@@ -251,6 +251,11 @@ def check_stations(request: Request, tenant: UUID | None, stations: list[UUID]) 
                          "whichever tenant has it.",
              responses=example({k: v for k, v in USER_EXAMPLE.items() if k != "disabled"}, 201, *ERRORS, 409))
 async def create_user(request: Request, who: Caller, body: UserRequest) -> JSONResponse:
+    return JSONResponse(await new_user(request, who, body), status_code=201, headers=NO_STORE)
+
+
+async def new_user(request: Request, who: Principal, body: UserRequest) -> dict[str, Any]:
+    """Create an operator user (an agent with its stations): the API's endpoint and the console's form."""
     require(who, PLATFORM_ADMIN, TENANT_ADMIN)
     tenant = await run_in_threadpool(new_users_tenant, request, who, body)
     stations = body.stations if body.role == AGENT else []
@@ -261,26 +266,29 @@ async def create_user(request: Request, who: Caller, body: UserRequest) -> JSONR
     password_hash = await accounts.gate.hash(body.password)
     if not await accounts.users.add(body.username, password_hash, body.role, who.subject, tenant, stations):
         raise ApiError(409, "already_exists", "that user name is taken")
-    return JSONResponse({"username": body.username, "role": body.role, "tenant_id": None if tenant is None else
-                         str(tenant), "stations": [str(s) for s in stations]}, status_code=201, headers=NO_STORE)
+    return {"username": body.username, "role": body.role, "tenant_id": None if tenant is None else str(tenant),
+            "stations": [str(s) for s in stations]}
 
 
 @router.post("/users/{username}/disable", tags=["auth"], summary="Disable a user: their tokens stop at once",
              responses=example({**USER_EXAMPLE, "disabled": True}, 200, *ERRORS, 409))
 async def disable_user(request: Request, who: Caller, username: ManagedName) -> JSONResponse:
+    return user_answer(await user_disabled(request, who, username, True))
+
+
+async def user_disabled(request: Request, who: Principal, username: str, disabled: bool) -> OperatorUser | None:
+    """Disable (their tokens stop at once) or enable a user ``who`` manages: the API's and the console's."""
     accounts = accounts_of(request)
     user = await accounts.managed(who, username)
-    if user.username == who.subject:
+    if disabled and user.username == who.subject:
         raise ApiError(409, "cannot_disable_self", "ask another admin to disable you")
-    return user_answer(await accounts.users.set_disabled(username, True))
+    return await accounts.users.set_disabled(username, disabled)
 
 
 @router.post("/users/{username}/enable", tags=["auth"], summary="Enable a disabled user (they sign in again)",
              responses=example(USER_EXAMPLE, 200, *ERRORS))
 async def enable_user(request: Request, who: Caller, username: ManagedName) -> JSONResponse:
-    accounts = accounts_of(request)
-    await accounts.managed(who, username)
-    return user_answer(await accounts.users.set_disabled(username, False))
+    return user_answer(await user_disabled(request, who, username, False))
 
 
 @router.put("/users/{username}/password", tags=["auth"], summary="Set a user's password (revokes their tokens)",

@@ -4,7 +4,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
@@ -12,7 +14,7 @@ from psycopg.rows import dict_row
 from pydantic import BaseModel
 
 from adapters.api import inputs as t
-from adapters.api.auth import TENANT_ADMIN
+from adapters.api.auth import TENANT_ADMIN, Principal
 from adapters.api.operator.deps import (E403_SCOPE, ERRORS, PILE, S, T, AlarmId, Caller, StationFilter, body_example,
                                         example, now, query, require, scope_where)
 from domain.errors import NotFound
@@ -40,6 +42,19 @@ def list_alarms(request: Request, who: Caller,
                 kind: Annotated[t.AlarmKind | None, Query(description="e.g. fault, lost_heartbeat")] = None,
                 station_id: StationFilter = None,
                 limit: Annotated[t.Int, Query(ge=1, le=1000)] = 200) -> JSONResponse:
+    rows = alarms_rows(request, who, state, kind, station_id, limit)
+    for row in rows:
+        row.pop("seq")
+    return JSONResponse({"items": jsonable(rows)})
+
+
+AlarmState = Literal["open", "unacknowledged", "cleared", "all"]
+ALARM_STATES: tuple[AlarmState, ...] = ("open", "unacknowledged", "cleared", "all")
+
+
+def alarms_rows(request: Request, who: Principal, state: AlarmState, kind: str | None, station_id: UUID | None,
+                limit: int) -> list[dict[str, Any]]:
+    """Alarms in ``who``'s scope, newest first, with their acknowledgement: the API's list and the console's."""
     where, params = scope_where(who, "a")
     where += {"open": " AND a.cleared_at IS NULL", "unacknowledged": " AND k.alarm_id IS NULL",
               "cleared": " AND a.cleared_at IS NOT NULL", "all": ""}[state]
@@ -49,13 +64,10 @@ def list_alarms(request: Request, who: Caller,
     if station_id is not None:
         where += " AND a.station_id = %(station)s"
         params["station"] = station_id
-    rows = query(request, "SELECT a.*, k.acknowledged_by, k.acknowledged_at, k.note FROM alarms a "
+    return query(request, "SELECT a.*, k.acknowledged_by, k.acknowledged_at, k.note FROM alarms a "
                           "LEFT JOIN alarm_acknowledgements k USING (alarm_id) "
                           f"WHERE {where} ORDER BY a.seq DESC LIMIT %(limit)s",  # noqa: S608
                  {**params, "limit": limit})
-    for row in rows:
-        row.pop("seq")
-    return JSONResponse({"items": jsonable(rows)})
 
 
 @router.post("/alarms/{alarm_id}/acknowledge", tags=["alarms"], summary="Acknowledge an alarm",
@@ -63,6 +75,11 @@ def list_alarms(request: Request, who: Caller,
                                 "acknowledged_at": "2026-11-22T03:05:00+00:00", "note": "technician dispatched"},
                                200, *ERRORS))
 def acknowledge_alarm(request: Request, who: Caller, alarm_id: AlarmId, body: AcknowledgeRequest) -> JSONResponse:
+    return JSONResponse(jsonable(acknowledge(request, who, alarm_id, body)))
+
+
+def acknowledge(request: Request, who: Principal, alarm_id: str, body: AcknowledgeRequest) -> dict[str, Any]:
+    """A tenant admin acknowledges an alarm in scope (else 404); the first acknowledgement stays."""
     require(who, TENANT_ADMIN)  # agents read alarms; acknowledging is the tenant's
     where, params = scope_where(who)
     with request.app.state.pool.connection() as conn:
@@ -73,10 +90,9 @@ def acknowledge_alarm(request: Request, who: Caller, alarm_id: AlarmId, body: Ac
         at = now()
         conn.execute("INSERT INTO alarm_acknowledgements VALUES (%s, %s, %s, %s, %s) ON CONFLICT (alarm_id) DO NOTHING",
                      (alarm_id, alarm[0], who.subject, at, body.note))
-        row = conn.cursor(row_factory=dict_row).execute(
+        return conn.cursor(row_factory=dict_row).execute(  # type: ignore[no-any-return]
             "SELECT alarm_id, acknowledged_by, acknowledged_at, note FROM alarm_acknowledgements WHERE alarm_id = %s",
             (alarm_id,)).fetchone()
-    return JSONResponse(jsonable(row))
 
 
 @router.get("/operations", tags=["alarms"], summary="Who changed what, when (from the events)",
@@ -88,14 +104,17 @@ def acknowledge_alarm(request: Request, who: Caller, alarm_id: AlarmId, body: Ac
 def operation_log(request: Request, who: Caller,
                   before: Annotated[t.Instant | None, Query(description="only entries before this instant")] = None,
                   limit: Annotated[t.Int, Query(ge=1, le=1000)] = 100) -> JSONResponse:
-    where, params = scope_where(who)
-    if before is not None:
-        where += " AND at < %(before)s"
-        params["before"] = before
-    rows = query(request, f"SELECT * FROM operation_log WHERE {where} "  # noqa: S608
-                          "ORDER BY at DESC, application, notification_id DESC LIMIT %(limit)s",
-                 {**params, "limit": limit})
+    rows = operations_rows(request, who, before, limit)
     return JSONResponse({"items": jsonable(rows),
                          "next_before": jsonable(rows[-1]["at"]) if len(rows) == limit else None})
 
 
+def operations_rows(request: Request, who: Principal, before: datetime | None, limit: int) -> list[dict[str, Any]]:
+    """The operation log in ``who``'s scope, newest first, before ``before``: the API's and the console's."""
+    where, params = scope_where(who)
+    if before is not None:
+        where += " AND at < %(before)s"
+        params["before"] = before
+    return query(request, f"SELECT * FROM operation_log WHERE {where} "  # noqa: S608
+                          "ORDER BY at DESC, application, notification_id DESC LIMIT %(limit)s",
+                 {**params, "limit": limit})

@@ -6,7 +6,7 @@ the payment platform. Each is a command on the ledger; what a pile is told reach
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -23,6 +23,7 @@ from domain.errors import NotFound
 from domain.wallet import PROVIDERS, Wallet
 
 router = APIRouter(prefix="/operator/v1", responses=t.BAD_BODY)
+RefundReason = t.text(80)
 
 
 # ---- request bodies ---------------------------------------------------------------------------------
@@ -44,6 +45,8 @@ class RefundRequest(BaseModel):
     amount_fen: t.Fen
     provider: Literal[PROVIDERS] | None = Field(  # type: ignore[valid-type]
         None, description="refund only payments made through this provider (default: any)")
+    reason: RefundReason = Field("", description="why: sent to the payment platform with the refund, which shows "
+                                                 "it to the driver (WeChat Pay takes at most 80 characters)")
 
 
 
@@ -122,6 +125,11 @@ REFUND_EXAMPLE = {"refund_id": "rf-20261122-0001", "wallet_id": T, "amount_fen":
                                e409=error("refund_refused", "only 1000 fen of the wallet came from refundable "
                                           "payments", {"refundable": 1000, "wanted": 2500})))
 def refund(request: Request, who: Caller, body: RefundRequest) -> JSONResponse:
+    return JSONResponse(refund_driver(request, who, body), status_code=202)
+
+
+def refund_driver(request: Request, who: Principal, body: RefundRequest) -> dict[str, Any]:
+    """A tenant admin refunds a driver's balance through the payment platform: the API's and the console's."""
     require(who, TENANT_ADMIN)
     tenant = tenant_of(who)
     wallet_id = Wallet.create_id(tenant, body.driver_id)
@@ -133,8 +141,9 @@ def refund(request: Request, who: Caller, body: RefundRequest) -> JSONResponse:
     if payments is None:
         raise ApiError(409, "payments_not_configured", "this API has no payment channels configured "
                        "(CHARGELEDGER_PAYMENT_KEYS): a refund has nowhere to go")
-    refunds = payments.refund_wallet(tenant, body.driver_id, body.amount_fen, f"operator refund {body.refund_id}",
+    refunds = payments.refund_wallet(tenant, body.driver_id, body.amount_fen,
+                                     body.reason or f"operator refund {body.refund_id}",
                                      request_id=body.refund_id, provider=body.provider)
     available = request.app.state.ledger.wallet(wallet_id).available
-    return JSONResponse({"refund_id": body.refund_id, "wallet_id": str(wallet_id), "amount_fen": body.amount_fen,
-                         "available_fen": available, "refunds": [r.__dict__ for r in refunds]}, status_code=202)
+    return {"refund_id": body.refund_id, "wallet_id": str(wallet_id), "amount_fen": body.amount_fen,
+            "available_fen": available, "refunds": [r.__dict__ for r in refunds]}

@@ -10,7 +10,7 @@ import io
 import json
 import re
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -161,13 +161,18 @@ def export_orders(request: Request, who: Caller, station_id: StationFilter = Non
                 {"at": "2026-11-22T02:22:00+00:00", "step": "settled", "total_fen": 7440}]}, 200, *ERRORS,
                 e403=E403_SCOPE))
 def get_order(request: Request, who: Caller, trade_no: TradeNo) -> JSONResponse:
+    return JSONResponse(jsonable(order_row(request, who, trade_no)))
+
+
+def order_row(request: Request, who: Principal, trade_no: str) -> dict[str, Any]:
+    """One order of the orders view with its timeline, in ``who``'s scope (else 404): the API's and the console's."""
     where, params = scope_where(who)
     rows = query(request, f"SELECT * FROM orders WHERE trade_no = %(trade)s AND {where}",  # noqa: S608
                  {**params, "trade": trade_no})
     if not rows:
         raise NotFound(f"no order {trade_no}", trade_no=trade_no)
     rows[0].pop("session_id")
-    return JSONResponse(jsonable(rows[0]))
+    return rows[0]
 
 
 # ---- revenue and dashboard -------------------------------------------------------------------------
@@ -180,6 +185,16 @@ def get_order(request: Request, who: Caller, trade_no: TradeNo) -> JSONResponse:
 def revenue(request: Request, who: Caller, station_id: StationFilter = None,
             day_from: Annotated[t.Day | None, Query(alias="from")] = None,
             day_to: Annotated[t.Day | None, Query(alias="to", description="inclusive")] = None) -> JSONResponse:
+    rows, totals = revenue_rows(request, who, station_id, day_from, day_to)
+    return JSONResponse({"items": jsonable(rows), "totals": totals})
+
+
+REVENUE_FIGURES = ("sessions", "energy", "electricity_fen", "service_fen", "refunds_fen")
+
+
+def revenue_rows(request: Request, who: Principal, station_id: UUID | None, day_from: date | None,
+                 day_to: date | None) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Revenue rows (newest day first) in ``who``'s scope and their totals: the API's and the console's."""
     where, params = scope_where(who)
     for clause, key, value in (("station_id = %(station)s", "station", station_id), ("day >= %(d0)s", "d0", day_from),
                                ("day <= %(d1)s", "d1", day_to)):
@@ -189,9 +204,7 @@ def revenue(request: Request, who: Caller, station_id: StationFilter = None,
     rows = query(request, "SELECT day, tenant_id, station_id, sessions, energy, electricity_fen, service_fen, "
                           f"refunds_fen, charging_seconds FROM revenue_daily WHERE {where} "  # noqa: S608
                           "ORDER BY day DESC, station_id", params)
-    totals = {k: sum(int(r[k]) for r in rows) for k in ("sessions", "energy", "electricity_fen", "service_fen",
-                                                         "refunds_fen")}
-    return JSONResponse({"items": jsonable(rows), "totals": totals})
+    return rows, {k: sum(int(r[k]) for r in rows) for k in REVENUE_FIGURES}
 
 
 @router.get("/dashboard", tags=["revenue"], summary="The network at a glance (经营大屏)",

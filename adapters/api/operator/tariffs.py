@@ -5,6 +5,7 @@ keep the version they started with) and which tariff a station, or one pile, cha
 from __future__ import annotations
 
 from typing import Any, Literal
+from uuid import UUID
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -69,6 +70,11 @@ def assign(request: Request, who: Principal, body: TariffAssignment, **target: A
 @router.put("/stations/{station_id}/tariff", tags=["tariffs"], summary="Assign a tariff to a station",
             responses=example({"station_id": S, "tariff_id": T}, 200, *ERRORS, 409, e409=E409_REGISTRATION))
 def assign_station_tariff(request: Request, who: Caller, station_id: t.Uuid, body: TariffAssignment) -> JSONResponse:
+    return station_tariff(request, who, station_id, body)
+
+
+def station_tariff(request: Request, who: Principal, station_id: UUID, body: TariffAssignment) -> JSONResponse:
+    """A tenant admin assigns a tariff to a station in scope: the API's endpoint and the console's form."""
     require(who, TENANT_ADMIN)
     check_station(request, who, station_id)
     return assign(request, who, body, station_id=station_id)
@@ -90,18 +96,26 @@ TARIFF_VIEW = {"tariff_id": T, "tenant_id": T, "name": TARIFF_EXAMPLE["name"], "
 @router.get("/tariffs", tags=["tariffs"], summary="Tariffs of the tenant",
             responses=example({"items": [TARIFF_VIEW]}, 200, 401, 403, e403=E403_SCOPE))
 def list_tariffs(request: Request, who: Caller) -> JSONResponse:
+    return JSONResponse({"items": jsonable(tariffs_rows(request, who))})
+
+
+def tariffs_rows(request: Request, who: Principal) -> list[dict[str, Any]]:
+    """The tariffs of ``who``'s tenant (every tenant's for a platform admin), from the catalogue view."""
     where, params = ("true", {}) if who.tenant_id is None else ("tenant_id = %(t)s", {"t": who.tenant_id})
-    rows = query(request, f"SELECT * FROM catalogue_tariffs WHERE {where} ORDER BY name, tariff_id", params)  # noqa: S608
-    return JSONResponse({"items": jsonable(rows)})
+    return query(request, f"SELECT * FROM catalogue_tariffs WHERE {where} ORDER BY name, tariff_id", params)  # noqa: S608
 
 
 @router.post("/tariffs", tags=["tariffs"], status_code=201, summary="Create a tariff (version 1)",
              responses=example({"tariff_id": T, "version": 1}, 201, *ERRORS, 409, e409=E409_TARIFF))
 def create_tariff(request: Request, who: Caller, body: TariffRequest) -> JSONResponse:
+    return JSONResponse({"tariff_id": str(new_tariff(request, who, body)), "version": 1}, status_code=201)
+
+
+def new_tariff(request: Request, who: Principal, body: TariffRequest) -> UUID:
+    """Create a tariff (tenant admins): the command the API's endpoint and the console's editor run."""
     require(who, TENANT_ADMIN)
-    tariff_id = request.app.state.ledger.create_tariff(tenant_of(who), body.name, _prices(body), body.slots,
-                                                       who.subject)
-    return JSONResponse({"tariff_id": str(tariff_id), "version": 1}, status_code=201)
+    return request.app.state.ledger.create_tariff(tenant_of(who), body.name, _prices(body),  # type: ignore[no-any-return]
+                                                  body.slots, who.subject)
 
 
 @router.get("/tariffs/{tariff_id}", tags=["tariffs"], summary="One tariff (current version, from the ledger)",
@@ -115,9 +129,14 @@ def get_tariff(request: Request, who: Caller, tariff_id: t.Uuid) -> JSONResponse
 @router.put("/tariffs/{tariff_id}", tags=["tariffs"], summary="Revise a tariff (a new version; sessions keep theirs)",
             responses=example({"tariff_id": T, "version": 2}, 200, *ERRORS, 409, e409=E409_TARIFF))
 def revise_tariff(request: Request, who: Caller, tariff_id: t.Uuid, body: TariffRevision) -> JSONResponse:
+    return JSONResponse({"tariff_id": str(tariff_id), "version": tariff_revision(request, who, tariff_id, body)})
+
+
+def tariff_revision(request: Request, who: Principal, tariff_id: UUID, body: TariffRevision) -> int:
+    """Revise a tariff in scope (tenant admins): a new version; the API's endpoint and the console's editor."""
     require(who, TENANT_ADMIN)
     check_tariff(request, who, tariff_id)
-    version = request.app.state.ledger.revise_tariff(tariff_id, _prices(body), body.slots, who.subject)
-    return JSONResponse({"tariff_id": str(tariff_id), "version": version})
+    return request.app.state.ledger.revise_tariff(tariff_id, _prices(body), body.slots,  # type: ignore[no-any-return]
+                                                  who.subject)
 
 
