@@ -8,6 +8,8 @@ Messages may carry ``{name}`` fields, filled by ``_("key", name=...)`` after esc
 
 from __future__ import annotations
 
+from adapters.web.messages_screen import MESSAGES_SCREEN
+
 MESSAGES: dict[str, tuple[str, str]] = {
     "app.name": ("充电运营平台", "Charging operations"),
     # navigation
@@ -100,3 +102,4 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "gun.plugged": ("已插枪", "plugged in"),
     "gun.energy": ("电量", "energy"),
 }
+MESSAGES.update(MESSAGES_SCREEN)  # the 经营大屏 and the driver H5 pages: adapters/web/messages_screen.py

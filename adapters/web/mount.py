@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from adapters.api.auth import AuthError
 from adapters.api.errors import ApiError
 from adapters.web import render
-from adapters.web.pages import auth, home, piles, stations
+from adapters.web.pages import auth, home, piles, screen, stations
 from adapters.web.session import BadForm, CsrfRefused, WebSettings, csrf_guard, keep_pre_session
 from domain.errors import DomainError, NotFound
 
@@ -32,13 +32,16 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
        "frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 PAGE_HEADERS = {"Content-Security-Policy": CSP, "X-Frame-Options": "DENY", "Referrer-Policy": "same-origin",
                 "Cross-Origin-Opener-Policy": "same-origin"}
-PAGES = (auth, home, stations, piles)
+PAGES = (auth, home, stations, piles,
+         screen)  # the 经营大屏
 
 
 def settings_from_env(environ: Mapping[str, str] | None = None) -> WebSettings:
-    """``CHARGELEDGER_SECURE_COOKIES=1``: Secure cookies even over plain HTTP (TLS ends at a proxy)."""
+    """``CHARGELEDGER_SECURE_COOKIES=1``: Secure cookies even over plain HTTP (TLS ends at a proxy);
+    ``CHARGELEDGER_SCREEN_TICK``: seconds between the 经营大屏's reads (default 2)."""
     env = os.environ if environ is None else environ
-    return WebSettings(secure_cookies=env.get("CHARGELEDGER_SECURE_COOKIES", "0").lower() in ("1", "true", "yes"))
+    return WebSettings(secure_cookies=env.get("CHARGELEDGER_SECURE_COOKIES", "0").lower() in ("1", "true", "yes"),
+                       screen_tick=float(env.get("CHARGELEDGER_SCREEN_TICK", "2")))
 
 
 class Static(StaticFiles):

@@ -53,6 +53,7 @@ class WebSettings:
     stream_poll: float = 1.0  # seconds between two reads of the live view by a page's stream
     stream_lifetime: float = 600.0  # a stream then ends; the browser's EventSource reconnects
     max_streams: int = 200  # open live streams per process; more are refused (503)
+    screen_tick: float = 2.0  # seconds between two reads of the 经营大屏's figures by its stream
 
 
 def settings_of(request: Request) -> WebSettings:
