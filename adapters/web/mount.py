@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from adapters.api.auth import AuthError
 from adapters.api.errors import ApiError
 from adapters.web import render
-from adapters.web.pages import alarms, auth, home, oplog, orders, piles, revenue, stations, tariffs, users
+from adapters.web.pages import alarms, auth, h5, h5_charge, home, oplog, orders, piles, revenue, screen, stations, tariffs, users
 from adapters.web.session import BadForm, CsrfRefused, WebSettings, csrf_guard, keep_pre_session
 from domain.errors import DomainError, NotFound
 
@@ -32,13 +32,19 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
        "frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 PAGE_HEADERS = {"Content-Security-Policy": CSP, "X-Frame-Options": "DENY", "Referrer-Policy": "same-origin",
                 "Cross-Origin-Opener-Policy": "same-origin"}
-PAGES = (auth, home, stations, piles, tariffs, orders, revenue, alarms, oplog, users)
+PAGES = (auth, home, stations, piles, tariffs, orders, revenue, alarms, oplog, users,
+         screen,  # the 经营大屏
+         h5, h5_charge)  # the driver H5 pages
 
 
 def settings_from_env(environ: Mapping[str, str] | None = None) -> WebSettings:
-    """``CHARGELEDGER_SECURE_COOKIES=1``: Secure cookies even over plain HTTP (TLS ends at a proxy)."""
+    """``CHARGELEDGER_SECURE_COOKIES=1``: Secure cookies even over plain HTTP (TLS ends at a proxy);
+    ``CHARGELEDGER_SCREEN_TICK``: seconds between the 经营大屏's reads (default 2);
+    ``CHARGELEDGER_H5_DEMO_LOGIN=<tenant uuid>/<channel>``: a demo driver login on the H5 page (default off)."""
     env = os.environ if environ is None else environ
-    return WebSettings(secure_cookies=env.get("CHARGELEDGER_SECURE_COOKIES", "0").lower() in ("1", "true", "yes"))
+    return WebSettings(secure_cookies=env.get("CHARGELEDGER_SECURE_COOKIES", "0").lower() in ("1", "true", "yes"),
+                       screen_tick=float(env.get("CHARGELEDGER_SCREEN_TICK", "2")),
+                       h5_demo_login=env.get("CHARGELEDGER_H5_DEMO_LOGIN", ""))
 
 
 class Static(StaticFiles):
@@ -63,6 +69,7 @@ def mount(app: FastAPI, settings: WebSettings | None = None) -> FastAPI:
     for page in PAGES:
         router.include_router(page.router)
     app.include_router(router)
+    app.include_router(h5.qr_router)  # /c/<pile><gun>: a gun's printed QR code opened in a phone's browser
     app.mount(render.PREFIX + "/static", Static(directory=render.HERE / "static"), name="console-static")
     _page_errors(app)
     return app

@@ -31,7 +31,8 @@ DEFAULT_ZONE = "Asia/Shanghai"
 # the layout's navigation: (message key, path); a page marks its own with ``nav=`` in render()
 NAV = (("nav.overview", "/"), ("nav.stations", "/stations"), ("nav.piles", "/piles"), ("nav.tariffs", "/tariffs"),
        ("nav.orders", "/orders"), ("nav.revenue", "/revenue"), ("nav.alarms", "/alarms"),
-       ("nav.oplog", "/operation-log"), ("nav.users", "/users"))
+       ("nav.oplog", "/operation-log"), ("nav.users", "/users"),
+       ("nav.screen", "/screen"))
 
 
 def yuan(fen: int | None) -> str:

@@ -8,8 +8,9 @@
 * **CSRF**: every request that is not GET/HEAD/OPTIONS carries a token, as the form field
   ``csrf`` or the ``X-CSRF-Token`` header (htmx sends it from ``hx-headers`` on ``<body>``). The
   token is an HMAC, under the token key, of the session cookie (before sign-in: of a random
-  pre-session cookie), so a page of another site can neither read nor make it; a request without
-  the right one is refused with 403 before anything runs (``csrf_guard``, on the console router).
+  pre-session cookie; on the driver H5 pages, of the driver cookie), so a page of another site can
+  neither read nor make it; a request without the right one is refused with 403 before anything
+  runs (``csrf_guard``, on the console router).
 * **Forms** are read here once (``application/x-www-form-urlencoded``, UTF-8, at most 100 fields)
   into ``request.state.form``; pages validate them with the API's own request models.
 """
@@ -30,7 +31,7 @@ from starlette.responses import Response
 
 from adapters.api.auth import AuthError, Principal
 
-SESSION, PRE_SESSION = "cl_session", "cl_pre"
+SESSION, PRE_SESSION, DRIVER_SESSION = "cl_session", "cl_pre", "cl_driver"
 SECURE_PREFIX = "__Host-"
 CSRF_FIELD, CSRF_HEADER = "csrf", "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -53,6 +54,8 @@ class WebSettings:
     stream_poll: float = 1.0  # seconds between two reads of the live view by a page's stream
     stream_lifetime: float = 600.0  # a stream then ends; the browser's EventSource reconnects
     max_streams: int = 200  # open live streams per process; more are refused (503)
+    screen_tick: float = 2.0  # seconds between two reads of the 经营大屏's figures by its stream
+    h5_demo_login: str = ""  # "<tenant uuid>/<channel>": the driver H5 page offers a demo login; "": none
 
 
 def settings_of(request: Request) -> WebSettings:
@@ -129,13 +132,18 @@ def _mac(request: Request, binding: str) -> str:
 def csrf_token(request: Request) -> str:
     """The token this page's forms and htmx requests carry: bound to the session, else the pre-session."""
     token = session_token(request)
-    return _mac(request, "session\0" + token if token else "pre\0" + pre_session(request))
+    if token:
+        return _mac(request, "session\0" + token)
+    driver = read_cookie(request, DRIVER_SESSION)
+    return _mac(request, "driver\0" + driver if driver else "pre\0" + pre_session(request))
 
 
 def expected_tokens(request: Request) -> list[str]:
     tokens = []
     if (token := session_token(request)) is not None:
         tokens.append(_mac(request, "session\0" + token))
+    if (driver := read_cookie(request, DRIVER_SESSION)) is not None:
+        tokens.append(_mac(request, "driver\0" + driver))
     if (pre := read_cookie(request, PRE_SESSION)) is not None:
         tokens.append(_mac(request, "pre\0" + pre))
     return tokens

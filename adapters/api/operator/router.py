@@ -7,6 +7,7 @@
 | tariffs.py    | tariffs and their versions; which tariff a station or a pile charges by    |
 | orders.py     | orders (cursor, one with its timeline, CSV), revenue, the dashboard        |
 | alarms.py     | alarms and acknowledging them; the operation log                           |
+| dashboard.py  | the big screen's figures: power curve, top stations, all of it in one answer |
 | commands.py   | remote start, stop, force-close, reboot, push tariff; refunds              |
 
 What they share (the caller, their scope, the examples) is in deps.py; who may do what is said there.
@@ -16,8 +17,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from adapters.api.operator import accounts, alarms, commands, orders, registry, tariffs
+from adapters.api.operator import accounts, alarms, commands, dashboard, orders, registry, tariffs
 
 router = APIRouter()
-for part in (accounts, registry, tariffs, orders, alarms, commands):
+for part in (accounts, registry, tariffs, orders, dashboard, alarms, commands):
     router.include_router(part.router)

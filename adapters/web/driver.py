@@ -1,0 +1,106 @@
+"""Who is looking at a driver H5 page (docs/console.md, "The driver H5 page").
+
+* **The driver cookie** (``cl_driver``; ``__Host-cl_driver`` over TLS) holds the very token the
+  driver API's login answers (``DriverIdentity.login``: WeChat's code2session or Alipay's oauth
+  token, then ``DriverTokens``: HS256, expiring, ``role: driver``): HttpOnly, SameSite=Lax, Path=/,
+  Secure over TLS (or with ``CHARGELEDGER_SECURE_COOKIES=1``). Every request verifies it as the driver
+  API verifies its bearer token; the tenant and the driver come from it only.
+* **CSRF**: the forms of these pages carry the console's token, bound to this cookie
+  (``adapters.web.session.csrf_token``), checked by the console router's guard.
+* **Demo login**: only where ``WebSettings.h5_demo_login`` (``CHARGELEDGER_H5_DEMO_LOGIN=<tenant
+  uuid>/<channel>``) names a tenant's payment channel; off by default. It signs a driver token for
+  ``wechat:<channel>:demo-<name>`` without asking WeChat, so it must never be set in production.
+
+The H5 pages exist only where the API serves drivers (``DriverApiSettings``); elsewhere they are 404.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+from uuid import UUID
+
+from fastapi import Request
+from fastapi.responses import RedirectResponse, Response
+
+from adapters.api.auth import AuthError
+from adapters.api.driver.identity import DriverPrincipal
+from adapters.payments.service import Payer
+from adapters.web.render import PREFIX
+from adapters.web.session import (DRIVER_SESSION, PRE_SESSION, clear_cookie, read_cookie, set_cookie,
+                                  settings_of)
+from domain.errors import NotFound
+
+H5 = PREFIX + "/h5"
+DEMO_NAME = re.compile(r"^[a-z0-9-]{1,32}$")
+
+
+@dataclass(frozen=True)
+class DriverSide:
+    """What the driver API runs on (``create_app`` with ``DriverApiSettings``): identity, sessions, payments."""
+
+    identity: Any  # adapters.api.driver.identity.DriverIdentity
+    sessions: Any  # adapters.api.driver.sessions.DriverSessions
+    payments: Any  # adapters.payments.service.PaymentService
+
+
+def driver_side(request: Request) -> DriverSide:
+    state = request.app.state
+    if getattr(state, "driver_identity", None) is None:
+        raise NotFound("this server does not serve drivers")
+    return DriverSide(state.driver_identity, state.driver_sessions, state.payments)
+
+
+def signed_in(request: Request) -> DriverPrincipal | None:
+    """The driver whose valid token the cookie holds, else None (no cookie, expired, not a driver token)."""
+    token = read_cookie(request, DRIVER_SESSION)
+    if not token:
+        return None
+    try:
+        return driver_side(request).identity.tokens.verify(token)  # type: ignore[no-any-return]
+    except AuthError:
+        return None
+
+
+def payer(driver: DriverPrincipal) -> Payer:
+    return Payer(driver.tenant_id, driver.driver_id, driver.channel, driver.payer)
+
+
+def next_page(target: str | None) -> str:
+    """Where to go after signing in: an H5 path of ours, never another site."""
+    if target and target.startswith(H5 + "/") and "//" not in target and "\\" not in target:
+        return target
+    return H5 + "/"
+
+
+def to_login(request: Request) -> Response:
+    """Sign in first: a page goes to the H5 login (and back after it); an htmx request is told (HX-Redirect)."""
+    target = H5 + "/login"
+    if request.headers.get("hx-request"):
+        return Response(status_code=204, headers={"HX-Redirect": target})
+    here = request.url.path + ("?" + request.url.query if request.url.query else "")
+    return RedirectResponse(target + "?next=" + quote(here, safe=""), status_code=303)
+
+
+def start_driver_session(request: Request, response: Response, token: str, expires: datetime) -> None:
+    set_cookie(request, response, DRIVER_SESSION, token, expires)
+    clear_cookie(request, response, PRE_SESSION)
+
+
+def end_driver_session(request: Request, response: Response) -> None:
+    clear_cookie(request, response, DRIVER_SESSION)
+
+
+def demo_channel(request: Request) -> tuple[UUID, str] | None:
+    """The (tenant, channel) the demo login signs drivers in at, if the settings configure one."""
+    setting = settings_of(request).h5_demo_login.strip()
+    if not setting:
+        return None
+    tenant, _, channel = setting.partition("/")
+    try:
+        return UUID(tenant), channel or "demo"
+    except ValueError:
+        return None
