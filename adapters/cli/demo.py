@@ -212,6 +212,9 @@ async def run_live_fleet(ledger: Ledger, database_url: str, nats_url: str, tenan
     now = utcnow
     try:
         await fleet.start()
+        ready = asyncio.get_running_loop().time() + 30  # a pile charges only with the platform's billing model
+        while any(fleet.pile(p).model is None for p in piles) and asyncio.get_running_loop().time() < ready:
+            await asyncio.sleep(0.05)
         for (driver, hold), (pile_no, gun) in zip((("driver-li", 80_00), ("driver-wang", 10_00), ("driver-li", 60_00)),
                                                   ((piles[0], 1), (piles[1], 1), (piles[2], 1))):
             trade_no = await gateway.run(ledger.request_start, pile_no=pile_no, gun_no=gun,

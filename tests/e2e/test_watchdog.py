@@ -8,11 +8,13 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -192,18 +194,30 @@ def test_chargeledger_watchdog_runs_on_its_own_twice_at_once_and_stops_on_sigter
     trades = requested_sessions(ledger, world, 6, datetime.now(timezone.utc) - timedelta(minutes=5))
     env = {**os.environ, "DATABASE_URL": database_url, "NATS_URL": nats_role_urls["reader"],
            "PYTHONPATH": str(ROOT), "LOG_LEVEL": "WARNING"}
+    logs = [tempfile.TemporaryFile("w+") for _ in range(2)]  # files, not pipes: read while they run
     processes = [subprocess.Popen([sys.executable, "-m", "app", "watchdog", "--interval", "0.2"], cwd=ROOT, env=env,
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+                                  stdout=log, stderr=subprocess.STDOUT, text=True) for log in logs]
+
+    def said(log: Any) -> str:
+        log.seek(0)
+        return log.read()
+
     try:
         deadline = time.monotonic() + 60
-        while sum(closing_events(ledger)[0].values()) < len(trades):
+        # both sweeping (a slow machine may start the second after the first closed every session)
+        while sum(closing_events(ledger)[0].values()) < len(trades) or not all(
+                "watchdog sweeping" in said(log) for log in logs):
             assert time.monotonic() < deadline, "the watchdog processes did not close the sessions"
-            assert all(p.poll() is None for p in processes), [p.communicate() for p in processes]
+            assert all(p.poll() is None for p in processes), [said(log) for log in logs]
             time.sleep(0.2)
     finally:
         for process in processes:
             process.send_signal(signal.SIGTERM)
-        outputs = [process.communicate(timeout=30)[0] for process in processes]
+        for process in processes:
+            process.wait(timeout=30)
+        outputs = [said(log) for log in logs]
+        for log in logs:
+            log.close()
     assert [p.returncode for p in processes] == [0, 0], outputs
     failed, released = closing_events(ledger)
     assert failed == Counter({t: 1 for t in trades}) and released == len(trades)
