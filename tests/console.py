@@ -32,6 +32,17 @@ def operator_user(app: Any, name: str, role: str, tenant_id: UUID | None = None,
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 
+def signed_in(app: Any, name: str, role: str, tenant_id: UUID | None = None,
+              stations: list[Any] | None = None) -> Any:
+    """A TestClient signed in to the console as a new operator user ``name``."""
+    from fastapi.testclient import TestClient
+
+    operator_user(app, name, role, tenant_id, stations)
+    client = TestClient(app)
+    assert sign_in(client, name).status_code == 303
+    return client
+
+
 def csrf_of(html: str) -> str:
     found = CSRF.search(html)
     assert found, "the page has no CSRF field"

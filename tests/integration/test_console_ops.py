@@ -24,7 +24,8 @@ from adapters.web.mount import CSP
 from adapters.web.pages.tariff_form import form_of
 from domain.ledger import Ledger
 from projections.runner import Projections
-from tests.console import Scripts, console_app, csrf_of, operator_user, sign_in
+from tests.console import signed_in as console_signed_in
+from tests.console import Scripts, console_app, csrf_of, sign_in
 from tests.e2e.test_projections import Tenant, scripted_day
 from tests.factories import PRICES, SLOTS
 from tests.operator_tokens import operator_headers
@@ -41,10 +42,7 @@ class Ops:
 
     def signed_in(self, name: str, role: str = TENANT_ADMIN, tenant: Tenant | None = None,
                   stations: list[Any] | None = None) -> TestClient:
-        operator_user(self.app, name, role, (tenant or self.a).tenant_id, stations)
-        client = TestClient(self.app)
-        assert sign_in(client, name).status_code == 303
-        return client
+        return console_signed_in(self.app, name, role, (tenant or self.a).tenant_id, stations)
 
     def orders_of(self, tenant: Tenant) -> list[dict[str, Any]]:
         with self.app.state.pool.connection() as conn:

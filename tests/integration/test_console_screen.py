@@ -24,6 +24,7 @@ from domain.ledger import Ledger
 from domain.pricing import price
 from projections.power import bucket_of
 from projections.runner import Projections
+from tests.console import signed_in as console_signed_in
 from tests.console import Scripts, console_app, operator_user, sign_in
 from tests.e2e.test_projections import Tenant, build_tenant, charge
 from tests.factories import record
@@ -46,10 +47,7 @@ class World:
 
     def signed_in(self, name: str, role: str = TENANT_ADMIN, tenant: Tenant | None = None,
                   stations: list[Any] | None = None) -> TestClient:
-        operator_user(self.app, name, role, (tenant or self.a).tenant_id, stations)
-        client = TestClient(self.app)
-        assert sign_in(client, name).status_code == 303
-        return client
+        return console_signed_in(self.app, name, role, (tenant or self.a).tenant_id, stations)
 
 
 def day(ledger: Ledger, a: Tenant) -> Any:
