@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import re
 from html.parser import HTMLParser
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
 from adapters.api.app import create_app
-from adapters.api.auth import AuthSettings
+from adapters.api.auth import TENANT_ADMIN, AuthSettings
 from adapters.web.mount import mount
 from adapters.web.session import WebSettings
 from tests.operator_tokens import PASSWORD, operator_token
@@ -41,6 +42,23 @@ def signed_in(app: Any, name: str, role: str, tenant_id: UUID | None = None,
     client = TestClient(app)
     assert sign_in(client, name).status_code == 303
     return client
+
+
+@dataclass
+class TwoTenants:
+    """A console app with the views running beside it and two tenants, A and B (integration tests)."""
+
+    app: Any
+    client: Any
+    projections: Any
+    ledger: Any
+    a: Any
+    b: Any
+
+    def signed_in(self, name: str, role: str = TENANT_ADMIN, tenant: Any = None,
+                  stations: list[Any] | None = None) -> Any:
+        """A client signed in as a new operator user of ``tenant`` (default A)."""
+        return signed_in(self.app, name, role, (tenant or self.a).tenant_id, stations)
 
 
 def csrf_of(html: str) -> str:

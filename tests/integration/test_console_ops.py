@@ -24,26 +24,14 @@ from adapters.web.mount import CSP
 from adapters.web.pages.tariff_form import form_of
 from domain.ledger import Ledger
 from projections.runner import Projections
-from tests.console import signed_in as console_signed_in
-from tests.console import Scripts, console_app, csrf_of, sign_in
+from tests.console import Scripts, TwoTenants, console_app, csrf_of, sign_in
 from tests.e2e.test_projections import Tenant, scripted_day
 from tests.factories import PRICES, SLOTS
 from tests.operator_tokens import operator_headers
 
 
 @dataclass
-class Ops:
-    app: Any
-    client: TestClient
-    projections: Projections
-    ledger: Ledger
-    a: Tenant
-    b: Tenant
-
-    def signed_in(self, name: str, role: str = TENANT_ADMIN, tenant: Tenant | None = None,
-                  stations: list[Any] | None = None) -> TestClient:
-        return console_signed_in(self.app, name, role, (tenant or self.a).tenant_id, stations)
-
+class Ops(TwoTenants):
     def orders_of(self, tenant: Tenant) -> list[dict[str, Any]]:
         with self.app.state.pool.connection() as conn:
             rows = conn.execute("SELECT trade_no, station_id, state FROM orders WHERE tenant_id = %s ORDER BY seq",

@@ -24,8 +24,7 @@ from domain.ledger import Ledger
 from domain.pricing import price
 from projections.power import bucket_of
 from projections.runner import Projections
-from tests.console import signed_in as console_signed_in
-from tests.console import Scripts, console_app, operator_user, sign_in
+from tests.console import Scripts, TwoTenants, console_app, operator_user, sign_in
 from tests.e2e.test_projections import Tenant, build_tenant, charge
 from tests.factories import record
 from tests.http_server import serving
@@ -36,18 +35,8 @@ AT = (T0 + timedelta(minutes=7, seconds=1)).isoformat()  # just after the settle
 
 
 @dataclass
-class World:
-    app: Any
-    client: TestClient
-    projections: Projections
-    ledger: Ledger
-    a: Tenant
-    b: Tenant
-    bill: Any
-
-    def signed_in(self, name: str, role: str = TENANT_ADMIN, tenant: Tenant | None = None,
-                  stations: list[Any] | None = None) -> TestClient:
-        return console_signed_in(self.app, name, role, (tenant or self.a).tenant_id, stations)
+class World(TwoTenants):
+    bill: Any = None
 
 
 def day(ledger: Ledger, a: Tenant) -> Any:

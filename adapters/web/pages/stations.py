@@ -7,6 +7,8 @@ it); creating runs the API's own commands (``new_station``, ``new_pile``), valid
 
 from __future__ import annotations
 
+from collections import Counter
+
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
@@ -29,9 +31,7 @@ ZONES = ("Asia/Shanghai", "Asia/Urumqi", "Asia/Hong_Kong", "Asia/Macau", "Asia/T
 def station_list(request: Request, who: Operator) -> Response:
     stations = stations_rows(request, who)
     piles = piles_rows(request, who)
-    counts: dict[object, int] = {}
-    for pile in piles:
-        counts[pile["station_id"]] = counts.get(pile["station_id"], 0) + 1
+    counts = Counter(pile["station_id"] for pile in piles)
     return render(request, "stations/list.html", who, nav="/stations", stations=stations, pile_counts=counts)
 
 

@@ -12,6 +12,8 @@ admin's.
 
 from __future__ import annotations
 
+from collections import Counter
+
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -49,9 +51,7 @@ def tier_rows(schedule: dict[str, Any]) -> list[dict[str, Any]]:
 def tariff_list(request: Request, who: Principal) -> Response:
     tariffs = tariffs_rows(request, who)
     stations = stations_rows(request, who)
-    using: dict[Any, int] = {}
-    for s in stations:
-        using[s["tariff_id"]] = using.get(s["tariff_id"], 0) + 1
+    using = Counter(s["tariff_id"] for s in stations)
     rows = [{**t, "slots": tariff_form.slots_of(t["schedule"]), "tiers": tier_rows(t["schedule"]),
              "stations": using.get(t["tariff_id"], 0)} for t in tariffs]
     return render(request, "tariffs/list.html", who, nav=NAV, tariffs=rows)
