@@ -29,7 +29,7 @@ from projections.runner import Projections
 from tests.browser.conftest import Console
 from tests.console import console_app
 from tests.http_server import serving
-from tests.integration.test_driver_api import KEYS, settings_for
+from tests.integration.driver_app import KEYS, settings_for
 from tests.payment_fakes import PayWorld
 
 T = TypeVar("T")

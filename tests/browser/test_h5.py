@@ -16,8 +16,8 @@ from domain.tariff import TIERS
 from tests.browser.charging import ChargingConsole, console, payment_keys  # noqa: F401  (fixtures)
 from tests.browser.conftest import PHONE, screenshots
 from tests.factories import PRICES
-from tests.integration.test_driver_api import PILE
-from tests.integration.test_driver_api import world as world  # noqa: F401  (a station, its piles, a tariff)
+from tests.integration.driver_app import PILE
+from tests.integration.driver_app import world as world  # noqa: F401  (a station, its piles, a tariff)
 from tests.payment_fakes import PayWorld
 
 H5 = "/console/h5"

@@ -19,8 +19,8 @@ from domain.ledger import Ledger
 from domain.wallet import Wallet
 from projections.runner import Projections
 from tests.console import FAST, Scripts, console_app, csrf_of
-from tests.integration.test_driver_api import KEYS, OTHER_PILE, PILE, connect, settings_for
-from tests.integration.test_driver_api import world as world  # noqa: F401  (the world with a station, a tariff)
+from tests.integration.driver_app import KEYS, OTHER_PILE, PILE, connect, settings_for
+from tests.integration.driver_app import world as world  # noqa: F401  (the world with a station, a tariff)
 from tests.payment_fakes import PayWorld
 
 H5 = "/console/h5"
