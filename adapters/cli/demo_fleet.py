@@ -106,9 +106,9 @@ class AppStarts:
                 driver, wallet = next(self.wallets)
                 try:
                     await self.gateway.run(self.ledger.request_start, pile_no=pile_no, gun_no=gun, wallet_id=wallet,
-                                           hold_fen=APP_HOLD_FEN, at=utcnow(), author=driver)
+                                           hold_fen=APP_HOLD_FEN, at=utcnow(), author=driver, require_ready=True)
                     self.started += 1
-                except DomainError as refused:  # the gun is busy after all, the wallet is short: the car leaves
+                except DomainError as refused:  # busy after all, offline, the wallet short: the car leaves
                     log.info("demo: app start on %s-%s refused: %s", pile_no, gun, refused)
 
 
