@@ -1,6 +1,10 @@
 """``chargeledger demo``: a scripted day on the ledger, then a live fleet of simulated piles charging
 through the YKC gateway; prints what happened, the books, the relay's, the projections' and the
 auditor's view of it, and exits 0 only if the books balance.
+
+With ``--serve`` (the default at a terminal, so ``make demo``) it then stays live until Ctrl-C or
+SIGTERM: the console, the 经营大屏 and the driver H5 pages over a charging fleet
+(``adapters/cli/demo_serve.py``).
 """
 
 from __future__ import annotations
@@ -8,8 +12,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import sys
-import threading
 import time
 from typing import Any
 
@@ -29,13 +33,15 @@ DEMO_PRICES = {  # yuan/kWh × 10^5: sharp 1.20 + 0.80, peak 1.00 + 0.80, flat 0
     "flat": {"electricity": 70000, "service": 60000},
     "valley": {"electricity": 35000, "service": 40000},
 }
+LIVE_PILES = ("32010600019240", "32010600019241", "32010600019242")  # the live fleet's, after the scripted day
 DEMO_SLOTS = [3] * 16 + [2] * 4 + [1] * 6 + [0] * 4 + [2] * 6 + [1] * 8 + [2] * 2 + [3] * 2
 
 
 def run_demo(ledger: Ledger, relay: Relay, out: Any = print, database_url: str | None = None,
-             nats_url: str | None = None) -> bool:
+             nats_url: str | None = None, keep: dict[str, Any] | None = None) -> bool:
     """A scripted day on the ledger (five sessions that show each path money can take), then, given
-    the servers, the live part: the YKC gateway and a simulated fleet charging over TCP."""
+    the servers, the live part: the YKC gateway and a simulated fleet charging over TCP. ``keep`` is
+    given the tenant, station, tariff and live piles (what ``--serve`` keeps running)."""
     from datetime import datetime, timedelta
 
     from domain.books import books_of
@@ -55,11 +61,13 @@ def run_demo(ledger: Ledger, relay: Relay, out: Any = print, database_url: str |
         ledger.register_pile(station, pile_no, "DC", 2, "ops@demo")
     tariff = ledger.create_tariff(tenant, "Shanghai TOU 2026", DEMO_PRICES, DEMO_SLOTS, "ops@demo")
     ledger.assign_tariff(tariff, "ops@demo", station_id=station)
+    if keep is not None:
+        keep.update(tenant=tenant, station=station, tariff=tariff, piles=list(piles))
     out(f"tenant, station 'Zhangjiang Hub', piles {', '.join(piles)}, tariff v1 assigned")
     wallets = {}
-    # cash at the station's counter: WeChat Pay and Alipay top-ups need the payment platforms, which
-    # only the tests play (tests/payment_fakes.py); the auditor checks every one of those against a
-    # verified notification, so the demo does not pretend to have them
+    # cash at the station's counter: a WeChat Pay or Alipay top-up needs its platform's signed
+    # notification, which the auditor checks; the live part (--serve) has a fake WeChat Pay for the
+    # H5 page's top-ups (simulation/payment_platforms.py), the scripted day keeps to cash
     for driver, amount in (("driver-li", 200_00), ("driver-wang", 30_00), ("driver-zhao", 100_00)):
         wallets[driver] = ledger.open_wallet(tenant, driver, driver)
         ledger.top_up(wallets[driver], key=f"topup:{driver}", amount=amount, provider="cash",
@@ -128,6 +136,8 @@ def run_demo(ledger: Ledger, relay: Relay, out: Any = print, database_url: str |
     live: list[str] = []
     if database_url and nats_url:
         live = asyncio.run(run_live_fleet(ledger, database_url, nats_url, tenant, station, wallets, out))
+        if keep is not None:
+            keep["piles"] += LIVE_PILES
         out("\nlive sessions, priced by the platform from the pile's per-tier energy:")
         for trade_no in live:
             show(trade_no)
@@ -192,9 +202,7 @@ async def run_live_fleet(ledger: Ledger, database_url: str, nats_url: str, tenan
     from pile_link.gateway import Gateway
     from pile_link.simulator import Fleet, PileSpec
     from pile_link.simulator.console import Console
-    from pile_link.simulator.fleet import pile_numbers
-
-    piles = pile_numbers("32010600019240", 3)
+    piles = list(LIVE_PILES)
     for pile_no in piles:
         ledger.register_pile(station, pile_no, "DC", 2, "ops@demo")
     ledger.bind_credential(wallets["driver-zhao"], "card", "00000000C0FFEE01", "driver-zhao")
@@ -246,32 +254,43 @@ async def run_live_fleet(ledger: Ledger, database_url: str, nats_url: str, tenan
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--once", action="store_true", help="run once and exit 0 only if the books balance")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--once", action="store_true", help="run once and exit 0 only if the books balance")
+    mode.add_argument("--serve", action="store_true",
+                      help="after the scripted day, keep the gateway with a charging fleet, the views and the API with "
+                           "the console up until Ctrl-C or SIGTERM (the default at a terminal)")
+
+
+def interrupted(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # SIGTERM stops the demo as Ctrl-C does: what it started stops with it
 
 
 def run(args: argparse.Namespace) -> int:
+    serve = args.serve or (not args.once and sys.stdin.isatty())
+    signal.signal(signal.SIGTERM, interrupted)
     with servers(RELAY, GATEWAY, ADMIN) as (server_url, relay_url, gateway_url, nats_url):
         database_url = server_url if os.environ.get("DATABASE_URL") else create_database(server_url, "demo")
         ledger = Ledger(eventsourcing_env(database_url))
         try:
             with running_relay(ledger, database_url, relay_url) as relay:
                 print(f"Postgres: {database_url}\nNATS:     {redacted(nats_url)}\n")
-                ok = run_demo(ledger, relay, database_url=database_url, nats_url=gateway_url)
-                print(f"""
+                day: dict[str, Any] = {}
+                ok = run_demo(ledger, relay, database_url=database_url, nats_url=gateway_url, keep=day)
+                if serve:
+                    from adapters.cli.demo_serve import serve as serve_live
+
+                    print(f"\nthe ledger: psql \"{database_url}\"; `chargeledger audit replay` with that DATABASE_URL")
+                    serve_live(ledger, day, database_url, gateway_url, out=lambda text: print(text, flush=True))
+                else:
+                    print(f"""
 where to look (with DATABASE_URL={database_url} set, while the servers run; `chargeledger servers`
 prints each role's NATS_URL, with its credentials, from {var_dir() / "nats" / "credentials.json"}):
   psql "$DATABASE_URL"                      tables sessions_events, wallets_events, orders, revenue_daily, alarms
   chargeledger audit replay                 the auditor's replay of every event; audit seal / verify
-  chargeledger api                          the operator and driver API (CHARGELEDGER_TOKEN_KEY; docs at /docs
-                                            with CHARGELEDGER_API_DOCS=1)
+  chargeledger demo --serve                 the same day, then the console, the 经营大屏 and the driver H5 pages
+                                            live on a charging fleet (what `make demo` shows at a terminal)
   chargeledger gateway / simulate           the YKC gateway on TCP 8767 and simulated piles against it
   docs/architecture.md, docs/performance.md how it fits together, and what it measured""")
-                if not args.once and sys.stdin.isatty():
-                    print("\nServers stay up for a look (psql / nats); press Ctrl-C to stop.")
-                    try:
-                        threading.Event().wait()
-                    except KeyboardInterrupt:
-                        pass
         finally:
             ledger.close()
     return 0 if ok else 1
