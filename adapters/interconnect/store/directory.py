@@ -6,8 +6,12 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from adapters.interconnect.store.outbox import Outbox
 from adapters.interconnect.store.peers import Peers
+from adapters.interconnect.store.profiles import Profiles
+from adapters.interconnect.store.received import Received
 from adapters.interconnect.store.seen import EnvelopesSeen
+from adapters.interconnect.store.starts import Starts
 from adapters.interconnect.store.tokens import HeldTokens, IssuedTokens
 from adapters.interconnect.tcec.peer import Peer
 from adapters.payments.config import SecretBox
@@ -22,6 +26,10 @@ class Store:
         self.issued = IssuedTokens(pool, box)
         self.held = HeldTokens(pool, box)
         self.seen = EnvelopesSeen(pool)
+        self.starts = Starts(pool)
+        self.profiles = Profiles(pool)
+        self.outbox = Outbox(pool)
+        self.received = Received(pool)
 
     def peers_by_operator(self, operator_id: str) -> list[Peer]:
         return self.peers.peers_by_operator(operator_id)

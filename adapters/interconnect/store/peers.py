@@ -30,7 +30,7 @@ from domain.text import checked
 
 KEYS_SETTING = "CHARGELEDGER_INTERCONNECT_KEYS"  # kid=base64 of 32 bytes[,...]: seals peers' secrets
 COLUMNS = ("peer_id, tenant_id, operator_id, our_operator_id, name, base_url, role, dialect, token_lifetime, "
-           "enabled, inbound_sealed, outbound_sealed")
+           "enabled, inbound_sealed, outbound_sealed, status_interval")
 OPERATOR_ID = re.compile(r"[0-9A-Za-z]{9}")
 _NAMESPACE = UUID("3f1c2d5e-8b7a-4c21-9d0e-7a6b5c4d3e2f")
 
@@ -57,7 +57,7 @@ class Peers:
     def configure(self, tenant_id: UUID, operator_id: str, *, our_operator_id: str, base_url: str, role: Role | str,
                   dialect: Dialect | str = Dialect.TCEC2016, name: str = "", token_lifetime: int = 7200,
                   inbound: Credentials | None = None, outbound: Credentials | None = None,
-                  enabled: bool = True) -> Peer:
+                  enabled: bool = True, status_interval: int = 60) -> Peer:
         """Create the peer or change it. A new peer gets fresh inbound credentials unless ``inbound``
         is given; an existing one keeps its own unless given. Returns the peer (secrets in memory)."""
         operator_id, our_operator_id = _operator(operator_id, "operator_id"), _operator(our_operator_id,
@@ -68,21 +68,24 @@ class Peers:
             raise PeerConfigError(str(error), field="role/dialect") from None
         if not 60 <= int(token_lifetime) <= 7 * 86400:
             raise PeerConfigError("token_lifetime is 60 s to 7 days", field="token_lifetime")
+        if not 0 <= int(status_interval) <= 3600:
+            raise PeerConfigError("status_interval is 0 (no charge status pushes) to 3600 s", field="status_interval")
         peer_id = peer_id_for(tenant_id, operator_id)
         current = self._peer(peer_id)
         inbound = inbound or (current.inbound if current else Credentials.generate())
         outbound = outbound or (current.outbound if current else None)
         peer = Peer(peer_id, tenant_id, operator_id, our_operator_id, checked(name, "name", 200) or operator_id,
-                    _url(base_url), role, dialect, int(token_lifetime), enabled, inbound, outbound)
+                    _url(base_url), role, dialect, int(token_lifetime), enabled, inbound, outbound,
+                    int(status_interval))
         self._refuse_shared_sig_secret(peer)
         with self.pool.connection() as conn:
             conn.execute(
-                f"INSERT INTO tcec_peers ({COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                f"INSERT INTO tcec_peers ({COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
                 "ON CONFLICT (peer_id) DO UPDATE SET our_operator_id = excluded.our_operator_id, name = excluded.name, "
                 "base_url = excluded.base_url, role = excluded.role, dialect = excluded.dialect, "
                 "token_lifetime = excluded.token_lifetime, enabled = excluded.enabled, "
                 "inbound_sealed = excluded.inbound_sealed, outbound_sealed = excluded.outbound_sealed, "
-                "updated_at = now()", self._row(peer))
+                "status_interval = excluded.status_interval, updated_at = now()", self._row(peer))
             if current is not None and current.inbound != inbound:  # new secrets: the old tokens go too
                 conn.execute("DELETE FROM tcec_tokens_issued WHERE peer_id = %s", (peer_id,))
         return peer
@@ -155,14 +158,14 @@ class Peers:
         outbound = None if peer.outbound is None else self._seal(peer, "outbound", peer.outbound)
         return (peer.peer_id, peer.tenant_id, peer.operator_id, peer.our_operator_id, peer.name, peer.base_url,
                 peer.role.value, peer.dialect.value, peer.token_lifetime, peer.enabled,
-                self._seal(peer, "inbound", peer.inbound), outbound)
+                self._seal(peer, "inbound", peer.inbound), outbound, peer.status_interval)
 
     def _from_row(self, row: dict[str, Any]) -> Peer:
         inbound = self._open(row, "inbound")
         assert inbound is not None  # NOT NULL
         return Peer(row["peer_id"], row["tenant_id"], row["operator_id"], row["our_operator_id"], row["name"],
                     row["base_url"], Role(row["role"]), Dialect(row["dialect"]), row["token_lifetime"],
-                    row["enabled"], inbound, self._open(row, "outbound"))
+                    row["enabled"], inbound, self._open(row, "outbound"), row["status_interval"])
 
 
 def _operator(value: Any, what: str) -> str:

@@ -78,6 +78,7 @@ class Peer:
     enabled: bool
     inbound: Credentials
     outbound: Credentials | None
+    status_interval: int = 60  # seconds between notification_equip_charge_status pushes (0: none)
 
     def url(self, interface: str) -> str:
         return f"{self.base_url.rstrip('/')}/{interface}"

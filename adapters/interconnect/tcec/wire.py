@@ -19,6 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 MAX_DEPTH = 16
+_string = json.encoder.encode_basestring  # what json.dumps(text, ensure_ascii=False) writes, in C
 
 
 class WireError(ValueError):
@@ -64,36 +65,40 @@ def _depth(value: Any, level: int) -> None:
 
 def dumps(value: Any) -> str:
     """Compact JSON with Decimal written exactly; refuses float and anything else JSON has no word for."""
-    return "".join(_write(value))
+    parts: list[str] = []
+    _write(value, parts.append)
+    return "".join(parts)
 
 
-def _write(value: Any) -> Any:
-    if value is None or isinstance(value, (bool, str)):
-        yield json.dumps(value, ensure_ascii=False)
+def _write(value: Any, out: Any) -> None:
+    if isinstance(value, str):
+        out(_string(value))
+    elif value is None or isinstance(value, bool):
+        out("null" if value is None else "true" if value else "false")
     elif isinstance(value, int):
-        yield str(int(value))
+        out(str(int(value)))
     elif isinstance(value, Decimal):
         if not value.is_finite():
             raise WireError(f"{value} is not a JSON number")
-        yield format(value, "f")
+        out(format(value, "f"))
     elif isinstance(value, float):
         raise WireError("a float reached the wire: money and measures travel as Decimal")
     elif isinstance(value, (datetime, date)):
         raise WireError("a date reached the wire unformatted: the models format times as T/CEC text")
     elif isinstance(value, Mapping):
-        yield "{"
+        out("{")
         for i, (key, item) in enumerate(value.items()):
             if not isinstance(key, str):
                 raise WireError(f"object key {key!r} is not text")
-            yield ("," if i else "") + json.dumps(key, ensure_ascii=False) + ":"
-            yield from _write(item)
-        yield "}"
+            out(("," if i else "") + _string(key) + ":")
+            _write(item, out)
+        out("}")
     elif isinstance(value, Sequence):
-        yield "["
+        out("[")
         for i, item in enumerate(value):
             if i:
-                yield ","
-            yield from _write(item)
-        yield "]"
+                out(",")
+            _write(item, out)
+        out("]")
     else:
         raise WireError(f"{type(value).__name__} has no JSON form here")
