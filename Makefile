@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/audit.py
 	$(BIN)/python bench/relay.py
 	$(BIN)/python bench/login_flood.py
+	$(BIN)/python bench/interconnect.py
 
 clean-var:
 	rm -rf var/

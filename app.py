@@ -15,7 +15,8 @@ import logging
 import os
 import sys
 
-from adapters.cli import api, audit, demo, gateway, operators, projections, relay, servers, watchdog
+from adapters.cli import (api, audit, demo, gateway, operators, peers, projections, relay, servers, tcec_outbox,
+                          watchdog)
 from pile_link.simulator import cli as simulate
 from simulation import runner as simulate_faults
 
@@ -28,6 +29,8 @@ COMMANDS = (  # (name, module with add_arguments(parser) and run(args), help), i
     ("projections", projections, "follow the ledger into the read views, or rebuild them"),
     ("api", api, "the operator and driver HTTP API (FastAPI under uvicorn)"),
     ("operators", operators, "manage operator credentials (platform, tenant, agent)"),
+    ("peers", peers, "a tenant's T/CEC peer platforms and their credentials (interconnect)"),
+    ("tcec-outbox", tcec_outbox, "the T/CEC pushes to peer platforms, with retries (interconnect)"),
     ("audit", audit, "replay, verify, seal and export the ledger (for auditors)"),
     ("simulate", simulate, "simulated YKC piles (or a load of connections) against a gateway"),
     ("simulate-faults", simulate_faults, "the deterministic fault simulator: seeded schedules of crashes, lost "

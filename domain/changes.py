@@ -33,6 +33,12 @@ def wallet_opened(w: Any, a: Mapping[str, Any]) -> None:
     w.balances = {}  # account -> fen, debit > 0 (the driver's money is a credit on available)
     w.holds = {}  # hold id (trade serial) -> fen still held
     w.refunds = {}  # refund id -> {amount, provider, state}
+    w.owed_to = "arrears"  # what an uncovered bill is owed on (domain.wallet.ARREARS)
+
+
+def credit_line_opened(w: Any, a: Mapping[str, Any]) -> None:
+    """A partner's account: an uncovered bill is owed on its receivable account, not arrears."""
+    w.owed_to = a["account"]
 
 
 def posted(w: Any, a: Mapping[str, Any]) -> None:
@@ -73,7 +79,7 @@ def refund_failed(w: Any, a: Mapping[str, Any]) -> None:
 
 
 WALLET: dict[str, Change] = {
-    "Opened": wallet_opened, "ToppedUp": posted, "HoldPlaced": hold_placed, "Captured": captured,
+    "Opened": wallet_opened, "CreditLineOpened": credit_line_opened, "ToppedUp": posted, "HoldPlaced": hold_placed, "Captured": captured,
     "Released": released, "Charged": posted, "CreditedBack": posted, "RefundRequested": refund_requested,
     "RefundCompleted": refund_completed, "RefundFailed": refund_failed, "Adjusted": posted,
 }

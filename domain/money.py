@@ -76,3 +76,24 @@ def yuan_str_to_price(text: str) -> int:
 def price_to_yuan_str(price: int) -> str:
     """A unit price (0.00001 yuan/kWh) as a decimal string, e.g. 150000 -> '1.50000'."""
     return fixed_point_str(price, 5)
+
+
+def apportion_fen(total_fen: int, parts_nano: list[int]) -> list[int]:
+    """Split a total already rounded to fen over its exact parts (1e-9 yuan each): the shares add up
+    to ``total_fen`` exactly and each is within one fen of its part.
+
+    Not a second rounding of any amount: the total stays what :func:`nano_to_fen` made it; this only
+    says how much of it each part (a tier's electricity, say) carries, for a statement that lists
+    parts beside the total. Each share starts at its part's fen floor; the fen left over go one each
+    to the parts with the largest remainders (the earliest part on a tie).
+    """
+    if any(p < 0 for p in parts_nano) or total_fen < 0:
+        raise ValueError("amounts to apportion are never negative")
+    shares = [p // NANO_PER_FEN for p in parts_nano]
+    left = total_fen - sum(shares)
+    if not 0 <= left <= len(parts_nano):
+        raise ValueError(f"a total of {total_fen} fen is not the rounded sum of these parts")
+    by_remainder = sorted(range(len(parts_nano)), key=lambda i: (-(parts_nano[i] % NANO_PER_FEN), i))
+    for i in by_remainder[:left]:
+        shares[i] += 1
+    return shares

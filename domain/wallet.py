@@ -3,7 +3,11 @@
 Every command records one or more *posting sets*: lists of ``[account, amount]`` where a positive
 amount is a debit and a negative one a credit, and every set sums to zero. The wallet's own accounts
 are liabilities towards the driver (``available``, ``held``, ``refund_pending``) and an asset
-(``arrears``, what the driver owes after a bill the wallet could not cover). The counter-accounts
+(``arrears``, what the driver owes after a bill the wallet could not cover).
+
+A **partner account** (a platform paying for its users' sessions: T/CEC's customer platform) has a
+credit line (:meth:`Wallet.open_credit_line`): what it is billed beyond its available balance is owed,
+without limit, on its receivable account (``receivable:<partner>``) instead of ``arrears``. The counter-accounts
 are the platform's: payment-provider clearing, electricity and service revenue, operator
 adjustments. Their balances are the sums of postings over all wallets (see ``trial_balance``).
 
@@ -38,6 +42,8 @@ from domain.ids import derived_id
 AVAILABLE, HELD, REFUND_PENDING, ARREARS = "available", "held", "refund_pending", "arrears"
 REVENUE_ELECTRICITY, REVENUE_SERVICE = "revenue:electricity", "revenue:service"
 ADJUSTMENTS = "operator:adjustments"
+RECEIVABLE = "receivable:"  # a partner's account of what it owes: receivable:<partner>
+PARTNER = "partner:"  # the driver id of a partner's account: partner:<partner> (reserved: no driver has it)
 PROVIDERS = ("wechat", "alipay", "cash")
 
 Posting = list  # [account, signed amount in fen]; debit > 0, credit < 0
@@ -45,6 +51,16 @@ Posting = list  # [account, signed amount in fen]; debit > 0, credit < 0
 
 def clearing(provider: str) -> str:
     return f"clearing:{provider}"
+
+
+def receivable(partner: str) -> str:
+    """The account of what a partner platform owes us (T/CEC: its OperatorID)."""
+    return f"{RECEIVABLE}{partner}"
+
+
+def partner_driver_id(partner: str) -> str:
+    """The driver id of a partner platform's account (``Wallet.create_id(tenant, partner_driver_id(p))``)."""
+    return f"{PARTNER}{partner}"
 
 
 def _fingerprint(command: str, args: dict[str, Any]) -> str:
@@ -101,6 +117,10 @@ def _posting_set(*legs: tuple[str, int]) -> list[Posting]:
 
 
 class Wallet(Aggregate):
+    # What a bill the available balance cannot cover is owed on: arrears, or a partner's receivable
+    # (open_credit_line). A class default for snapshots taken before credit lines existed.
+    owed_to: str = ARREARS
+
     @staticmethod
     def create_id(tenant_id: UUID, driver_id: str) -> UUID:
         return derived_id("wallet", tenant_id, driver_id)
@@ -139,6 +159,11 @@ class Wallet(Aggregate):
     def arrears(self) -> int:
         return self.balances.get(ARREARS, 0)
 
+    @property
+    def owed(self) -> int:
+        """What the holder owes: arrears, or for a partner's account its receivable."""
+        return self.balances.get(self.owed_to, 0)
+
     def seen(self, key: str, command: str, args: dict[str, Any]) -> bool:
         """True if this exact command already ran; raises if the key was used for another."""
         fp = self.outcomes.get(key)
@@ -149,6 +174,17 @@ class Wallet(Aggregate):
         return True
 
     # ---- commands --------------------------------------------------------------------------
+    @idempotent
+    def open_credit_line(self, key: str, fp: str, account: str) -> None:
+        """Make this a partner's account: what a bill leaves uncovered is owed on ``account`` (its
+        receivable, ``receivable:<partner>``), without limit. Only before any money moved."""
+        if not isinstance(account, str) or not account.startswith(RECEIVABLE) or account == RECEIVABLE:
+            raise InvalidAmount(f"a credit line is owed on a receivable account ({RECEIVABLE}<partner>), "
+                                f"got {account!r}")
+        if self.owed_to != ARREARS or any(self.balances.values()) or self.holds or self.refunds:
+            raise InvalidAmount("a credit line is opened on a new wallet, before any money moved")
+        self._credit_line_opened(key=key, fp=fp, account=account)
+
     @idempotent
     def top_up(self, key: str, fp: str, amount: int, provider: str, payment_ref: str) -> None:
         _amount(amount, "top-up amount")
@@ -196,15 +232,16 @@ class Wallet(Aggregate):
 
     @idempotent
     def charge(self, key: str, fp: str, electricity: int, service: int, reference: str) -> None:
-        """Bill without a hold (an offline start, a bill above its hold, a re-price).
+        """Bill without a hold (an offline start, a bill above its hold, a re-price, a partner's session).
 
-        Takes what the available balance covers; the rest becomes arrears, repaid by the next top-up.
+        Takes what the available balance covers; the rest becomes arrears, repaid by the next top-up
+        (on a partner's account: its receivable).
         """
         _amount(electricity, "electricity amount", allow_zero=True)
         _amount(service, "service amount", allow_zero=True)
         total = electricity + service
         covered = min(total, self.available)
-        postings = _posting_set((AVAILABLE, covered), (ARREARS, total - covered),
+        postings = _posting_set((AVAILABLE, covered), (self.owed_to, total - covered),
                                 (REVENUE_ELECTRICITY, -electricity), (REVENUE_SERVICE, -service))
         self._charged(key=key, fp=fp, reference=reference, postings=postings)
 
@@ -261,9 +298,10 @@ class Wallet(Aggregate):
 
     # ---- helpers ---------------------------------------------------------------------------
     def _owed_first(self, amount: int) -> tuple[tuple[str, int], tuple[str, int]]:
-        """The credit legs of money coming to the driver: what they owe (arrears) is repaid first."""
-        repay = min(amount, self.arrears)
-        return (ARREARS, -repay), (AVAILABLE, -(amount - repay))
+        """The credit legs of money coming to the driver: what they owe (arrears, or a partner's
+        receivable) is repaid first."""
+        repay = min(amount, self.owed)
+        return (self.owed_to, -repay), (AVAILABLE, -(amount - repay))
 
     def _back_to_driver(self, source: str, amount: int) -> list[Posting]:
         """``amount`` fen from ``source`` to the driver: arrears first, the rest to available.
@@ -290,8 +328,14 @@ class Wallet(Aggregate):
         """Every event body ends here: its key is spent, and the balances the driver sees hold."""
         self.outcomes[key] = fp
         assert self.available >= 0 and self.held >= 0 and self.refund_pending >= 0 and self.arrears >= 0
+        assert self.owed >= 0
 
     # ---- events: each body applies its change of the books (domain/changes.py), then spends its key
+    @event("CreditLineOpened")
+    def _credit_line_opened(self, key: str, fp: str, account: str) -> None:
+        changes.credit_line_opened(self, {"account": account})
+        self._done(key, fp)
+
     @event("ToppedUp")
     def _topped_up(self, key: str, fp: str, postings: list[Posting], provider: str, payment_ref: str) -> None:
         changes.posted(self, {"postings": postings})

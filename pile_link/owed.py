@@ -21,8 +21,11 @@ from pile_link.downlink import parameters_frame, reboot_frame, start_frame, stop
 from pile_link.link import GunReport
 from pile_link.ykc import Message, ReadRealtime
 
-PLATFORM_ORIGINS = frozenset({"app", "commissioning"})  # starts the platform asks a pile for (0x34)
+PLATFORM_ORIGINS = frozenset({"app", "commissioning", "tcec"})  # starts the platform asks a pile for (0x34)
 COMMISSIONING_BALANCE_FEN = 100_00  # the balance a commissioning start (no wallet) tells the pile, in fen
+# A start for a T/CEC customer platform's user holds nothing: the platform pays on account (its
+# receivable, docs/interconnect.md). The pile is told this balance, the most one such session may cost.
+ROAMING_BALANCE_FEN = 1000_00
 
 
 def owed_for_session(session: Any, now: datetime, commissioning_balance_fen: int = COMMISSIONING_BALANCE_FEN,
@@ -32,7 +35,7 @@ def owed_for_session(session: Any, now: datetime, commissioning_balance_fen: int
 
     The start tells the pile the money held as its balance; a commissioning start holds nothing (no
     wallet), and is given ``commissioning_balance_fen`` so a pile that refuses to start on an empty
-    balance still starts. Given the gun's ``report`` on this connection: a gun charging another
+    balance still starts; a T/CEC start (a partner pays on account) is given ``ROAMING_BALANCE_FEN``. Given the gun's ``report`` on this connection: a gun charging another
     session is owed neither (0x36 names no session: it would stop that one; a start would be
     refused as busy)."""
     if report is not None and report.charging_another(session.trade_no):
@@ -40,7 +43,8 @@ def owed_for_session(session: Any, now: datetime, commissioning_balance_fen: int
     if session.state == "requested" and session.origin in PLATFORM_ORIGINS:
         if session.deadline is not None and now >= session.deadline:
             return []  # too late: the watchdog fails it
-        balance = commissioning_balance_fen if session.origin == "commissioning" else session.hold_fen
+        balance = {"commissioning": commissioning_balance_fen, "tcec": ROAMING_BALANCE_FEN}.get(session.origin,
+                                                                                             session.hold_fen)
         return [start_frame(session.pile_no, session.gun_no, session.trade_no, balance)]
     if session.state == "stopping":
         return [stop_frame(session.pile_no, session.gun_no)]

@@ -17,7 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 @with_database
 def run(args: argparse.Namespace) -> int:
     """Serve the API on ``args.database_url``; needs CHARGELEDGER_TOKEN_KEY, and for the driver side
-    CHARGELEDGER_PAYMENT_KEYS and CHARGELEDGER_PUBLIC_URL (without them: operators only).
+    CHARGELEDGER_PAYMENT_KEYS and CHARGELEDGER_PUBLIC_URL (without them: operators only); with
+    CHARGELEDGER_INTERCONNECT_KEYS also the T/CEC door, /evcs/v1 (docs/interconnect.md).
     Limits and timeouts from the environment (ServerSettings.from_env, docs/operations.md)."""
     import uvicorn
 
@@ -25,6 +26,8 @@ def run(args: argparse.Namespace) -> int:
     from adapters.api.auth import AuthSettings
     from adapters.api.driver.settings import DriverApiSettings
     from adapters.api.guards import ServerSettings, server_config
+    from adapters.interconnect.door import InterconnectSettings
+    from adapters.interconnect.door import mount as mount_interconnect
     from adapters.postgres.env import eventsourcing_env
     from adapters.web.mount import mount, settings_from_env
     from domain.ledger import Ledger
@@ -38,6 +41,9 @@ def run(args: argparse.Namespace) -> int:
         app = create_app(ledger, args.database_url, AuthSettings.from_env(dict(os.environ)), driver=driver,
                          server=server)
         mount(app, settings_from_env(os.environ))  # the console's pages, /console (docs/console.md)
+        interconnect = InterconnectSettings.from_env(os.environ)
+        if interconnect is not None:
+            mount_interconnect(app, interconnect)  # T/CEC 102, /evcs/v1 (docs/interconnect.md)
         uvicorn.Server(server_config(app, server, host=args.host, port=args.port,
                                      log_level=os.environ.get("LOG_LEVEL", "warning").lower())).run()
     finally:

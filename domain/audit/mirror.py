@@ -23,7 +23,7 @@ meter_read = changes.meter_read
 
 
 class WalletMirror:
-    __slots__ = ("id", "tenant_id", "driver_id", "balances", "holds", "refunds", "version")
+    __slots__ = ("id", "tenant_id", "driver_id", "balances", "holds", "refunds", "owed_to", "version")
 
     def __init__(self, wallet_id: UUID, a: dict[str, Any]) -> None:
         """A wallet as its ``Wallet.Opened`` event (decoded JSON ``a``) opens it."""

@@ -47,6 +47,7 @@ WALLET_COMMANDS: Mapping[str, Callable[..., None]] = {  # late-bound: the Wallet
     "complete_refund": lambda wallet, **arguments: wallet.complete_refund(**arguments),
     "fail_refund": lambda wallet, **arguments: wallet.fail_refund(**arguments),
     "adjust": lambda wallet, **arguments: wallet.adjust(**arguments),
+    "open_credit_line": lambda wallet, **arguments: wallet.open_credit_line(**arguments),
 }
 """Stored wallet command names (settlement policy, ``wallet_followups``) and the commands they name."""
 

@@ -12,20 +12,39 @@ from uuid import UUID
 from eventsourcing.persistence import IntegrityError
 
 from domain.credential import Credential
+from domain.errors import InvalidAmount
 from domain.text import NAME, checked
 from domain.use_cases.core import LedgerCore
-from domain.wallet import Wallet
+from domain.wallet import PARTNER, Wallet, partner_driver_id, receivable
 
 
 class WalletUseCases(LedgerCore):
     def open_wallet(self, tenant_id: UUID, driver_id: str, author: str) -> UUID:
         """Open a driver's wallet; opening it again returns the same wallet."""
         checked(driver_id, "driver id", NAME, required=True)  # an id: checked, kept as given
+        if driver_id.startswith(PARTNER):
+            raise InvalidAmount(f"driver ids starting {PARTNER!r} are partner platforms' accounts "
+                                "(open_partner_account)", driver_id=driver_id)
         wallet_id = Wallet.create_id(tenant_id, driver_id)
         try:
             self.wallets.save(Wallet(tenant_id=tenant_id, driver_id=driver_id, author=author))
         except IntegrityError:
             pass  # it exists: the id is derived from tenant and driver
+        return wallet_id
+
+    def open_partner_account(self, tenant_id: UUID, partner: str, author: str) -> UUID:
+        """A partner platform's account with this tenant (a T/CEC customer platform, named by its
+        OperatorID): a wallet with a credit line, so what its users' sessions cost is owed on
+        ``receivable:<partner>`` in the books. Opening it again returns the same account."""
+        checked(partner, "partner", NAME, required=True)
+        driver_id = partner_driver_id(partner)
+        wallet_id = Wallet.create_id(tenant_id, driver_id)
+        wallet = Wallet(tenant_id=tenant_id, driver_id=driver_id, author=author)
+        wallet.open_credit_line(key=f"credit-line:{partner}", account=receivable(partner))
+        try:
+            self.wallets.save(wallet)  # opened with its credit line: both events in one transaction
+        except IntegrityError:
+            pass  # it exists: the id is derived from tenant and partner
         return wallet_id
 
     def bind_credential(self, wallet_id: UUID, kind: str, value: str, author: str) -> UUID:

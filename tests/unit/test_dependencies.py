@@ -30,7 +30,7 @@ from packaging.utils import canonicalize_name
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("domain", "adapters", "projections", "pile_link", "simulation")
 OWN = {*PACKAGES, "app"}
-COMMANDS = ("demo", "servers", "relay", "gateway", "projections", "api", "operators", "audit", "simulate",
+COMMANDS = ("demo", "servers", "relay", "gateway", "projections", "api", "operators", "peers", "audit", "simulate",
             "simulate-faults")
 
 

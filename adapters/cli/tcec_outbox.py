@@ -1,0 +1,62 @@
+"""``chargeledger tcec-outbox``: the T/CEC pushes to peers, from the ledger's logs through the outbox
+(docs/interconnect.md, "The outbox"). Needs ``CHARGELEDGER_INTERCONNECT_KEYS`` (the peers' secrets)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from datetime import timedelta
+
+from adapters.cli.servers import with_database
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--interval", type=float, default=1.0, help="seconds between two steps (default 1)")
+    parser.add_argument("--retry-first", type=float, default=30.0,
+                        help="seconds before a failed push is sent again; doubled per failure (default 30)")
+    parser.add_argument("--retry-longest", type=float, default=3600.0,
+                        help="the longest pause between two attempts, seconds (default 3600)")
+    parser.add_argument("--attempts", type=int, default=48, help="attempts before a push is given up (default 48)")
+
+
+@with_database
+def run(args: argparse.Namespace) -> int:
+    from psycopg_pool import ConnectionPool
+
+    from adapters.interconnect.outbox.role import OutboxRole
+    from adapters.interconnect.outbox.sender import RetryPolicy
+    from adapters.interconnect.store.directory import Store
+    from adapters.interconnect.store.peers import KEYS_SETTING
+    from adapters.interconnect.store.schema import create_schema
+    from adapters.payments.config import SecretBox
+    from adapters.postgres.env import eventsourcing_env
+    from adapters.servers.resolve import redacted
+    from domain.ledger import Ledger
+
+    keys = os.environ.get(KEYS_SETTING, "")
+    if not keys:
+        print(f"set {KEYS_SETTING}: the peers' secrets are sealed with it", file=sys.stderr)
+        return 2
+    if args.interval <= 0 or args.retry_first <= 0 or args.retry_longest < args.retry_first or args.attempts < 1:
+        print("--interval and --retry-first are > 0, --retry-longest >= --retry-first, --attempts >= 1",
+              file=sys.stderr)
+        return 2
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    policy = RetryPolicy(timedelta(seconds=args.retry_first), timedelta(seconds=args.retry_longest), args.attempts)
+    ledger = Ledger(eventsourcing_env(args.database_url))
+    with ConnectionPool(args.database_url, min_size=1, max_size=4, open=True) as pool:
+        create_schema(pool)
+        role = OutboxRole(ledger, args.database_url, Store(pool, SecretBox.from_setting(keys)), policy=policy)
+        print(f"T/CEC outbox every {args.interval:g} s (Postgres {redacted(args.database_url)})", flush=True)
+        try:
+            role.run_forever(stopping, args.interval)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            role.close()
+            ledger.close()
+    return 0

@@ -1,0 +1,77 @@
+"""The HTTP door of T/CEC: ``POST /evcs/v1/{interface}`` on the API's app, added by :func:`mount`.
+
+The API does not import the interconnect: ``chargeledger api`` calls ``mount(app, settings)`` on the
+app ``create_app`` returned, when ``CHARGELEDGER_INTERCONNECT_KEYS`` is set. The route reads the raw
+body (the MAC is over ``Data`` exactly as sent, so nothing may re-encode it before the pipeline),
+runs :class:`~adapters.interconnect.service.Door` in the thread pool, and always answers HTTP 200
+with a response envelope (``Content-Type: application/json;charset=utf-8``), refusals included, as
+peers expect. Bodies are capped by the API's ``BodyLimits`` (64 KiB; ``check_charge_orders``, a
+day's orders, 4 MiB); a larger one gets the API's 413 before any of this runs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from adapters.interconnect.handlers import handlers as default_handlers
+from adapters.interconnect.service import Door, Services
+from adapters.interconnect.store.directory import Store
+from adapters.interconnect.store.peers import KEYS_SETTING
+from adapters.interconnect.store.schema import create_schema
+from adapters.interconnect.tcec import wire
+from adapters.interconnect.tcec.receive import WINDOW
+from adapters.interconnect.tcec.routing import Handlers
+from adapters.payments.config import SecretBox
+
+PREFIX = "/evcs/v1"
+MEDIA_TYPE = "application/json;charset=utf-8"
+
+
+@dataclass(frozen=True)
+class InterconnectSettings:
+    keys: str  # CHARGELEDGER_INTERCONNECT_KEYS: kid=base64 of 32 bytes[,...], the first one sealing
+    window: timedelta = WINDOW  # CHARGELEDGER_TCEC_WINDOW_S: how far a TimeStamp may be from our clock
+    max_body: int = 64 * 1024
+    max_check_body: int = 4 * 1024 * 1024  # check_charge_orders: a day's orders
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> InterconnectSettings | None:
+        """None when ``CHARGELEDGER_INTERCONNECT_KEYS`` is unset: the API then serves no T/CEC door."""
+        env = os.environ if environ is None else environ
+        keys = env.get(KEYS_SETTING, "")
+        if not keys:
+            return None
+        SecretBox.from_setting(keys)  # a malformed setting fails at start, not at the first call
+        return cls(keys, timedelta(seconds=int(env.get("CHARGELEDGER_TCEC_WINDOW_S", WINDOW.total_seconds()))))
+
+
+def router(door: Door) -> APIRouter:
+    routes = APIRouter(prefix=PREFIX, include_in_schema=False)  # documented in docs/interconnect.md
+
+    @routes.post("/{interface}")
+    async def evcs(interface: str, request: Request) -> Response:
+        body = await request.body()
+        envelope = await run_in_threadpool(door.answer, interface, body, request.headers.get("authorization"))
+        return Response(wire.dumps(envelope.body()).encode("utf-8"), media_type=MEDIA_TYPE)
+
+    return routes
+
+
+def mount(app: FastAPI, settings: InterconnectSettings, *, handlers: Handlers | None = None) -> Door:
+    """Serve T/CEC on ``app`` (from ``create_app``: its ``state.pool``, ``state.ledger``, ``state.body_limits``)."""
+    store = Store(app.state.pool, SecretBox.from_setting(settings.keys))
+    create_schema(app.state.pool)
+    door = Door(Services(store, getattr(app.state, "ledger", None)), handlers or default_handlers,
+                window=settings.window)
+    app.state.interconnect = door
+    app.state.body_limits.cap(PREFIX + "/", settings.max_body)
+    app.state.body_limits.cap(PREFIX + "/check_charge_orders", settings.max_check_body)
+    app.include_router(router(door))
+    return door

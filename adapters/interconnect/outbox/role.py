@@ -1,0 +1,66 @@
+"""``chargeledger tcec-outbox``: follow, schedule and send, in one loop, until told to stop.
+
+Each step catches the follower up with the logs, enqueues what the clock makes due, then sends every
+due row; once an hour it prunes the rows answered more than 30 days ago (``store/outbox.py::KEEP``).
+Any number of processes may run it at once (the follower takes turns on its tracking rows,
+the schedule's keys are unique, senders lease the rows they take); one is enough. A step that fails
+(the database away) is logged and the next one tries again; nothing is lost, since everything waits
+in the tables.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+import psycopg
+
+from adapters.interconnect.outbox.follower import Follower
+from adapters.interconnect.outbox.schedule import Schedule
+from adapters.interconnect.outbox.sender import RetryPolicy, Sender
+from adapters.interconnect.store.directory import Store
+from adapters.interconnect.tcec.peer import Peer
+from domain.clock import utcnow
+
+log = logging.getLogger("chargeledger.interconnect.outbox")
+PRUNE_EVERY = timedelta(hours=1)
+
+
+class OutboxRole:
+    def __init__(self, ledger: Any, database_url: str, store: Store, *,
+                 http_for: Callable[[Peer], httpx.Client] | None = None, policy: RetryPolicy = RetryPolicy(),
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self.follower = Follower(ledger, database_url)
+        self.schedule = Schedule(ledger, store)
+        self.sender = Sender(store, http_for=http_for, policy=policy)
+        self.store, self.clock = store, clock
+        self.pruned_at: datetime | None = None
+
+    def step(self, now: datetime | None = None) -> dict[str, int]:
+        now = now or self.clock()
+        read = self.follower.catch_up()
+        scheduled = self.schedule.run(now)
+        answered = self.sender.sweep(now)
+        if self.pruned_at is None or now - self.pruned_at >= PRUNE_EVERY:
+            self.pruned_at = now
+            self.store.outbox.prune(now)
+        return {"events": read, "scheduled": scheduled, "answered": answered}
+
+    def run_forever(self, stop: threading.Event, interval: float = 1.0) -> None:
+        while not stop.is_set():
+            try:
+                done = self.step()
+                if any(done.values()):
+                    log.info("T/CEC outbox: %s", done)
+            except psycopg.OperationalError as error:
+                log.warning("T/CEC outbox: database unavailable (%s); trying again", type(error).__name__)
+            except Exception:  # noqa: BLE001 - one bad step must not end the role
+                log.exception("T/CEC outbox: a step failed; trying again")
+            stop.wait(interval)
+
+    def close(self) -> None:
+        self.sender.close()

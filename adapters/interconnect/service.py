@@ -1,0 +1,82 @@
+"""The server side of the envelope, independent of HTTP: a request body in, a signed answer out.
+
+:class:`Door` runs the receive pipeline (``tcec/receive.py``), then the interface's handler from
+the table (``handlers/``), and turns every outcome into a response envelope signed with the key set
+the request used: the handler's object (Ret 0), its :class:`~.tcec.routing.Refusal`, ``-1`` (busy)
+when the database is unreachable, ``500`` for anything unexpected (logged with its traceback, never
+sent). A request that is answered anything but Ret 0 leaves its envelope unrecorded, so the peer may
+send the very same one again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import psycopg
+
+from adapters.interconnect.store.directory import Store
+from adapters.interconnect.tcec.envelope import MESSAGES, ResponseEnvelope, Ret
+from adapters.interconnect.tcec.receive import WINDOW, Accepted, Receiver, Refused, answer
+from adapters.interconnect.tcec.routing import Call, Handlers, Refusal
+
+log = logging.getLogger("chargeledger.interconnect")
+
+
+@dataclass
+class Services:
+    """What handlers may use (``call.services``): the tables, and the ledger of the process."""
+
+    store: Store
+    ledger: Any = None
+
+
+class Door:
+    def __init__(self, services: Services, handlers: Handlers, *, window: timedelta = WINDOW,
+                 now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
+        self.services, self.handlers, self.now = services, handlers, now
+        self.receiver = Receiver(services.store, handlers, window=window, now=lambda: self.now())
+
+    def answer(self, interface: str, body: bytes, authorization: str | None) -> ResponseEnvelope:
+        try:
+            outcome = self.receiver.receive(interface, body, authorization)
+        except psycopg.OperationalError as error:
+            log.warning("T/CEC %s: database unavailable (%s)", interface[:64], type(error).__name__)
+            return answer(None, Ret.BUSY, MESSAGES[Ret.BUSY])
+        except Exception:  # e.g. sealed secrets that no configured key opens: logged, never sent
+            log.exception("T/CEC %s: the pipeline failed", interface[:64])
+            return answer(None, Ret.SYSTEM_ERROR, MESSAGES[Ret.SYSTEM_ERROR])
+        if isinstance(outcome, Refused):
+            who = outcome.peer.operator_id if outcome.peer else "?"
+            log.info("T/CEC %s from %s refused: Ret %d %s", interface[:64], who, outcome.ret, outcome.msg)
+            return answer(outcome.peer, outcome.ret, outcome.msg)
+        return self._handle(outcome)
+
+    def _handle(self, accepted: Accepted) -> ResponseEnvelope:
+        peer, name = accepted.peer, accepted.interface.name
+        call = Call(peer, accepted.request, accepted.interface, self.now(), self.services)
+        try:
+            payload = self.handlers.handler(name)(call)
+            if not isinstance(payload, accepted.interface.response):
+                raise TypeError(f"the {name} handler answered {type(payload).__name__}")
+            return answer(peer, Ret.OK, "", payload, name)
+        except Refusal as refusal:
+            ret, msg = refusal.ret, refusal.msg
+        except psycopg.OperationalError as error:
+            log.warning("T/CEC %s from %s: database unavailable (%s)", name, peer.operator_id, type(error).__name__)
+            ret, msg = Ret.BUSY, MESSAGES[Ret.BUSY]
+        except Exception:
+            log.exception("T/CEC %s from %s failed", name, peer.operator_id)
+            ret, msg = Ret.SYSTEM_ERROR, MESSAGES[Ret.SYSTEM_ERROR]
+        self._forget(accepted)
+        log.info("T/CEC %s from %s answered Ret %d %s", name, peer.operator_id, ret, msg)
+        return answer(peer, ret, msg)
+
+    def _forget(self, accepted: Accepted) -> None:
+        try:
+            self.services.store.forget(accepted.peer, accepted.fingerprint)
+        except psycopg.OperationalError:  # the sighting stays: the peer's resend is refused as a replay
+            log.warning("T/CEC: could not let go of a refused envelope of %s", accepted.peer.operator_id)
