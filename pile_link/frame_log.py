@@ -39,6 +39,7 @@ log = logging.getLogger("chargeledger.pile_link")
 HEARTBEAT, HEARTBEAT_ACK = 0x03, 0x04
 MAX_PENDING = 20_000  # frames queued through a database outage; beyond, the oldest are dropped
 HEADER = 6  # 68 | len | seq(2) | enc | type: what precedes the payload
+BEATS = "heartbeats"  # the queue item that makes its batch write the heartbeat counts
 
 
 class FrameLog:
@@ -50,6 +51,7 @@ class FrameLog:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="frames")
         self.conn: psycopg.Connection[Any] | None = None
         self.beats: dict[str, list[Any]] = {}  # pile -> [heartbeats, the last one's time] since the last flush
+        self.unwritten: dict[str, list[Any]] = {}  # the same, gathered and not yet written
         self.queue = WriteBehind(gateway, "pile_frames", self.write, interval=interval, max_batch=max_batch,
                                  reachable=gateway.database_reachable, max_pending=max_pending, run=self.run,
                                  gather=self.gather)
@@ -88,26 +90,24 @@ class FrameLog:
 
     # ---- the write-behind's side ---------------------------------------------------------------------------
     def gather(self) -> list[Any]:
-        """The heartbeats counted since the last flush, as one item at the end of the queue."""
-        if not self.beats:
-            return []
-        beats, self.beats = self.beats, {}
-        return [beats]
+        """At each flush (no write in flight): the heartbeats counted since the last one join those not yet
+        written, and the queue gets one marker (:data:`BEATS`) that makes its batch write them. The counts
+        are never queue items, so a queue shedding its oldest in an outage loses frames, never counts."""
+        for pile_no, (count, at) in self.beats.items():
+            kept = self.unwritten.setdefault(pile_no, [0, at])
+            kept[0] += count
+            kept[1] = max(kept[1], at)
+        self.beats = {}
+        return [BEATS] if self.unwritten and BEATS not in self.queue.pending else []
 
     def run(self, fn: Any, *args: Any) -> asyncio.Future[Any]:
         return asyncio.get_running_loop().run_in_executor(self.executor, functools.partial(fn, *args))
 
     def write(self, batch: list[Any]) -> list[None]:
-        """One batch, one statement (in the frame log's thread)."""
-        frames: list[Any] = []
-        beats: dict[str, tuple[int, float]] = {}
-        for item in batch:
-            if type(item) is tuple:
-                frames.append(item)
-                continue
-            for pile_no, (count, at) in item.items():  # heartbeat counts (more than one if a write was retried)
-                before = beats.get(pile_no, (0, at))
-                beats[pile_no] = (before[0] + count, max(before[1], at))
+        """One batch, one statement (in the frame log's thread, never while ``gather`` runs)."""
+        with_beats = BEATS in batch
+        frames = [item for item in batch if item is not BEATS] if with_beats else batch
+        beats = {pile_no: (count, at) for pile_no, (count, at) in self.unwritten.items()} if with_beats else {}
         try:
             if self.conn is None or self.conn.closed:
                 self.conn = psycopg.connect(self.database_url, autocommit=True, connect_timeout=5)
@@ -115,6 +115,8 @@ class FrameLog:
         except psycopg.Error:
             self.drop_connection()
             raise
+        if with_beats:
+            self.unwritten = {}
         return [None] * len(batch)
 
     def drop_connection(self) -> None:

@@ -10,8 +10,8 @@ holds back only this pile.
 
 Answers that mean "stored" (0x40 for 0x3B) are sent only after the ledger committed. Every frame read
 or written after login goes to the gateway's frame log (:mod:`pile_link.frame_log`: queued, never
-awaited). A bad frame is counted, logged in hex and skipped; a pile that sends only garbage, or does not log in within the
-gateway's login deadline, is closed. Every frame after login is bound to the pile that logged in
+awaited). A bad frame is counted, logged in hex and skipped; a pile that sends only garbage, or does
+not log in within the gateway's login deadline, is closed. Every frame after login is bound to the pile that logged in
 (:mod:`pile_link.boundary`) before its handler runs, and every session command a handler gives the
 ledger is scoped to that pile and the frame's gun (``sent_by``).
 """

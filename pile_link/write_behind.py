@@ -36,8 +36,8 @@ class WriteBehind:
     keeps: beyond it the oldest items go (counted as ``<name>_shed``). Readings can afford it: each
     carries the session's energy so far, so a later one still brings the total up to date.
 
-    ``gather()``, when given, is asked at each flush for items kept elsewhere (the frame log's
-    heartbeat counts), which join the end of the queue.
+    ``gather()``, when given, is asked at each flush, while no write is in flight, for items kept
+    elsewhere (the frame log's heartbeat counts), which join the end of the queue.
     """
 
     def __init__(self, gateway: Any, name: str, write: Callable[[list[Any]], list[Exception | None]],
@@ -78,10 +78,10 @@ class WriteBehind:
         """Write everything queued so far (and wait for a flush already in flight); raises if a
         write fails, with its batch back at the head of the queue."""
         async with self.lock:
-            if self.gather is not None:
-                self.pending.extend(self.gather())
             if self.in_flight is not None and not self.in_flight.done():
                 await asyncio.wait([self.in_flight])  # a write whose flush was cancelled (the gateway stopping)
+            if self.gather is not None:  # nothing is being written now
+                self.pending.extend(self.gather())
             while self.pending:
                 batch, self.pending = self.pending[: self.max_batch], self.pending[self.max_batch:]
                 # shielded: a flush cancelled while the write waits for a worker must not unqueue it
