@@ -6,7 +6,7 @@ writes it (after login; a connection that never logs in records nothing), and th
 tuple: no I/O, no await, nothing that can hold the link back. Heartbeats (0x03, and the 0x04
 answering each) are not stored: the log counts each pile's 0x03s and keeps the last one's time.
 
-The queue is a :class:`~pile_link.write_behind.WriteBehind` of its own, flushed once a second (or at
+The queue is a :class:`~pile_link.write_behind.WriteBehind` of its own, flushed every two seconds (or at
 ``max_batch`` frames) by a thread of its own on a connection of its own, so a slow or failing write
 never takes a worker or a connection the ledger's calls need. Each batch is one statement
 (:mod:`adapters.postgres.pile_frames`: the heartbeat counts, the frames' numbers and the ring of the
@@ -45,7 +45,7 @@ BEATS = "heartbeats"  # the queue item that makes its batch write the heartbeat 
 class FrameLog:
     """Queues a gateway's frames and writes them in batches (one statement a batch) to ``pile_frames``."""
 
-    def __init__(self, gateway: Any, database_url: str, *, interval: float = 1.0, max_batch: int = 5000,
+    def __init__(self, gateway: Any, database_url: str, *, interval: float = 2.0, max_batch: int = 10_000,
                  max_pending: int = MAX_PENDING) -> None:
         self.database_url = database_url
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="frames")

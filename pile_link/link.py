@@ -149,54 +149,52 @@ class PileLink:
     async def dispatch(self, frame: Frame) -> None:
         if self.closed:  # replaced by a newer login of the same pile, or closed while this chunk was handled
             return
-        at = time.time()
-        refused = False
+        at, refused = time.time(), False
         try:
-            refused = await self.handle(frame)
+            msg = self.decoded(frame)
+            if msg is None:
+                return
+            if self.pile_no is not None and (refusal := binding_refusal(msg, self.pile_no, self.gun_numbers)):
+                self.refuse(frame, msg, refusal)
+                refused = True
+                return
+            handler = self.routes.get(msg)
+            if handler is None:
+                self.gateway.stats["unhandled"] += 1
+                return
+            try:
+                await handler(self, frame, msg)
+            except WrongPile as error:  # the ledger's half of the boundary: the session is not this pile's gun's
+                self.refuse(frame, msg, Refusal("foreign_session", str(error)))
+                refused = True
+            except DomainError as error:
+                log.warning("pile %s: 0x%02X refused by the ledger: %s (%s)", self.pile_no, frame.frame_type,
+                            error, error.code)
+            except Exception:  # one bad handler run must not end the pile's connection
+                self.gateway.stats["handler_errors"] += 1
+                log.exception("pile %s: handling %r failed", self.pile_no, msg)
         finally:  # after its handler (which may refuse it), stamped when it was read; a login once accepted
             if self.pile_no is not None:
                 self.gateway.frames.frame_in(self.pile_no, at, frame, refused)
 
-    async def handle(self, frame: Frame) -> bool:
-        """Decode, bind and hand ``frame`` to its handler; True if it was refused (pile_link/boundary.py)."""
+    def decoded(self, frame: Frame) -> Message | None:
+        """The frame's message; None for one that does not decode or comes before a login (counted, logged)."""
         try:
             msg = decode_message(frame)
         except DecodeError as error:
             self.bad_frame(error, recorded=True)  # the frame itself is recorded by dispatch
-            return False
+            return None
         self.error_streak = 0
         self.gateway.stats["frames"] += 1
         if frame.crc_order != self.crc_order:
             self.crc_order = frame.crc_order
             log.info("pile %s %s sends its CRC %s; answering the same way", self.pile_no or "-", self.peer,
                      "high byte first" if frame.crc_order == "be" else "low byte first")
-        if self.pile_no is None:
-            if not isinstance(msg, Login):
-                log.warning("%s: 0x%02X before login, ignored", self.peer, frame.frame_type)
-                self.gateway.stats["before_login"] += 1
-                return False
-        elif (refusal := binding_refusal(msg, self.pile_no, self.gun_numbers)) is not None:
-            self.refuse(frame, msg, refusal)
-            return True
-        return await self.run_handler(frame, msg)
-
-    async def run_handler(self, frame: Frame, msg: Message) -> bool:
-        handler = self.routes.get(msg)
-        if handler is None:
-            self.gateway.stats["unhandled"] += 1
-            return False
-        try:
-            await handler(self, frame, msg)
-        except WrongPile as error:  # the ledger's half of the boundary: the session is not this pile's gun's
-            self.refuse(frame, msg, Refusal("foreign_session", str(error)))
-            return True
-        except DomainError as error:
-            log.warning("pile %s: 0x%02X refused by the ledger: %s (%s)", self.pile_no, frame.frame_type,
-                        error, error.code)
-        except Exception:  # one bad handler run must not end the pile's connection
-            self.gateway.stats["handler_errors"] += 1
-            log.exception("pile %s: handling %r failed", self.pile_no, msg)
-        return False
+        if self.pile_no is None and not isinstance(msg, Login):
+            log.warning("%s: 0x%02X before login, ignored", self.peer, frame.frame_type)
+            self.gateway.stats["before_login"] += 1
+            return None
+        return msg
 
     def refuse(self, frame: Frame, msg: Message, refusal: Refusal) -> None:
         """A frame this connection's pile may not send: answered as the protocol says, counted,

@@ -14,7 +14,7 @@ one round trip, one implicit transaction), which
 So the table never holds more than :data:`KEPT` rows a pile, the newest, and needs no trimming:
 it is bounded by construction, whatever a pile sends and however long nobody looks. (Two
 gateways writing the same pile at once, during a handover, take its heads row in turn, so their
-frames get distinct numbers.) The rows are updated in place; the table's fill factor leaves room
+frames get distinct numbers.) The rows are updated in place; both tables' fill factors leave room
 for Postgres to do that without touching the index (HOT updates).
 
 What a frame row holds: the pile, ``at`` (the gateway's wall clock when it read the frame off the
@@ -54,7 +54,7 @@ SCHEMA = (
     frames bigint NOT NULL DEFAULT 0,  -- frames ever recorded (the next frame's n)
     last_frame_at timestamptz,  -- the newest frame the pile sent
     heartbeats bigint NOT NULL DEFAULT 0,  -- heartbeats (0x03) counted, never stored
-    last_heartbeat_at timestamptz)""",
+    last_heartbeat_at timestamptz) WITH (fillfactor = 70)""",
 )
 
 # One statement per batch. The batch's frames come as arrays (column by column, in the order they were
