@@ -15,7 +15,9 @@ So the table never holds more than :data:`KEPT` rows a pile, the newest, and nee
 it is bounded by construction, whatever a pile sends and however long nobody looks. (Two
 gateways writing the same pile at once, during a handover, take its heads row in turn, so their
 frames get distinct numbers.) The rows are updated in place; both tables' fill factors leave room
-for Postgres to do that without touching the index (HOT updates).
+for Postgres to do that without touching the index (HOT updates). Both tables are ``UNLOGGED``: no
+WAL for diagnostics, so a Postgres crash empties them (a clean restart keeps them) and streaming
+replicas do not have them (the pile page reads them from the primary, as the API's pool does).
 
 What a frame row holds: the pile, ``at`` (the gateway's wall clock when it read the frame off the
 socket or wrote it), ``outgoing``, the frame type, the two sequence bytes, the payload (the bytes
@@ -37,7 +39,7 @@ from psycopg.rows import dict_row
 KEPT = 200  # frames kept per pile: the newest
 
 SCHEMA = (
-    f"""CREATE TABLE IF NOT EXISTS pile_frames (
+    f"""CREATE UNLOGGED TABLE IF NOT EXISTS pile_frames (
     pile_no text NOT NULL,
     slot smallint NOT NULL CHECK (slot >= 0 AND slot < {KEPT}),  -- n mod {KEPT}: the pile's ring of frames
     n bigint NOT NULL,  -- the frame's number among all the pile's recorded frames (pile_frame_heads.frames)
@@ -49,7 +51,7 @@ SCHEMA = (
     refused boolean NOT NULL DEFAULT false,  -- refused at the boundary (not this pile's, gun or session)
     error text,  -- the envelope's fault (CRC, encrypted); NULL when the frame arrived whole
     PRIMARY KEY (pile_no, slot)) WITH (fillfactor = 60)""",
-    """CREATE TABLE IF NOT EXISTS pile_frame_heads (
+    """CREATE UNLOGGED TABLE IF NOT EXISTS pile_frame_heads (
     pile_no text PRIMARY KEY,
     frames bigint NOT NULL DEFAULT 0,  -- frames ever recorded (the next frame's n)
     last_frame_at timestamptz,  -- the newest frame the pile sent
