@@ -28,6 +28,16 @@ class Queue(Protocol):
     def add(self, item: Any) -> None: ...
 
 
+class Frames(Protocol):
+    """The frame log (pile_link/frame_log.py): what a logged-in pile's link read and wrote, queued."""
+
+    def frame_in(self, pile_no: str, at: float, frame: Any, refused: bool) -> None: ...
+
+    def frame_out(self, pile_no: str, data: bytes) -> None: ...
+
+    def bad_frame(self, pile_no: str, error: Any) -> None: ...
+
+
 class LinkContext(Protocol):
     ledger: Any  # domain.ledger.Ledger
     gateway_id: str
@@ -37,6 +47,7 @@ class LinkContext(Protocol):
     stats: Counter[str]
     readings: Queue  # meter readings (0x13) on their way to the ledger
     pile_changes: Queue  # (pile_no, change) pairs: connects, faults, disconnects
+    frames: Frames  # every frame in and out after login, for the console's pile page
     stop_requested: set[str]  # trade numbers whose stop was asked of the pile (balance protection)
 
     def loop_time(self) -> float: ...

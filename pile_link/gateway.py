@@ -17,6 +17,10 @@ these keeps money-relevant state in memory. The gateway renews its lease on each
 (:mod:`adapters.followers.gateway_leases`). Balance protection: a session whose readings reach the
 money held for it is stopped (:meth:`Gateway.protect_balances`).
 
+Diagnostics: every frame in and out of a logged-in pile, heartbeats only counted, goes to the frame log
+(:mod:`pile_link.frame_log`: each pile's newest 200 in ``pile_frames``, for the console's pile page),
+queued and written in batches by a thread of its own; under a database outage it drops the oldest.
+
 Outages: everything that writes to or reads from Postgres or NATS is retried with backoff for as
 long as an outage lasts, and says so in the log (:mod:`adapters.servers.outage`).
 """
@@ -49,6 +53,7 @@ from domain.start_rules import card_start_rules
 from pile_link.boundary import Refusal, RefusalThrottle, RefusedFrames
 from pile_link.commands import COMMAND_SUBJECTS, CommandFollower
 from pile_link.delivery import OWED_WAIT, OwedDelivery
+from pile_link.frame_log import FrameLog
 from pile_link.handlers import routes
 from pile_link.link import PileLink
 from pile_link.owed import COMMISSIONING_BALANCE_FEN
@@ -98,6 +103,7 @@ class Gateway(OwedDelivery):
                                         reachable=self.database_reachable)
         self.offline_sessions = WriteBehind(self, "offline_sessions", self.record_sessions_offline,
                                             reachable=self.database_reachable)
+        self.frames = FrameLog(self, database_url)  # diagnostics: each pile's newest frames (console)
         self.timezones: dict[UUID, str] = {}
         # The watchdog may run here, in `chargeledger watchdog`, or both (it is safe to run twice).
         self.watchdog = Watchdog(ledger, database_url) if watchdog else None
@@ -123,6 +129,7 @@ class Gateway(OwedDelivery):
         self._tasks += [asyncio.create_task(self.readings.run(), name="readings"),
                         asyncio.create_task(self.pile_changes.run(), name="pile changes"),
                         asyncio.create_task(self.offline_sessions.run(), name="offline sessions"),
+                        asyncio.create_task(self.frames.queue.run(), name="frame log"),
                         asyncio.create_task(self._sweep_forever(), name="sweep")]
         log.info("gateway %s listening on %s:%s (watchdog %s)", self.gateway_id, self.host, self.port,
                  "on" if self.watchdog else "off")
@@ -137,11 +144,12 @@ class Gateway(OwedDelivery):
             while not task.done():
                 task.cancel()
                 await asyncio.wait([task], timeout=0.5)
-        for behind in (self.readings, self.pile_changes, self.offline_sessions):
+        for behind in (self.readings, self.pile_changes, self.offline_sessions, self.frames.queue):
             try:
                 await behind.flush()
             except Exception:  # noqa: BLE001 - the database is away: what was queued is lost with the process
                 log.exception("gateway stopping: %d %s not written", len(behind.pending), behind.name)
+        await self.frames.close()
         try:
             await self.run(self.give_up_lease)
         except Exception:  # noqa: BLE001 - the lease expires by itself; a watchdog then finds no pile here

@@ -8,9 +8,10 @@ needs only a :class:`~pile_link.context.LinkContext` from the gateway that serve
 are handled in order; the ledger calls they make run in the gateway's thread pool, so a slow commit
 holds back only this pile.
 
-Answers that mean "stored" (0x40 for 0x3B) are sent only after the ledger committed. A bad frame is
-counted, logged in hex and skipped; a pile that sends only garbage, or does not log in within the
-gateway's login deadline, is closed. Every frame after login is bound to the pile that logged in
+Answers that mean "stored" (0x40 for 0x3B) are sent only after the ledger committed. Every frame read
+or written after login goes to the gateway's frame log (:mod:`pile_link.frame_log`: queued, never
+awaited). A bad frame is counted, logged in hex and skipped; a pile that sends only garbage, or does
+not log in within the gateway's login deadline, is closed. Every frame after login is bound to the pile that logged in
 (:mod:`pile_link.boundary`) before its handler runs, and every session command a handler gives the
 ledger is scoped to that pile and the frame's gun (``sent_by``).
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -134,50 +136,65 @@ class PileLink:
             return self.decoder.errors >= MAX_ERRORS_BEFORE_LOGIN or self.decoder.garbage_bytes > 4096
         return self.error_streak >= MAX_ERROR_STREAK
 
-    def bad_frame(self, error: DecodeError) -> None:
+    def bad_frame(self, error: DecodeError, recorded: bool = False) -> None:
+        """Count and log it; a logged-in pile's is kept in the frame log too (unless ``recorded`` there
+        already: a whole frame whose payload does not decode)."""
         self.error_streak += 1
         self.gateway.stats["bad_frames"] += 1
         log.warning("pile %s %s: bad frame (%s): %s", self.pile_no or "-", self.peer, error.reason,
                     error.raw.hex(" ").upper() if error.raw else "")
+        if self.pile_no is not None and not recorded:
+            self.gateway.frames.bad_frame(self.pile_no, error)
 
     async def dispatch(self, frame: Frame) -> None:
         if self.closed:  # replaced by a newer login of the same pile, or closed while this chunk was handled
             return
+        at, refused = time.time(), False
+        try:
+            msg = self.decoded(frame)
+            if msg is None:
+                return
+            if self.pile_no is not None and (refusal := binding_refusal(msg, self.pile_no, self.gun_numbers)):
+                self.refuse(frame, msg, refusal)
+                refused = True
+                return
+            handler = self.routes.get(msg)
+            if handler is None:
+                self.gateway.stats["unhandled"] += 1
+                return
+            try:
+                await handler(self, frame, msg)
+            except WrongPile as error:  # the ledger's half of the boundary: the session is not this pile's gun's
+                self.refuse(frame, msg, Refusal("foreign_session", str(error)))
+                refused = True
+            except DomainError as error:
+                log.warning("pile %s: 0x%02X refused by the ledger: %s (%s)", self.pile_no, frame.frame_type,
+                            error, error.code)
+            except Exception:  # one bad handler run must not end the pile's connection
+                self.gateway.stats["handler_errors"] += 1
+                log.exception("pile %s: handling %r failed", self.pile_no, msg)
+        finally:  # after its handler (which may refuse it), stamped when it was read; a login once accepted
+            if self.pile_no is not None:
+                self.gateway.frames.frame_in(self.pile_no, at, frame, refused)
+
+    def decoded(self, frame: Frame) -> Message | None:
+        """The frame's message; None for one that does not decode or comes before a login (counted, logged)."""
         try:
             msg = decode_message(frame)
         except DecodeError as error:
-            self.bad_frame(error)
-            return
+            self.bad_frame(error, recorded=True)  # the frame itself is recorded by dispatch
+            return None
         self.error_streak = 0
         self.gateway.stats["frames"] += 1
         if frame.crc_order != self.crc_order:
             self.crc_order = frame.crc_order
             log.info("pile %s %s sends its CRC %s; answering the same way", self.pile_no or "-", self.peer,
                      "high byte first" if frame.crc_order == "be" else "low byte first")
-        if self.pile_no is None:
-            if not isinstance(msg, Login):
-                log.warning("%s: 0x%02X before login, ignored", self.peer, frame.frame_type)
-                self.gateway.stats["before_login"] += 1
-                return
-        else:
-            refusal = binding_refusal(msg, self.pile_no, self.gun_numbers)
-            if refusal is not None:
-                self.refuse(frame, msg, refusal)
-                return
-        handler = self.routes.get(msg)
-        if handler is None:
-            self.gateway.stats["unhandled"] += 1
-            return
-        try:
-            await handler(self, frame, msg)
-        except WrongPile as error:  # the ledger's half of the boundary: the session is not this pile's gun's
-            self.refuse(frame, msg, Refusal("foreign_session", str(error)))
-        except DomainError as error:
-            log.warning("pile %s: 0x%02X refused by the ledger: %s (%s)", self.pile_no, frame.frame_type,
-                        error, error.code)
-        except Exception:  # one bad handler run must not end the pile's connection
-            self.gateway.stats["handler_errors"] += 1
-            log.exception("pile %s: handling %r failed", self.pile_no, msg)
+        if self.pile_no is None and not isinstance(msg, Login):
+            log.warning("%s: 0x%02X before login, ignored", self.peer, frame.frame_type)
+            self.gateway.stats["before_login"] += 1
+            return None
+        return msg
 
     def refuse(self, frame: Frame, msg: Message, refusal: Refusal) -> None:
         """A frame this connection's pile may not send: answered as the protocol says, counted,
@@ -251,6 +268,8 @@ class PileLink:
     def write(self, data: bytes) -> None:
         if not self.closed and not self.writer.is_closing():
             self.writer.write(data)
+            if self.pile_no is not None:
+                self.gateway.frames.frame_out(self.pile_no, data)
 
     async def close(self, reason: str) -> None:
         if self.closed:

@@ -2,8 +2,9 @@
 (readings, link status, offline sessions: one transaction per tick, in order, through outages) and
 :class:`Coalesced` (a catch-up shared by everyone who asks while one is waiting).
 
-Both run their blocking work in the gateway's thread pool (``gateway.run``) and count in its
-``stats``; nothing else of the gateway is used.
+Both run their blocking work in the gateway's thread pool (``gateway.run``; a WriteBehind may be given
+a ``run`` of its own, as the frame log's is) and count in its ``stats``; nothing else of the gateway is
+used.
 """
 
 from __future__ import annotations
@@ -34,13 +35,20 @@ class WriteBehind:
     it cannot hold back what is queued behind it for ever. ``max_pending`` bounds what an outage
     keeps: beyond it the oldest items go (counted as ``<name>_shed``). Readings can afford it: each
     carries the session's energy so far, so a later one still brings the total up to date.
+
+    ``gather()``, when given, is asked at each flush, while no write is in flight, for items kept
+    elsewhere (the frame log's heartbeat counts), which join the end of the queue.
     """
 
     def __init__(self, gateway: Any, name: str, write: Callable[[list[Any]], list[Exception | None]],
                  after: Callable[[list[Any]], Awaitable[None]] | None = None, interval: float = 0.05,
                  max_batch: int = 500, refused: Callable[[Any, Exception], None] | None = None,
-                 reachable: Callable[[], bool] | None = None, max_pending: int | None = None) -> None:
+                 reachable: Callable[[], bool] | None = None, max_pending: int | None = None,
+                 run: Callable[..., Awaitable[Any]] | None = None, gather: Callable[[], list[Any]] | None = None
+                 ) -> None:
         self.gateway = gateway
+        self.run_blocking = run or gateway.run
+        self.gather = gather
         self.name = name
         self.write = write
         self.after = after
@@ -72,10 +80,12 @@ class WriteBehind:
         async with self.lock:
             if self.in_flight is not None and not self.in_flight.done():
                 await asyncio.wait([self.in_flight])  # a write whose flush was cancelled (the gateway stopping)
+            if self.gather is not None:  # nothing is being written now
+                self.pending.extend(self.gather())
             while self.pending:
                 batch, self.pending = self.pending[: self.max_batch], self.pending[self.max_batch:]
                 # shielded: a flush cancelled while the write waits for a worker must not unqueue it
-                self.in_flight = asyncio.ensure_future(self.gateway.run(self.write, batch))
+                self.in_flight = asyncio.ensure_future(self.run_blocking(self.write, batch))
                 try:
                     outcomes = await asyncio.shield(self.in_flight)
                 except asyncio.CancelledError:
@@ -99,7 +109,7 @@ class WriteBehind:
                     await self.after(batch)
 
     async def requeue(self, batch: list[Any]) -> None:
-        if self.reachable is not None and not await self.gateway.run(self.reachable):
+        if self.reachable is not None and not await self.run_blocking(self.reachable):
             self.pending[:0] = batch  # the database is away: the batch waits, however long that takes
             return
         self.failures += 1

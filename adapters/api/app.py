@@ -30,6 +30,8 @@ from adapters.api.guards import BodyLimit, BodyLimits, HeaderPolicies, SecurityH
 from adapters.api.login_guard import LoginLimits
 from adapters.api.operator.accounts import Accounts
 from adapters.api.operator.router import router as operator_router
+from adapters.postgres import pile_frames
+from adapters.postgres.env import create_tables
 from adapters.postgres.operator_users import OperatorUsers
 
 if TYPE_CHECKING:
@@ -75,6 +77,8 @@ def create_app(ledger: Any, database_url: str, settings: AuthSettings, *, pool_s
                   docs_url="/docs" if docs else None, redoc_url="/redoc" if docs else None,
                   openapi_url="/openapi.json" if docs else None)
     pool.open(wait=True)
+    with pool.connection() as conn:  # the gateway's frame log, which a pile's frames are read from
+        create_tables(conn, *pile_frames.SCHEMA)
     app.state.ledger = ledger
     app.state.pool = pool
     app.state.signer = signer

@@ -9,6 +9,7 @@ Messages may carry ``{name}`` fields, filled by ``_("key", name=...)`` after esc
 from __future__ import annotations
 
 from adapters.web.messages_ops import MESSAGES_OPS
+from adapters.web.messages_pile import MESSAGES_PILE
 from adapters.web.messages_screen import MESSAGES_SCREEN
 
 MESSAGES: dict[str, tuple[str, str]] = {
@@ -104,4 +105,5 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "gun.energy": ("电量", "energy"),
 }
 MESSAGES.update(MESSAGES_OPS)  # the operations pages' (adapters/web/messages_ops.py)
+MESSAGES.update(MESSAGES_PILE)  # one pile's page: adapters/web/messages_pile.py
 MESSAGES.update(MESSAGES_SCREEN)  # the 经营大屏 and the driver H5 pages: adapters/web/messages_screen.py

@@ -55,22 +55,35 @@ class RefundRequest(BaseModel):
              summary="Start a gun without a driver (commissioning)",
              responses=example({"trade_no": TRADE}, 202, *ERRORS, 409, e409=E409_UNAVAILABLE))
 def start_gun(request: Request, who: Caller, pile_no: PileNo, body: StartBody) -> JSONResponse:
+    return JSONResponse({"trade_no": start_commissioning(request, who, pile_no, body)}, status_code=202)
+
+
+def start_commissioning(request: Request, who: Principal, pile_no: str, body: StartBody) -> str:
+    """Start a gun with no driver and nothing held (commissioning): the API's endpoint and the console's
+    pile page. Returns the session's trade serial."""
     require(who, TENANT_ADMIN, AGENT)
     pile = check_pile(request, who, pile_no)
-    trade_no = request.app.state.ledger.request_start(pile_no=pile_no, gun_no=body.gun_no, wallet_id=None,
-                                                      hold_fen=0, at=now(), author=who.subject,
-                                                      origin="commissioning", tenant_id=pile.tenant_id)
-    return JSONResponse({"trade_no": trade_no}, status_code=202)
+    return request.app.state.ledger.request_start(pile_no=pile_no, gun_no=body.gun_no,  # type: ignore[no-any-return]
+                                                  wallet_id=None, hold_fen=0, at=now(), author=who.subject,
+                                                  origin="commissioning", tenant_id=pile.tenant_id)
 
 
 @router.post("/orders/{trade_no}/stop", tags=["commands"], status_code=202, summary="Ask the pile to stop a session",
              responses=example({"trade_no": TRADE, "state": "stopping"}, 202, *ERRORS, 409, e409=E409_TRANSITION))
 def stop_session(request: Request, who: Caller, trade_no: TradeNo, body: Reason) -> JSONResponse:
+    return JSONResponse({"trade_no": trade_no, "state": stop_order(request, who, trade_no, body)}, status_code=202)
+
+
+def stop_order(request: Request, who: Principal, trade_no: str, body: Reason, pile_no: str | None = None) -> str:
+    """Ask the pile to stop a session (the API's endpoint and the console's pile page; the page names
+    its pile, and a session of another pile is not found there). Returns the session's state."""
     require(who, TENANT_ADMIN, AGENT)
     session = check_session(request, who, trade_no)
+    if pile_no is not None and session.pile_no != pile_no:
+        raise NotFound(f"no order {trade_no} at pile {pile_no}", trade_no=trade_no)
     session = request.app.state.ledger.request_stop(trade_no, who.subject, body.reason or "stopped by operator",
                                                     now(), tenant_id=session.tenant_id)
-    return JSONResponse({"trade_no": trade_no, "state": session.state}, status_code=202)
+    return session.state  # type: ignore[no-any-return]
 
 
 @router.post("/orders/{trade_no}/force-close", tags=["commands"], summary="Close a stuck session, priced as measured",
@@ -84,13 +97,18 @@ def force_close(request: Request, who: Caller, trade_no: TradeNo, body: Required
                          "total_fen": (session.bill or {}).get("total_fen", 0)})
 
 
-def pile_command(request: Request, who: Principal, pile_no: str, command: str,
-                 use_case: Callable[..., None]) -> JSONResponse:
-    """A command to a pile: ``use_case`` is the ledger's (``reboot_pile``, ``push_tariff``), ``command``
-    the name the answer gives it."""
+def command_pile(request: Request, who: Principal, pile_no: str, use_case: Callable[..., None]) -> None:
+    """A command to a pile in scope (tenant admins and agents): ``use_case`` is the ledger's
+    (``reboot_pile``, ``push_tariff``); the API's endpoints and the console's pages run it."""
     require(who, TENANT_ADMIN, AGENT)
     pile = check_pile(request, who, pile_no)
     use_case(pile_no, author=who.subject, at=now(), tenant_id=pile.tenant_id)
+
+
+def pile_command(request: Request, who: Principal, pile_no: str, command: str,
+                 use_case: Callable[..., None]) -> JSONResponse:
+    """:func:`command_pile`, answered as the API answers: ``command`` is the name the answer gives it."""
+    command_pile(request, who, pile_no, use_case)
     return JSONResponse({"pile_no": pile_no, "command": command}, status_code=202)
 
 

@@ -202,17 +202,19 @@ def list_guns(request: Request, who: Caller, pile_no: PileNo) -> JSONResponse:
 @router.post("/piles/{pile_no}/enable", tags=["piles"], summary="Enable a pile",
              responses=example({"pile_no": PILE, "enabled": True}, 200, *ERRORS, 409, e409=E409_BUSY))
 def enable_pile(request: Request, who: Caller, pile_no: PileNo) -> JSONResponse:
-    require(who, TENANT_ADMIN)
-    check_pile(request, who, pile_no)
-    request.app.state.ledger.set_pile_enabled(pile_no, True, who.subject)
+    pile_enabled(request, who, pile_no, True)
     return JSONResponse({"pile_no": pile_no, "enabled": True})
 
 
 @router.post("/piles/{pile_no}/disable", tags=["piles"], summary="Disable a pile (no new sessions)",
              responses=example({"pile_no": PILE, "enabled": False}, 200, *ERRORS, 409, e409=E409_BUSY))
 def disable_pile(request: Request, who: Caller, pile_no: PileNo, body: Reason) -> JSONResponse:
-    require(who, TENANT_ADMIN)
-    check_pile(request, who, pile_no)
-    request.app.state.ledger.set_pile_enabled(pile_no, False, who.subject, body.reason)
+    pile_enabled(request, who, pile_no, False, body.reason)
     return JSONResponse({"pile_no": pile_no, "enabled": False})
 
+
+def pile_enabled(request: Request, who: Principal, pile_no: str, enabled: bool, reason: str = "") -> None:
+    """Enable or disable a pile in scope (tenant admins): the API's endpoints and the console's pile page."""
+    require(who, TENANT_ADMIN)
+    check_pile(request, who, pile_no)
+    request.app.state.ledger.set_pile_enabled(pile_no, enabled, who.subject, reason)

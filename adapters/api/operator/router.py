@@ -4,6 +4,7 @@
 |---------------|----------------------------------------------------------------------------|
 | accounts.py   | sign-in, logout, own password; operator users (``/auth/*``, ``/users*``)     |
 | registry.py   | tenants, stations, piles and their guns with live status                   |
+| frames.py     | a pile's newest frames in and out, decoded (the gateway's frame log)       |
 | tariffs.py    | tariffs and their versions; which tariff a station or a pile charges by    |
 | orders.py     | orders (cursor, one with its timeline, CSV), revenue, the dashboard        |
 | alarms.py     | alarms and acknowledging them; the operation log                           |
@@ -17,8 +18,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from adapters.api.operator import accounts, alarms, commands, dashboard, orders, registry, tariffs
+from adapters.api.operator import accounts, alarms, commands, dashboard, frames, orders, registry, tariffs
 
 router = APIRouter()
-for part in (accounts, registry, tariffs, orders, dashboard, alarms, commands):
+for part in (accounts, registry, frames, tariffs, orders, dashboard, alarms, commands):
     router.include_router(part.router)

@@ -30,7 +30,7 @@ from adapters.api.driver.streams import SlotStream
 from adapters.api.errors import ApiError
 from adapters.web.driver import H5, driver_side, signed_in, to_login
 from adapters.web.pages.h5 import h5_error, page, wallet_of
-from adapters.web.pages.piles import sse
+from adapters.web.live import sse
 from adapters.web.render import fragment, see_other
 from adapters.web.session import posted, settings_of
 from domain.errors import DomainError, NotFound

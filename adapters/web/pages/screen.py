@@ -36,7 +36,7 @@ from adapters.api.operator.dashboard import Scope, screen_json, screen_scope
 from adapters.api.operator.deps import query
 from adapters.web.forms import path_id
 from adapters.web.i18n import language, message
-from adapters.web.pages.piles import sse
+from adapters.web.live import sse
 from adapters.web.render import fragment, render, url
 from adapters.web.session import Operator, operator, settings_of
 from domain.errors import NotFound

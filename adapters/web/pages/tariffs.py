@@ -4,7 +4,7 @@ tariff to a station and pushing it to a pile.
 Reads: the list is the API's catalogue query (``tariffs_rows``); one tariff is read from the
 ledger through the API's scope check (``check_tariff``: another tenant's is 404), its stations
 and their piles through ``stations_rows`` / ``piles_rows``. Writes are the API's commands:
-``new_tariff``, ``tariff_revision``, ``station_tariff`` and ``pile_command(..., push_tariff)``.
+``new_tariff``, ``tariff_revision``, ``station_tariff`` and ``command_pile(..., push_tariff)``.
 The editor's form is read by ``tariff_form`` into the API's request models. Agents read tariffs
 (as the API lets them) and push them to their piles; creating, revising and assigning are a tenant
 admin's.
@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 
 from adapters.api import inputs as t
 from adapters.api.auth import TENANT_ADMIN, Principal
-from adapters.api.operator.commands import pile_command
+from adapters.api.operator.commands import command_pile
 from adapters.api.operator.deps import check_station, check_tariff, require
 from adapters.api.operator.registry import piles_rows, station_filter, stations_rows
 from adapters.api.operator.tariffs import (TariffAssignment, TariffRequest, TariffRevision, new_tariff,
@@ -177,7 +177,7 @@ def push(request: Request, who: Principal, tariff: str) -> Response:
     except ValidationError:
         raise NotFound("no such pile") from None
     try:
-        pile_command(request, who, pile_no, "push_tariff", request.app.state.ledger.push_tariff)
+        command_pile(request, who, pile_no, request.app.state.ledger.push_tariff)
     except NotFound:
         raise
     except DomainError as exc:
