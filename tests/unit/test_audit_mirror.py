@@ -73,8 +73,13 @@ def test_every_wallet_event_has_its_change_and_the_audit_replays_it() -> None:
 @settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(sequence=sequences)
 def test_the_wallet_mirror_equals_the_wallet_after_every_command(sequence: list) -> None:
+    mirrored(Wallet(tenant_id=TENANT, driver_id="d", author="test"), sequence)
+
+
+def mirrored(wallet: Wallet, sequence: list) -> Replays:
+    """Run ``sequence`` on ``wallet``, checking the auditor's mirror against it after every command and
+    the fast replay against the reference one at the end."""
     replays = Replays()
-    wallet = Wallet(tenant_id=TENANT, driver_id="d", author="test")
     replays.store("Wallets", wallet)
 
     def apply(name: str, kwargs: dict[str, Any]) -> None:
@@ -85,6 +90,7 @@ def test_the_wallet_mirror_equals_the_wallet_after_every_command(sequence: list)
     replays.assert_mirror_equals(wallet)
     run(apply, sequence)
     replays.assert_paths_agree()
+    return replays
 
 
 def legacy_refusal(s: ChargingSession, at: datetime) -> None:

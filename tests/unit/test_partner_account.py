@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timezone
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -17,8 +16,8 @@ from domain.ledger import Ledger
 from domain.session import SettlementRecord
 from domain.wallet import ARREARS, Wallet, partner_driver_id, receivable
 from tests.factories import build_world
-from tests.integration.test_wallet_properties import run, sequences
-from tests.unit.test_audit_mirror import Replays
+from tests.integration.test_wallet_properties import sequences
+from tests.unit.test_audit_mirror import mirrored
 
 TENANT = uuid.UUID(int=1)
 T0 = datetime(2026, 11, 22, 2, 0, tzinfo=timezone.utc)
@@ -72,16 +71,6 @@ def test_driver_ids_of_partner_accounts_are_reserved_and_opening_twice_is_the_sa
 @settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(sequence=sequences)
 def test_the_audit_mirror_equals_a_partner_account_after_every_command(sequence: list) -> None:
-    replays = Replays()
     wallet = account()
-    replays.store("Wallets", wallet)
-
-    def apply(name: str, kwargs: dict[str, Any]) -> None:
-        getattr(wallet, name)(**kwargs)
-        replays.store("Wallets", wallet)
-        replays.assert_mirror_equals(wallet)
-
-    replays.assert_mirror_equals(wallet)
-    run(apply, sequence)
-    replays.assert_paths_agree()
+    replays = mirrored(wallet, sequence)
     assert sum(replays.fast.accounts.values()) == 0 and wallet.owed >= 0
