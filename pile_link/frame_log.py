@@ -49,6 +49,7 @@ class FrameLog:
                  max_pending: int = MAX_PENDING) -> None:
         self.database_url = database_url
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="frames")
+        self.closed = False
         self.conn: psycopg.Connection[Any] | None = None
         self.beats: dict[str, list[Any]] = {}  # pile -> [heartbeats, the last one's time] since the last flush
         self.unwritten: dict[str, list[Any]] = {}  # the same, gathered and not yet written
@@ -128,6 +129,9 @@ class FrameLog:
             self.conn = None
 
     async def close(self) -> None:
-        """After the last flush: the log's thread and connection go."""
+        """After the last flush: the log's thread and connection go (once: a gateway may be stopped twice)."""
+        if self.closed:
+            return
+        self.closed = True
         await self.run(self.drop_connection)
         self.executor.shutdown(wait=True)
