@@ -41,6 +41,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/audit.py
 	$(BIN)/python bench/relay.py
 	$(BIN)/python bench/login_flood.py
+	$(BIN)/python bench/console_orders.py
+	$(BIN)/python bench/console_screen.py
 	$(BIN)/python bench/interconnect.py
 
 clean-var:
