@@ -29,7 +29,7 @@ from fastapi.responses import RedirectResponse, Response
 from adapters.api.auth import AuthError
 from adapters.api.driver.identity import DriverPrincipal
 from adapters.payments.service import Payer
-from adapters.web.render import PREFIX
+from adapters.web.render import PREFIX, own_page
 from adapters.web.session import (DRIVER_SESSION, PRE_SESSION, clear_cookie, read_cookie, set_cookie,
                                   settings_of)
 from domain.errors import NotFound
@@ -70,10 +70,8 @@ def payer(driver: DriverPrincipal) -> Payer:
 
 
 def next_page(target: str | None) -> str:
-    """Where to go after signing in: an H5 path of ours, never another site."""
-    if target and target.startswith(H5 + "/") and "//" not in target and "\\" not in target:
-        return target
-    return H5 + "/"
+    """Where to go after signing in: an H5 path of ours (:func:`~adapters.web.render.own_page`)."""
+    return own_page(target, H5)
 
 
 def to_login(request: Request) -> Response:

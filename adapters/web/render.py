@@ -99,3 +99,11 @@ def remember_language(request: Request, response: Response) -> Response:
 def see_other(path: str) -> RedirectResponse:
     """After a form: 303 to ``path`` (already a console URL), so a reload does not post again."""
     return RedirectResponse(path, status_code=303)
+
+
+def own_page(target: str | None, root: str) -> str:
+    """Where to go back to after signing in: ``target`` when it is a path of ours under ``root``, never
+    another site (``//evil``, ``/\\evil``); else ``root``'s home."""
+    if target and target.startswith(root + "/") and "//" not in target and "\\" not in target:
+        return target
+    return root + "/"

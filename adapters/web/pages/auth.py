@@ -8,7 +8,7 @@ from fastapi.responses import Response
 
 from adapters.api.auth import AuthError
 from adapters.api.operator.accounts import accounts_of, client_address
-from adapters.web.render import PREFIX, render, see_other
+from adapters.web.render import PREFIX, own_page, render, see_other
 from adapters.web.session import (clear_cookie, keep_pre_session, operator, posted, session_token,
                                   start_session, SESSION)
 
@@ -16,10 +16,8 @@ router = APIRouter()
 
 
 def next_page(target: str | None) -> str:
-    """Where to go after signing in: a console path of ours, never another site (``//evil``, ``/\\evil``)."""
-    if target and target.startswith(PREFIX + "/") and "//" not in target and "\\" not in target:
-        return target
-    return PREFIX + "/"
+    """Where to go after signing in: a console path of ours (:func:`own_page`)."""
+    return own_page(target, PREFIX)
 
 
 ERRORS = ("bad_credentials", "user_disabled", "too_many_attempts", "login_busy")
