@@ -76,18 +76,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     disputes.set_defaults(operate=_disputes)
 
 
+def sealing_box() -> SecretBox | None:
+    """The box the peers' secrets are sealed with (``CHARGELEDGER_INTERCONNECT_KEYS``); None, said on
+    stderr, when the setting is missing: every command on peers needs it."""
+    keys = os.environ.get(KEYS_SETTING, "")
+    if not keys:
+        print(f"set {KEYS_SETTING} (kid=base64 of 32 random bytes): it seals the peers' secrets", file=sys.stderr)
+        return None
+    return SecretBox.from_setting(keys)
+
+
 @with_database
 def run(args: argparse.Namespace) -> int:
     from psycopg_pool import ConnectionPool
 
-    keys = os.environ.get(KEYS_SETTING, "")
-    if not keys:
-        print(f"set {KEYS_SETTING} (kid=base64 of 32 random bytes): it seals the peers' secrets", file=sys.stderr)
+    box = sealing_box()
+    if box is None:
         return 2
     with ConnectionPool(args.database_url, min_size=1, max_size=1, open=True) as pool:
         create_schema(pool)
         try:
-            return int(args.operate(args, Store(pool, SecretBox.from_setting(keys))))
+            return int(args.operate(args, Store(pool, box)))
         except (DomainError, ValueError, KeyError, LookupError) as error:
             print(getattr(error, "message", None) or error, file=sys.stderr)
             return 2

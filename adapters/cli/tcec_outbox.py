@@ -28,17 +28,15 @@ def run(args: argparse.Namespace) -> int:
 
     from adapters.interconnect.outbox.role import OutboxRole
     from adapters.interconnect.outbox.sender import RetryPolicy
+    from adapters.cli.peers import sealing_box
     from adapters.interconnect.store.directory import Store
-    from adapters.interconnect.store.peers import KEYS_SETTING
     from adapters.interconnect.store.schema import create_schema
-    from adapters.payments.config import SecretBox
     from adapters.postgres.env import eventsourcing_env
     from adapters.servers.resolve import redacted
     from domain.ledger import Ledger
 
-    keys = os.environ.get(KEYS_SETTING, "")
-    if not keys:
-        print(f"set {KEYS_SETTING}: the peers' secrets are sealed with it", file=sys.stderr)
+    box = sealing_box()
+    if box is None:
         return 2
     if args.interval <= 0 or args.retry_first <= 0 or args.retry_longest < args.retry_first or args.attempts < 1:
         print("--interval and --retry-first are > 0, --retry-longest >= --retry-first, --attempts >= 1",
@@ -50,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     ledger = Ledger(eventsourcing_env(args.database_url))
     with ConnectionPool(args.database_url, min_size=1, max_size=4, open=True) as pool:
         create_schema(pool)
-        role = OutboxRole(ledger, args.database_url, Store(pool, SecretBox.from_setting(keys)), policy=policy)
+        role = OutboxRole(ledger, args.database_url, Store(pool, box), policy=policy)
         print(f"T/CEC outbox every {args.interval:g} s (Postgres {redacted(args.database_url)})", flush=True)
         try:
             role.run_forever(stopping, args.interval)
