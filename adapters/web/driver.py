@@ -20,16 +20,15 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
 from uuid import UUID
 
 from fastapi import Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 
 from adapters.api.auth import AuthError
 from adapters.api.driver.identity import DriverPrincipal
 from adapters.payments.service import Payer
-from adapters.web.render import PREFIX, own_page
+from adapters.web.render import PREFIX, own_page, sign_in_first
 from adapters.web.session import (DRIVER_SESSION, PRE_SESSION, clear_cookie, read_cookie, set_cookie,
                                   settings_of)
 from domain.errors import NotFound
@@ -75,12 +74,8 @@ def next_page(target: str | None) -> str:
 
 
 def to_login(request: Request) -> Response:
-    """Sign in first: a page goes to the H5 login (and back after it); an htmx request is told (HX-Redirect)."""
-    target = H5 + "/login"
-    if request.headers.get("hx-request"):
-        return Response(status_code=204, headers={"HX-Redirect": target})
-    here = request.url.path + ("?" + request.url.query if request.url.query else "")
-    return RedirectResponse(target + "?next=" + quote(here, safe=""), status_code=303)
+    """Sign in first, at the H5 login page (:func:`~adapters.web.render.sign_in_first`)."""
+    return sign_in_first(request, H5 + "/login")
 
 
 def start_driver_session(request: Request, response: Response, token: str, expires: datetime) -> None:

@@ -13,11 +13,10 @@ from __future__ import annotations
 import os
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
-from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -89,14 +88,8 @@ def error_page(request: Request, status: int, title: str, text: str | None = Non
 
 
 def to_sign_in(request: Request) -> Response:
-    """Sign in first: a page is redirected; an htmx request is told where to go (HX-Redirect)."""
-    login = request.app.state.web_settings.login_path
-    target = login
-    if request.method == "GET" and not request.headers.get("hx-request"):
-        target += "?next=" + quote(request.url.path + ("?" + request.url.query if request.url.query else ""), safe="")
-    if request.headers.get("hx-request"):
-        return Response(status_code=204, headers={"HX-Redirect": login})
-    return RedirectResponse(target, status_code=303)
+    """Sign in first, at the console's login page (:func:`render.sign_in_first`)."""
+    return render.sign_in_first(request, request.app.state.web_settings.login_path)
 
 
 def page_for(request: Request, exc: Exception) -> Response:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -107,3 +107,14 @@ def own_page(target: str | None, root: str) -> str:
     if target and target.startswith(root + "/") and "//" not in target and "\\" not in target:
         return target
     return root + "/"
+
+
+def sign_in_first(request: Request, login: str) -> Response:
+    """Sign in first, at ``login``: a page is redirected there and comes back after it (a GET names itself
+    as ``next``); an htmx request is told where to go (HX-Redirect)."""
+    if request.headers.get("hx-request"):
+        return Response(status_code=204, headers={"HX-Redirect": login})
+    target = login
+    if request.method == "GET":
+        target += "?next=" + quote(request.url.path + ("?" + request.url.query if request.url.query else ""), safe="")
+    return RedirectResponse(target, status_code=303)
