@@ -12,20 +12,24 @@ day's orders, 4 MiB); a larger one gets the API's 413 before any of this runs.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
+import httpx
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from adapters.interconnect.customer.driver_api import roaming_router
+from adapters.interconnect.customer.sessions import RoamingSessions
 from adapters.interconnect.handlers import handlers as default_handlers
 from adapters.interconnect.service import Door, Services
 from adapters.interconnect.store.directory import Store
 from adapters.interconnect.store.peers import KEYS_SETTING
 from adapters.interconnect.store.schema import create_schema
 from adapters.interconnect.tcec import wire
+from adapters.interconnect.tcec.peer import Peer
 from adapters.interconnect.tcec.receive import WINDOW
 from adapters.interconnect.tcec.routing import Handlers
 from adapters.payments.config import SecretBox
@@ -64,8 +68,11 @@ def router(door: Door) -> APIRouter:
     return routes
 
 
-def mount(app: FastAPI, settings: InterconnectSettings, *, handlers: Handlers | None = None) -> Door:
-    """Serve T/CEC on ``app`` (from ``create_app``: its ``state.pool``, ``state.ledger``, ``state.body_limits``)."""
+def mount(app: FastAPI, settings: InterconnectSettings, *, handlers: Handlers | None = None,
+          http_for: Callable[[Peer], httpx.Client] | None = None) -> Door:
+    """Serve T/CEC on ``app`` (from ``create_app``: its ``state.pool``, ``state.ledger``, ``state.body_limits``),
+    and, when the app serves drivers too, the driver API's roaming endpoints (``customer/driver_api.py``;
+    ``http_for``: the HTTP client for a peer, the tests' own)."""
     store = Store(app.state.pool, SecretBox.from_setting(settings.keys))
     create_schema(app.state.pool)
     door = Door(Services(store, getattr(app.state, "ledger", None)), handlers or default_handlers,
@@ -74,4 +81,8 @@ def mount(app: FastAPI, settings: InterconnectSettings, *, handlers: Handlers | 
     app.state.body_limits.cap(PREFIX + "/", settings.max_body)
     app.state.body_limits.cap(PREFIX + "/check_charge_orders", settings.max_check_body)
     app.include_router(router(door))
+    identity, ledger = getattr(app.state, "driver_identity", None), getattr(app.state, "ledger", None)
+    if identity is not None and ledger is not None:
+        app.state.roaming = RoamingSessions(ledger, store, http_for=http_for)
+        app.include_router(roaming_router(app.state.roaming, identity, app.state.driver_sessions))
     return door

@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 
 from adapters.api.app import create_app
 from adapters.api.auth import AuthSettings
+from adapters.api.driver.settings import DriverApiSettings
 from adapters.interconnect.client import TcecClient
 from adapters.interconnect.door import InterconnectSettings, mount
 from adapters.interconnect.outbox.role import OutboxRole
@@ -33,6 +34,7 @@ from adapters.postgres.env import eventsourcing_env
 from adapters.servers.postgres_server import create_database
 from domain.books import books_of
 from domain.ledger import Ledger
+from domain.start_rules import StartRules
 from projections.runner import Projections
 from tests.factories import World, build_world
 
@@ -105,6 +107,24 @@ class Roaming:
     def receivable(self) -> int:
         return books_of(_wallet_events(self.a.ledger)).accounts.get(f"receivable:{B_ID}", 0)
 
+    def payable(self) -> int:
+        """What B owes A in B's books (a credit: the negative of the account's balance)."""
+        return -books_of(_wallet_events(self.b.ledger)).accounts.get(f"payable:{A_ID}", 0)
+
+    def b_outbox(self) -> OutboxRole:
+        """B's own outbox role (its reconciler asks A about B's drivers' charges), as a new process starts it."""
+        return OutboxRole(self.b.ledger, self.b.database_url, self.b.store, http_for=lambda peer: self.a.client)
+
+    def driver(self, openid: str = "driver-1", top_up_fen: int = 100_00) -> dict[str, str]:
+        """A driver of B with ``top_up_fen`` in the wallet: the Authorization header of their token."""
+        driver_id = f"wechat:wx-main:{openid}"
+        wallet_id = self.b.ledger.open_wallet(self.b.tenant_id, driver_id, "test")
+        if top_up_fen:
+            self.b.ledger.top_up(wallet_id, key=f"top-up:{openid}", amount=top_up_fen, provider="wechat",
+                                 payment_ref=f"wx-{openid}")
+        token, _ = self.b.client.app.state.driver_identity.tokens.issue(self.b.tenant_id, driver_id)
+        return {"Authorization": f"Bearer {token}"}
+
 
 def _refuse(request: httpx.Request) -> httpx.Response:
     raise httpx.ConnectError("B is down", request=request)
@@ -115,12 +135,17 @@ def _wallet_events(ledger: Ledger) -> list[Any]:
     return list(iter_events(ledger.wallets))
 
 
-def _side(server_url: str, name: str, box: str) -> Iterator[Side]:
+def _side(server_url: str, name: str, box: str,
+          http_for: Callable[[Peer], httpx.Client] | None = None) -> Iterator[Side]:
+    """One platform. Given ``http_for`` (its way to the other platform) it also serves drivers, with
+    the driver API's roaming endpoints."""
     database = f"t_roam_{name}_{uuid.uuid4().hex[:8]}"
     url = create_database(server_url, database)
     ledger = Ledger(eventsourcing_env(url))
-    app = create_app(ledger, url, AuthSettings.generate(), pool_size=3)
-    door = mount(app, InterconnectSettings(box))
+    driver = None if http_for is None else DriverApiSettings(SecretBox.generate_setting("p1"), "https://b.example.com",
+                                                             start_rules=StartRules(5_00, 200_00))
+    app = create_app(ledger, url, AuthSettings.generate(), pool_size=3, driver=driver)
+    door = mount(app, InterconnectSettings(box), http_for=http_for)
     try:
         with TestClient(app) as client:
             yield Side(url, ledger, client, door.services.store, uuid.uuid4())
@@ -139,9 +164,11 @@ def online(ledger: Ledger, pile_no: str, *, plugged: bool = True) -> None:
 
 @pytest.fixture
 def roaming(servers: tuple[str, str]) -> Iterator[Roaming]:
+    to_a: list[TestClient] = []
     a_gen = _side(servers[0], "a", SecretBox.generate_setting("a1"))
-    b_gen = _side(servers[0], "b", SecretBox.generate_setting("b1"))
+    b_gen = _side(servers[0], "b", SecretBox.generate_setting("b1"), http_for=lambda peer: to_a[0])
     a, b = next(a_gen), next(b_gen)
+    to_a.append(a.client)
     world = build_world(a.ledger)
     a.tenant_id = world.tenant_id
     other = build_world(a.ledger, pile_no=OTHER_PILE, driver="other-driver")

@@ -15,15 +15,23 @@ from adapters.interconnect.tcec.envelope import SHANGHAI
 from adapters.interconnect.tcec.models.charge import StartChargeRequest, StopChargeRequest
 from domain.pricing import price
 from domain.session import SettlementRecord
-from tests.integration.roaming_harness import B_ID, OTHER_PILE, Roaming, online, roaming, seq, step  # noqa: F401
+from domain.wallet import Wallet
+from tests.integration.roaming_harness import A_ID, B_ID, OTHER_PILE, Roaming, online, roaming, seq, step  # noqa: F401
 
 GUN1 = connector_code("32010600019236", 1)
 ENERGY = (0, 31_000, 21_345, 0)  # peak and flat
 
 
-def started(roaming: Roaming, n: int) -> str:
-    """B starts a charge on gun 1; the pile takes it and charges. Returns the trade serial."""
+def started(roaming: Roaming, n: int, *, b_knows: bool = True) -> str:
+    """B starts a charge on gun 1 (for one of its drivers, unless not ``b_knows``: then B's pushes from A
+    are about a charge B never made); the pile takes it and charges. Returns the trade serial."""
     online(roaming.a.ledger, roaming.world.pile_no)
+    if b_knows:
+        roaming.driver(f"outbox-{n}")
+        wallet_id = Wallet.create_id(roaming.b.tenant_id, f"wechat:wx-main:outbox-{n}")
+        roaming.b.ledger.start_roaming(tenant_id=roaming.b.tenant_id, wallet_id=wallet_id, peer=A_ID,
+                                       connector_id=GUN1, station_id="", start_charge_seq=seq(n), hold_fen=100_00,
+                                       at=datetime.now(timezone.utc), author="test")
     answer = roaming.call("query_start_charge", StartChargeRequest(StartChargeSeq=seq(n), ConnectorID=GUN1))
     assert answer.SuccStat == 0
     trade_no = roaming.a.scalar("SELECT trade_no FROM tcec_starts WHERE start_charge_seq = %s", seq(n))
@@ -147,9 +155,8 @@ def test_the_daily_check_lists_the_days_orders_and_records_what_b_disputes(roami
     disputed = started(roaming, 5)
     settle(roaming, disputed, datetime.now(timezone.utc), (0, 0, 10_000, 0))
     step(outbox)
-    with roaming.b.client.app.state.pool.connection() as conn:  # B's copy of the second order says otherwise
-        conn.execute("UPDATE tcec_received SET payload = replace(payload, '\"TotalMoney\":1.10', "
-                     "'\"TotalMoney\":1.01') WHERE key = %s", (seq(5),))
+    with roaming.a.client.app.state.pool.connection() as conn:  # A's record of the second order says otherwise
+        conn.execute("UPDATE tcec_starts SET total_fen = total_fen + 1 WHERE start_charge_seq = %s", (seq(5),))
     ended = roaming.a.scalar("SELECT max(ended_at) FROM tcec_starts")
     day = ended.astimezone(SHANGHAI).date()
     step(outbox, datetime.combine(day + timedelta(days=1), time(0, 30), SHANGHAI))
@@ -162,5 +169,5 @@ def test_the_daily_check_lists_the_days_orders_and_records_what_b_disputes(roami
     assert check["CheckOrderSeq"] == f"APLATFORM{day:%Y%m%d}0000000000"
     disputes = roaming.a.store.outbox.disputes([roaming.b_on_a.peer_id])
     assert [(d["source"], d["start_charge_seq"], d["reason"], d["total_money"]) for d in disputes] == [
-        (f"check:{day.isoformat()}", seq(5), 2, "1.10")]
+        (f"check:{day.isoformat()}", seq(5), 2, "1.11")]
     assert step(outbox, datetime.combine(day + timedelta(days=1), time(3, 0), SHANGHAI))["scheduled"] == 0

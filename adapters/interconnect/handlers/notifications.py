@@ -1,10 +1,11 @@
 """We as customer platform, what an infrastructure operator pushes us: every ``notification_*`` is kept as it
-arrived (``store/received.py``) and acknowledged; ``check_charge_orders`` is answered from the orders
-kept. This is the recording end a customer platform's settlement (issue 13, item 4) builds on: it
-takes every push the peer's contract allows and disputes nothing it has the order for.
+arrived (``store/received.py``), then does to our drivers' roaming charges what ``customer/arrivals.py``
+says (a start result moves the charge on, an order settles it against the driver's hold, owed to the
+peer), and is acknowledged; ``check_charge_orders`` is answered from the charges' settled bills.
 
 Each push is keyed by what the standard dedups it by (its StartChargeSeq), so a push resent after a
-lost answer is acknowledged again and counted, not recorded twice.
+lost answer is acknowledged again and counted, not recorded twice; the ledger's commands are
+idempotent too, so a resent order settles nothing twice.
 """
 
 from __future__ import annotations
@@ -12,18 +13,18 @@ from __future__ import annotations
 import uuid
 from decimal import Decimal
 
+from adapters.interconnect.customer.arrivals import Arrivals
 from adapters.interconnect.handlers.table import handlers
 from adapters.interconnect.tcec import wire
 from adapters.interconnect.tcec.models.base import Model
 from adapters.interconnect.tcec.models.charge import ChargeStatus, ResultAck, StartChargeResult, StopChargeResult
-from adapters.interconnect.tcec.models.codes import ConfirmResult, NotificationStatus, SuccStat
+from adapters.interconnect.tcec.models.codes import NotificationStatus, SuccStat
 from adapters.interconnect.tcec.models.orders import (ChargeOrderAck, ChargeOrderInfo, CheckChargeOrders,
                                                       CheckChargeOrdersResponse, DisputedOrder)
 from adapters.interconnect.tcec.models.status import StationStatusAck, StationStatusNotification
 from adapters.interconnect.tcec.routing import Call
 
 ORDER = "notification_charge_order_info"
-NOT_FOUND, AMOUNT_WRONG, ENERGY_WRONG = 1, 2, 3  # DisputeReason
 
 
 def keep(call: Call, key: str) -> int:
@@ -44,16 +45,24 @@ def _result(call: Call, key: str) -> ResultAck:
     return ResultAck(StartChargeSeq=call.request.StartChargeSeq, SuccStat=SuccStat.SUCCESS)
 
 
+def arrivals(call: Call) -> Arrivals:
+    return Arrivals(call.services.ledger)
+
+
 @handlers.handles("notification_start_charge_result")
 def start_result(call: Call) -> ResultAck:
     request: StartChargeResult = call.request
-    return _result(call, request.StartChargeSeq)
+    answer = _result(call, request.StartChargeSeq)
+    arrivals(call).started(call.peer, request, call.now)
+    return answer
 
 
 @handlers.handles("notification_equip_charge_status")
 def charge_status(call: Call) -> ResultAck:
     request: ChargeStatus = call.request
-    return _result(call, f"{request.StartChargeSeq}:{request.EndTime:%Y%m%d%H%M%S}")
+    answer = _result(call, f"{request.StartChargeSeq}:{request.EndTime:%Y%m%d%H%M%S}")
+    arrivals(call).started(call.peer, request, call.now)
+    return answer
 
 
 @handlers.handles("notification_stop_charge_result")
@@ -64,26 +73,23 @@ def stop_result(call: Call) -> ResultAck:
 
 @handlers.handles(ORDER)
 def order_info(call: Call) -> ChargeOrderAck:
-    """The first copy of an order is the one kept (a resent one cannot change it); agreed."""
+    """The first copy of an order is the one kept as it arrived; the charge is settled with it (a resent
+    copy settles nothing again, one with other amounts is disputed)."""
     request: ChargeOrderInfo = call.request
     keep(call, request.StartChargeSeq)
     return ChargeOrderAck(StartChargeSeq=request.StartChargeSeq, ConnectorID=request.ConnectorID,
-                          ConfirmResult=ConfirmResult.AGREED)
+                          ConfirmResult=arrivals(call).order(call.peer, request, call.now))
 
 
 @handlers.handles("check_charge_orders")
 def check_orders(call: Call) -> CheckChargeOrdersResponse:
-    """Each listed order against the order info kept: not found (1), its money (2) or energy (3) differs."""
+    """Each listed order against the charge's settled bill: not found (1), its money (2) or energy (3) differs."""
     request: CheckChargeOrders = call.request
     keep(call, request.CheckOrderSeq)
-    kept = call.services.store.received.payloads(call.peer.peer_id, ORDER,
-                                                 [o.StartChargeSeq for o in request.ChargeOrders])
+    check = arrivals(call)
     disputed = []
     for order in request.ChargeOrders:
-        mine = ChargeOrderInfo.from_wire(wire.loads(kept[order.StartChargeSeq])) if order.StartChargeSeq in kept \
-            else None
-        reason = (NOT_FOUND if mine is None else AMOUNT_WRONG if mine.TotalMoney != order.TotalMoney
-                  else ENERGY_WRONG if mine.TotalPower != order.TotalPower else 0)
+        reason = check.dispute_reason(call.peer, order)
         if reason:
             disputed.append(DisputedOrder(StartChargeSeq=order.StartChargeSeq, TotalPower=order.TotalPower,
                                           TotalMoney=order.TotalMoney, DisputeReason=reason))

@@ -1,7 +1,8 @@
 """``chargeledger tcec-outbox``: follow, schedule and send, in one loop, until told to stop.
 
 Each step catches the follower up with the logs, enqueues what the clock makes due, then sends every
-due row; once an hour it prunes the rows answered more than 30 days ago (``store/outbox.py::KEEP``).
+due row, and asks peers about our drivers' roaming charges that wait for an answer
+(``customer/reconcile.py``); once an hour it prunes the rows answered more than 30 days ago (``store/outbox.py::KEEP``).
 Any number of processes may run it at once (the follower takes turns on its tracking rows,
 the schedule's keys are unique, senders lease the rows they take); one is enough. A step that fails
 (the database away) is logged and the next one tries again; nothing is lost, since everything waits
@@ -19,6 +20,8 @@ from typing import Any
 import httpx
 import psycopg
 
+from adapters.interconnect.customer.reconcile import Reconciler
+from adapters.interconnect.customer.sessions import RoamingSessions
 from adapters.interconnect.outbox.follower import Follower
 from adapters.interconnect.outbox.schedule import Schedule
 from adapters.interconnect.outbox.sender import RetryPolicy, Sender
@@ -37,18 +40,20 @@ class OutboxRole:
         self.follower = Follower(ledger, database_url)
         self.schedule = Schedule(ledger, store)
         self.sender = Sender(store, http_for=http_for, policy=policy)
+        self.roaming = Reconciler(ledger, database_url, RoamingSessions(ledger, store, http_for=http_for))
         self.store, self.clock = store, clock
         self.pruned_at: datetime | None = None
 
     def step(self, now: datetime | None = None) -> dict[str, int]:
         now = now or self.clock()
-        read = self.follower.catch_up()
+        read = self.follower.catch_up() + self.roaming.catch_up()
         scheduled = self.schedule.run(now)
         answered = self.sender.sweep(now)
+        asked = self.roaming.sweep(now)
         if self.pruned_at is None or now - self.pruned_at >= PRUNE_EVERY:
             self.pruned_at = now
             self.store.outbox.prune(now)
-        return {"events": read, "scheduled": scheduled, "answered": answered}
+        return {"events": read, "scheduled": scheduled, "answered": answered, "roaming_asked": asked}
 
     def run_forever(self, stop: threading.Event, interval: float = 1.0) -> None:
         while not stop.is_set():
@@ -64,3 +69,4 @@ class OutboxRole:
 
     def close(self) -> None:
         self.sender.close()
+        self.roaming.sessions.close()

@@ -10,6 +10,7 @@ from adapters.interconnect.store.outbox import Outbox
 from adapters.interconnect.store.peers import Peers
 from adapters.interconnect.store.profiles import Profiles
 from adapters.interconnect.store.received import Received
+from adapters.interconnect.store.roaming import OpenCharges
 from adapters.interconnect.store.seen import EnvelopesSeen
 from adapters.interconnect.store.starts import Starts
 from adapters.interconnect.store.tokens import HeldTokens, IssuedTokens
@@ -30,6 +31,7 @@ class Store:
         self.profiles = Profiles(pool)
         self.outbox = Outbox(pool)
         self.received = Received(pool)
+        self.roaming = OpenCharges(pool)
 
     def peers_by_operator(self, operator_id: str) -> list[Peer]:
         return self.peers.peers_by_operator(operator_id)

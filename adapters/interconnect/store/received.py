@@ -42,3 +42,13 @@ class Received:
             rows = conn.execute("SELECT key, payload FROM tcec_received WHERE peer_id = %s AND interface = %s "
                                 "AND key = ANY(%s)", (peer_id, interface, keys)).fetchall()
         return dict(rows)
+
+    def latest(self, peer_id: UUID, interface: str, key_prefix: str) -> str | None:
+        """The payload with the greatest key under ``key_prefix`` (a session's charge status snapshots are
+        keyed ``<StartChargeSeq>:<EndTime yyyyMMddHHmmss>``: the newest), or None."""
+        with self.pool.connection() as conn:
+            row = conn.execute("SELECT payload FROM tcec_received WHERE peer_id = %s AND interface = %s AND "
+                               "key LIKE %s ORDER BY key DESC LIMIT 1",
+                               (peer_id, interface, key_prefix.replace("%", r"\%").replace("_", r"\_") + "%")
+                               ).fetchone()
+        return None if row is None else str(row[0])

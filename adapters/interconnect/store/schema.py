@@ -3,7 +3,8 @@
 Peers, tokens and envelopes (store/peers.py, tokens.py, seen.py); what we serve as infrastructure
 operator: the starts made for peers (starts.py), the stations' T/CEC details (profiles.py), the
 outbox of pushes with its follower's state and the disputes peers answered (outbox.py); what we
-receive as customer platform (received.py).
+receive as customer platform (received.py), and our drivers' charges still waiting for a peer
+(roaming.py).
 """
 
 from __future__ import annotations
@@ -125,6 +126,18 @@ DDL = (
     last_at timestamptz NOT NULL,
     times integer NOT NULL DEFAULT 1,
     UNIQUE (peer_id, interface, key))""",
+    # we as customer platform: our drivers' roaming charges still waiting for the peer (store/roaming.py)
+    """CREATE TABLE IF NOT EXISTS tcec_roaming (
+    charge_id uuid PRIMARY KEY,
+    tenant_id uuid NOT NULL,
+    peer text NOT NULL,
+    start_charge_seq text NOT NULL,
+    connector_id text NOT NULL,
+    state text NOT NULL,
+    changed_at timestamptz NOT NULL,
+    next_check timestamptz NOT NULL,
+    attempts integer NOT NULL DEFAULT 0)""",
+    "CREATE INDEX IF NOT EXISTS tcec_roaming_due ON tcec_roaming (next_check)",
 )
 
 
