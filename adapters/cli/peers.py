@@ -19,6 +19,7 @@ import sys
 from uuid import UUID
 
 from adapters.cli.servers import with_database
+from adapters.interconnect.outbox import stations
 from adapters.interconnect.store.directory import Store
 from adapters.interconnect.store.peers import KEYS_SETTING
 from adapters.interconnect.store.profiles import StationProfile
@@ -137,8 +138,10 @@ def _list(args: argparse.Namespace, store: Store) -> int:
 
 
 def _station(args: argparse.Namespace, store: Store) -> int:
+    now = utcnow()
     store.profiles.set(args.tenant, args.station_id, StationProfile(args.area_code, args.service_tel, args.station_type,
-                                                                   args.construction, args.park_nums), utcnow())
+                                                                   args.construction, args.park_nums), now,
+                       alongside=lambda cursor: stations.profile_changed(cursor, args.station_id, now))
     print(f"station {args.station_id}: area {args.area_code}, type {args.station_type}, construction "
           f"{args.construction}, {args.park_nums} parking spaces")
     return 0
