@@ -5,7 +5,8 @@
 new secrets or with ``--show-inbound``, prints the four secrets we issued it, to hand to its engineers. ``outbound``
 reads from stdin the four the peer issued us (a JSON object with OperatorSecret, DataSecret,
 DataSecretIV, SigSecret: secrets never go on a command line, where ``ps`` shows them). ``station`` sets
-what T/CEC's StationInfo asks of a station beyond the registry; ``outbox`` shows each peer's link
+what T/CEC's StationInfo asks of a station beyond the registry (and enqueues the station's new entry for
+the tenant's regulator peers, in the same transaction); ``outbox`` shows each peer's link
 health (pushes pending, delivered, given up, the last delivery, the lag) and ``--rows`` its pushes;
 ``disputes`` the orders peers disputed. Needs ``CHARGELEDGER_INTERCONNECT_KEYS`` (the keys that seal them at rest).
 """
