@@ -4,7 +4,8 @@ Peers, tokens and envelopes (store/peers.py, tokens.py, seen.py); what we serve 
 operator: the starts made for peers (starts.py), the stations' T/CEC details (profiles.py), the
 outbox of pushes with its follower's state and the disputes peers answered (outbox.py), the stations as
 the outbox's station follower folded them and the orders pushed to each regulator (outbox/stations.py,
-outbox/regulated.py); what we receive as customer platform (received.py).
+outbox/regulated.py); what we receive as customer platform (received.py) and the catalogue of an
+infrastructure peer's stations and connectors our drivers browse (peer_catalogue.py).
 """
 
 from __future__ import annotations
@@ -154,6 +155,40 @@ DDL = (
     last_at timestamptz NOT NULL,
     times integer NOT NULL DEFAULT 1,
     UNIQUE (peer_id, interface, key))""",
+    # we as customer platform: an infrastructure peer's stations and connectors (store/peer_catalogue.py)
+    """CREATE TABLE IF NOT EXISTS tcec_peer_stations (
+    peer_id uuid NOT NULL REFERENCES tcec_peers ON DELETE CASCADE,
+    station_id text NOT NULL,
+    name text NOT NULL,
+    address text NOT NULL,
+    lng numeric(9, 6) NOT NULL,
+    lat numeric(8, 6) NOT NULL,
+    station_status integer NOT NULL,
+    info text NOT NULL,
+    updated_at timestamptz NOT NULL,
+    PRIMARY KEY (peer_id, station_id))""",
+    """CREATE TABLE IF NOT EXISTS tcec_peer_connectors (
+    peer_id uuid NOT NULL REFERENCES tcec_peers ON DELETE CASCADE,
+    connector_id text NOT NULL,
+    station_id text,
+    equipment_id text,
+    name text,
+    connector_type integer,
+    power numeric(10, 4),
+    status integer,
+    status_at timestamptz,
+    policy text,
+    policy_at timestamptz,
+    policy_error text,
+    PRIMARY KEY (peer_id, connector_id))""",
+    "CREATE INDEX IF NOT EXISTS tcec_peer_connectors_station ON tcec_peer_connectors (peer_id, station_id)",
+    """CREATE TABLE IF NOT EXISTS tcec_peer_pulls (
+    peer_id uuid PRIMARY KEY REFERENCES tcec_peers ON DELETE CASCADE,
+    claimed_at timestamptz,
+    complete_from timestamptz,
+    finished_at timestamptz,
+    complete boolean,
+    report text)""",
 )
 
 
