@@ -15,13 +15,12 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from fastapi.testclient import TestClient
 
 from adapters.api.app import mount_driver_api
 from adapters.api.driver.identity import DriverTokens
 from adapters.api.driver.settings import DriverApiSettings
-from adapters.interconnect.customer.catalogue import CataloguePull, PullReport
 from adapters.interconnect.client import TcecClient
+from adapters.interconnect.customer.catalogue import CataloguePull, PullReport
 from adapters.interconnect.tcec import wire
 from adapters.interconnect.tcec.envelope import ResponseEnvelope
 from adapters.interconnect.tcec.interfaces import Role

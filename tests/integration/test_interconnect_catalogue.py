@@ -5,7 +5,6 @@ does not stop B's pull of the others."""
 
 from __future__ import annotations
 
-
 from datetime import timedelta
 from decimal import Decimal
 
@@ -17,10 +16,21 @@ from adapters.interconnect.mapping import connector_code, station_code
 from adapters.interconnect.outbox.role import OutboxRole
 from adapters.interconnect.tcec import wire
 from adapters.interconnect.tcec.models.stations import StationInfo
-from adapters.interconnect.tcec.models.status import (ConnectorStatusInfo, StationStatusAck,
-                                                      StationStatusNotification)
-from tests.integration.catalogue_harness import (A_ID, Z_ID, Catalogue, catalogue, later, now, signed,  # noqa: F401
-                                                 token_answer)
+from adapters.interconnect.tcec.models.status import (
+    ConnectorStatusInfo,
+    StationStatusAck,
+    StationStatusNotification,
+)
+from tests.integration.catalogue_harness import (  # noqa: F401
+    A_ID,
+    Z_ID,
+    Catalogue,
+    catalogue,
+    later,
+    now,
+    signed,
+    token_answer,
+)
 from tests.integration.roaming_harness import B_ID, online
 
 PILE2 = "32010600019237"

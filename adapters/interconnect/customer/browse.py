@@ -14,6 +14,7 @@ never rounded, as decimal strings.
 from __future__ import annotations
 
 from datetime import datetime, time, timedelta
+from itertools import pairwise
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -42,7 +43,7 @@ def price_now(policy: list[PolicyInfo], now: datetime) -> dict[str, Any] | None:
     starts = [(_at(local - timedelta(days=1), p.StartTime), p) for p in policy[-1:]]
     starts += [(_at(local, p.StartTime), p) for p in policy] + [(_at(local + timedelta(days=1), policy[0].StartTime),
                                                                  policy[0])]
-    for (since, period), (until, _) in zip(starts, starts[1:]):
+    for (since, period), (until, _) in pairwise(starts):
         if since <= local < until:
             elec, service = period.ElecPrice.quantize(PLACES), period.SevicePrice.quantize(PLACES)
             return {"from": since.isoformat(), "until": until.isoformat(), "electricity": str(elec),

@@ -34,14 +34,24 @@ from uuid import UUID
 
 import httpx
 
-from adapters.interconnect.client import TcecClient, TcecError, TcecRefused, http_client
+from adapters.interconnect.client import TcecClient, TcecError, http_client
 from adapters.interconnect.store.directory import Store
 from adapters.interconnect.store.peer_catalogue import PeerCatalogue
 from adapters.interconnect.tcec.interfaces import Role
 from adapters.interconnect.tcec.models.codes import SuccStat
-from adapters.interconnect.tcec.models.policy import BusinessPolicyRequest, BusinessPolicyResponse
-from adapters.interconnect.tcec.models.stations import StationsInfoRequest, StationsInfoResponse
-from adapters.interconnect.tcec.models.status import MAX_STATIONS, StationStatusRequest, StationStatusResponse
+from adapters.interconnect.tcec.models.policy import (
+    BusinessPolicyRequest,
+    BusinessPolicyResponse,
+)
+from adapters.interconnect.tcec.models.stations import (
+    StationsInfoRequest,
+    StationsInfoResponse,
+)
+from adapters.interconnect.tcec.models.status import (
+    MAX_STATIONS,
+    StationStatusRequest,
+    StationStatusResponse,
+)
 from adapters.interconnect.tcec.peer import Peer
 from domain.clock import utcnow
 
