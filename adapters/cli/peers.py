@@ -1,13 +1,15 @@
-"""``chargeledger peers add|outbound|list|station|outbox|disputes``: a tenant's T/CEC peer platforms
+"""``chargeledger peers add|outbound|list|station|outbox|disputes|pull``: a tenant's T/CEC peer platforms
 (docs/interconnect.md).
 
 ``add`` creates a peer (or changes its settings, keeping its secrets unless ``--new-secrets``) and, for
 new secrets or with ``--show-inbound``, prints the four secrets we issued it, to hand to its engineers. ``outbound``
 reads from stdin the four the peer issued us (a JSON object with OperatorSecret, DataSecret,
 DataSecretIV, SigSecret: secrets never go on a command line, where ``ps`` shows them). ``station`` sets
-what T/CEC's StationInfo asks of a station beyond the registry; ``outbox`` shows each peer's link
+what T/CEC's StationInfo asks of a station beyond the registry (and enqueues the station's new entry for
+the tenant's regulator peers, in the same transaction); ``outbox`` shows each peer's link
 health (pushes pending, delivered, given up, the last delivery, the lag) and ``--rows`` its pushes;
-``disputes`` the orders peers disputed. Needs ``CHARGELEDGER_INTERCONNECT_KEYS`` (the keys that seal them at rest).
+``disputes`` the orders peers disputed; ``pull`` fetches an infrastructure peer's catalogue now (its stations,
+statuses and prices, for our drivers). Needs ``CHARGELEDGER_INTERCONNECT_KEYS`` (the keys that seal them at rest).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import sys
 from uuid import UUID
 
 from adapters.cli.servers import with_database
+from adapters.interconnect.outbox import stations
 from adapters.interconnect.store.directory import Store
 from adapters.interconnect.store.peers import KEYS_SETTING
 from adapters.interconnect.store.profiles import StationProfile
@@ -33,7 +36,7 @@ from domain.errors import DomainError
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     operations = parser.add_subparsers(dest="operation", required=True,
-                                       metavar="{add,outbound,list,station,outbox,disputes}")
+                                       metavar="{add,outbound,list,station,outbox,disputes,pull}")
     add = operations.add_parser("add", help="create or change a peer; prints the secrets we issued it when new")
     add.add_argument("operator_id", help="the peer's OperatorID (9 letters or digits)")
     add.add_argument("--tenant", type=UUID, required=True)
@@ -74,6 +77,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     disputes = operations.add_parser("disputes", help="the orders the tenant's peers disputed")
     disputes.add_argument("--tenant", type=UUID, required=True)
     disputes.set_defaults(operate=_disputes)
+    pull = operations.add_parser("pull", help="pull an infrastructure peer's stations, statuses and prices now")
+    pull.add_argument("operator_id")
+    pull.add_argument("--tenant", type=UUID, required=True)
+    pull.set_defaults(operate=_pull)
 
 
 def sealing_box() -> SecretBox | None:
@@ -137,8 +144,10 @@ def _list(args: argparse.Namespace, store: Store) -> int:
 
 
 def _station(args: argparse.Namespace, store: Store) -> int:
+    now = utcnow()
     store.profiles.set(args.tenant, args.station_id, StationProfile(args.area_code, args.service_tel, args.station_type,
-                                                                   args.construction, args.park_nums), utcnow())
+                                                                   args.construction, args.park_nums), now,
+                       alongside=lambda cursor: stations.profile_changed(cursor, args.station_id, now))
     print(f"station {args.station_id}: area {args.area_code}, type {args.station_type}, construction "
           f"{args.construction}, {args.park_nums} parking spaces")
     return 0
@@ -167,3 +176,18 @@ def _disputes(args: argparse.Namespace, store: Store) -> int:
         print(f"{names[d['peer_id']]}  {d['source']:24} {d['start_charge_seq']}  reason {d['reason']}  "
               f"power {d['total_power']}  money {d['total_money']}  {d['recorded_at']:%Y-%m-%d %H:%M:%S}")
     return 0
+
+
+def _pull(args: argparse.Namespace, store: Store) -> int:
+    """0: complete without an error; 1: partly fetched (what arrived is kept; the errors say what did not)."""
+    from adapters.interconnect.client import http_client
+    from adapters.interconnect.customer.catalogue import pull, pullable
+
+    peer = store.peers.get(args.tenant, args.operator_id)
+    why_not = pullable(peer)
+    if why_not is not None:
+        raise ValueError(why_not)
+    with http_client() as http:
+        report = pull(store, peer, http)
+    print(report.summary())
+    return 0 if report.complete and not report.errors else 1

@@ -1,5 +1,5 @@
 """``chargeledger tcec-outbox``: the T/CEC pushes to peers, from the ledger's logs through the outbox
-(docs/interconnect.md, "The outbox"). Needs ``CHARGELEDGER_INTERCONNECT_KEYS`` (the peers' secrets)."""
+(docs/interconnect.md, "The outbox"), and every ``--pull-interval`` the catalogue of each infrastructure peer. Needs ``CHARGELEDGER_INTERCONNECT_KEYS`` (the peers' secrets)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--retry-longest", type=float, default=3600.0,
                         help="the longest pause between two attempts, seconds (default 3600)")
     parser.add_argument("--attempts", type=int, default=48, help="attempts before a push is given up (default 48)")
+    parser.add_argument("--pull-interval", type=float, default=600.0,
+                        help="seconds between two pulls of each infrastructure peer's catalogue (default 600; 0: none)")
 
 
 @with_database
@@ -38,9 +40,10 @@ def run(args: argparse.Namespace) -> int:
     box = sealing_box()
     if box is None:
         return 2
-    if args.interval <= 0 or args.retry_first <= 0 or args.retry_longest < args.retry_first or args.attempts < 1:
-        print("--interval and --retry-first are > 0, --retry-longest >= --retry-first, --attempts >= 1",
-              file=sys.stderr)
+    if (args.interval <= 0 or args.retry_first <= 0 or args.retry_longest < args.retry_first or args.attempts < 1
+            or args.pull_interval < 0):
+        print("--interval and --retry-first are > 0, --retry-longest >= --retry-first, --attempts >= 1, "
+              "--pull-interval >= 0", file=sys.stderr)
         return 2
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
@@ -48,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     ledger = Ledger(eventsourcing_env(args.database_url))
     with ConnectionPool(args.database_url, min_size=1, max_size=4, open=True) as pool:
         create_schema(pool)
-        role = OutboxRole(ledger, args.database_url, Store(pool, box), policy=policy)
+        pull_every = timedelta(seconds=args.pull_interval) if args.pull_interval else None
+        role = OutboxRole(ledger, args.database_url, Store(pool, box), policy=policy, pull_every=pull_every)
         print(f"T/CEC outbox every {args.interval:g} s (Postgres {redacted(args.database_url)})", flush=True)
         try:
             role.run_forever(stopping, args.interval)

@@ -79,7 +79,7 @@ def stations_page(pool: Any, tenant_id: UUID, operator_id: str, since: datetime 
     rows = query(pool, f"SELECT {STATION_COLUMNS} {base} ORDER BY s.station_id LIMIT %(size)s OFFSET %(skip)s",
                  params)  # noqa: S608
     piles = _piles(pool, tenant_id, [r["station_id"] for r in rows])
-    return total, [_station_info(row, piles.get(row["station_id"], []), operator_id) for row in rows]
+    return total, [station_info(row, piles.get(row["station_id"], []), operator_id) for row in rows]
 
 
 def _piles(pool: Any, tenant_id: UUID, station_ids: list[UUID]) -> dict[UUID, list[dict[str, Any]]]:
@@ -90,7 +90,10 @@ def _piles(pool: Any, tenant_id: UUID, station_ids: list[UUID]) -> dict[UUID, li
     return by_station
 
 
-def _station_info(row: dict[str, Any], piles: list[dict[str, Any]], operator_id: str) -> StationInfo:
+def station_info(row: dict[str, Any], piles: list[dict[str, Any]], operator_id: str) -> StationInfo:
+    """A station as StationInfo: ``row`` has its registry facts and profile (:data:`STATION_COLUMNS`, the
+    profile's columns None for the defaults), ``piles`` its piles (pile_no, kind, gun_count, enabled). The
+    answer of ``query_stations_info`` (from the views) and the regulators' push (from the outbox's fold)."""
     def value(name: str) -> Any:
         return row[name] if row[name] is not None else getattr(DEFAULTS, name)
 

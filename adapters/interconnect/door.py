@@ -21,6 +21,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from adapters.interconnect.customer.browse import RoamingCatalogue
 from adapters.interconnect.customer.driver_api import roaming_router
 from adapters.interconnect.customer.sessions import RoamingSessions
 from adapters.interconnect.handlers import handlers as default_handlers
@@ -71,13 +72,15 @@ def router(door: Door) -> APIRouter:
 def mount(app: FastAPI, settings: InterconnectSettings, *, handlers: Handlers | None = None,
           http_for: Callable[[Peer], httpx.Client] | None = None) -> Door:
     """Serve T/CEC on ``app`` (from ``create_app``: its ``state.pool``, ``state.ledger``, ``state.body_limits``),
-    and, when the app serves drivers too, the driver API's roaming endpoints (``customer/driver_api.py``;
-    ``http_for``: the HTTP client for a peer, the tests' own)."""
+    give the driver API its peers' catalogue (``state.roaming_catalogue``) and, when the app serves
+    drivers, the driver API's roaming charges (``customer/driver_api.py``; ``http_for``: the HTTP client
+    for a peer, the tests' own)."""
     store = Store(app.state.pool, SecretBox.from_setting(settings.keys))
     create_schema(app.state.pool)
     door = Door(Services(store, getattr(app.state, "ledger", None)), handlers or default_handlers,
                 window=settings.window)
     app.state.interconnect = door
+    app.state.roaming_catalogue = RoamingCatalogue(store)  # the driver API's roaming stations (it cannot import us)
     app.state.body_limits.cap(PREFIX + "/", settings.max_body)
     app.state.body_limits.cap(PREFIX + "/check_charge_orders", settings.max_check_body)
     app.include_router(router(door))

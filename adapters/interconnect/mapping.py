@@ -10,6 +10,13 @@ the pushes and the bench.
 * **EquipmentID**: the pile's 14-digit YKC number.
 * **ConnectorID**: the pile number and the gun number in two digits, 16 digits (``3201060001923601``
   is gun 1 of pile ``32010600019236``), as YKC piles print it on their QR codes.
+* **StartChargeSeq** of a session no peer started (an app, a card, a pile's own start), pushed to a
+  regulator: our OperatorID as the regulator knows us and the first 18 hexadecimal digits of the
+  session's uuid in capitals (:func:`session_seq`), 27 characters as the standard wants. The trade
+  serial (32 digits) does not fit; the uuid is derived from it, so the id is the same whenever it is
+  made, and :func:`session_range` turns it back into the uuids it stands for, as for a StationID
+  (72 bits: two sessions of one tenant sharing them is not a case we serve). Digits and capitals only,
+  so a peer whose database folds case (MySQL's default collation) reads the same id.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ from adapters.interconnect.tcec.models.codes import ConnectorStatus, StartCharge
 STATION_DIGITS = 20
 CONNECTOR = re.compile(r"(\d{14})(\d{2})")
 STATION = re.compile(r"[0-9a-fA-F]{20}")
+SESSION_DIGITS = 18
+SESSION_SEQ = re.compile(r"[0-9A-Za-z]{9}([0-9a-fA-F]{18})")
 
 
 def station_code(station_id: UUID) -> str:
@@ -34,6 +43,20 @@ def station_range(code: str) -> tuple[UUID, UUID] | None:
         return None
     code = code.lower()
     return UUID(code + "0" * 12), UUID(code + "f" * 12)
+
+
+def session_seq(our_operator_id: str, session_id: UUID) -> str:
+    """A session's StartChargeSeq for a regulator (see the module)."""
+    return our_operator_id + session_id.hex[:SESSION_DIGITS].upper()
+
+
+def session_range(seq: str) -> tuple[UUID, UUID] | None:
+    """The session uuids a :func:`session_seq` stands for (first, last), or None if it is not one of ours."""
+    found = SESSION_SEQ.fullmatch(seq) if isinstance(seq, str) else None
+    if found is None:
+        return None
+    digits = found.group(1).lower()
+    return UUID(digits + "0" * 14), UUID(digits + "f" * 14)
 
 
 def connector_code(pile_no: str, gun_no: int) -> str:

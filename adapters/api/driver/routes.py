@@ -1,4 +1,5 @@
-"""The driver session API's endpoints (``/driver/guns``, ``/driver/sessions*``): scan, start, watch, stop.
+"""The driver session API's endpoints (``/driver/guns``, ``/driver/sessions*``): scan, start, watch, stop; and the
+roaming stations (``/driver/v1/roaming/stations*``, adapters/api/driver/roaming_stations.py).
 
 Mounted by ``adapters.api.app.create_app`` next to the payment router (login, wallet, top-up,
 refund); what each endpoint does is :class:`adapters.api.driver.sessions.DriverSessions`.
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from adapters.api import inputs as t
 from adapters.api.driver.identity import DriverIdentity, DriverPrincipal, bearer_driver
+from adapters.api.driver.roaming_stations import roaming_router
 from adapters.api.driver.sessions import DriverSessions, InvalidQrCode, session_view, utcnow
 from adapters.api.driver.streams import SlotStream, sse
 from adapters.api.errors import ApiError
@@ -137,4 +139,5 @@ def driver_router(identity: DriverIdentity, sessions: DriverSessions) -> APIRout
         return SlotStream(events(), release, media_type="text/event-stream",
                           headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
+    router.include_router(roaming_router(Driver))  # /driver/v1/roaming/stations: other operators' piles
     return router

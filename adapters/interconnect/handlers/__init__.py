@@ -6,10 +6,11 @@ the door and the HTTP route stay as they are.
 
 * ``token``: ``query_token``, both roles;
 * ``stations``, ``charging``: we as infrastructure operator (our piles, a customer platform's users);
-* ``notifications``: we as customer platform (an infrastructure operator's pushes, recorded).
+* ``notifications``: we as customer platform (an infrastructure operator's pushes, recorded);
+* ``regulation``: we on a regulator's side (``notification_stationInfo``, recorded).
 """
 
-from adapters.interconnect.handlers import charging, notifications, stations, token  # noqa: F401  (registers them)
+from adapters.interconnect.handlers import charging, notifications, regulation, stations, token  # noqa: F401 (registers)
 from adapters.interconnect.handlers.table import handlers
 
 __all__ = ["handlers"]

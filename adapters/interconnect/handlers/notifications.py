@@ -35,8 +35,13 @@ def keep(call: Call, key: str) -> int:
 
 @handlers.handles("notification_stationStatus")
 def station_status(call: Call) -> StationStatusAck:
-    """Every status is news (a connector may go idle, busy, idle again): each arrival is its own row."""
+    """Every status is news (a connector may go idle, busy, idle again): each arrival is its own row. It is
+    also the connector's status in the peer's catalogue our drivers browse, unless a status that arrived
+    later is kept there already (arrival order: T/CEC's status has no time; store/peer_catalogue.py)."""
     keep(call, uuid.uuid4().hex)
+    info = call.request.ConnectorStatusInfo
+    call.services.store.peer_catalogue.save_status(call.peer.peer_id, [(info.ConnectorID, int(info.Status))],
+                                                   call.now)
     return StationStatusAck(Status=NotificationStatus.RECEIVED)
 
 

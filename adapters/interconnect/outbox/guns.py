@@ -4,15 +4,14 @@ The follower folds each pile's events into ``tcec_piles`` (enabled, online, and 
 plug, faults and T/CEC code) in the transaction that moves its position, so a change is seen exactly
 once, whatever the views are doing. When a gun's code changes (:func:`mapping.connector_status`:
 offline, idle, occupied, charging, fault), one push per customer peer of the pile's tenant is
-enqueued, keyed by the connector and the pile's event version. A peer is told the changes after it
-was configured, not the ledger's history.
+enqueued, and one per regulator peer (a regulator hears every status of the tenant's guns), keyed by the
+connector and the pile's event version. A peer is told the changes after it was configured, not the
+ledger's history.
 """
 
 from __future__ import annotations
 
 import copy
-from collections import defaultdict
-from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -28,15 +27,7 @@ EVENTS = ("Registered", "Connected", "Disconnected", "GunStatusChanged", "FaultR
           "Disabled")
 TOPICS = [f"{get_topic(Pile)}.{name}" for name in EVENTS]
 INTERFACE = "notification_stationStatus"
-
-
-def customer_peers(cursor: Any) -> dict[UUID, list[tuple[UUID, datetime]]]:
-    """tenant -> [(peer, configured at)] of the enabled customer peers."""
-    by_tenant: dict[UUID, list[tuple[UUID, datetime]]] = defaultdict(list)
-    cursor.execute("SELECT tenant_id, peer_id, created_at FROM tcec_peers WHERE role = 'customer' AND enabled")
-    for tenant_id, peer_id, created_at in cursor.fetchall():
-        by_tenant[tenant_id].append((peer_id, created_at))
-    return by_tenant
+HEARERS = ("customer", "regulator")  # the roles told every status change
 
 
 def code(pile: dict[str, Any], gun: dict[str, Any]) -> int:
@@ -79,7 +70,7 @@ def apply(cursor: Any, events: list[Any]) -> None:
     piles: dict[UUID, dict[str, Any]] = {
         row[0]: {"pile_no": row[1], "tenant_id": row[2], "enabled": row[3], "online": row[4], "guns": row[5]}
         for row in cursor.fetchall()}
-    peers = customer_peers(cursor)
+    peers = Outbox.peers(cursor, HEARERS)
     for e in events:
         name = type(e).__name__
         before = piles.get(e.originator_id)
@@ -95,9 +86,9 @@ def apply(cursor: Any, events: list[Any]) -> None:
             connector = connector_code(after["pile_no"], int(gun_no))
             push = Push(INTERFACE, f"status:{connector}:{e.originator_version}", StationStatusNotification(
                 ConnectorStatusInfo=ConnectorStatusInfo(ConnectorID=connector, Status=status)), f"connector:{connector}")
-            for peer_id, configured in peers.get(after["tenant_id"], []):
-                if configured <= e.timestamp:
-                    Outbox.add(cursor, peer_id, push, e.timestamp)
+            for peer in peers.get(after["tenant_id"], []):
+                if peer.configured <= e.timestamp:
+                    Outbox.add(cursor, peer.peer_id, push, e.timestamp)
     for pile_id, p in piles.items():
         cursor.execute("INSERT INTO tcec_piles VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (pile_id) DO UPDATE SET "
                        "enabled = excluded.enabled, online = excluded.online, guns = excluded.guns",

@@ -7,6 +7,9 @@ Any number of processes may run it at once (the follower takes turns on its trac
 the schedule's keys are unique, senders lease the rows they take); one is enough. A step that fails
 (the database away) is logged and the next one tries again; nothing is lost, since everything waits
 in the tables.
+
+With ``pull_every``, the role also pulls the catalogue of every enabled infrastructure peer that often
+(``customer/catalogue.py::Pulls``), in a thread of its own so a slow peer does not hold back the pushes.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 import httpx
 import psycopg
 
+from adapters.interconnect.customer.catalogue import Pulls
 from adapters.interconnect.customer.reconcile import Reconciler
 from adapters.interconnect.customer.sessions import RoamingSessions
 from adapters.interconnect.outbox.follower import Follower
@@ -36,8 +40,9 @@ PRUNE_EVERY = timedelta(hours=1)
 class OutboxRole:
     def __init__(self, ledger: Any, database_url: str, store: Store, *,
                  http_for: Callable[[Peer], httpx.Client] | None = None, policy: RetryPolicy = RetryPolicy(),
-                 clock: Callable[[], datetime] = utcnow) -> None:
+                 clock: Callable[[], datetime] = utcnow, pull_every: timedelta | None = None) -> None:
         self.follower = Follower(ledger, database_url)
+        self.pulls = Pulls(store, pull_every, http_for=http_for, clock=clock) if pull_every else None
         self.schedule = Schedule(ledger, store)
         self.sender = Sender(store, http_for=http_for, policy=policy)
         self.roaming = Reconciler(ledger, database_url, RoamingSessions(ledger, store, http_for=http_for))
@@ -56,6 +61,19 @@ class OutboxRole:
         return {"events": read, "scheduled": scheduled, "answered": answered, "roaming_asked": asked}
 
     def run_forever(self, stop: threading.Event, interval: float = 1.0) -> None:
+        pulling = None
+        if self.pulls is not None:
+            pulling = threading.Thread(target=self.pulls.run_forever, args=(stop, interval), name="tcec-pulls",
+                                       daemon=True)
+            pulling.start()
+        try:
+            self._send_forever(stop, interval)
+        finally:
+            stop.set()
+            if pulling is not None:
+                pulling.join(timeout=60)
+
+    def _send_forever(self, stop: threading.Event, interval: float) -> None:
         while not stop.is_set():
             try:
                 done = self.step()
@@ -69,4 +87,6 @@ class OutboxRole:
 
     def close(self) -> None:
         self.sender.close()
+        if self.pulls is not None:
+            self.pulls.close()
         self.roaming.sessions.close()

@@ -7,7 +7,11 @@
   still unsent is dropped when a newer one is enqueued, and every one when the session closes.
 * ``check_charge_orders``: once a China day is over (and :data:`CHECK_AT` has passed, so late records
   settle first), the peer's orders that ended that day, keyed ``check:<yyyy-MM-dd>``; days missed while
-  no process ran are sent too, up to :data:`CHECK_DAYS` back, none before the peer was configured.
+  no process ran are sent too, up to :data:`CHECK_DAYS` back, none before the peer was configured. For a
+  regulator peer the orders are every order pushed to it (``regulated.py``), whoever started the session.
+* ``notification_stationInfo`` to each regulator peer: from :data:`CHECK_AT` on each China day, every
+  station of its tenant again, keyed ``info:<yyyy-MM-dd>:<StationID>`` (``stations.daily``), all in one
+  transaction: once a day. Only the day it is (a day missed is not made up: the entry is of now).
 """
 
 from __future__ import annotations
@@ -18,9 +22,10 @@ from typing import Any
 from uuid import UUID
 
 from adapters.interconnect.amounts import kwh, yuan
+from adapters.interconnect.outbox import regulated, stations
 from adapters.interconnect.roaming import Roaming
 from adapters.interconnect.store.directory import Store
-from adapters.interconnect.store.outbox import Outbox, Push
+from adapters.interconnect.store.outbox import Linked, Outbox, Push
 from adapters.interconnect.tcec.envelope import SHANGHAI
 from adapters.interconnect.tcec.models.orders import CheckChargeOrders, CheckedOrder
 from domain.errors import DomainError
@@ -39,7 +44,7 @@ class Schedule:
         self.ledger, self.store, self.check_at = ledger, store, check_at
 
     def run(self, now: datetime) -> int:
-        return self.charge_statuses(now) + self.daily_checks(now)
+        return self.charge_statuses(now) + self.daily_checks(now) + self.station_infos(now)
 
     def _exists(self, peer_id: UUID, key: str) -> bool:
         with self.store.pool.connection() as conn:
@@ -73,29 +78,51 @@ class Schedule:
         local = now.astimezone(SHANGHAI)
         last = local.date() - timedelta(days=1 if local.time() >= self.check_at else 2)
         with self.store.pool.connection() as conn:
-            peers = conn.execute("SELECT peer_id, created_at FROM tcec_peers WHERE role = 'customer' AND enabled "
-                                 "AND outbound_sealed IS NOT NULL").fetchall()
+            peers = conn.execute("SELECT peer_id, created_at, role FROM tcec_peers WHERE role IN ('customer', "
+                                 "'regulator') AND enabled AND outbound_sealed IS NOT NULL").fetchall()
         made = 0
-        for peer_id, created_at in peers:
+        for peer_id, created_at, role in peers:
             first = max(created_at.astimezone(SHANGHAI).date(), last - timedelta(days=CHECK_DAYS - 1))
             day = first
             while day <= last:
                 key = f"check:{day.isoformat()}"
                 if not self._exists(peer_id, key):
                     made += self.store.outbox.enqueue(peer_id, Push("check_charge_orders", key,
-                                                                    self.check(peer_id, day)), now)
+                                                                    self.check(peer_id, day, role)), now)
                 day += timedelta(days=1)
         return made
 
-    def check(self, peer_id: UUID, day: date) -> CheckChargeOrders:
-        """The peer's orders that ended on ``day`` (China time), with their totals."""
+    def check(self, peer_id: UUID, day: date, role: str = "customer") -> CheckChargeOrders:
+        """The peer's orders that ended on ``day`` (China time), with their totals: a customer's, the sessions
+        it started; a regulator's, every order pushed to it."""
         since = datetime.combine(day, time(), SHANGHAI)
-        orders = self.store.starts.ended_between(peer_id, since, since + timedelta(days=1))
-        checked = [CheckedOrder(StartChargeSeq=o.start_charge_seq, TotalPower=kwh(o.energy or 0),
-                                TotalMoney=yuan(o.total_fen or 0)) for o in orders]
+        if role == "regulator":
+            orders = regulated.ended_between(self.store.pool, peer_id, since, since + timedelta(days=1))
+        else:
+            orders = [(o.start_charge_seq, o.energy, o.total_fen) for o in
+                      self.store.starts.ended_between(peer_id, since, since + timedelta(days=1))]
+        checked = [CheckedOrder(StartChargeSeq=seq, TotalPower=kwh(energy or 0), TotalMoney=yuan(total_fen or 0))
+                   for seq, energy, total_fen in orders]
         peer = self.store.peers.by_id(peer_id)
         return CheckChargeOrders(
             CheckOrderSeq=check_seq(peer.our_operator_id, day), StartTime=since,
             EndTime=since + timedelta(days=1, seconds=-1), OrderCount=len(checked),
             TotalOrderPower=sum((c.TotalPower for c in checked), Decimal(0)),
             TotalOrderMoney=sum((c.TotalMoney for c in checked), Decimal(0)), ChargeOrders=checked)
+
+    def station_infos(self, now: datetime) -> int:
+        """Every station's entry to each regulator peer, once a China day from :data:`CHECK_AT` on."""
+        local = now.astimezone(SHANGHAI)
+        if local.time() < self.check_at:
+            return 0
+        day, made = local.date(), 0
+        prefix = f"info:{day.isoformat()}:"
+        with self.store.pool.connection() as conn:
+            peers = conn.execute(
+                "SELECT peer_id, tenant_id, created_at, our_operator_id FROM tcec_peers p WHERE role = 'regulator' "
+                "AND enabled AND outbound_sealed IS NOT NULL AND NOT EXISTS (SELECT 1 FROM tcec_outbox o WHERE "
+                "o.peer_id = p.peer_id AND o.key >= %s AND o.key < %s)", (prefix, prefix[:-1] + ";")).fetchall()
+        for row in peers:
+            with self.store.pool.connection() as conn, conn.transaction(), conn.cursor() as cursor:
+                made += stations.daily(cursor, Linked(*row), day, now)
+        return made

@@ -2,8 +2,8 @@
 
 What stops a push (:func:`judge`):
 
-* ``notification_stationStatus``: ``Status`` 0 (received) or 1 (ignored: the note says not to send it
-  again); either ends it;
+* ``notification_stationStatus``, ``notification_stationInfo``: ``Status`` 0 (received) or 1 (ignored: the
+  note says not to send it again); either ends it;
 * the start result, the stop result, a charge status: ``SuccStat`` 0 ends it; 1 (receive failed) is a
   failure like any other, sent again;
 * ``notification_charge_order_info``: any ``ConfirmResult`` ends it; anything but 0 (agreed) is the
@@ -38,6 +38,7 @@ from adapters.interconnect.tcec.models.base import DataError, Model
 from adapters.interconnect.tcec.models.charge import ResultAck
 from adapters.interconnect.tcec.models.codes import ConfirmResult, NotificationStatus, SuccStat
 from adapters.interconnect.tcec.models.orders import ChargeOrderAck, ChargeOrderInfo, CheckChargeOrdersResponse
+from adapters.interconnect.tcec.models.stations import StationInfoAck
 from adapters.interconnect.tcec.models.status import StationStatusAck
 from adapters.interconnect.tcec.peer import Peer
 
@@ -66,7 +67,7 @@ class Outcome:
 
 def judge(interface: str, request: Model, answer: Model) -> Outcome:
     """What the peer's answer to a push means for it (see the module)."""
-    if isinstance(answer, StationStatusAck):
+    if isinstance(answer, (StationStatusAck, StationInfoAck)):
         ignored = answer.Status == NotificationStatus.IGNORED
         return Outcome("ignored" if ignored else "delivered", f"Status {int(answer.Status)}")
     if isinstance(answer, ResultAck):

@@ -14,6 +14,8 @@ billed), in the same transaction as the pushes and the follower's position:
   bill (and the stop result, if the session had none).
 
 The pushes of one session share a stream (its StartChargeSeq), so they reach the peer in this order.
+Every closed session, started for a peer or not, is also an order for the tenant's regulators
+(``regulated.py``), in the same transaction.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from eventsourcing.utils import get_topic
 
 from adapters.interconnect.charges import order_info
 from adapters.interconnect.mapping import stop_reason
+from adapters.interconnect.outbox.regulated import RegulatedOrders
 from adapters.interconnect.store.outbox import Outbox, Push
 from adapters.interconnect.store.starts import Start, Starts
 from adapters.interconnect.tcec.models.charge import StartChargeResult, StopChargeResult
@@ -43,6 +46,7 @@ def _instant(value: Any) -> datetime:
 class SessionPushes:
     def __init__(self, ledger: Any) -> None:
         self.ledger = ledger
+        self.regulated = RegulatedOrders(ledger)
 
     def apply(self, cursor: Any, events: list[Any]) -> None:
         starts = Starts.of_sessions(cursor, list(dict.fromkeys(e.originator_id for e in events)))
@@ -51,6 +55,7 @@ class SessionPushes:
             row = rows.get(e.originator_id)
             if row is not None:
                 self.event(cursor, row, type(e).__name__, e)
+        self.regulated.apply(cursor, events, rows)
         for sid, row in rows.items():
             cursor.execute("UPDATE tcec_starts SET state = %(state)s, charging_at = %(charging_at)s, start_pushed = "
                            "%(start_pushed)s, stopped_by_peer = %(stopped_by_peer)s, ended_at = %(ended_at)s, energy = "

@@ -7,6 +7,7 @@ from typing import Any
 from uuid import UUID
 
 from adapters.interconnect.store.outbox import Outbox
+from adapters.interconnect.store.peer_catalogue import PeerCatalogue
 from adapters.interconnect.store.peers import Peers
 from adapters.interconnect.store.profiles import Profiles
 from adapters.interconnect.store.received import Received
@@ -31,6 +32,7 @@ class Store:
         self.profiles = Profiles(pool)
         self.outbox = Outbox(pool)
         self.received = Received(pool)
+        self.peer_catalogue = PeerCatalogue(pool)
         self.roaming = OpenCharges(pool)
 
     def peers_by_operator(self, operator_id: str) -> list[Peer]:

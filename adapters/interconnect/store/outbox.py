@@ -56,6 +56,17 @@ class Row:
 
 
 @dataclass(frozen=True)
+class Linked:
+    """A peer the pushes go to: enabled, of the role that hears them, told only what changed after
+    ``configured`` (when it was added), with ``our_operator_id`` as it knows us."""
+
+    peer_id: UUID
+    tenant_id: UUID
+    configured: datetime
+    our_operator_id: str
+
+
+@dataclass(frozen=True)
 class Dispute:
     start_charge_seq: str
     reason: int
@@ -85,6 +96,16 @@ class Outbox:
         payload = wire.dumps(push.payload.to_wire())
         cursor.execute(INSERT, (peer_id, push.key, push.interface, push.stream, payload, now, now))
         return cursor.fetchone() is not None
+
+    @staticmethod
+    def peers(cursor: Any, roles: Sequence[str]) -> dict[UUID, list[Linked]]:
+        """tenant -> the enabled peers of ``roles`` (in the caller's transaction)."""
+        by_tenant: dict[UUID, list[Linked]] = {}
+        cursor.execute("SELECT peer_id, tenant_id, created_at, our_operator_id FROM tcec_peers WHERE role = ANY(%s) "
+                       "AND enabled ORDER BY created_at, peer_id", (list(roles),))
+        for row in cursor.fetchall():
+            by_tenant.setdefault(row[1], []).append(Linked(*row))
+        return by_tenant
 
     def enqueue(self, peer_id: UUID, push: Push, now: datetime) -> bool:
         with self.pool.connection() as conn, conn.cursor() as cursor:

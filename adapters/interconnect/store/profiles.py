@@ -10,6 +10,7 @@ the kind of site it is on and its parking spaces. An operator sets them per stat
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -42,7 +43,10 @@ class Profiles:
     def __init__(self, pool: Any) -> None:
         self.pool = pool
 
-    def set(self, tenant_id: UUID, station_id: UUID, profile: StationProfile, now: datetime) -> None:
+    def set(self, tenant_id: UUID, station_id: UUID, profile: StationProfile, now: datetime,
+            alongside: Callable[[Any], object] | None = None) -> None:
+        """Set a station's profile; ``alongside(cursor)`` runs in the same transaction (the regulators'
+        push of the station's new entry, ``outbox/stations.py::profile_changed``)."""
         if not re.fullmatch(r"\d{6}", profile.area_code):
             raise ProfileError("area_code is 6 digits (GB/T 2260)", field="area_code")
         checked(profile.service_tel, "service_tel", 30)
@@ -69,3 +73,6 @@ class Profiles:
                 "updated_at = excluded.updated_at",
                 (station_id, tenant_id, profile.area_code, profile.service_tel, int(profile.station_type),
                  int(profile.construction), profile.park_nums, now))
+            if alongside is not None:
+                with conn.cursor() as cursor:
+                    alongside(cursor)

@@ -2,9 +2,11 @@
 
 Peers, tokens and envelopes (store/peers.py, tokens.py, seen.py); what we serve as infrastructure
 operator: the starts made for peers (starts.py), the stations' T/CEC details (profiles.py), the
-outbox of pushes with its follower's state and the disputes peers answered (outbox.py); what we
-receive as customer platform (received.py), and our drivers' charges still waiting for a peer
-(roaming.py).
+outbox of pushes with its follower's state and the disputes peers answered (outbox.py), the stations as
+the outbox's station follower folded them and the orders pushed to each regulator (outbox/stations.py,
+outbox/regulated.py); what we receive as customer platform (received.py) and the catalogue of an
+infrastructure peer's stations and connectors our drivers browse (peer_catalogue.py), and our
+drivers' roaming charges still waiting for a peer (roaming.py).
 """
 
 from __future__ import annotations
@@ -116,6 +118,34 @@ DDL = (
     total_money text,
     recorded_at timestamptz NOT NULL,
     PRIMARY KEY (peer_id, source, start_charge_seq))""",
+    # the catalogue facts the outbox pushes to regulators (notification_stationInfo), folded from the Registry
+    # in the transaction of the station follower's own position (outbox/stations.py)
+    """CREATE TABLE IF NOT EXISTS tcec_stations (
+    station_id uuid PRIMARY KEY,
+    tenant_id uuid NOT NULL,
+    name text NOT NULL,
+    address text NOT NULL,
+    latitude double precision NOT NULL,
+    longitude double precision NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS tcec_stations_tenant ON tcec_stations (tenant_id, station_id)",
+    """CREATE TABLE IF NOT EXISTS tcec_station_piles (
+    pile_id uuid PRIMARY KEY,
+    station_id uuid NOT NULL,
+    pile_no text NOT NULL,
+    kind text NOT NULL,
+    gun_count integer NOT NULL,
+    enabled boolean NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS tcec_station_piles_station ON tcec_station_piles (station_id, pile_no)",
+    # every order pushed to a regulator, with what its daily check_charge_orders lists (outbox/regulated.py)
+    """CREATE TABLE IF NOT EXISTS tcec_peer_orders (
+    peer_id uuid NOT NULL REFERENCES tcec_peers ON DELETE CASCADE,
+    start_charge_seq text NOT NULL,
+    session_id uuid NOT NULL,
+    ended_at timestamptz NOT NULL,
+    energy bigint NOT NULL,
+    total_fen bigint NOT NULL,
+    PRIMARY KEY (peer_id, start_charge_seq))""",
+    "CREATE INDEX IF NOT EXISTS tcec_peer_orders_ended ON tcec_peer_orders (peer_id, ended_at)",
     """CREATE TABLE IF NOT EXISTS tcec_received (
     id bigserial PRIMARY KEY,
     peer_id uuid NOT NULL REFERENCES tcec_peers ON DELETE CASCADE,
@@ -126,6 +156,40 @@ DDL = (
     last_at timestamptz NOT NULL,
     times integer NOT NULL DEFAULT 1,
     UNIQUE (peer_id, interface, key))""",
+    # we as customer platform: an infrastructure peer's stations and connectors (store/peer_catalogue.py)
+    """CREATE TABLE IF NOT EXISTS tcec_peer_stations (
+    peer_id uuid NOT NULL REFERENCES tcec_peers ON DELETE CASCADE,
+    station_id text NOT NULL,
+    name text NOT NULL,
+    address text NOT NULL,
+    lng numeric(9, 6) NOT NULL,
+    lat numeric(8, 6) NOT NULL,
+    station_status integer NOT NULL,
+    info text NOT NULL,
+    updated_at timestamptz NOT NULL,
+    PRIMARY KEY (peer_id, station_id))""",
+    """CREATE TABLE IF NOT EXISTS tcec_peer_connectors (
+    peer_id uuid NOT NULL REFERENCES tcec_peers ON DELETE CASCADE,
+    connector_id text NOT NULL,
+    station_id text,
+    equipment_id text,
+    name text,
+    connector_type integer,
+    power numeric(10, 4),
+    status integer,
+    status_at timestamptz,
+    policy text,
+    policy_at timestamptz,
+    policy_error text,
+    PRIMARY KEY (peer_id, connector_id))""",
+    "CREATE INDEX IF NOT EXISTS tcec_peer_connectors_station ON tcec_peer_connectors (peer_id, station_id)",
+    """CREATE TABLE IF NOT EXISTS tcec_peer_pulls (
+    peer_id uuid PRIMARY KEY REFERENCES tcec_peers ON DELETE CASCADE,
+    claimed_at timestamptz,
+    complete_from timestamptz,
+    finished_at timestamptz,
+    complete boolean,
+    report text)""",
     # we as customer platform: our drivers' roaming charges still waiting for the peer (store/roaming.py)
     """CREATE TABLE IF NOT EXISTS tcec_roaming (
     charge_id uuid PRIMARY KEY,

@@ -63,6 +63,8 @@ INTERFACES: dict[str, Interface] = {i.name: i for i in (
     # we are the customer platform: their piles, our drivers
     Interface("notification_stationStatus", status.StationStatusNotification, status.StationStatusAck,
               INFRASTRUCTURES),
+    Interface("notification_stationInfo", stations.StationInfoNotification, stations.StationInfoAck,
+              INFRASTRUCTURES),  # the 2021 edition; what regulators ask of us
     Interface("notification_start_charge_result", charge.StartChargeResult, charge.ResultAck, INFRASTRUCTURES),
     Interface("notification_equip_charge_status", charge.ChargeStatus, charge.ResultAck, INFRASTRUCTURES),
     Interface("notification_stop_charge_result", charge.StopChargeResult, charge.ResultAck, INFRASTRUCTURES),

@@ -190,7 +190,7 @@ def test_the_handler_table_refuses_unknown_names_and_second_handlers() -> None:
     with pytest.raises(ValueError, match="already has a handler"):
         table.handles("query_token")(lambda call: None)
     with pytest.raises(ValueError, match="not a T/CEC 102 interface"):
-        table.handles("notification_stationInfo")
-    custom = Interface("notification_stationInfo", StationStatusRequest, TokenResponse, frozenset({Role.REGULATOR}))
-    table.handles("notification_stationInfo", custom)(lambda call: None)
-    assert set(table) == {"query_token", "notification_stationInfo"} and table["notification_stationInfo"] is custom
+        table.handles("notification_operationStats")  # a province's own interface, not the standard's
+    custom = Interface("notification_operationStats", StationStatusRequest, TokenResponse, frozenset({Role.REGULATOR}))
+    table.handles("notification_operationStats", custom)(lambda call: None)
+    assert set(table) == {"query_token", "notification_operationStats"} and table["notification_operationStats"] is custom

@@ -1,4 +1,6 @@
-"""``query_stations_info``: the paged catalogue of stations, their equipment and connectors.
+"""``query_stations_info``: the paged catalogue of stations, their equipment and connectors; and
+``notification_stationInfo`` (T/CEC 102-2021, cited by provincial regulators' guides): one station's
+catalogue entry pushed when it changes, answered with ``Status`` as ``notification_stationStatus`` is.
 
 Lengths are ours, at or above the standard's (a peer's long address must not lose us its whole page);
 enums are the 2016 standard's (a regulator that redefines them maps them on its own link).
@@ -83,3 +85,13 @@ class StationsInfoResponse(Model):
     PageCount: Annotated[Int, Field(ge=0)]
     ItemSize: Annotated[Int, Field(ge=0)]
     StationInfos: list[StationInfo] = Field(max_length=100)
+
+
+class StationInfoNotification(Model):
+    """``notification_stationInfo``: one station's catalogue entry, whole, as it is now."""
+
+    StationInfo: StationInfo
+
+
+class StationInfoAck(Model):
+    Status: codes.NotificationStatus
