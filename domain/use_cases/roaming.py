@@ -72,7 +72,9 @@ class RoamingUseCases(LedgerCore):
 
     # ---- reads -------------------------------------------------------------------------------------
     def roaming_charge(self, charge_id: UUID) -> RoamingCharge:
-        return self.sessions.get(charge_id, RoamingCharge, WHAT)
+        """The charge as stored now: unlike a session, brought up to date on every read (one indexed
+        query), since any API process may have written its last event (a peer's notification)."""
+        return self.sessions.get(charge_id, RoamingCharge, WHAT, fresh=True)
 
     def find_roaming(self, tenant_id: UUID, peer: str, start_charge_seq: str) -> RoamingCharge | None:
         """The charge of this StartChargeSeq with this peer, if we made one."""

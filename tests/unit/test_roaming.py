@@ -9,15 +9,21 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError
+from eventsourcing.utils import get_topic
 
 from domain import changes
 from domain.audit import Audit
 from domain.errors import CaptureExceedsHold, IdempotencyConflict, InvalidAmount, InvalidText, InvalidTransition
+from domain.ledger import Ledger
 from domain.roaming import RoamingCharge, order_strings, wallet_commands
+from domain.session import ChargingSession
 from domain.wallet import Wallet, payable
+from tests.factories import build_world
 from tests.unit.roaming_audit import audit_report
 
 T0 = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
@@ -170,3 +176,62 @@ def test_the_auditor_finds_a_roaming_hold_left_open_and_a_payable_without_its_ch
     assert "which no roaming charge of that wallet has" in report.differences[0].message
     report, _ = audit_report(settle=(30_00, 5_00), settle_without_wallet=True)
     assert {d.check for d in report.differences} == {"roaming_match_wallets", "holds_closed"}
+
+
+def test_in_memory_a_start_whose_charge_is_refused_writes_no_hold(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hold and the charge are one write on the in-memory stores too: a charge refused (here once,
+    as a conflict would) leaves no hold behind, and the start run again writes both once."""
+    ledger, refused = Ledger({"PERSISTENCE_MODULE": "eventsourcing.popo"}), []
+    world = build_world(ledger)
+    check = type(ledger.sessions.recorder)._assert_uniqueness
+
+    def refuse_once(recorder: Any, stored: Any) -> None:
+        if recorder is ledger.sessions.recorder and not refused:
+            refused.append(True)
+            raise IntegrityError("the charge's id was taken meanwhile")
+        check(recorder, stored)
+
+    monkeypatch.setattr(type(ledger.sessions.recorder), "_assert_uniqueness", refuse_once)
+    charge = ledger.start_roaming(tenant_id=world.tenant_id, wallet_id=world.wallet_id, peer="APLATFORM",
+                                  connector_id="c1", station_id="", start_charge_seq=SEQ, hold_fen=30_00, at=T0,
+                                  author="driver:driver-1")
+    assert refused and charge.version == 1
+    names = [type(e).__name__ for e in ledger.wallets.events.get(world.wallet_id)]
+    assert names == ["Opened", "ToppedUp", "HoldPlaced"]
+
+
+def test_the_sessions_log_followers_that_filter_by_topic_never_read_roaming_events() -> None:
+    from adapters.followers.open_sessions import CHANGES, session_topics
+    from adapters.followers.watchdog import CLOSING
+    from adapters.interconnect.outbox.sessions import TOPICS
+    from pile_link.commands import COMMAND_SUBJECTS
+
+    roaming = get_topic(RoamingCharge)
+    for topics in (session_topics(list(CHANGES)), session_topics(CLOSING), TOPICS):
+        assert topics and all(t.startswith(f"{get_topic(ChargingSession)}.") for t in topics)
+        assert not any(t.startswith(roaming) for t in topics)
+    assert not any("RoamingCharge" in subject for subject in COMMAND_SUBJECTS)
+
+
+def test_the_fault_simulators_followers_that_decode_every_event_pass_over_roaming_events() -> None:
+    from simulation.invariants import Auditor
+    from simulation.platform import catch_up
+    from simulation.world import DRIVERS, World
+
+    world = World(seed=1)
+    ledger = world.setup
+    wallet_id = Wallet.create_id(world.tenant_id, DRIVERS[0])
+    ledger.top_up(wallet_id, key="t", amount=100_00, provider="cash", payment_ref="c")
+    for n, close in ((1, "fail"), (2, "settle")):
+        charge = ledger.start_roaming(tenant_id=world.tenant_id, wallet_id=wallet_id, peer="APLATFORM",
+                                      connector_id="c1", station_id="", start_charge_seq=f"{SEQ[:-1]}{n}",
+                                      hold_fen=10_00, at=T0, author="driver")
+        if close == "fail":
+            ledger.roaming_failed(charge.id, at=T0, reason="refused")
+        else:
+            ledger.settle_roaming(charge.id, at=T0, energy=1, electricity_fen=1_00, service_fen=0, **END)
+    catch_up(world, world.ledger("watchdog"))
+    assert (world.store.open_sessions, world.store.followups, world.store.orphan_checks) == ({}, {}, {})
+    auditor = Auditor(world)
+    auditor.follow()
+    assert auditor.sessions == {} and auditor.books.balanced
