@@ -4,8 +4,8 @@ It is what the API, the pile link, the watchdog and the demo call. It owns no st
 The use cases are grouped by what they change (:mod:`domain.use_cases`): the registry and tariffs,
 wallets, sessions, the pile link, our drivers' roaming charges on other operators' piles. What they
 share (the Applications, retry on a version conflict, "save the batch, else one by one", the wallet
-follow-through of session commands, the one registry of stored wallet command names) is :mod:`domain.use_cases.core`. The list is in
-docs/architecture.md, "Use cases".
+follow-through of session commands, the one registry of stored wallet command names) is
+:mod:`domain.use_cases.core`. The list is in docs/architecture.md, "Use cases".
 """
 
 from __future__ import annotations

@@ -102,7 +102,8 @@ def holds_closed(audit: Audit, open_holds: Iterable[tuple[UUID, str, int]], diff
     for oid, r in audit.roaming.items():
         if f"{HOLD}{r.start_charge_seq}" not in audit.holds_placed:
             differences.append(Difference("holds_closed", f"roaming charge {r.start_charge_seq} names a hold of "
-                                          f"{r.hold_fen} fen that its wallet never placed", audit.roaming_refs[oid][:1]))
+                                          f"{r.hold_fen} fen that its wallet never placed",
+                                          audit.roaming_refs[oid][:1]))
     return checked + len(audit.roaming)
 
 

@@ -47,7 +47,8 @@ def test_every_roaming_event_has_its_change_and_the_audit_replays_it() -> None:
 
 def test_the_id_is_the_tenant_peer_and_seq_and_bad_input_makes_nothing() -> None:
     c = charge()
-    assert c.id == RoamingCharge.create_id(TENANT, "APLATFORM", SEQ) != RoamingCharge.create_id(TENANT, "OTHERPEER", SEQ)
+    assert c.id == RoamingCharge.create_id(TENANT, "APLATFORM", SEQ)
+    assert c.id != RoamingCharge.create_id(TENANT, "OTHERPEER", SEQ)
     assert (c.state, c.hold_id, c.bill, c.disputes, c.start_time) == ("requested", f"roam:{SEQ}", None, [], None)
     for bad in ({"peer": "APLAT"}, {"peer": "APLATFORM:x"}, {"start_charge_seq": "1" * 26},
                 {"start_charge_seq": "B" * 26 + "-"}, {"at": datetime(2026, 1, 1)}, {"connector_id": ""}):
