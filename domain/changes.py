@@ -1,4 +1,4 @@
-"""What each wallet and session event changes, written once for the aggregates and the auditor.
+"""What each wallet, session and roaming charge event changes, written once for the aggregates and the auditor.
 
 Every function takes the thing to change and the event's attributes: ``(state, a) -> None``.
 
@@ -6,7 +6,7 @@ Every function takes the thing to change and the event's attributes: ``(state, a
   attributes they were given; what only the live aggregate keeps (idempotency outcomes, times,
   deadlines, the last reading, faults) stays in the bodies.
 * The auditor's fast replay (``domain/audit/mirror.py``) calls them on small mirror records with
-  each stored event's decoded JSON, through the tables ``WALLET`` and ``SESSION``.
+  each stored event's decoded JSON, through the tables ``WALLET``, ``SESSION`` and ``ROAMING``.
 
 The attributes used here are plain values either way (ints, strings, lists of postings, the bill
 and the tariff as dicts), so the same code gives the same state on both paths; a new event that
@@ -82,6 +82,7 @@ WALLET: dict[str, Change] = {
     "Opened": wallet_opened, "CreditLineOpened": credit_line_opened, "ToppedUp": posted, "HoldPlaced": hold_placed, "Captured": captured,
     "Released": released, "Charged": posted, "CreditedBack": posted, "RefundRequested": refund_requested,
     "RefundCompleted": refund_completed, "RefundFailed": refund_failed, "Adjusted": posted,
+    "CapturedToPayable": captured, "ChargedToPayable": posted,
 }
 """Every Wallet event (``Wallet.<name>`` in its topic) and its change of the books."""
 
@@ -151,3 +152,52 @@ SESSION: dict[str, Change] = {
 FaultRecorded, PileOffline and PileOnline change only what the live session keeps (faults,
 deadlines), so they have no entry.
 """
+
+
+# ---- a roaming charge (domain/roaming.py): its state, hold and bill -----------------------------------
+def roaming_requested(r: Any, a: Mapping[str, Any]) -> None:
+    r.peer = a["peer"]
+    r.start_charge_seq = a["start_charge_seq"]
+    r.connector_id = a["connector_id"]
+    r.station_id = a["station_id"]
+    r.driver_id = a["driver_id"]
+    r.hold_fen = a["hold_fen"]
+    r.state = "requested"
+    r.bill = None
+    r.disputes = []
+
+
+def roaming_accepted(r: Any, a: Mapping[str, Any]) -> None:
+    r.state = "starting"
+
+
+def roaming_charging(r: Any, a: Mapping[str, Any]) -> None:
+    r.state = "charging"
+
+
+def roaming_stop_requested(r: Any, a: Mapping[str, Any]) -> None:
+    r.state = "stopping"
+
+
+def roaming_failed(r: Any, a: Mapping[str, Any]) -> None:
+    r.state = "failed"
+
+
+def roaming_settled(r: Any, a: Mapping[str, Any]) -> None:
+    """The peer's order accepted: the bill is its amounts (what we owe the peer for the charge)."""
+    r.bill = {"energy": a["energy"], "electricity_fen": a["electricity_fen"], "service_fen": a["service_fen"],
+              "total_fen": a["electricity_fen"] + a["service_fen"], "start_time": a["start_time"],
+              "end_time": a["end_time"], "stop_reason": a["stop_reason"]}
+    r.state = "settled"
+
+
+def roaming_disputed(r: Any, a: Mapping[str, Any]) -> None:
+    r.disputes = [*r.disputes, {"at": a["at"], "reason": a["reason"], "order": dict(a["order"])}]
+
+
+ROAMING: dict[str, Change] = {
+    "Requested": roaming_requested, "Accepted": roaming_accepted, "Charging": roaming_charging,
+    "StopRequested": roaming_stop_requested, "Failed": roaming_failed, "Settled": roaming_settled,
+    "OrderDisputed": roaming_disputed,
+}
+"""Every RoamingCharge event (``RoamingCharge.<name>``) and its change of what the auditor checks."""

@@ -11,17 +11,18 @@ without limit, on its receivable account (``receivable:<partner>``) instead of `
 are the platform's: payment-provider clearing, electricity and service revenue, operator
 adjustments. Their balances are the sums of postings over all wallets (see ``trial_balance``).
 
+A driver's **roaming charge** (on another operator's pile: :mod:`domain.roaming`) is paid to that
+infrastructure peer, not to revenue: ``capture_to_payable`` and ``charge_to_payable`` post to
+``payable:<peer>``, what we owe the peer. They are commands of their own, so the fingerprints and stored
+events of ``capture`` and ``charge`` are unchanged.
+
 Every command carries an idempotency key. Repeating a key with the same arguments changes nothing
 and returns the earlier outcome; reusing it with different arguments is refused.
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import inspect
-import json
-from collections.abc import Callable
+import re
 from typing import Any
 from uuid import UUID
 
@@ -38,15 +39,19 @@ from domain.errors import (
     UnknownRefund,
 )
 from domain.ids import derived_id
+from domain.postings import Posting, idempotent, posting_sets_of
+from domain.postings import checked_amount as _amount
+from domain.postings import fingerprint as _fingerprint
+from domain.postings import posting_set as _posting_set
 
 AVAILABLE, HELD, REFUND_PENDING, ARREARS = "available", "held", "refund_pending", "arrears"
 REVENUE_ELECTRICITY, REVENUE_SERVICE = "revenue:electricity", "revenue:service"
 ADJUSTMENTS = "operator:adjustments"
 RECEIVABLE = "receivable:"  # a partner's account of what it owes: receivable:<partner>
 PARTNER = "partner:"  # the driver id of a partner's account: partner:<partner> (reserved: no driver has it)
+PAYABLE = "payable:"  # what we owe an infrastructure peer for our drivers' roaming charges: payable:<peer>
 PROVIDERS = ("wechat", "alipay", "cash")
-
-Posting = list  # [account, signed amount in fen]; debit > 0, credit < 0
+PEER = re.compile(r"^[0-9A-Za-z]{9}$")  # a T/CEC OperatorID
 
 
 def clearing(provider: str) -> str:
@@ -63,57 +68,12 @@ def partner_driver_id(partner: str) -> str:
     return f"{PARTNER}{partner}"
 
 
-def _fingerprint(command: str, args: dict[str, Any]) -> str:
-    raw = json.dumps([command, args], sort_keys=True, default=str)
-    return hashlib.sha256(raw.encode()).hexdigest()[:32]
-
-
-def idempotent(body: Callable[..., None]) -> Callable[..., None]:
-    """A wallet command with an idempotency key: the prelude every command shares, written once.
-
-    The command is called as ``command(key, **arguments)`` (or positionally, in the declared order).
-    Its arguments (every parameter after ``key`` and ``fp``) are fingerprinted with the command's name
-    (:func:`_fingerprint`); a key seen before with the same fingerprint returns at once and changes
-    nothing; a key seen with another is refused (:meth:`Wallet.seen`). Otherwise the body runs as
-    ``body(self, key, fp, **arguments)`` and records its event with ``key`` and ``fp``, which is how
-    a replayed wallet knows its keys. The fingerprint is exactly what each command computed by hand
-    before this decorator (tests/unit/test_wallet_commands.py holds the stored fields of every command).
-    """
-    name = body.__name__
-    signature = inspect.signature(body)
-    names = tuple(signature.parameters)[3:]  # after self, key, fp
-
-    @functools.wraps(body)
-    def command(self: Wallet, key: str, *args: Any, **kwargs: Any) -> None:
-        if len(args) > len(names):
-            raise TypeError(f"{name}() takes {len(names) + 1} arguments, got {len(args) + 1}")
-        for arg_name, value in zip(names, args, strict=False):
-            if arg_name in kwargs:
-                raise TypeError(f"{name}() got multiple values for argument {arg_name!r}")
-            kwargs[arg_name] = value
-        if kwargs.keys() != set(names):
-            raise TypeError(f"{name}() takes key and {', '.join(names)}; got {', '.join(sorted(kwargs))}")
-        if self.seen(key, name, kwargs):
-            return
-        body(self, key, _fingerprint(name, kwargs), **kwargs)
-
-    command.__signature__ = signature.replace(  # type: ignore[attr-defined]
-        parameters=[p for n, p in signature.parameters.items() if n != "fp"])
-    return command
-
-
-def _amount(value: Any, what: str, *, allow_zero: bool = False) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise InvalidAmount(f"{what} must be an integer number of fen, got {value!r}")
-    if value < 0 or (value == 0 and not allow_zero):
-        raise InvalidAmount(f"{what} must be {'>= 0' if allow_zero else '> 0'} fen, got {value}")
-    return value
-
-
-def _posting_set(*legs: tuple[str, int]) -> list[Posting]:
-    postings = [[account, amount] for account, amount in legs if amount != 0]
-    assert sum(a for _, a in postings) == 0, postings  # a posting set always balances
-    return postings
+def payable(peer: str) -> str:
+    """The account of what we owe an infrastructure peer (T/CEC: its OperatorID) for our drivers'
+    charges on its piles; refuses anything that is not an OperatorID, so no other account is named."""
+    if not isinstance(peer, str) or not PEER.match(peer):
+        raise InvalidAmount(f"a peer is a T/CEC OperatorID (9 letters or digits), got {peer!r}", peer=str(peer))
+    return f"{PAYABLE}{peer}"
 
 
 class Wallet(Aggregate):
@@ -246,6 +206,31 @@ class Wallet(Aggregate):
         self._charged(key=key, fp=fp, reference=reference, postings=postings)
 
     @idempotent
+    def capture_to_payable(self, key: str, fp: str, hold_id: str, amount: int, peer: str) -> None:
+        """Pay an infrastructure peer's bill out of a hold (a roaming charge): ``held`` -> ``payable:<peer>``,
+        then the rest of the hold back to the driver. No revenue: the money is the peer's."""
+        _amount(amount, "payable amount", allow_zero=True)
+        account = payable(peer)
+        held = self._open_hold(hold_id)
+        if amount > held:
+            raise CaptureExceedsHold(f"capture of {amount} fen exceeds hold {hold_id} of {held} fen",
+                                     hold_id=hold_id, held=held, wanted=amount)
+        self._captured_to_payable(key=key, fp=fp, hold_id=hold_id, peer=peer,
+                                  postings=_posting_set((HELD, amount), (account, -amount)),
+                                  release=self._back_to_driver(HELD, held - amount))
+
+    @idempotent
+    def charge_to_payable(self, key: str, fp: str, amount: int, peer: str, reference: str) -> None:
+        """What a peer's bill comes to beyond its hold: from the available balance, the rest owed
+        (arrears), all of it to ``payable:<peer>``."""
+        _amount(amount, "payable amount")
+        account = payable(peer)
+        covered = min(amount, self.available)
+        self._charged_to_payable(key=key, fp=fp, peer=peer, reference=reference,
+                                 postings=_posting_set((AVAILABLE, covered), (self.owed_to, amount - covered),
+                                                       (account, -amount)))
+
+    @idempotent
     def credit_back(self, key: str, fp: str, electricity: int, service: int, reference: str) -> None:
         """Give back part of a bill (a re-price that came out lower): revenue back to arrears, then available."""
         _amount(electricity, "electricity amount", allow_zero=True)
@@ -361,6 +346,17 @@ class Wallet(Aggregate):
         changes.posted(self, {"postings": postings})
         self._done(key, fp)
 
+    @event("CapturedToPayable")
+    def _captured_to_payable(self, key: str, fp: str, hold_id: str, peer: str, postings: list[Posting],
+                             release: list[Posting]) -> None:
+        changes.captured(self, {"hold_id": hold_id, "postings": postings, "release": release})
+        self._done(key, fp)
+
+    @event("ChargedToPayable")
+    def _charged_to_payable(self, key: str, fp: str, peer: str, reference: str, postings: list[Posting]) -> None:
+        changes.posted(self, {"postings": postings})
+        self._done(key, fp)
+
     @event("CreditedBack")
     def _credited_back(self, key: str, fp: str, reference: str, postings: list[Posting]) -> None:
         changes.posted(self, {"postings": postings})
@@ -390,11 +386,4 @@ class Wallet(Aggregate):
         self._done(key, fp)
 
 
-def posting_sets_of(event: Any) -> list[list[Posting]]:
-    """The posting sets a stored wallet event carries (for replay, projections and audit)."""
-    sets = []
-    for attr in ("postings", "release"):
-        postings = getattr(event, attr, None)
-        if postings:
-            sets.append(postings)
-    return sets
+__all__ = ["Posting", "Wallet", "idempotent", "posting_sets_of"]

@@ -41,10 +41,12 @@ from projections.operation_log import OperationLog
 from projections.orders import Orders
 from projections.power import PowerCurve
 from projections.revenue import Revenue
+from projections.roaming_orders import RoamingOrders
 
 log = logging.getLogger(__name__)
 
-VIEWS: tuple[type[View], ...] = (Catalogue, LiveStatus, Orders, Revenue, Alarms, OperationLog, PowerCurve)
+VIEWS: tuple[type[View], ...] = (Catalogue, LiveStatus, Orders, Revenue, Alarms, OperationLog, PowerCurve,
+                                 RoamingOrders)
 BATCH_SIZE = 5000  # measured: 1,000 -> 5,000 doubles catch-up (fewer commits, readings folded)
 RETRY_FIRST = 1.0  # seconds before a failing view is tried again; doubled per attempt
 RETRY_MAX = 300.0

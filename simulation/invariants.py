@@ -56,6 +56,8 @@ class Auditor:
                 event = app.mapper.to_domain_event(notification)
                 if name == "wallets":
                     self.books.post(event)
+                elif not isinstance(event, ChargingSession.Event):
+                    continue  # another aggregate of the Sessions log (a roaming charge)
                 elif type(event).__name__ == "Opened":
                     self.sessions[event.trade_no] = event.wallet_id
                     self.open[event.originator_id] = event.trade_no

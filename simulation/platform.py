@@ -38,6 +38,8 @@ def catch_up(world: World, ledger: Ledger) -> None:
             position = notification.id
             event = app.mapper.to_domain_event(notification)
             kind = type(event).__name__
+            if name == "sessions" and not isinstance(event, ChargingSession.Event):
+                continue  # another aggregate of the Sessions log (a roaming charge): no deadline, no follow-up
             if name == "wallets":
                 if kind == "HoldPlaced":
                     for trade_no, wallet_id, _ in OrphanHolds.check_of(event):  # due on the simulated clock

@@ -7,9 +7,10 @@ reads from stdin the four the peer issued us (a JSON object with OperatorSecret,
 DataSecretIV, SigSecret: secrets never go on a command line, where ``ps`` shows them). ``station`` sets
 what T/CEC's StationInfo asks of a station beyond the registry (and enqueues the station's new entry for
 the tenant's regulator peers, in the same transaction); ``outbox`` shows each peer's link
-health (pushes pending, delivered, given up, the last delivery, the lag) and ``--rows`` its pushes;
-``disputes`` the orders peers disputed; ``pull`` fetches an infrastructure peer's catalogue now (its stations,
-statuses and prices, for our drivers). Needs ``CHARGELEDGER_INTERCONNECT_KEYS`` (the keys that seal them at rest).
+health (pushes pending, retrying, delivered, given up, the last delivery, the lag, the last call
+answered) and ``--rows`` its pushes; ``disputes`` the orders peers disputed; ``pull`` fetches an
+infrastructure peer's catalogue now (its stations, statuses and prices, for our drivers). Needs
+``CHARGELEDGER_INTERCONNECT_KEYS`` (the keys that seal them at rest).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from adapters.interconnect.tcec.dialect import Dialect
 from adapters.interconnect.tcec.interfaces import Role
 from adapters.interconnect.tcec.peer import Credentials
 from adapters.payments.config import SecretBox
+from adapters.postgres.peer_links import peers_with_health
 from domain.clock import utcnow
 from domain.errors import DomainError
 
@@ -154,19 +156,19 @@ def _station(args: argparse.Namespace, store: Store) -> int:
 
 
 def _outbox(args: argparse.Namespace, store: Store) -> int:
-    peers = store.peers.of_tenant(args.tenant)
     if args.rows:
         peer = store.peers.get(args.tenant, args.rows)
         for row in store.outbox.rows(peer.peer_id):
             print(f"{row['id']:>8} {row['state']:10} {row['attempts']:>3} {row['interface']:34} {row['key']}  "
                   f"{row['answer'] or row['last_error'] or ''}")
         return 0
-    health = store.outbox.health([p.peer_id for p in peers], utcnow())
-    for peer in peers:
-        h = health.get(peer.peer_id, {})
-        print(f"{peer.operator_id}  pending={h.get('pending', 0)} delivered={h.get('delivered', 0)} "
-              f"failed={h.get('failed', 0)} lag={h.get('lag_s', 0)}s last_delivered={h.get('last_delivered')} "
-              f"last_error={h.get('last_error') or '-'}")
+    with store.pool.connection() as conn:
+        peers_health = peers_with_health(conn, args.tenant, utcnow())  # the operator API's query too
+    for peer in peers_health:
+        h = peer["health"]
+        print(f"{peer['operator_id']}  pending={h['pending']} delivered={h['delivered']} failed={h['failed']} "
+              f"retrying={h['retrying']} lag={h['lag_s']}s last_delivered={h['last_delivered']} "
+              f"last_inbound={h['last_inbound_at']} last_error={h['last_error'] or '-'}")
     return 0
 
 

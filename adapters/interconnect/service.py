@@ -5,7 +5,9 @@ the table (``handlers/``), and turns every outcome into a response envelope sign
 the request used: the handler's object (Ret 0), its :class:`~.tcec.routing.Refusal`, ``-1`` (busy)
 when the database is unreachable, ``500`` for anything unexpected (logged with its traceback, never
 sent). A request that is answered anything but Ret 0 leaves its envelope unrecorded, so the peer may
-send the very same one again.
+send the very same one again. A call answered Ret 0 is noted as the peer's last inbound call
+(``tcec_peers.last_inbound_at``, the link's health in the operator API), at most once per
+:data:`INBOUND_EVERY` per peer and process, so the note costs a busy peer nothing per call.
 """
 
 from __future__ import annotations
@@ -15,15 +17,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
+from uuid import UUID
 
 import psycopg
 
 from adapters.interconnect.store.directory import Store
 from adapters.interconnect.tcec.envelope import MESSAGES, ResponseEnvelope, Ret
+from adapters.interconnect.tcec.peer import Peer
 from adapters.interconnect.tcec.receive import WINDOW, Accepted, Receiver, Refused, answer
 from adapters.interconnect.tcec.routing import Call, Handlers, Refusal
 
 log = logging.getLogger("chargeledger.interconnect")
+INBOUND_EVERY = timedelta(seconds=60)  # how stale a peer's last_inbound_at may be
 
 
 @dataclass
@@ -39,6 +44,7 @@ class Door:
                  now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
         self.services, self.handlers, self.now = services, handlers, now
         self.receiver = Receiver(services.store, handlers, window=window, now=lambda: self.now())
+        self._inbound: dict[UUID, datetime] = {}  # peer -> when this process last noted a call answered Ret 0
 
     def answer(self, interface: str, body: bytes, authorization: str | None) -> ResponseEnvelope:
         try:
@@ -57,12 +63,15 @@ class Door:
 
     def _handle(self, accepted: Accepted) -> ResponseEnvelope:
         peer, name = accepted.peer, accepted.interface.name
-        call = Call(peer, accepted.request, accepted.interface, self.now(), self.services)
+        at = self.now()
+        call = Call(peer, accepted.request, accepted.interface, at, self.services)
         try:
             payload = self.handlers.handler(name)(call)
             if not isinstance(payload, accepted.interface.response):
                 raise TypeError(f"the {name} handler answered {type(payload).__name__}")
-            return answer(peer, Ret.OK, "", payload, name)
+            envelope = answer(peer, Ret.OK, "", payload, name)
+            self._noted(peer, at)
+            return envelope
         except Refusal as refusal:
             ret, msg = refusal.ret, refusal.msg
         except psycopg.OperationalError as error:
@@ -74,6 +83,17 @@ class Door:
         self._forget(accepted)
         log.info("T/CEC %s from %s answered Ret %d %s", name, peer.operator_id, ret, msg)
         return answer(peer, ret, msg)
+
+    def _noted(self, peer: Peer, at: datetime) -> None:
+        last = self._inbound.get(peer.peer_id)
+        if last is not None and timedelta(0) <= at - last < INBOUND_EVERY:
+            return
+        self._inbound[peer.peer_id] = at
+        try:
+            self.services.store.peers.mark_inbound(peer.peer_id, at, INBOUND_EVERY)
+        except psycopg.Error as error:  # health is not worth a failed answer; the next call notes it
+            log.warning("T/CEC: could not note the call of %s (%s)", peer.operator_id, type(error).__name__)
+            self._inbound.pop(peer.peer_id, None)
 
     def _forget(self, accepted: Accepted) -> None:
         try:

@@ -14,6 +14,7 @@ from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
+from domain.audit import roaming
 from domain.audit.mirror import wallet_view
 from domain.audit.report import CHECKS, AuditReport, Difference, EventRef
 from domain.audit.stored import as_datetime, as_iso, plain
@@ -114,6 +115,7 @@ def report(audit: Audit, live_wallet: Callable[[UUID, int], Any] | None,
     done("sessions_reprice", sum(len(v) for v in audit.settlement_refs.values()))
     by_trade = {s.trade_no: (sid, s) for sid, s in audit.sessions.items()}
     done("sessions_match_wallets", _sessions_match_wallets(audit, by_trade, differences))
+    done("roaming_match_wallets", roaming.match_wallets(audit, differences))
     if orders is not None:
         done("sessions_match_orders", _sessions_match_orders(audit, by_trade, orders, differences))
     else:
@@ -146,7 +148,7 @@ def report(audit: Audit, live_wallet: Callable[[UUID, int], Any] | None,
                 "by_type": dict(sorted(audit.topics.items())), "wallets": len(audit.wallets),
                 "sessions": len(audit.sessions), "sessions_by_state": dict(states),
                 "posting_sets": audit.posting_sets, "tariffs": len(audit.tariffs),
-                "payments": len(audit.payments)},
+                "payments": len(audit.payments), **roaming.counts(audit)},
         accounts={k: v for k, v in sorted(audit.accounts.items())},
         period={"from": audit.from_iso, "to": audit.to_iso, "posting_sets": audit.period_posting_sets,
                 "movements": {k: list(v) for k, v in sorted(audit.movements.items())}},
@@ -244,8 +246,12 @@ def _order_differences(s: Any, row: Mapping[str, Any]) -> dict[str, tuple[Any, A
 
 def _holds_closed(audit: Audit, by_trade: Sessions, differences: list[Difference]) -> int:
     checked = 0
+    roaming_holds = []  # a roaming charge's hold (roam:<seq>): domain/audit/roaming.py
     for wallet_id, w in audit.wallets.items():
         for hold_id, amount in w.holds.items():
+            if roaming.is_roaming(hold_id):
+                roaming_holds.append((wallet_id, hold_id, amount))
+                continue
             checked += 1
             entry = by_trade.get(hold_id)
             if entry is None or entry[1].state in CLOSED_STATES:
@@ -257,7 +263,7 @@ def _holds_closed(audit: Audit, by_trade: Sessions, differences: list[Difference
         if s.wallet_id is not None and s.hold_fen and trade not in audit.holds_placed:
             differences.append(Difference("holds_closed", f"session {trade} names a hold of {s.hold_fen} fen "
                                           "that its wallet never placed", audit.settlement_refs.get(sid, [])))
-    return checked + len(by_trade)
+    return checked + len(by_trade) + roaming.holds_closed(audit, roaming_holds, differences)
 
 
 def _topups_match_payments(audit: Audit, differences: list[Difference]) -> None:

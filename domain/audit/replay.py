@@ -1,8 +1,9 @@
 """The replay: every stored event, in notification order, on mirrors (fast) or on the real aggregates.
 
 The :class:`Audit` collects, while replaying, the state the checks read (wallets, sessions,
-tariffs, payments) and the facts they need (posting sets, top-ups, revenue by trade, the events to
-name in a difference); :mod:`domain.audit.checks` turns them into the report.
+roaming charges, tariffs, payments) and the facts they need (posting sets, top-ups, revenue by
+trade, payables by roaming charge, the events to name in a difference); :mod:`domain.audit.checks`
+turns them into the report.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from uuid import UUID
 
-from domain.audit import checks
+from domain.audit import checks, roaming
 from domain.audit.mirror import (
     METER_READ,
     METER_READ_TOPIC,
@@ -27,12 +28,14 @@ from domain.audit.mirror import (
 )
 from domain.audit.report import AuditReport, Difference, EventRef
 from domain.audit.stored import Row, as_uuid, iso_ge, loads, plain, topic_name
+from domain.roaming import RoamingCharge
 from domain.session import ChargingSession
 from domain.tariff import TariffSchedule
 from domain.wallet import REVENUE_ELECTRICITY, REVENUE_SERVICE, Wallet
 
 REFUND_GRACE = timedelta(days=1)  # a refund younger than this at the end of the replay is in flight
-REVENUE_KEYS = ("capture:", "charge:", "rebill-charge:", "rebill-credit:")
+REVENUE_KEYS = ("capture:", "charge:", "rebill-charge:", "rebill-credit:")  # <kind>:<trade serial>; a
+# roaming charge's keys (capture:roam:<seq>, charge:roam:<seq>) pay a peer, not revenue: domain/audit/roaming.py
 Handler = Callable[["Audit", str, Any, int, str, dict[str, Any], int], None]
 
 
@@ -71,6 +74,9 @@ class Audit:
         self.differences: list[Difference] = []
         self.wallets: dict[UUID, Any] = {}
         self.sessions: dict[UUID, Any] = {}
+        self.roaming: dict[UUID, Any] = {}  # our drivers' charges on peers' piles (domain/audit/roaming.py)
+        self.roaming_refs: dict[UUID, list[EventRef]] = defaultdict(list)
+        self.payables: dict[tuple[UUID, str], dict[str, Any]] = {}  # (wallet, roam:<seq>) -> what it paid peers
         self.tariffs: dict[UUID, list[dict[str, Any]]] = {}
         self.tariff_schedules: dict[tuple[UUID, int], TariffSchedule] = {}
         self.payments: dict[str, dict[str, Any]] = {}
@@ -176,6 +182,8 @@ class Audit:
                 self.wallets[oid] = aggregate
             elif isinstance(aggregate, ChargingSession):
                 self.sessions[oid] = aggregate
+            elif isinstance(aggregate, RoamingCharge):
+                self.roaming[oid] = aggregate
             attrs = {k: v for k, v in vars(event).items()
                      if k not in ("originator_id", "originator_version", "originator_topic")}
             attrs["timestamp"] = {"_type_": "datetime_iso", "_data_": stamp}
@@ -248,6 +256,9 @@ class Audit:
             self.refund_requested_at[(oid, a["refund_id"])] = (stamp, ref)
         if key.startswith(REVENUE_KEYS):
             trade = key.split(":", 1)[1]
+            if roaming.is_roaming(trade):
+                roaming.payable_posted(self, oid, trade, a, ref)
+                return
             revenue = self.revenue_by_trade[trade]
             for account, amount in a.get("postings") or ():
                 if account == REVENUE_ELECTRICITY:
@@ -322,6 +333,7 @@ Audit._handlers = {
     **{name: Audit._session_event for name in SESSION_CHANGES if name != "ChargingSession.Opened"},
     "Wallet.Opened": Audit._wallet_opened,
     **{name: Audit._wallet_event for name in WALLET_CHANGES if name != "Wallet.Opened"},
+    **roaming.HANDLERS,
     "PaymentOrder.Created": Audit._payment_created,
     "PaymentOrder.Paid": Audit._payment_paid,
 }

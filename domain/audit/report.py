@@ -7,7 +7,8 @@ from typing import Any
 
 CHECKS = (
     "posting_sets_balance", "trial_balance", "wallets_equal_live", "sessions_reprice", "sessions_match_wallets",
-    "sessions_match_orders", "totals_match_revenue", "holds_closed", "topups_match_payments", "refunds_closed",
+    "roaming_match_wallets", "sessions_match_orders", "totals_match_revenue", "holds_closed",
+    "topups_match_payments", "refunds_closed",
 )
 
 
@@ -68,6 +69,10 @@ class AuditReport:
         out.append(f"wallets {self.counts['wallets']}, sessions {self.counts['sessions']} "
                    f"({', '.join(f'{k} {v}' for k, v in sorted(self.counts['sessions_by_state'].items()))}), "
                    f"posting sets {self.counts['posting_sets']}")
+        if self.counts.get("roaming_charges"):
+            out.append(f"roaming charges {self.counts['roaming_charges']} ("
+                       + ", ".join(f"{k} {v}" for k, v in sorted(self.counts["roaming_by_state"].items()))
+                       + f"), billed by peers {self.counts['roaming_billed_fen']} fen")
         out.append("accounts (debit +, credit -, fen):")
         for account, amount in sorted(self.accounts.items()):
             out.append(f"  {account:24} {amount:>14}")

@@ -48,6 +48,8 @@ WALLET_COMMANDS: Mapping[str, Callable[..., None]] = {  # late-bound: the Wallet
     "fail_refund": lambda wallet, **arguments: wallet.fail_refund(**arguments),
     "adjust": lambda wallet, **arguments: wallet.adjust(**arguments),
     "open_credit_line": lambda wallet, **arguments: wallet.open_credit_line(**arguments),
+    "capture_to_payable": lambda wallet, **arguments: wallet.capture_to_payable(**arguments),
+    "charge_to_payable": lambda wallet, **arguments: wallet.charge_to_payable(**arguments),
 }
 """Stored wallet command names (settlement policy, ``wallet_followups``) and the commands they name."""
 

@@ -55,7 +55,8 @@ def test_the_demo_replays_with_no_differences_and_its_totals_equal_the_revenue_v
     assert report.counts["sessions_by_state"] == {"finished": 4, "failed": 1}
     assert {k: v["status"] for k, v in report.checks.items()} == {
         "posting_sets_balance": "ok", "trial_balance": "ok", "wallets_equal_live": "ok", "sessions_reprice": "ok",
-        "sessions_match_wallets": "ok", "sessions_match_orders": "ok", "totals_match_revenue": "ok",
+        "sessions_match_wallets": "ok", "roaming_match_wallets": "ok", "sessions_match_orders": "ok",
+        "totals_match_revenue": "ok",
         "holds_closed": "ok", "topups_match_payments": "unavailable", "refunds_closed": "ok"}
     revenue = sql(demo, "SELECT sum(electricity_fen), sum(service_fen), sum(energy) FROM revenue_daily")[0]
     totals = report.totals

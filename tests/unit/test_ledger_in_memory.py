@@ -13,13 +13,13 @@ from collections.abc import Iterator
 import pytest
 
 from domain.ledger import Ledger
-from tests.integration import test_sessions, test_text, test_use_cases, test_wallet_properties
+from tests.integration import test_roaming_charges, test_sessions, test_text, test_use_cases, test_wallet_properties
 
 POSTGRES_ONLY = {
     "test_a_stale_cached_session_is_reloaded_when_another_process_wrote",  # two processes, one database
 }
 
-for module in (test_sessions, test_use_cases, test_wallet_properties, test_text):
+for module in (test_sessions, test_use_cases, test_wallet_properties, test_text, test_roaming_charges):
     for name, test in vars(module).items():
         if name.startswith("test_") and callable(test) and name not in POSTGRES_ONLY:
             assert name not in globals(), f"two modules have a test named {name}"

@@ -10,6 +10,7 @@
 | alarms.py     | alarms and acknowledging them; the operation log                           |
 | dashboard.py  | the big screen's figures: power curve, top stations, all of it in one answer |
 | commands.py   | remote start, stop, force-close, reboot, push tariff; refunds              |
+| peers.py      | T/CEC peers with their link health, roaming orders per peer, settlement    |
 
 What they share (the caller, their scope, the examples) is in deps.py; who may do what is said there.
 """
@@ -18,8 +19,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from adapters.api.operator import accounts, alarms, commands, dashboard, frames, orders, registry, tariffs
+from adapters.api.operator import accounts, alarms, commands, dashboard, frames, orders, peers, registry, tariffs
 
 router = APIRouter()
-for part in (accounts, registry, frames, tariffs, orders, dashboard, alarms, commands):
+for part in (accounts, registry, frames, tariffs, orders, dashboard, alarms, commands, peers):
     router.include_router(part.router)

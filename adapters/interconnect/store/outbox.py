@@ -164,20 +164,3 @@ class Outbox:
             return conn.cursor(row_factory=dict_row).execute(
                 "SELECT * FROM tcec_disputes WHERE peer_id = ANY(%s) ORDER BY recorded_at, source, start_charge_seq",
                 (list(peer_ids),)).fetchall()
-
-    def health(self, peer_ids: Sequence[UUID], now: datetime) -> dict[UUID, dict[str, Any]]:
-        """Per peer: rows by state, the last delivery, the oldest pending row's age (the lag), the last error."""
-        with self.pool.connection() as conn:
-            rows = conn.cursor(row_factory=dict_row).execute(
-                "SELECT peer_id, count(*) FILTER (WHERE state = 'pending') AS pending, "
-                "count(*) FILTER (WHERE state = 'delivered') AS delivered, "
-                "count(*) FILTER (WHERE state = 'failed') AS failed, max(delivered_at) AS last_delivered, "
-                "min(created_at) FILTER (WHERE state = 'pending') AS oldest_pending, "
-                "(array_agg(last_error ORDER BY id DESC) FILTER (WHERE last_error IS NOT NULL))[1] AS last_error "
-                "FROM tcec_outbox WHERE peer_id = ANY(%s) GROUP BY peer_id", (list(peer_ids),)).fetchall()
-        out = {}
-        for row in rows:
-            oldest = row.pop("oldest_pending")
-            row["lag_s"] = int((now - oldest).total_seconds()) if oldest else 0
-            out[row.pop("peer_id")] = row
-        return out

@@ -15,6 +15,7 @@ import json
 import re
 import uuid
 from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 from uuid import UUID
@@ -99,6 +100,13 @@ class Peers:
                          (self._seal(peer, "outbound", outbound), peer.peer_id))
             conn.execute("DELETE FROM tcec_tokens_held WHERE peer_id = %s", (peer.peer_id,))
         return peer
+
+    def mark_inbound(self, peer_id: UUID, at: datetime, every: timedelta) -> None:
+        """Note that a call of the peer was answered Ret 0 (its link's health), unless a note within
+        ``every`` before ``at`` is there: a busy peer costs one row update a minute, not one a call."""
+        with self.pool.connection() as conn:
+            conn.execute("UPDATE tcec_peers SET last_inbound_at = %s WHERE peer_id = %s AND "
+                         "(last_inbound_at IS NULL OR last_inbound_at <= %s)", (at, peer_id, at - every))
 
     def _refuse_shared_sig_secret(self, peer: Peer) -> None:
         """Two tenants may link one OperatorID; its SigSecret tells them apart, so each must differ."""

@@ -55,6 +55,8 @@ DDL = (
     # the seconds between two notification_equip_charge_status of a charging session (0: none)
     "ALTER TABLE tcec_peers ADD COLUMN IF NOT EXISTS status_interval integer NOT NULL DEFAULT 60 "
     "CHECK (status_interval BETWEEN 0 AND 3600)",
+    # the last call of the peer answered Ret 0, at most a minute old (Peers.mark_inbound; link health)
+    "ALTER TABLE tcec_peers ADD COLUMN IF NOT EXISTS last_inbound_at timestamptz",
     """CREATE TABLE IF NOT EXISTS tcec_starts (
     peer_id uuid NOT NULL REFERENCES tcec_peers,
     start_charge_seq text NOT NULL,
