@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -17,10 +18,15 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
+from adapters.interconnect.handlers import handlers
+from adapters.interconnect.handlers.notifications import ORDER
 from adapters.interconnect.outbox.role import OutboxRole
 from adapters.interconnect.tcec import wire
 from adapters.interconnect.tcec.interfaces import Role
+from adapters.interconnect.tcec.models.orders import (ChargeOrderAck, ChargeOrderInfo, CheckChargeOrders,
+                                                      CheckChargeOrdersResponse, DisputedOrder)
 from adapters.interconnect.tcec.peer import Peer
+from adapters.interconnect.tcec.routing import Call, Handlers
 from adapters.payments.config import SecretBox
 from tests.integration.roaming_harness import BASE_URL, Roaming, Side, _side, roaming  # noqa: F401
 
@@ -57,9 +63,49 @@ class Regulated:
                                 "AND interface = %s ORDER BY id", ((peer or self.r_on_a).peer_id, interface)).fetchall()
 
 
+def regulator_handlers() -> Handlers:
+    """R's door: our production handlers, but a regulator records orders instead of settling them (no driver of
+    its own started them): every order is agreed as it arrives, and the daily check is held against the orders
+    recorded (not found 1, money 2, energy 3), as a regulator's platform does."""
+    table = Handlers()
+    for name in handlers:
+        if name not in (ORDER, "check_charge_orders"):
+            table.handles(name, handlers[name])(handlers.handler(name))
+
+    @table.handles(ORDER)
+    def order_info(call: Call) -> ChargeOrderAck:
+        call.services.store.received.record(call.peer.peer_id, ORDER, call.request.StartChargeSeq,
+                                            wire.dumps(call.request.to_wire()), call.now)
+        return ChargeOrderAck(StartChargeSeq=call.request.StartChargeSeq, ConnectorID=call.request.ConnectorID,
+                              ConfirmResult=0)
+
+    @table.handles("check_charge_orders")
+    def check(call: Call) -> CheckChargeOrdersResponse:
+        request: CheckChargeOrders = call.request
+        call.services.store.received.record(call.peer.peer_id, "check_charge_orders", request.CheckOrderSeq,
+                                            wire.dumps(request.to_wire()), call.now)
+        kept = call.services.store.received.payloads(call.peer.peer_id, ORDER,
+                                                     [o.StartChargeSeq for o in request.ChargeOrders])
+        disputed = []
+        for order in request.ChargeOrders:
+            mine = ChargeOrderInfo.from_wire(wire.loads(kept[order.StartChargeSeq])) \
+                if order.StartChargeSeq in kept else None
+            reason = (1 if mine is None else 2 if mine.TotalMoney != order.TotalMoney
+                      else 3 if mine.TotalPower != order.TotalPower else 0)
+            if reason:
+                disputed.append(DisputedOrder(StartChargeSeq=order.StartChargeSeq, TotalPower=order.TotalPower,
+                                              TotalMoney=order.TotalMoney, DisputeReason=reason))
+        return CheckChargeOrdersResponse(
+            CheckOrderSeq=request.CheckOrderSeq, StartTime=request.StartTime, EndTime=request.EndTime,
+            TotalDisputeOrder=len(disputed), TotalDisputePower=sum((d.TotalPower for d in disputed), Decimal(0)),
+            TotalDisputeMoney=sum((d.TotalMoney for d in disputed), Decimal(0)), DisputeOrders=disputed)
+
+    return table
+
+
 @pytest.fixture
 def regulated(roaming: Roaming, servers: tuple[str, str]) -> Iterator[Regulated]:  # noqa: F811
-    r_gen = _side(servers[0], "r", SecretBox.generate_setting("r1"))
+    r_gen = _side(servers[0], "r", SecretBox.generate_setting("r1"), handlers=regulator_handlers())
     r = next(r_gen)
     a = roaming.a
     r_on_a = a.store.peers.configure(a.tenant_id, R_ID, our_operator_id=A_FOR_R, base_url=BASE_URL,

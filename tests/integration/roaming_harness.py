@@ -29,6 +29,7 @@ from adapters.interconnect.store.directory import Store
 from adapters.interconnect.tcec import wire
 from adapters.interconnect.tcec.interfaces import Role
 from adapters.interconnect.tcec.peer import Peer
+from adapters.interconnect.tcec.routing import Handlers
 from adapters.payments.config import SecretBox
 from adapters.postgres.env import eventsourcing_env
 from adapters.servers.postgres_server import create_database
@@ -135,8 +136,8 @@ def _wallet_events(ledger: Ledger) -> list[Any]:
     return list(iter_events(ledger.wallets))
 
 
-def _side(server_url: str, name: str, box: str,
-          http_for: Callable[[Peer], httpx.Client] | None = None) -> Iterator[Side]:
+def _side(server_url: str, name: str, box: str, http_for: Callable[[Peer], httpx.Client] | None = None,
+          handlers: Handlers | None = None) -> Iterator[Side]:
     """One platform. Given ``http_for`` (its way to the other platform) it also serves drivers, with
     the driver API's roaming endpoints."""
     database = f"t_roam_{name}_{uuid.uuid4().hex[:8]}"
@@ -145,7 +146,7 @@ def _side(server_url: str, name: str, box: str,
     driver = None if http_for is None else DriverApiSettings(SecretBox.generate_setting("p1"), "https://b.example.com",
                                                              start_rules=StartRules(5_00, 200_00))
     app = create_app(ledger, url, AuthSettings.generate(), pool_size=3, driver=driver)
-    door = mount(app, InterconnectSettings(box), http_for=http_for)
+    door = mount(app, InterconnectSettings(box), http_for=http_for, handlers=handlers)
     try:
         with TestClient(app) as client:
             yield Side(url, ledger, client, door.services.store, uuid.uuid4())

@@ -35,7 +35,7 @@ from tests.integration.catalogue_harness import (  # noqa: F401
 )
 from tests.integration.roaming_harness import B_ID
 
-LIST, GUN1 = "/driver/v1/roaming/stations", connector_code("32010600019236", 1)
+LIST, GUN1 = "/driver/roaming/stations", connector_code("32010600019236", 1)
 
 
 def yuan(units: int) -> str:

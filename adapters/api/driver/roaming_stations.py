@@ -1,6 +1,6 @@
 """Roaming stations for the driver: the stations of the driver's tenant's infrastructure peers (other operators'
 piles our drivers may charge on, docs/interconnect.md "Our drivers on a peer's piles: the catalogue"), and one
-station's connectors with their status and the price now (``GET /driver/v1/roaming/stations[/{operator}/{station}]``).
+station's connectors with their status and the price now (``GET /driver/roaming/stations[/{operator}/{station}]``).
 
 The catalogue is the interconnect's (``tcec_peer_*``, pulled from each peer); the API does not import the
 interconnect (docs/architecture.md), so it asks the :class:`RoamingCatalogue` the door put on
@@ -72,7 +72,7 @@ def catalogue_of(request: Request) -> RoamingCatalogue | None:
 
 def roaming_router(driver: Any) -> APIRouter:
     """The two endpoints, with ``driver`` the driver dependency of the other driver routes."""
-    router = APIRouter(prefix="/v1/roaming", tags=["driver roaming"])
+    router = APIRouter(prefix="/roaming", tags=["driver roaming"])
 
     @router.get("/stations", summary="Stations of the operators our drivers roam onto, nearest first with near",
                 responses=responses({"stations": [STATION]}, 200, *DRIVER, e422=error(

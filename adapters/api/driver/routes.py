@@ -1,5 +1,5 @@
 """The driver session API's endpoints (``/driver/guns``, ``/driver/sessions*``): scan, start, watch, stop; and the
-roaming stations (``/driver/v1/roaming/stations*``, adapters/api/driver/roaming_stations.py).
+roaming stations (``/driver/roaming/stations*``, adapters/api/driver/roaming_stations.py).
 
 Mounted by ``adapters.api.app.create_app`` next to the payment router (login, wallet, top-up,
 refund); what each endpoint does is :class:`adapters.api.driver.sessions.DriverSessions`.
@@ -139,5 +139,5 @@ def driver_router(identity: DriverIdentity, sessions: DriverSessions) -> APIRout
         return SlotStream(events(), release, media_type="text/event-stream",
                           headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
-    router.include_router(roaming_router(Driver))  # /driver/v1/roaming/stations: other operators' piles
+    router.include_router(roaming_router(Driver))  # /driver/roaming/stations: other operators' piles
     return router

@@ -32,10 +32,11 @@ from adapters.interconnect.tcec.models.codes import ConfirmResult, StartChargeSe
 from adapters.interconnect.tcec.models.orders import ChargeOrderInfo, CheckedOrder
 from adapters.interconnect.tcec.peer import Peer
 from domain.errors import DomainError
-from domain.roaming import RoamingCharge
+from domain.roaming import DISPUTE_TOTALS, RoamingCharge
 
 log = logging.getLogger("chargeledger.interconnect.roaming")
 NOT_FOUND, AMOUNT_WRONG, ENERGY_WRONG = 1, 2, 3  # DisputeReason
+TOTALS = "TotalElecMoney + TotalSeviceMoney != TotalMoney"
 WAITING_TO_START = ("requested", "starting")
 
 
@@ -53,6 +54,12 @@ def energy_units(power: Decimal) -> int:
     if value != value.to_integral_value():
         raise ValueError(f"{power} kWh has more than 4 decimals")
     return int(value)
+
+
+def strings(order: ChargeOrderInfo) -> dict[str, str]:
+    """The peer's amounts as it wrote them, kept with the settled bill or a dispute."""
+    return {"TotalPower": str(order.TotalPower), "TotalElecMoney": str(order.TotalElecMoney),
+            "TotalSeviceMoney": str(order.TotalSeviceMoney), "TotalMoney": str(order.TotalMoney)}
 
 
 @dataclass(frozen=True)
@@ -83,13 +90,15 @@ class Arrivals:
         why = self._unacceptable(charge, order)
         if why is not None or charge is None:
             log.warning("T/CEC order %s from %s disputed: %s", order.StartChargeSeq, peer.operator_id, why)
+            if charge is not None and why == TOTALS:  # ours: recorded on the charge, once per distinct order
+                self.ledger.dispute_roaming(charge.id, at=now, reason=DISPUTE_TOTALS, order=strings(order))
             return ConfirmResult.DISPUTED
         disputes = len(charge.disputes)
         try:
             charge = self.ledger.settle_roaming(
                 charge.id, at=now, energy=energy_units(order.TotalPower), electricity_fen=fen(order.TotalElecMoney),
                 service_fen=fen(order.TotalSeviceMoney), start_time=order.StartTime, end_time=order.EndTime,
-                stop_reason=int(order.StopReason))
+                stop_reason=int(order.StopReason), order=strings(order))
         except DomainError as error:  # e.g. a charge we had failed: nothing to take it from; an operator decides
             log.error("T/CEC order %s from %s could not settle: %s", order.StartChargeSeq, peer.operator_id, error)
             return ConfirmResult.DISPUTED
@@ -106,8 +115,7 @@ class Arrivals:
         if charge.connector_id != order.ConnectorID:
             return f"the charge is on {charge.connector_id}, the order names {order.ConnectorID}"
         if order.TotalElecMoney + order.TotalSeviceMoney != order.TotalMoney:
-            return (f"TotalElecMoney {order.TotalElecMoney} + TotalSeviceMoney {order.TotalSeviceMoney} "
-                    f"!= TotalMoney {order.TotalMoney}")
+            return TOTALS
         return None
 
     def dispute_reason(self, peer: Peer, order: CheckedOrder) -> int:

@@ -56,7 +56,7 @@ def roaming_router(sessions: RoamingSessions, identity: Any, driver_sessions: An
             sessions.start, d.tenant_id, d.driver_id, body.operator_id, body.connector_id,
             hold_for=lambda: driver_sessions.hold_for(d), station_id=body.station_id, key=idempotency_key)
         if charge.state == "failed":
-            raise StartRefused(f"{body.operator_id} did not start the charge: {charge.failure}",
+            raise StartRefused(f"{body.operator_id} did not start the charge: {charge.reason}",
                                start_charge_seq=charge.start_charge_seq, operator_id=body.operator_id)
         return JSONResponse({**view(charge, None), "replayed": not asked}, status_code=202)
 
