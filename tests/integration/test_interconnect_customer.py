@@ -169,3 +169,20 @@ def _down() -> httpx.Client:
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("A is down", request=request)
     return httpx.Client(transport=httpx.MockTransport(refuse))
+
+
+def test_a_charge_that_reaches_the_drivers_hold_is_stopped(roaming: Roaming) -> None:
+    online(roaming.a.ledger, roaming.world.pile_no)
+    auth = roaming.driver(top_up_fen=6_00)  # 6.00 yuan held
+    seq = start(roaming, auth).json()["start_charge_seq"]
+    trade_no = charging_on_a(roaming, seq)
+    outbox = roaming.outbox()
+    step(outbox)  # the start result: charging
+    roaming.a.ledger.record_reading(trade_no, at=datetime.now(timezone.utc), energy=60_000, voltage_dv=7500,
+                                    current_da=1000, soc_pct=40)  # 6 kWh: more than 5.00 yuan at any tier
+    charging_at = roaming.a.ledger.session(trade_no).started_at
+    step(outbox, charging_at + timedelta(seconds=61))  # A's charge status at B's interval
+    charge = roaming.b.ledger.find_roaming(roaming.b.tenant_id, A_ID, seq)
+    assert (charge.state, roaming.a.ledger.session(trade_no).state) == ("stopping", "charging")
+    assert step(roaming.b_outbox())["roaming_asked"] == 1  # B's reconciler sends the stop at once
+    assert roaming.a.ledger.session(trade_no).state == "stopping"

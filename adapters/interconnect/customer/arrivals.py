@@ -6,7 +6,8 @@ charges started with it) and the push's ``StartChargeSeq``:
 
 * ``notification_start_charge_result``: ``StartChargeSeqStat`` 2 makes the charge ``charging``; 4 or 5
   while it never charged fails it (the pile did not start) and its hold goes back to the driver.
-* ``notification_equip_charge_status``: 2 while we still wait for the start result is the same news.
+* ``notification_equip_charge_status``: 2 while we still wait for the start result is the same news; an
+  amount within 1 yuan of the driver's hold stops the charge (``stopping``; the reconciler sends the stop).
 * ``notification_stop_charge_result``: nothing for the ledger; the order follows.
 * ``notification_charge_order_info``: **settles** the charge: the peer's bill is taken from the driver's
   hold and owed to the peer on ``payable:<OperatorID>`` (``Ledger.settle_roaming``). Agreed
@@ -38,6 +39,8 @@ log = logging.getLogger("chargeledger.interconnect.roaming")
 NOT_FOUND, AMOUNT_WRONG, ENERGY_WRONG = 1, 2, 3  # DisputeReason
 TOTALS = "TotalElecMoney + TotalSeviceMoney != TotalMoney"
 WAITING_TO_START = ("requested", "starting")
+HOLD_MARGIN_FEN = 100  # the gateway's own margin (pile_link/gateway.py balance_margin_fen)
+HOLD_REACHED = "platform:hold-reached"
 
 
 def fen(amount: Decimal) -> int:
@@ -70,9 +73,17 @@ class Arrivals:
         return self.ledger.find_roaming(peer.tenant_id, peer.operator_id, seq)
 
     def started(self, peer: Peer, result: StartChargeResult | ChargeStatus, now: datetime) -> None:
-        """A start result, or a charge status (which says the same when the start result was lost)."""
+        """A start result, or a charge status (which says the same when the start result was lost, and
+        how much the charge has cost so far: at the hold less :data:`HOLD_MARGIN_FEN` we stop it, as the
+        gateway stops our own piles, so the driver is not billed beyond what was held)."""
         charge = self.charge(peer, result.StartChargeSeq)
         if charge is None or charge.connector_id != result.ConnectorID:
+            return
+        if isinstance(result, ChargeStatus) and charge.state == "charging" and \
+                fen(result.TotalMoney) + HOLD_MARGIN_FEN >= charge.hold_fen:
+            log.info("T/CEC charge %s on %s has cost %s yuan of %s held: stopping it", charge.start_charge_seq,
+                     peer.operator_id, result.TotalMoney, charge.hold_fen / 100)
+            self.ledger.roaming_stop_requested(charge.id, at=now, author=HOLD_REACHED)  # sent by the reconciler
             return
         stat = result.StartChargeSeqStat
         if stat == StartChargeSeqStat.CHARGING and charge.state in WAITING_TO_START:

@@ -10,7 +10,7 @@ the peer about the due ones with ``query_equip_charge_status`` (idempotent) and 
 | ``requested`` (the answer to our start was lost, or we crashed before asking) | it knows the StartChargeSeq | move it on: ``starting``, or ``charging`` |
 | ``requested`` | ``Ret`` 4004: it has no such charge | ask it to start now, once; the next time it still has none: failed, the hold released |
 | ``starting`` (no start result yet) | charging or stopping | ``charging`` (finished: its start result or order will say) |
-| ``stopping`` (our stop may not have arrived) | still charging | send the stop again |
+| ``stopping`` (a stop we decided on a push, or one that may not have arrived) | still charging | send the stop (again) |
 | any | no answer | ask again later |
 
 Pauses between two looks at one charge double from :data:`FIRST_LOOK` up to :data:`LONGEST`, so a
@@ -46,7 +46,9 @@ FIRST_LOOK = timedelta(seconds=60)  # after the start or the stop was asked for
 WAIT_FOR_START = timedelta(minutes=5)  # accepted, no start result yet
 LONGEST = timedelta(hours=1)
 STATE_OF = {"Requested": "requested", "Accepted": "starting", "Charging": "charging", "StopRequested": "stopping"}
-FIRST_CHECK = {"requested": FIRST_LOOK, "starting": WAIT_FOR_START, "stopping": FIRST_LOOK}
+# a stop is looked at at once: one we decided on a push (the hold reached) has not been sent yet; one the driver
+# asked for was, and the look finds the peer stopping and waits
+FIRST_CHECK = {"requested": FIRST_LOOK, "starting": WAIT_FOR_START, "stopping": timedelta(0)}
 
 
 def _apply(cursor: Any, events: list[Any]) -> None:
@@ -61,9 +63,10 @@ def _apply(cursor: Any, events: list[Any]) -> None:
             continue  # closed meanwhile (a late event of a settled charge changes nothing here)
         row = dict(known or {"tenant_id": e.tenant_id, "peer": e.peer, "start_charge_seq": e.start_charge_seq,
                              "connector_id": e.connector_id})
-        wait = FIRST_CHECK.get(state)
+        wait = FIRST_CHECK.get(state)  # None: not looked at (charging)
+        never = datetime.max.replace(tzinfo=e.timestamp.tzinfo)
         row.update(charge_id=e.originator_id, state=state, changed_at=e.timestamp,
-                   next_check=e.timestamp + wait if wait else datetime.max.replace(tzinfo=e.timestamp.tzinfo))
+                   next_check=never if wait is None else e.timestamp + wait)
         OpenCharges.upsert(cursor, row)
 
 
