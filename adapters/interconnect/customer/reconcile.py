@@ -5,13 +5,14 @@ settled or failed, with when to ask about it next, in the same transaction as it
 any crash the index is exactly the open charges. Each step of ``chargeledger tcec-outbox`` then asks
 the peer about the due ones with ``query_equip_charge_status`` (idempotent) and acts on the answer:
 
-| our charge | the peer says | we |
-|---|---|---|
-| ``requested`` (the answer to our start was lost, or we crashed before asking) | it knows the StartChargeSeq | move it on: ``starting``, or ``charging`` |
-| ``requested`` | ``Ret`` 4004: it has no such charge | ask it to start now, once; the next time it still has none: failed, the hold released |
-| ``starting`` (no start result yet) | charging or stopping | ``charging`` (finished: its start result or order will say) |
-| ``stopping`` (a stop we decided on a push, or one that may not have arrived) | still charging | send the stop (again) |
-| any | no answer | ask again later |
+* ``requested`` (the answer to our start was lost, or we crashed before asking): if the peer knows the
+  StartChargeSeq, ``starting`` (and ``charging`` if it charges); if it answers ``Ret`` 4004 (no such charge),
+  the start is sent once more (the driver asked for it), and at the next look, still unknown: failed, the
+  hold released;
+* ``starting`` (no start result yet): charging or stopping there makes it ``charging``;
+* ``stopping`` (a stop decided on a push, or one that may not have arrived): still charging there, the stop
+  is sent (again);
+* no answer: looked at again later.
 
 Pauses between two looks at one charge double from :data:`FIRST_LOOK` up to :data:`LONGEST`, so a
 peer that is down is not hammered; a ``charging`` charge is not asked about (its pushes are the

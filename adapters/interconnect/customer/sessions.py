@@ -134,9 +134,10 @@ class RoamingSessions:
             answer = self._call_unheard_twice(peer, "query_start_charge", request)
         except TcecRefused as refused:
             if refused.authentic and refused.ret in REFUSED_UNHEARD:
-                return self.ledger.roaming_failed(charge.id, at=self.clock(),
-                                                  reason=f"refused by {peer.operator_id}: Ret {refused.ret} {refused.msg}")
-            log.warning("T/CEC start %s on %s: %s; to be asked again", charge.start_charge_seq, peer.operator_id, refused)
+                why = f"refused by {peer.operator_id}: Ret {refused.ret} {refused.msg}"
+                return self.ledger.roaming_failed(charge.id, at=self.clock(), reason=why)
+            log.warning("T/CEC start %s on %s: %s; to be asked again", charge.start_charge_seq, peer.operator_id,
+                        refused)
             return charge
         except (TcecError, httpx.HTTPError) as error:
             log.warning("T/CEC start %s on %s: no answer (%s); to be asked again", charge.start_charge_seq,
