@@ -9,6 +9,7 @@ Messages may carry ``{name}`` fields, filled by ``_("key", name=...)`` after esc
 from __future__ import annotations
 
 from adapters.web.messages_ops import MESSAGES_OPS
+from adapters.web.messages_peers import MESSAGES_PEERS
 from adapters.web.messages_pile import MESSAGES_PILE
 from adapters.web.messages_screen import MESSAGES_SCREEN
 
@@ -107,3 +108,4 @@ MESSAGES: dict[str, tuple[str, str]] = {
 MESSAGES.update(MESSAGES_OPS)  # the operations pages' (adapters/web/messages_ops.py)
 MESSAGES.update(MESSAGES_PILE)  # one pile's page: adapters/web/messages_pile.py
 MESSAGES.update(MESSAGES_SCREEN)  # the 经营大屏 and the driver H5 pages: adapters/web/messages_screen.py
+MESSAGES.update(MESSAGES_PEERS)  # 互联互通, the tenant's T/CEC peers: adapters/web/messages_peers.py

@@ -23,8 +23,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from adapters.api.auth import AuthError
 from adapters.api.errors import ApiError
 from adapters.web import render
-from adapters.web.pages import (alarms, auth, h5, h5_charge, home, oplog, orders, pile, piles, revenue, screen, stations,
-                                tariffs, users)
+from adapters.web.pages import (alarms, auth, h5, h5_charge, home, oplog, orders, peers, pile, piles, revenue, screen,
+                                stations, tariffs, users)
 from adapters.web.session import BadForm, CsrfRefused, WebSettings, csrf_guard, keep_pre_session
 from domain.errors import DomainError, NotFound
 
@@ -33,7 +33,7 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
 PAGE_HEADERS = {"Content-Security-Policy": CSP, "X-Frame-Options": "DENY", "Referrer-Policy": "same-origin",
                 "Cross-Origin-Opener-Policy": "same-origin"}
 PAGES = (auth, home, stations, piles, pile,  # pile after piles: /piles/live before /piles/{pile_no}
-         tariffs, orders, revenue, alarms, oplog, users,
+         tariffs, orders, revenue, alarms, oplog, users, peers,
          screen,  # the 经营大屏
          h5, h5_charge)  # the driver H5 pages
 

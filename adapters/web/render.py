@@ -19,7 +19,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from starlette.requests import Request
 
-from adapters.api.auth import Principal
+from adapters.api.auth import TENANT_ADMIN, Principal
 from adapters.web import i18n
 from adapters.web.session import csrf_token
 from domain.money import energy_to_kwh_str, fen_to_yuan_str
@@ -31,8 +31,16 @@ DEFAULT_ZONE = "Asia/Shanghai"
 # the layout's navigation: (message key, path); a page marks its own with ``nav=`` in render()
 NAV = (("nav.overview", "/"), ("nav.stations", "/stations"), ("nav.piles", "/piles"), ("nav.tariffs", "/tariffs"),
        ("nav.orders", "/orders"), ("nav.revenue", "/revenue"), ("nav.alarms", "/alarms"),
-       ("nav.oplog", "/operation-log"), ("nav.users", "/users"),
+       ("nav.oplog", "/operation-log"), ("nav.users", "/users"), ("nav.peers", "/peers"),
        ("nav.screen", "/screen"))
+# links shown only to these roles (their pages refuse the others with 403 anyway): a peer link is the tenant's
+NAV_ROLES = {"/peers": (TENANT_ADMIN,)}
+
+
+def nav_for(who: Principal | None) -> tuple[tuple[str, str], ...]:
+    """The navigation ``who`` is shown."""
+    return tuple((key, path) for key, path in NAV
+                 if path not in NAV_ROLES or (who is not None and who.role in NAV_ROLES[path]))
 
 
 def yuan(fen: int | None) -> str:
@@ -62,7 +70,7 @@ def _environment() -> Environment:
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters.update(yuan=yuan, kwh=kwh, local=local)
-    env.globals.update(url=url, nav_items=NAV)
+    env.globals.update(url=url)
     return env
 
 
@@ -74,7 +82,8 @@ def context(request: Request, who: Principal | None, nav: str | None) -> dict[st
     other = "en" if lang == "zh" else "zh"
     switch = request.url.path + "?" + urlencode({**dict(request.query_params), "lang": other})
     return {"request": request, "lang": lang, "_": i18n.Translator(lang), "who": who, "nav": nav,
-            "csrf": csrf_token(request), "switch_language": switch, "path": request.url.path}
+            "nav_items": nav_for(who), "csrf": csrf_token(request), "switch_language": switch,
+            "path": request.url.path}
 
 
 def render(request: Request, template: str, who: Principal | None = None, *, nav: str | None = None,

@@ -1,6 +1,6 @@
 """The operator API's peers (docs/interconnect.md, "Peers in the operator API") on A of the roaming harness:
 B's users charge on A's piles through A's door, A's outbox pushes to B; A's drivers' charges on B's piles are
-the ``RoamingCharge`` events of the roaming spec (tests/roaming_charges.py until the domain lands).
+charges through A's own ``Ledger`` (``start_roaming`` ... ``settle_roaming``) from a topped-up wallet.
 
 The peers with their link's health after a delivered push, a failing one and one given up; the orders with
 B in both directions on one keyset; the settlement per China day equal to the bills (and to A's daily
@@ -12,16 +12,17 @@ from __future__ import annotations
 
 from datetime import datetime, time, timedelta, timezone
 from typing import Any
+from uuid import UUID
 
 from adapters.api.auth import AGENT, PLATFORM_ADMIN, TENANT_ADMIN
 from adapters.interconnect.outbox.schedule import Schedule
 from adapters.interconnect.outbox.sender import RetryPolicy
 from adapters.interconnect.tcec.envelope import SHANGHAI
 from domain.money import fen_to_yuan_str
-from tests.integration.roaming_harness import A_ID, B_ID, Roaming, roaming, seq, step  # noqa: F401
+from domain.roaming import RoamingCharge
+from tests.integration.roaming_harness import A_ID, B_ID, Roaming, Side, roaming, seq, step  # noqa: F401
 from tests.integration.test_interconnect_outbox import settle, started
 from tests.operator_tokens import operator_headers
-from tests.roaming_charges import requested
 
 PEERS = "/operator/v1/peers"
 
@@ -88,6 +89,20 @@ def test_the_peers_show_each_links_health_after_a_delivered_a_failing_and_a_give
     assert not any(secret in text for secret in secrets(roaming) for text in api.texts)
 
 
+def our_driver(a: Side) -> UUID:
+    """A's driver with 200 yuan in the wallet, to roam on B's piles."""
+    wallet_id = a.ledger.open_wallet(a.tenant_id, "driver-wang", author="test")
+    a.ledger.top_up(wallet_id, key="top-up:wang", amount=200_00, provider="wechat", payment_ref="wx-wang-1")
+    return wallet_id
+
+
+def roam(a: Side, wallet_id: UUID, n: int, at: datetime) -> RoamingCharge:
+    """A's driver asks B's pile to start (A's StartChargeSeq n), 50 yuan held."""
+    return a.ledger.start_roaming(tenant_id=a.tenant_id, wallet_id=wallet_id, peer=B_ID,
+                                  connector_id="9900000000000101", station_id="", start_charge_seq=f"{A_ID}{n:018d}",
+                                  hold_fen=50_00, at=at, author="driver:driver-wang")
+
+
 def china(day: Any, hour: int, minute: int) -> datetime:
     return datetime.combine(day, time(hour, minute), SHANGHAI)
 
@@ -104,21 +119,22 @@ def test_orders_in_both_directions_page_on_one_keyset_and_the_settlement_per_chi
     settle(roaming, trade2, china(day2, 0, 10), (0, 0, 10_000, 0))
     started(roaming, 13)  # still charging: listed, not yet owed
     step(outbox)
-    # A's drivers on B's piles: settled (then a disputed second order), failed, charging
+    # A's drivers on B's piles: settled (then a differing second order, disputed), failed, charging
     t0 = china(day2, 11, 0)
-    settled = requested(a.ledger.sessions, a.tenant_id, B_ID, f"{A_ID}{21:018d}", t0)
-    settled.accepted(at=t0)
-    settled.charging(at=t0, start_time=t0)
-    settled.settled(at=china(day2, 12, 1), energy=123_456, electricity_fen=1_234, service_fen=567, start_time=t0,
-                    end_time=china(day2, 12, 0), stop_reason=0, captured_fen=1_801, charged_fen=0)
-    settled.order_disputed(at=china(day2, 12, 5), reason=2, order={"TotalMoney": "99.00"})
-    a.ledger.sessions.save(settled)
-    failed = requested(a.ledger.sessions, a.tenant_id, B_ID, f"{A_ID}{22:018d}", t0)
-    failed.failed(at=t0, reason="the peer refused the start")
-    a.ledger.sessions.save(failed)
-    charging = requested(a.ledger.sessions, a.tenant_id, B_ID, f"{A_ID}{23:018d}", t0)
-    charging.charging(at=t0, start_time=t0)
-    a.ledger.sessions.save(charging)
+    wallet_id = our_driver(a)
+    settled = roam(a, wallet_id, 21, t0)
+    a.ledger.roaming_accepted(settled.id, at=t0)
+    a.ledger.roaming_charging(settled.id, at=t0, start_time=t0)
+    order = dict(energy=123_456, service_fen=567, start_time=t0, end_time=china(day2, 12, 0), stop_reason=0)
+    a.ledger.settle_roaming(settled.id, at=china(day2, 12, 1), electricity_fen=1_234, **order)
+    disputed = a.ledger.settle_roaming(settled.id, at=china(day2, 12, 5), electricity_fen=9_333, **order)
+    assert [d["reason"] for d in disputed.disputes] == [2] and disputed.bill["total_fen"] == 1_801
+    failed = roam(a, wallet_id, 22, t0)
+    a.ledger.roaming_failed(failed.id, at=t0, reason="the peer refused the start")
+    charging = roam(a, wallet_id, 23, t0)
+    a.ledger.roaming_charging(charging.id, at=t0, start_time=t0)
+    wallet = a.ledger.wallet(wallet_id)  # what the settlement calls payable is what A's books owe B
+    assert (wallet.balances[f"payable:{B_ID}"], wallet.holds) == (-1_801, {f"roam:{A_ID}{23:018d}": 5_000})
     roaming.views()
 
     api = Answers(roaming)

@@ -12,6 +12,7 @@ import pytest
 from adapters.web.catalogue import MESSAGES
 from adapters.web.i18n import LANGUAGES, message
 from adapters.web.messages_ops import BUILT as BUILT_OPS
+from adapters.web.messages_peers import BUILT as BUILT_PEERS
 from adapters.web.messages_pile import BUILT as BUILT_PILE
 from adapters.web.pages.auth import ERRORS as LOGIN_ERRORS
 from adapters.web.render import kwh, local, yuan
@@ -50,7 +51,7 @@ def test_keys_built_in_a_template_exist_for_every_value_they_take() -> None:
     for path in WEB.rglob("*.html"):
         prefixes |= set(PREFIXED.findall(path.read_text(encoding="utf-8")))
     values = {"gun.": ("idle", "charging", "offline", "fault"), "piles.kind.": ("DC", "AC"),
-              "role.": ("platform_admin", "tenant_admin", "agent"), **BUILT_OPS, **BUILT_PILE}
+              "role.": ("platform_admin", "tenant_admin", "agent"), **BUILT_OPS, **BUILT_PILE, **BUILT_PEERS}
     assert prefixes == set(values)
     for prefix, names in values.items():
         for name in names:

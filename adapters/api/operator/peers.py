@@ -38,8 +38,10 @@ from projections.base import jsonable
 router = APIRouter(prefix="/operator/v1", responses=t.BAD_BODY)
 CHINA = ZoneInfo("Asia/Shanghai")  # T/CEC's days (check_charge_orders) are China days
 E403_PEERS = t.error("forbidden_role", "a agent may not do this")
-OperatorId = Annotated[t.identifier(r"^[0-9A-Za-z]{9}$", 9),  # type: ignore[valid-type]
+OPERATOR_ID = t.identifier(r"^[0-9A-Za-z]{9}$", 9)  # a peer's OperatorID (also the console's peer pages)
+OperatorId = Annotated[OPERATOR_ID,  # type: ignore[valid-type]
                        Path(description="the peer's OperatorID (9 letters or digits)")]
+SETTLEMENT_DAYS = 31  # the settlement's default window, up to today
 
 HEALTH_EXAMPLE = {"pending": 1, "retrying": 1, "delivered": 41, "failed": 0,
                   "last_delivered": "2026-11-22T02:22:01+00:00", "lag_s": 95,
@@ -173,10 +175,19 @@ def figures(row: dict[str, Any] | None) -> dict[str, Any]:
             "total_yuan": fen_to_yuan_str(int(row["total_fen"] or 0))}
 
 
+def settlement_days(day_from: date | None, day_to: date | None) -> tuple[date, date]:
+    """The China days a settlement covers: those asked, by default the last 31 up to today."""
+    day_to = day_to or now().astimezone(CHINA).date()
+    return day_from or day_to - timedelta(days=SETTLEMENT_DAYS - 1), day_to
+
+
 def settlement(conn: Any, tenant_id: Any, day_from: date, day_to: date) -> list[dict[str, Any]]:
     """Per peer and China day in [day_from, day_to]: receivable (the peer's users' orders on our piles that
     ended that day: what check_charge_orders sends the peer) and payable (our drivers' settled charges on its
-    piles whose EndTime is that day). Days without either are left out."""
+    piles whose EndTime is that day). Days without either are left out, and so is everything on a database
+    that never served T/CEC."""
+    if not linked(conn):
+        return []
     params = {"tenant": tenant_id, "since": datetime.combine(day_from, time(), CHINA),
               "until": datetime.combine(day_to + timedelta(days=1), time(), CHINA)}
     cursor = conn.cursor(row_factory=dict_row)
@@ -197,9 +208,8 @@ def peer_settlement(request: Request, who: Caller,
                     day_to: Annotated[t.Day | None, Query(alias="to", description="China day, inclusive")] = None
                     ) -> JSONResponse:
     tenant_id = tenant_links(who)
-    day_to = day_to or now().astimezone(CHINA).date()
-    day_from = day_from or day_to - timedelta(days=30)
+    day_from, day_to = settlement_days(day_from, day_to)
     with request.app.state.pool.connection() as conn:
-        items = settlement(conn, tenant_id, day_from, day_to) if linked(conn) else []
+        items = settlement(conn, tenant_id, day_from, day_to)
     return JSONResponse({"from": day_from.isoformat(), "to": day_to.isoformat(), "items": items})
 
