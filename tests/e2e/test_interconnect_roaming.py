@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
-import psycopg
-import pytest
 from fastapi.testclient import TestClient
 from psycopg_pool import ConnectionPool
 
@@ -35,7 +32,6 @@ from adapters.interconnect.tcec.models.policy import BusinessPolicyRequest
 from adapters.interconnect.tcec.models.stations import StationsInfoRequest
 from adapters.payments.config import SecretBox
 from adapters.postgres.env import eventsourcing_env
-from adapters.servers.postgres_server import create_database
 from domain.books import books_of
 from domain.ledger import Ledger
 from domain.pricing import price
@@ -44,7 +40,7 @@ from pile_link.owed import ROAMING_BALANCE_FEN
 from pile_link.ykc import RemoteStart, RemoteStartReply, RemoteStop, RemoteStopReply, TransactionConfirm
 from projections.runner import Projections
 from tests.e2e.gateway_harness import CHARGING, PRICE_PER_TIER, Clock, local, run, until
-from tests.e2e.roaming_deployment import OutboxProcess, Served, free_port, rows
+from tests.e2e.roaming_deployment import OutboxProcess, Served, b_side, free_port, rows  # noqa: F401
 from tests.factories import SLOTS, build_world
 from tests.ykc_pile import ScriptedPile, settlements_done
 
@@ -52,18 +48,6 @@ A_ID, B_ID = "APLATFORM", "BPLATFORM"
 SEQ = f"{B_ID}{1:018d}"
 OTHER_PILE = "55000000000001"
 IDLE = 2  # YKC realtime status byte
-
-
-@pytest.fixture
-def b_side(servers: tuple[str, str]) -> Iterator[tuple[str, Ledger, ConnectionPool]]:
-    name = f"t_roam_b_{uuid.uuid4().hex[:8]}"
-    url = create_database(servers[0], name)
-    ledger = Ledger(eventsourcing_env(url))
-    with ConnectionPool(url, min_size=1, max_size=2, open=True) as pool:
-        yield url, ledger, pool
-    ledger.close()
-    with psycopg.connect(servers[0], autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def received(b_url: str, interface: str) -> list[tuple[dict, int]]:
