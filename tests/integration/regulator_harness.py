@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -19,12 +18,12 @@ import pytest
 from psycopg.rows import dict_row
 
 from adapters.interconnect.handlers import handlers
-from adapters.interconnect.handlers.notifications import ORDER
+from adapters.interconnect.handlers.notifications import ORDER, check_answer
 from adapters.interconnect.outbox.role import OutboxRole
 from adapters.interconnect.tcec import wire
 from adapters.interconnect.tcec.interfaces import Role
 from adapters.interconnect.tcec.models.orders import (ChargeOrderAck, ChargeOrderInfo, CheckChargeOrders,
-                                                      CheckChargeOrdersResponse, DisputedOrder)
+                                                      CheckChargeOrdersResponse, CheckedOrder)
 from adapters.interconnect.tcec.peer import Peer
 from adapters.interconnect.tcec.routing import Call, Handlers
 from adapters.payments.config import SecretBox
@@ -86,19 +85,13 @@ def regulator_handlers() -> Handlers:
                                             wire.dumps(request.to_wire()), call.now)
         kept = call.services.store.received.payloads(call.peer.peer_id, ORDER,
                                                      [o.StartChargeSeq for o in request.ChargeOrders])
-        disputed = []
-        for order in request.ChargeOrders:
-            mine = ChargeOrderInfo.from_wire(wire.loads(kept[order.StartChargeSeq])) \
-                if order.StartChargeSeq in kept else None
-            reason = (1 if mine is None else 2 if mine.TotalMoney != order.TotalMoney
-                      else 3 if mine.TotalPower != order.TotalPower else 0)
-            if reason:
-                disputed.append(DisputedOrder(StartChargeSeq=order.StartChargeSeq, TotalPower=order.TotalPower,
-                                              TotalMoney=order.TotalMoney, DisputeReason=reason))
-        return CheckChargeOrdersResponse(
-            CheckOrderSeq=request.CheckOrderSeq, StartTime=request.StartTime, EndTime=request.EndTime,
-            TotalDisputeOrder=len(disputed), TotalDisputePower=sum((d.TotalPower for d in disputed), Decimal(0)),
-            TotalDisputeMoney=sum((d.TotalMoney for d in disputed), Decimal(0)), DisputeOrders=disputed)
+
+        def reason_of(order: CheckedOrder) -> int:
+            if order.StartChargeSeq not in kept:
+                return 1
+            mine = ChargeOrderInfo.from_wire(wire.loads(kept[order.StartChargeSeq]))
+            return 2 if mine.TotalMoney != order.TotalMoney else 3 if mine.TotalPower != order.TotalPower else 0
+        return check_answer(request, reason_of)
 
     return table
 

@@ -11,6 +11,7 @@ idempotent too, so a resent order settles nothing twice.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from decimal import Decimal
 
 from adapters.interconnect.customer.arrivals import Arrivals
@@ -20,7 +21,7 @@ from adapters.interconnect.tcec.models.base import Model
 from adapters.interconnect.tcec.models.charge import ChargeStatus, ResultAck, StartChargeResult, StopChargeResult
 from adapters.interconnect.tcec.models.codes import NotificationStatus, SuccStat
 from adapters.interconnect.tcec.models.orders import (ChargeOrderAck, ChargeOrderInfo, CheckChargeOrders,
-                                                      CheckChargeOrdersResponse, DisputedOrder)
+                                                      CheckChargeOrdersResponse, CheckedOrder, DisputedOrder)
 from adapters.interconnect.tcec.models.status import StationStatusAck, StationStatusNotification
 from adapters.interconnect.tcec.routing import Call
 
@@ -92,9 +93,14 @@ def check_orders(call: Call) -> CheckChargeOrdersResponse:
     request: CheckChargeOrders = call.request
     keep(call, request.CheckOrderSeq)
     check = arrivals(call)
+    return check_answer(request, lambda order: check.dispute_reason(call.peer, order))
+
+
+def check_answer(request: CheckChargeOrders, reason_of: Callable[[CheckedOrder], int]) -> CheckChargeOrdersResponse:
+    """The answer to a daily check: the listed orders ``reason_of`` disputes (a DisputeReason; 0: agreed), totalled."""
     disputed = []
     for order in request.ChargeOrders:
-        reason = check.dispute_reason(call.peer, order)
+        reason = reason_of(order)
         if reason:
             disputed.append(DisputedOrder(StartChargeSeq=order.StartChargeSeq, TotalPower=order.TotalPower,
                                           TotalMoney=order.TotalMoney, DisputeReason=reason))
