@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from psycopg.rows import tuple_row
+
 from domain.postings import posting_sets_of
 from domain.wallet import PAYABLE, RECEIVABLE
 from projections.base import Item, View, on
@@ -79,4 +81,5 @@ class Books(View):
 def figures(conn: Any) -> dict[tuple[str, str], int]:
     """``{(kind, name): value}``: ``("account", family)`` fen, ``("holds", "open")`` count,
     ``("held", "fen")`` fen still held, ``("closed", outcome)`` sessions."""
-    return {(kind, name): int(value) for kind, name, value in conn.execute(FIGURES).fetchall()}
+    with conn.cursor(row_factory=tuple_row) as cur:  # whatever rows the connection gives by default
+        return {(kind, name): int(value) for kind, name, value in cur.execute(FIGURES).fetchall()}
