@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -20,11 +21,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from adapters.cli import observability
 from adapters.followers.relay.publisher import Relay, keep_running
+from adapters.metrics import logs
 from adapters.metrics.instruments import REGISTRY
 from adapters.postgres.env import eventsourcing_env
 from domain.ledger import Ledger
 from pile_link.gateway import Gateway
-from pile_link.ykc import Heartbeat, HeartbeatAck
+from pile_link.ykc import Heartbeat, HeartbeatAck, RemoteStartReply
 from pile_link.ykc.frame import encode_frame
 from tests.e2e.gateway_harness import Clock, run, until
 from tests.factories import build_world
@@ -104,6 +106,48 @@ def test_a_gateway_exposes_its_connected_piles_and_the_frames_it_read_and_wrote(
     run(ledger, database_url, nats_url, scenario)
     names = {m.name for m in REGISTRY.collect()}
     assert "chargeledger_connected_piles" not in names  # the gateway's collectors left with it
+
+
+class Kept(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.addFilter(logs.ContextFilter())
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_the_pile_link_logs_the_pile_the_session_and_the_tenant(ledger: Ledger, database_url: str,
+                                                                nats_url: str) -> None:
+    world = build_world(ledger)
+    trade_no = f"{world.pile_no}01260101120000{'0' * 4}"
+    kept, logger = Kept(), logging.getLogger("chargeledger.pile_link")
+
+    async def scenario(gateway: Gateway, clock: Clock) -> None:
+        pile = ScriptedPile(world.pile_no)
+        await pile.login(gateway.port)
+        pile.send(Heartbeat(world.pile_no, "01", 0))  # after the login: the link knows the pile's tenant
+        await pile.expect(HeartbeatAck)
+        pile.send(RemoteStartReply(trade_no, world.pile_no, "01", 1, 0))  # a session the ledger never saw
+        await until(lambda: any(trade_no in r.getMessage() for r in kept.records))
+        with logs.bound(pile="P", session="S"):  # the thread pool runs a call in its caller's context
+            assert await gateway.run(lambda: (logs.PILE.get(), logs.SESSION.get())) == ("P", "S")
+        await pile.close()
+
+    level = logger.level
+    logger.addHandler(kept)
+    logger.setLevel(logging.INFO)
+    try:
+        run(ledger, database_url, nats_url, scenario)
+    finally:
+        logger.removeHandler(kept)
+        logger.setLevel(level)
+    about = [r for r in kept.records if trade_no in r.getMessage()]
+    assert about and all((r.pile, r.session, r.tenant) == (world.pile_no, trade_no, str(world.tenant_id))
+                         for r in about), [(r.getMessage(), r.pile, r.session, r.tenant) for r in about]
+    online = next(r for r in kept.records if r.getMessage().startswith(f"pile {world.pile_no} online"))
+    assert (online.pile, online.session) == (world.pile_no, None)  # a login names no session
 
 
 def test_the_relay_lag_is_what_is_committed_and_not_yet_on_the_stream(ledger: Ledger, database_url: str,

@@ -16,13 +16,16 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from adapters.api.app import create_app
-from adapters.api.auth import AuthSettings
+from adapters.api.auth import TENANT_ADMIN, AuthSettings
 from adapters.api.health import health_router
+from adapters.api.operator.deps import Caller
 from adapters.cli import observability
+from adapters.metrics import logs
 from adapters.postgres.env import eventsourcing_env
 from domain.ledger import Ledger
 from projections.runner import Projections
 from tests.factories import build_world, record
+from tests.operator_tokens import operator_headers
 
 T0 = datetime(2026, 11, 22, 2, 0, tzinfo=timezone.utc)  # 10:00 in Shanghai: peak
 
@@ -128,3 +131,17 @@ def test_the_api_is_ready_with_its_database_and_not_ready_without(ledger: Ledger
         assert answer.status_code == 503
         assert answer.json() == {"ready": False, "checks": {"database": {"ok": False}}}  # no error text leaked
         assert client.get("/healthz").status_code == 200  # alive, only cut off
+
+
+def test_an_operator_request_logs_its_callers_tenant(ledger: Ledger, database_url: str) -> None:
+    world = build_world(ledger)
+    app = create_app(ledger, database_url, AuthSettings.generate(), pool_size=2)
+
+    @app.get("/test/log-context")
+    def context(principal: Caller) -> dict[str, Any]:  # a sync endpoint: run in a worker thread, as most are
+        return {"tenant": logs.TENANT.get()}
+
+    with TestClient(app) as client:
+        headers = operator_headers(app, TENANT_ADMIN, world.tenant_id)
+        assert client.get("/test/log-context", headers=headers).json() == {"tenant": str(world.tenant_id)}
+        assert client.get("/test/log-context").status_code == 401  # no caller, no tenant
