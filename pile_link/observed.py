@@ -24,15 +24,27 @@ def frame_name(frame_type: int) -> str:
     return cls.__name__ if cls is not None else "unknown"
 
 
+@cache
+def _in(frame_type: int) -> tuple[Any, Any]:
+    """The labelled children of a frame type, looked up once (a heartbeat pays two increments, no lookup)."""
+    name = frame_name(frame_type)
+    return instruments.FRAMES_IN.labels(name), instruments.FRAME_HANDLING.labels(name)
+
+
+@cache
+def _out(frame_type: int) -> Any:
+    return instruments.FRAMES_OUT.labels(frame_name(frame_type))
+
+
 def frame_in(frame_type: int, seconds: float) -> None:
     """A frame read and handled (refused, or not decodable, included) in ``seconds``."""
-    name = frame_name(frame_type)
-    instruments.FRAMES_IN.labels(name).inc()
-    instruments.FRAME_HANDLING.labels(name).observe(seconds)
+    counted, timed = _in(frame_type)
+    counted.inc()
+    timed.observe(seconds)
 
 
 def frame_out(data: bytes) -> None:
-    instruments.FRAMES_OUT.labels(frame_name(data[FRAME_TYPE_AT]) if len(data) > FRAME_TYPE_AT else "unknown").inc()
+    _out(data[FRAME_TYPE_AT] if len(data) > FRAME_TYPE_AT else -1).inc()
 
 
 def decode_error(code: str) -> None:
