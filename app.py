@@ -11,10 +11,10 @@ COMMANDS below. Nothing imports this module.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 
+from adapters.metrics import logs
 from adapters.cli import (api, audit, demo, gateway, operators, peers, projections, relay, servers, tcec_outbox,
                           watchdog)
 from pile_link.simulator import cli as simulate
@@ -50,8 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "WARNING"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(os.environ.get("LOG_LEVEL", "WARNING"), os.environ.get("LOG_FORMAT", "human"))
     args = build_parser().parse_args(argv)
     return int(args.func(args))
 

@@ -27,6 +27,7 @@ from typing import Any
 from uuid import UUID
 
 from adapters.followers.open_sessions import OpenSessions
+from adapters.metrics import instruments
 from adapters.servers.outage import Outage
 from domain.errors import DomainError
 from domain.session import ChargingSession
@@ -75,6 +76,7 @@ class OwedDelivery:
             self.unverified(subject, headers, "malformed subject or headers")
             return
         stored = await self.run(self.stored_event, application, originator_id, version, f"{aggregate}.{name}")
+        instruments.command_event(stored.timestamp if stored is not None else None)  # for command latency
         if stored is None:
             self.unverified(subject, headers, "the store holds no such event")
         elif aggregate == "ChargingSession":
@@ -223,3 +225,4 @@ class OwedDelivery:
 
     def _observe(self, pile_no: str, kind: str) -> None:
         self.stats[f"sent_{kind}"] += 1
+        instruments.command_sent(kind)

@@ -28,6 +28,7 @@ long as an outage lasts, and says so in the log (:mod:`adapters.servers.outage`)
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import logging
 import os
@@ -184,7 +185,9 @@ class Gateway(OwedDelivery):
 
     def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
         loop = self._loop or asyncio.get_running_loop()
-        return loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
+        # in the caller's context: its log fields (pile, session) go with the call (adapters/metrics/logs.py)
+        call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
+        return loop.run_in_executor(self.executor, call)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         sock = writer.get_extra_info("socket")

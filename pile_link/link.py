@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo
 
 from domain.errors import DomainError, NotFound, WrongPile
 from domain.ledger import PileGun
+from pile_link import observed
 from pile_link.boundary import Refusal, binding_refusal, gun_number, refusal_answer
 from pile_link.context import LinkContext
 from pile_link.downlink import billing_model
@@ -141,6 +142,7 @@ class PileLink:
         already: a whole frame whose payload does not decode)."""
         self.error_streak += 1
         self.gateway.stats["bad_frames"] += 1
+        observed.decode_error(error.code)
         log.warning("pile %s %s: bad frame (%s): %s", self.pile_no or "-", self.peer, error.reason,
                     error.raw.hex(" ").upper() if error.raw else "")
         if self.pile_no is not None and not recorded:
@@ -154,6 +156,7 @@ class PileLink:
             msg = self.decoded(frame)
             if msg is None:
                 return
+            observed.bind(self, msg)
             if self.pile_no is not None and (refusal := binding_refusal(msg, self.pile_no, self.gun_numbers)):
                 self.refuse(frame, msg, refusal)
                 refused = True
@@ -174,6 +177,7 @@ class PileLink:
                 self.gateway.stats["handler_errors"] += 1
                 log.exception("pile %s: handling %r failed", self.pile_no, msg)
         finally:  # after its handler (which may refuse it), stamped when it was read; a login once accepted
+            observed.frame_in(frame.frame_type, time.time() - at)
             if self.pile_no is not None:
                 self.gateway.frames.frame_in(self.pile_no, at, frame, refused)
 
@@ -268,6 +272,7 @@ class PileLink:
     def write(self, data: bytes) -> None:
         if not self.closed and not self.writer.is_closing():
             self.writer.write(data)
+            observed.frame_out(data)
             if self.pile_no is not None:
                 self.gateway.frames.frame_out(self.pile_no, data)
 

@@ -35,6 +35,7 @@ from adapters.servers.outage import DATABASE_OUTAGE, Outage
 from projections import health
 from projections.alarms import Alarms
 from projections.base import Item, StaleBatch, View, ViewRecorder, storable_text
+from projections.books import Books
 from projections.catalogue import Catalogue
 from projections.live_status import LiveStatus
 from projections.operation_log import OperationLog
@@ -46,7 +47,7 @@ from projections.roaming_orders import RoamingOrders
 log = logging.getLogger(__name__)
 
 VIEWS: tuple[type[View], ...] = (Catalogue, LiveStatus, Orders, Revenue, Alarms, OperationLog, PowerCurve,
-                                 RoamingOrders)
+                                 RoamingOrders, Books)
 BATCH_SIZE = 5000  # measured: 1,000 -> 5,000 doubles catch-up (fewer commits, readings folded)
 RETRY_FIRST = 1.0  # seconds before a failing view is tried again; doubled per attempt
 RETRY_MAX = 300.0

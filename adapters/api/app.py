@@ -26,6 +26,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from adapters.api.auth import AuthSettings, TokenSigner
 from adapters.api.errors import add_error_handlers
+from adapters.api.health import health_router
 from adapters.api.guards import BodyLimit, BodyLimits, HeaderPolicies, SecurityHeaders, ServerSettings
 from adapters.api.login_guard import LoginLimits
 from adapters.api.operator.accounts import Accounts
@@ -89,6 +90,7 @@ def create_app(ledger: Any, database_url: str, settings: AuthSettings, *, pool_s
     app.add_middleware(SecurityHeaders, hsts=server.hsts, policies=app.state.header_policies)
 
     add_error_handlers(app)
+    app.include_router(health_router(database_url))  # /healthz, /readyz for the balancer (health.py)
     app.include_router(operator_router)
     if driver is not None:
         mount_driver_api(app, ledger, driver)

@@ -6,12 +6,14 @@ import argparse
 import os
 import sys
 
+from adapters.cli import observability
 from adapters.cli.servers import with_database
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
+    observability.add_arguments(parser)
 
 
 @with_database
@@ -44,8 +46,9 @@ def run(args: argparse.Namespace) -> int:
         interconnect = InterconnectSettings.from_env(os.environ)
         if interconnect is not None:
             mount_interconnect(app, interconnect)  # T/CEC 102, /evcs/v1 (docs/interconnect.md)
-        uvicorn.Server(server_config(app, server, host=args.host, port=args.port,
-                                     log_level=os.environ.get("LOG_LEVEL", "warning").lower())).run()
+        with observability.serving(args, "api", database_url=args.database_url):  # /metrics on its own port
+            uvicorn.Server(server_config(app, server, host=args.host, port=args.port,
+                                         log_level=os.environ.get("LOG_LEVEL", "warning").lower())).run()
     finally:
         ledger.close()
     return 0

@@ -6,7 +6,9 @@ import argparse
 import asyncio
 import os
 from contextlib import nullcontext
+from typing import Any
 
+from adapters.cli import observability
 from adapters.cli.relay import running_relay
 from adapters.cli.servers import servers
 from adapters.postgres.env import eventsourcing_env
@@ -23,25 +25,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "runs, publishing only while it holds the leader's lock")
     parser.add_argument("--no-watchdog", action="store_true",
                         help="leave deadlines and wallet follow-ups to `chargeledger watchdog` processes")
+    observability.add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     """The YKC gateway, by default with a relay beside it (a standby while another relay leads) so
     commands reach piles through NATS even where no ``chargeledger relay`` runs; ``--no-relay``
     leaves the relay to other processes."""
-    from pile_link.gateway import serve
-
     with servers(GATEWAY, RELAY) as (database_url, nats_url, relay_url):
         ledger = Ledger(eventsourcing_env(database_url))
         try:
-            with running_relay(ledger, database_url, relay_url) if args.relay else nullcontext():
+            with running_relay(ledger, database_url, relay_url) if args.relay else nullcontext() as relay:
                 print(f"YKC gateway on {args.host}:{args.port} (Postgres {redacted(database_url)}, "
                       f"NATS {redacted(nats_url)}), {'with a relay' if args.relay else 'no relay (--no-relay)'}",
                       flush=True)
-                asyncio.run(serve(ledger, database_url=database_url, nats_url=nats_url, host=args.host,
-                                  port=args.port, watchdog=not args.no_watchdog))
+                asyncio.run(serve(args, ledger, database_url, nats_url, relay))
         except KeyboardInterrupt:
             pass
         finally:
             ledger.close()
     return 0
+
+
+async def serve(args: argparse.Namespace, ledger: Ledger, database_url: str, nats_url: str, relay: Any) -> None:
+    """The gateway until cancelled, with its metrics (and its relay's) on ``--metrics-port``."""
+    from pile_link.gateway import Gateway
+
+    gateway = Gateway(ledger, database_url=database_url, nats_url=nats_url, host=args.host, port=args.port,
+                      watchdog=not args.no_watchdog)
+    collectors = observability.gateway_collectors(gateway)
+    if relay is not None:
+        collectors += observability.relay_collectors(relay)
+
+    def state() -> dict[str, Any]:
+        return {"gateway_id": gateway.gateway_id, "piles": len(gateway.links),
+                **({"relay": "leader" if relay.is_leader else "standby"} if relay is not None else {})}
+
+    await gateway.start()
+    try:
+        with observability.serving(args, "gateway", database_url=database_url, nats_url=nats_url, state=state,
+                                   collectors=collectors):
+            await asyncio.Event().wait()
+    finally:
+        await gateway.stop()

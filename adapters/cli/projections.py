@@ -6,6 +6,7 @@ import argparse
 import threading
 import time
 
+from adapters.cli import observability
 from adapters.cli.servers import with_database
 from adapters.postgres.env import eventsourcing_env
 from adapters.servers.outage import when_up
@@ -21,6 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--view", action="append", choices=[v.name for v in VIEWS],
                         help="rebuild only this view (repeatable)")
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
+    observability.add_arguments(parser)
 
 
 @with_database
@@ -41,7 +43,9 @@ def run(args: argparse.Namespace) -> int:
             return print_status(projections) if projections.failing else 0
         stop = threading.Event()
         try:
-            projections.run_forever(stop)
+            with observability.serving(args, "projections", database_url=args.database_url,
+                                       collectors=observability.projection_collectors(projections)):
+                projections.run_forever(stop)
         except KeyboardInterrupt:
             stop.set()
         return 0

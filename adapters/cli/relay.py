@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from adapters.cli import observability
 from adapters.cli.servers import servers
 from adapters.followers.relay.publisher import Relay, keep_running
 from adapters.postgres.env import eventsourcing_env
@@ -37,7 +38,8 @@ def running_relay(ledger: Ledger, database_url: str, nats_url: str) -> Iterator[
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """``chargeledger relay`` takes no arguments."""
+    """``chargeledger relay`` takes only the metrics' arguments."""
+    observability.add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,7 +60,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"relay for ledger {relay.ledger_id} (Postgres {redacted(database_url)}, NATS {redacted(nats_url)}): "
               "publishes while it holds the leader's lock, standby otherwise", flush=True)
         try:
-            asyncio.run(relay.run())
+            with observability.serving(args, "relay", database_url=database_url, nats_url=nats_url,
+                                       state=lambda: {"leader": relay.is_leader},
+                                       collectors=observability.relay_collectors(relay)):
+                asyncio.run(relay.run())
         except KeyboardInterrupt:
             pass
         finally:

@@ -10,6 +10,7 @@ import sys
 import threading
 from datetime import timedelta
 
+from adapters.cli import observability
 from adapters.cli.servers import with_database
 
 
@@ -22,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--attempts", type=int, default=48, help="attempts before a push is given up (default 48)")
     parser.add_argument("--pull-interval", type=float, default=600.0,
                         help="seconds between two pulls of each infrastructure peer's catalogue (default 600; 0: none)")
+    observability.add_arguments(parser)
 
 
 @with_database
@@ -55,7 +57,10 @@ def run(args: argparse.Namespace) -> int:
         role = OutboxRole(ledger, args.database_url, Store(pool, box), policy=policy, pull_every=pull_every)
         print(f"T/CEC outbox every {args.interval:g} s (Postgres {redacted(args.database_url)})", flush=True)
         try:
-            role.run_forever(stopping, args.interval)
+            with observability.serving(args, "tcec-outbox", database_url=args.database_url,
+                                       collectors=observability.outbox_collectors(args.database_url,
+                                                                                  ledger.applications)):
+                role.run_forever(stopping, args.interval)
         except KeyboardInterrupt:
             pass
         finally:

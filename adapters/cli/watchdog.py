@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import threading
 
+from adapters.cli import observability
 from adapters.cli.servers import servers
 from adapters.postgres.env import eventsourcing_env
 from adapters.servers.resolve import redacted
@@ -14,6 +15,7 @@ from domain.ledger import Ledger
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--interval", type=float, default=5.0, help="seconds between sweeps")
+    observability.add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -27,7 +29,9 @@ def run(args: argparse.Namespace) -> int:
     with servers(READER) as (database_url, _):
         print(f"watchdog sweeping every {args.interval:g} s (Postgres {redacted(database_url)})", flush=True)
         try:
-            run_role(lambda: Ledger(eventsourcing_env(database_url)), database_url, stopping, args.interval)
+            with observability.serving(args, "watchdog", database_url=database_url,
+                                       collectors=observability.watchdog_collectors(database_url)):
+                run_role(lambda: Ledger(eventsourcing_env(database_url)), database_url, stopping, args.interval)
         except KeyboardInterrupt:
             pass
     return 0

@@ -30,6 +30,7 @@ async def on_login(link: PileLink, frame: Frame, msg: Login) -> None:
         await link.close(f"login refused: {error.code}")
         return
     link.pile_no, link.pile_id, link.logged_in_at = msg.pile_no, pile.id, link.now()
+    link.tenant_id = pile.tenant_id  # on the pile's log lines from its next frame on (pile_link/observed.py)
     link.login_timer.cancel()
     link.timezone = await link.call(gateway.station_timezone, pile.station_id)
     link.guns = {int(n): (g["status"], g["plugged"], tuple(sorted(g["faults"]))) for n, g in pile.guns.items()}

@@ -34,6 +34,7 @@ from adapters.api import inputs as t
 from adapters.api.auth import AuthError, Principal
 from adapters.api.errors import ApiError
 from adapters.api.inputs import error, responses
+from adapters.metrics import logs
 from domain.clock import utcnow
 from domain.errors import NotFound
 from domain.registry import Pile, Station
@@ -70,7 +71,9 @@ async def caller(request: Request, credentials: Annotated[HTTPAuthorizationCrede
     """The token's user as they are now (adapters/api/operator/accounts.py): one indexed query per request."""
     if credentials is None:
         raise AuthError("missing_token", "send Authorization: Bearer <token>")
-    return await request.app.state.accounts.principal(credentials.credentials)  # type: ignore[no-any-return]
+    principal: Principal = await request.app.state.accounts.principal(credentials.credentials)
+    logs.bind(tenant=principal.tenant_id or "platform")  # on every log line of the request (adapters/metrics/logs.py)
+    return principal
 
 
 Caller = Annotated[Principal, Depends(caller)]
