@@ -7,6 +7,7 @@ import threading
 import time
 
 from adapters.cli.servers import with_database
+from adapters.cli.shards import add_shard_argument
 from adapters.postgres.env import eventsourcing_env
 from adapters.servers.outage import when_up
 from domain.ledger import Ledger
@@ -21,6 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--view", action="append", choices=[v.name for v in VIEWS],
                         help="rebuild only this view (repeatable)")
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
+    add_shard_argument(parser)
 
 
 @with_database

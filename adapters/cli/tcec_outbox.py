@@ -11,6 +11,7 @@ import threading
 from datetime import timedelta
 
 from adapters.cli.servers import with_database
+from adapters.cli.shards import add_shard_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--attempts", type=int, default=48, help="attempts before a push is given up (default 48)")
     parser.add_argument("--pull-interval", type=float, default=600.0,
                         help="seconds between two pulls of each infrastructure peer's catalogue (default 600; 0: none)")
+    add_shard_argument(parser)
 
 
 @with_database
