@@ -66,7 +66,8 @@ class Shard:
     def close(self) -> None:
         self.pool.close()
         if self._owned and self._ledger is not None:
-            self._ledger.close()
+            ledger, self._ledger = self._ledger, None  # closed once, however often the app is shut
+            ledger.close()
 
 
 class ApiShards:
