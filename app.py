@@ -15,8 +15,8 @@ import os
 import sys
 
 from adapters.metrics import logs
-from adapters.cli import (api, audit, demo, gateway, operators, peers, projections, relay, servers, tcec_outbox,
-                          watchdog)
+from adapters.cli import (api, audit, demo, gateway, operators, peers, projections, relay, servers, shards,
+                          tcec_outbox, watchdog)
 from pile_link.simulator import cli as simulate
 from simulation import runner as simulate_faults
 
@@ -31,6 +31,7 @@ COMMANDS = (  # (name, module with add_arguments(parser) and run(args), help), i
     ("operators", operators, "manage operator credentials (platform, tenant, agent)"),
     ("peers", peers, "a tenant's T/CEC peer platforms and their credentials (interconnect)"),
     ("tcec-outbox", tcec_outbox, "the T/CEC pushes to peer platforms, with retries (interconnect)"),
+    ("shards", shards, "the tenant shards (CHARGELEDGER_SHARDS): list them, record where a tenant lives"),
     ("audit", audit, "replay, verify, seal and export the ledger (for auditors)"),
     ("simulate", simulate, "simulated YKC piles (or a load of connections) against a gateway"),
     ("simulate-faults", simulate_faults, "the deterministic fault simulator: seeded schedules of crashes, lost "

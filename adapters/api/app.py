@@ -22,7 +22,6 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
-from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from adapters.api.auth import AuthSettings, TokenSigner
 from adapters.api.errors import add_error_handlers
@@ -31,57 +30,47 @@ from adapters.api.guards import BodyLimit, BodyLimits, HeaderPolicies, SecurityH
 from adapters.api.login_guard import LoginLimits
 from adapters.api.operator.accounts import Accounts
 from adapters.api.operator.router import router as operator_router
-from adapters.postgres import pile_frames
-from adapters.postgres.env import create_tables
+from adapters.api.shards import ApiShards
 from adapters.postgres.operator_users import OperatorUsers
 
 if TYPE_CHECKING:
     from adapters.api.driver.settings import DriverApiSettings
 
 
-def _utc(conn: Any) -> None:
-    """Instants leave the database in UTC, also when Postgres renders them into JSON itself."""
-    conn.execute("SET TIME ZONE 'UTC'")
-    conn.commit()
-
-
-async def _autc(conn: Any) -> None:
-    await conn.execute("SET TIME ZONE 'UTC'")
-    await conn.commit()
-
-
 def create_app(ledger: Any, database_url: str, settings: AuthSettings, *, pool_size: int = 8,
                driver: DriverApiSettings | None = None, api_docs: bool | None = None,
-               server: ServerSettings | None = None, login: LoginLimits | None = None) -> FastAPI:
-    """The API; ``api_docs`` (default: ``server.api_docs``, off) serves /docs, /redoc and /openapi.json."""
+               server: ServerSettings | None = None, login: LoginLimits | None = None,
+               shards: ApiShards | None = None) -> FastAPI:
+    """The API; ``api_docs`` (default: ``server.api_docs``, off) serves /docs, /redoc and /openapi.json.
+
+    ``shards`` (adapters/api/shards.py): the tenant shards, each request routed to its tenant's; without
+    it, one shard (``ledger`` at ``database_url``), as a deployment without ``CHARGELEDGER_SHARDS``."""
     server = server or ServerSettings()
     docs = server.api_docs if api_docs is None else api_docs
-    pool = ConnectionPool(database_url, min_size=1, max_size=pool_size, open=False, configure=_utc)
-
-    apool = AsyncConnectionPool(database_url, min_size=1, max_size=pool_size, open=False, configure=_autc)
+    shards = shards or ApiShards.single(ledger, database_url, pool_size)
+    home = shards.home  # operator users live here; so does what is not routed by tenant yet (docs/shards.md)
     signer = TokenSigner(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await apool.open(wait=True)
-        app.state.apool = apool  # for the hottest reads: no thread hop per request
-        users = OperatorUsers(apool)
+        await shards.open_async()
+        app.state.apool = home.apool  # for the hottest reads: no thread hop per request
+        users = OperatorUsers(home.apool)
         await users.create_schema()
         app.state.accounts = Accounts(users, signer, login or LoginLimits())
         yield
         app.state.accounts.close()
-        await apool.close()
-        pool.close()
+        await shards.close_async()
+        shards.close()
 
     app = FastAPI(title="chargeledger", version="1", lifespan=lifespan,
                   description="Operator API over the chargeledger event-sourced ledger. See docs/operator-api.md.",
                   docs_url="/docs" if docs else None, redoc_url="/redoc" if docs else None,
                   openapi_url="/openapi.json" if docs else None)
-    pool.open(wait=True)
-    with pool.connection() as conn:  # the gateway's frame log, which a pile's frames are read from
-        create_tables(conn, *pile_frames.SCHEMA)
-    app.state.ledger = ledger
-    app.state.pool = pool
+    shards.open()
+    app.state.shards = shards
+    app.state.ledger = home.ledger
+    app.state.pool = home.pool
     app.state.signer = signer
     app.state.body_limits = BodyLimits(server.max_body_bytes)
     app.add_middleware(BodyLimit, limits=app.state.body_limits)
@@ -98,22 +87,18 @@ def create_app(ledger: Any, database_url: str, settings: AuthSettings, *, pool_s
 
 
 def mount_driver_api(app: FastAPI, ledger: Any, driver: DriverApiSettings) -> None:
-    """The payment service and driver identity built from ``driver`` (DriverApiSettings), and both driver routers."""
-    from adapters.api.driver.identity import DriverIdentity, DriverTokens, WeChatCode2Session
+    """The payment service, driver identity and sessions built from ``driver`` (DriverApiSettings), per
+    shard (adapters/api/driver/sides.py, over the app's shards, whose one shard is ``ledger`` unless
+    sharded), and both
+    driver routers, which find a driver's shard by their tenant."""
     from adapters.api.driver.routes import driver_router
-    from adapters.api.driver.sessions import DriverSessions
-    from adapters.api.driver.starts import StartRequests
+    from adapters.api.driver.sides import DriverSides
     from adapters.api.payments import CALLBACK_MAX_BYTES, CALLBACK_PREFIX, payment_router
-    from adapters.payments.config import Channels, SecretBox
-    from adapters.payments.service import PaymentService, Providers
 
-    channels = Channels(ledger.payments, SecretBox.from_setting(driver.payment_keys))
-    providers = Providers(driver.public_url, gateways=dict(driver.gateways))
-    service = PaymentService(ledger, ledger.payments, channels, providers, limits=driver.top_up_limits)
-    identity = DriverIdentity(channels, DriverTokens(app.state.signer), WeChatCode2Session(driver.wechat_api),
-                              providers, service.wallet_id)
-    sessions = DriverSessions(ledger, StartRequests(app.state.pool), driver)
-    app.state.payments, app.state.driver_identity, app.state.driver_sessions = service, identity, sessions
+    sides = DriverSides(app.state.shards, driver, app.state.signer)
+    home = sides.home
+    app.state.driver_sides = sides
+    app.state.payments, app.state.driver_identity, app.state.driver_sessions = home.service, home.identity, home.sessions
     app.state.body_limits.cap(CALLBACK_PREFIX, CALLBACK_MAX_BYTES)
-    app.include_router(payment_router(service, identity))
-    app.include_router(driver_router(identity, sessions))
+    app.include_router(payment_router(home.service, home.identity, sides.of))
+    app.include_router(driver_router(home.identity, home.sessions, sides.of))

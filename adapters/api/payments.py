@@ -92,8 +92,14 @@ def callback_docs(provider: str) -> dict[int | str, Any]:
 ChannelName = Annotated[t.ChannelName, Path(description="the mini-program channel the operator configured")]
 
 
-def payment_router(service: PaymentService, identity: DriverIdentity) -> APIRouter:
+def payment_router(service: PaymentService, identity: DriverIdentity,
+                   shard_of: Callable[[UUID], Any] | None = None) -> APIRouter:
+    """``shard_of(tenant_id)``: that tenant's shard's ``.service`` and ``.identity`` (adapters/api/driver/sides.py);
+    without it, every tenant's are ``service`` and ``identity`` (one shard)."""
     router = APIRouter(responses=t.BAD_BODY)
+
+    def svc(tenant_id: UUID) -> PaymentService:
+        return service if shard_of is None else shard_of(tenant_id).service  # type: ignore[no-any-return]
 
     Driver = Annotated[DriverPrincipal, Depends(bearer_driver(identity))]
 
@@ -109,7 +115,8 @@ def payment_router(service: PaymentService, identity: DriverIdentity) -> APIRout
                                                 {"errcode": 40029})))
     def login(provider: Literal["wechat", "alipay"], tenant_id: t.Uuid, app: ChannelName,
               body: LoginBody) -> dict[str, Any]:
-        done = identity.login(provider, tenant_id, app, body.code)
+        done = (identity if shard_of is None else shard_of(tenant_id).identity).login(provider, tenant_id, app,
+                                                                                      body.code)
         return {"token": done.token, "expires_at": done.expires_at, "driver_id": done.principal.driver_id,
                 "tenant_id": str(tenant_id), "channel": app, "provider": provider}
 
@@ -118,7 +125,8 @@ def payment_router(service: PaymentService, identity: DriverIdentity) -> APIRout
                 responses=responses({"wallet_id": TENANT, "available_fen": 4500, "held_fen": 0,
                                      "refund_pending_fen": 0, "arrears_fen": 0}, 200, 401, 403, **E403))
     def wallet(d: Driver) -> dict[str, Any]:
-        w = service.ledger.wallet(service.wallet_id(d.tenant_id, d.driver_id))
+        s = svc(d.tenant_id)
+        w = s.ledger.wallet(s.wallet_id(d.tenant_id, d.driver_id))
         return {"wallet_id": str(w.id), "available_fen": w.available, "held_fen": w.held,
                 "refund_pending_fen": w.refund_pending, "arrears_fen": w.arrears}
 
@@ -132,7 +140,7 @@ def payment_router(service: PaymentService, identity: DriverIdentity) -> APIRout
                  ) -> dict[str, Any]:
         """The wallet's movements, newest first: one entry per wallet event, with its balanced posting sets."""
         wallet_id = Wallet.create_id(d.tenant_id, d.driver_id)
-        events = list(service.ledger.wallets.events.get(
+        events = list(svc(d.tenant_id).ledger.wallets.events.get(
             wallet_id, desc=True, limit=limit, lte=None if before is None else before - 1))
         items = []
         for e in events:
@@ -154,7 +162,7 @@ def payment_router(service: PaymentService, identity: DriverIdentity) -> APIRout
                                                 "or wait for one", {"limit": 5})))
     def create_top_up(d: Driver, body: TopUpBody) -> Any:
         try:
-            top_up = service.create_top_up(payer(d), body.amount_fen)
+            top_up = svc(d.tenant_id).create_top_up(payer(d), body.amount_fen)
         except TopUpLimitReached as refused:
             return JSONResponse(refused.as_dict(), status_code=429, headers={"Retry-After": str(refused.retry_after)})
         return {"out_trade_no": top_up.out_trade_no, "provider": top_up.provider, "amount_fen": top_up.amount_fen,
@@ -164,7 +172,7 @@ def payment_router(service: PaymentService, identity: DriverIdentity) -> APIRout
                 responses=responses({"out_trade_no": OUT_TRADE_NO, "state": "credited", "amount_fen": 5000},
                                     200, *DRIVER, 404, **E403))
     def top_up_status(d: Driver, out_trade_no: Annotated[t.TradeNo, Path()]) -> dict[str, Any]:
-        return service.order_of(payer(d), out_trade_no).as_dict()
+        return svc(d.tenant_id).order_of(payer(d), out_trade_no).as_dict()
 
     @router.post("/driver/wallet/refunds", tags=["driver"],
                  responses=responses({"refunds": [{"out_trade_no": OUT_TRADE_NO, "out_refund_no": OUT_TRADE_NO
@@ -174,7 +182,7 @@ def payment_router(service: PaymentService, identity: DriverIdentity) -> APIRout
                                      e409=error("insufficient_funds", "cannot refund 1500 fen: 0 fen available",
                                                 {"available": 0, "wanted": 1500})))
     def refund(d: Driver, body: RefundBody) -> dict[str, Any]:
-        refunds = service.request_refund(payer(d), body.amount_fen)
+        refunds = svc(d.tenant_id).request_refund(payer(d), body.amount_fen)
         return {"refunds": [r.__dict__ for r in refunds]}
 
     # ---- the platforms' callbacks ------------------------------------------------------------
@@ -187,7 +195,8 @@ def payment_router(service: PaymentService, identity: DriverIdentity) -> APIRout
         body = await request.body()  # capped at CALLBACK_MAX_BYTES by the app's BodyLimit (mount_driver_api)
         headers = dict(request.headers)
         try:
-            result = await run_in_threadpool(service.handle_notification, "wechat", tenant_id, app, headers, body)
+            result = await run_in_threadpool(lambda: svc(tenant_id).handle_notification("wechat", tenant_id, app,
+                                                                                         headers, body))
         except Exception as error:  # every refusal is answered; WeChat retries
             return _refused("wechat", tenant_id, app, error, answer)
         log.info("wechat notification %s %s", result.outcome, result.out_trade_no)
@@ -201,7 +210,8 @@ def payment_router(service: PaymentService, identity: DriverIdentity) -> APIRout
 
         body = await request.body()
         try:
-            result = await run_in_threadpool(service.handle_notification, "alipay", tenant_id, app, {}, body)
+            result = await run_in_threadpool(lambda: svc(tenant_id).handle_notification("alipay", tenant_id, app,
+                                                                                         {}, body))
         except Exception as error:
             return _refused("alipay", tenant_id, app, error, answer)
         log.info("alipay notification %s %s", result.outcome, result.out_trade_no)

@@ -38,10 +38,16 @@ def run(args: argparse.Namespace) -> int:
     if driver is None:
         print("CHARGELEDGER_PAYMENT_KEYS is not set: serving the operator API only (no driver API)", file=sys.stderr)
     server = ServerSettings.from_env(os.environ)
-    ledger = Ledger(eventsourcing_env(args.database_url))
+    shards = None
+    if os.environ.get("CHARGELEDGER_SHARDS", "").strip():  # tenant shards: each request on its tenant's (docs/shards.md)
+        from adapters.api.shards import ApiShards
+        from adapters.postgres.shards import ShardMap
+
+        shards = ApiShards(ShardMap.from_env(os.environ), lambda url: Ledger(eventsourcing_env(url)))
+    ledger = shards.home.ledger if shards else Ledger(eventsourcing_env(args.database_url))
     try:
-        app = create_app(ledger, args.database_url, AuthSettings.from_env(dict(os.environ)), driver=driver,
-                         server=server)
+        app = create_app(ledger, shards.map.directory_url if shards else args.database_url,
+                         AuthSettings.from_env(dict(os.environ)), driver=driver, server=server, shards=shards)
         mount(app, settings_from_env(os.environ))  # the console's pages, /console (docs/console.md)
         interconnect = InterconnectSettings.from_env(os.environ)
         if interconnect is not None:
@@ -50,5 +56,8 @@ def run(args: argparse.Namespace) -> int:
             uvicorn.Server(server_config(app, server, host=args.host, port=args.port,
                                          log_level=os.environ.get("LOG_LEVEL", "warning").lower())).run()
     finally:
-        ledger.close()
+        if shards is None:
+            ledger.close()
+        else:
+            shards.close()  # every shard's Ledger and pools (again, if the app's shutdown did: harmless)
     return 0

@@ -21,6 +21,7 @@ from typing import Any
 from uuid import UUID
 
 from adapters.cli.servers import servers
+from adapters.cli.shards import add_shard_argument, shard_database
 from adapters.servers.nats_users import AUDITOR
 
 
@@ -47,6 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--database", default="demo", help="database name on the embedded server (default demo)")
     parser.add_argument("--nats-url", default=os.environ.get("NATS_URL", ""),
                         help="NATS with JetStream for the seals (default: NATS_URL, else the embedded server)")
+    add_shard_argument(parser)  # on a sharded deployment: the shard to audit (one run per shard)
     sub = parser.add_subparsers(dest="audit_command", required=True)
 
     replay = sub.add_parser("replay", help="rebuild every wallet and session from the events and check the books")
@@ -92,6 +94,8 @@ def _urls(args: argparse.Namespace, need_nats: bool) -> Iterator[tuple[str, str]
 
 def run(args: argparse.Namespace) -> int:
     command = args.audit_command
+    if args.shard or os.environ.get("CHARGELEDGER_SHARDS", "").strip():
+        _, args.database_url = shard_database(args, args.database_url)
     with _urls(args, need_nats=command in ("seal", "verify") and not getattr(args, "no_nats", False)) as (db, nats):
         if command == "replay":
             return _replay(args, db)

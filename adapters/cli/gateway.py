@@ -11,6 +11,7 @@ from typing import Any
 from adapters.cli import observability
 from adapters.cli.relay import running_relay
 from adapters.cli.servers import servers
+from adapters.cli.shards import add_shard_argument, shard_database
 from adapters.postgres.env import eventsourcing_env
 from adapters.servers.resolve import redacted
 from adapters.servers.nats_users import GATEWAY, RELAY
@@ -26,6 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-watchdog", action="store_true",
                         help="leave deadlines and wallet follow-ups to `chargeledger watchdog` processes")
     observability.add_arguments(parser)
+    add_shard_argument(parser)  # the interim deployment: a gateway per shard (docs/shards.md)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,9 +35,10 @@ def run(args: argparse.Namespace) -> int:
     commands reach piles through NATS even where no ``chargeledger relay`` runs; ``--no-relay``
     leaves the relay to other processes."""
     with servers(GATEWAY, RELAY) as (database_url, nats_url, relay_url):
+        shard, database_url = shard_database(args, database_url)
         ledger = Ledger(eventsourcing_env(database_url))
         try:
-            with running_relay(ledger, database_url, relay_url) if args.relay else nullcontext() as relay:
+            with running_relay(ledger, database_url, relay_url, shard) if args.relay else nullcontext() as relay:
                 print(f"YKC gateway on {args.host}:{args.port} (Postgres {redacted(database_url)}, "
                       f"NATS {redacted(nats_url)}), {'with a relay' if args.relay else 'no relay (--no-relay)'}",
                       flush=True)

@@ -8,6 +8,7 @@ import time
 
 from adapters.cli import observability
 from adapters.cli.servers import with_database
+from adapters.cli.shards import add_shard_argument
 from adapters.postgres.env import eventsourcing_env
 from adapters.servers.outage import when_up
 from domain.ledger import Ledger
@@ -23,6 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="rebuild only this view (repeatable)")
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     observability.add_arguments(parser)
+    add_shard_argument(parser)
 
 
 @with_database

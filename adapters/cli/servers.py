@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from adapters.cli.shards import shard_database
 from adapters.servers.resolve import nats_url_for, release, resolve_servers
 from adapters.servers.nats_users import ADMIN, READER, ROLES
 
@@ -38,10 +39,13 @@ def servers(*roles: str) -> Iterator[tuple[str, ...]]:
 
 
 def with_database(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """A command's ``run(args)`` that needs ``args.database_url``: give it ours (embedded or configured)."""
+    """A command's ``run(args)`` that needs ``args.database_url``: give it ours (embedded or configured),
+    or its shard's when the command takes ``--shard`` (adapters/cli/shards.py)."""
     def command(args: argparse.Namespace) -> int:
         with servers(READER) as (database_url, nats_url):
             args.database_url, args.nats_url = database_url, nats_url
+            if hasattr(args, "shard"):
+                args.shard, args.database_url = shard_database(args, database_url)
             return int(run(args))
     return command
 

@@ -12,6 +12,7 @@ from datetime import timedelta
 
 from adapters.cli import observability
 from adapters.cli.servers import with_database
+from adapters.cli.shards import add_shard_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,6 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pull-interval", type=float, default=600.0,
                         help="seconds between two pulls of each infrastructure peer's catalogue (default 600; 0: none)")
     observability.add_arguments(parser)
+    add_shard_argument(parser)
 
 
 @with_database

@@ -30,6 +30,7 @@ from fastapi import Depends, Request
 from starlette.responses import Response
 
 from adapters.api.auth import AuthError, Principal
+from adapters.api.shards import route
 
 SESSION, PRE_SESSION, DRIVER_SESSION = "cl_session", "cl_pre", "cl_driver"
 SECURE_PREFIX = "__Host-"
@@ -96,7 +97,9 @@ async def operator(request: Request) -> Principal:
     token = session_token(request)
     if not token:
         raise AuthError("missing_token", "sign in first")
-    return await request.app.state.accounts.principal(token)  # type: ignore[no-any-return]
+    principal: Principal = await request.app.state.accounts.principal(token)
+    await route(request, principal.tenant_id)  # its tenant's shard (adapters/api/shards.py)
+    return principal
 
 
 Operator = Annotated[Principal, Depends(operator)]

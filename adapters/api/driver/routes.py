@@ -9,8 +9,9 @@ refund); what each endpoint does is :class:`adapters.api.driver.sessions.DriverS
 # driver_router, which string annotations would hide from it
 import asyncio
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
+from uuid import UUID
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -48,8 +49,14 @@ E403 = {"e403": WRONG_ROLE}
 TradeNo = Annotated[t.TradeNo, Path(description="the session's trade serial")]
 
 
-def driver_router(identity: DriverIdentity, sessions: DriverSessions) -> APIRouter:
+def driver_router(identity: DriverIdentity, sessions: DriverSessions,
+                  shard_of: Callable[[UUID], Any] | None = None) -> APIRouter:
+    """``shard_of(tenant_id)``: that tenant's shard's ``.sessions`` and ``.pool`` (adapters/api/driver/sides.py);
+    without it, every driver's sessions are ``sessions`` (one shard)."""
     router = APIRouter(prefix="/driver", tags=["driver sessions"], responses=t.BAD_BODY)
+
+    def of(d: DriverPrincipal) -> DriverSessions:
+        return sessions if shard_of is None else shard_of(d.tenant_id).sessions  # type: ignore[no-any-return]
 
     Driver = Annotated[DriverPrincipal, Depends(bearer_driver(identity))]
 
@@ -62,7 +69,7 @@ def driver_router(identity: DriverIdentity, sessions: DriverSessions) -> APIRout
                                                {"qr": "https://evil.example.com/x"})))
     def lookup(d: Driver, qr: Annotated[t.text(300, min_length=16), Query()]) -> dict[str, Any]:  # type: ignore[valid-type]
         try:
-            return sessions.lookup(d, qr)
+            return of(d).lookup(d, qr)
         except InvalidQrCode as error:  # malformed input: 422, like any other invalid field
             raise ApiError(422, error.code, error.message, **error.details) from None
 
@@ -79,7 +86,7 @@ def driver_router(identity: DriverIdentity, sessions: DriverSessions) -> APIRout
         if idempotency_key is None or not IDEMPOTENCY_KEY.match(idempotency_key):
             raise ApiError(422, IdempotencyKeyRequired.code, "send an Idempotency-Key header (8-64 letters, "
                            "digits, - _ : .), the same one on every retry of this start")
-        trade_no, hold, opened = sessions.start(d, body.pile_no, body.gun_no, idempotency_key)
+        trade_no, hold, opened = of(d).start(d, body.pile_no, body.gun_no, idempotency_key)
         return JSONResponse({"trade_no": trade_no, "session_id": str(ChargingSession.create_id(trade_no)),
                              "hold_fen": hold, "replayed": not opened,
                              "stream": f"/driver/sessions/{trade_no}/stream"}, status_code=202)
@@ -90,19 +97,20 @@ def driver_router(identity: DriverIdentity, sessions: DriverSessions) -> APIRout
     def history(request: Request, d: Driver, limit: Annotated[t.Int, Query(ge=1, le=100)] = 20,
                 before: Annotated[t.Cursor | None, Query(description="'next' of the previous page")] = None
                 ) -> dict[str, Any]:
-        return sessions.history(request.app.state.pool, d, before, limit)
+        pool = request.app.state.pool if shard_of is None else shard_of(d.tenant_id).pool
+        return of(d).history(pool, d, before, limit)
 
     @router.get("/sessions/{trade_no}", summary="One session: live figures, and the bill per tier once priced",
                 responses=responses(SESSION_EXAMPLE, 200, *DRIVER, 404, **E403))
     def status(d: Driver, trade_no: TradeNo) -> dict[str, Any]:
-        return session_view(sessions.session(d, trade_no), utcnow())
+        return session_view(of(d).session(d, trade_no), utcnow())
 
     @router.post("/sessions/{trade_no}/stop", status_code=202, summary="Ask the pile to stop",
                  responses=responses({"trade_no": TRADE, "state": "stopping"}, 202, *DRIVER, 404, 409, **E403,
                                      e409=error("invalid_state_transition", "session is finished; cannot "
                                                 "request_stop")))
     def stop(d: Driver, trade_no: TradeNo) -> JSONResponse:
-        session = sessions.stop(d, trade_no)
+        session = of(d).stop(d, trade_no)
         return JSONResponse({"trade_no": trade_no, "state": session.state}, status_code=202)
 
     @router.get("/sessions/{trade_no}/stream", summary="Live status as server-sent events until the session ends",
@@ -113,9 +121,10 @@ def driver_router(identity: DriverIdentity, sessions: DriverSessions) -> APIRout
                                        e429=error("too_many_streams", "at most 3 live streams at once; close one",
                                                   {"limit": 3}))})
     async def stream(request: Request, d: Driver, trade_no: TradeNo) -> StreamingResponse:
-        first = await run_in_threadpool(sessions.session, d, trade_no)  # 404 before any byte is streamed
-        poll, keepalive = sessions.settings.stream_poll, sessions.settings.stream_keepalive
-        release = sessions.streams.take(d)
+        mine = await run_in_threadpool(of, d)
+        first = await run_in_threadpool(mine.session, d, trade_no)  # 404 before any byte is streamed
+        poll, keepalive = mine.settings.stream_poll, mine.settings.stream_keepalive
+        release = mine.streams.take(d)
 
         async def events() -> AsyncIterator[str]:
             loop = asyncio.get_running_loop()
@@ -134,7 +143,7 @@ def driver_router(identity: DriverIdentity, sessions: DriverSessions) -> APIRout
                 if await request.is_disconnected():
                     return
                 await asyncio.sleep(poll)
-                session = await run_in_threadpool(sessions.session, d, trade_no)
+                session = await run_in_threadpool(mine.session, d, trade_no)
 
         return SlotStream(events(), release, media_type="text/event-stream",
                           headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

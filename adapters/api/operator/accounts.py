@@ -29,6 +29,7 @@ from adapters.api.auth import (AGENT, MAX_PASSWORD, MIN_PASSWORD, OPERATOR_ROLES
                            USERNAME_PATTERN, USERNAME_RULE, AuthError, Principal, TokenSigner, check_printable)
 from adapters.api.errors import ApiError
 from adapters.api.login_guard import HashGate, LoginBusy, LoginLimits, LoginThrottle
+from adapters.api.shards import find_on_shards, shards
 from adapters.api.operator.deps import ERRORS, S, T, Caller, body_example, example, require
 from adapters.postgres.operator_users import OperatorUser, OperatorUsers
 from domain.errors import NotFound
@@ -236,13 +237,15 @@ def new_users_tenant(request: Request, who: Principal, body: UserRequest) -> UUI
         return None
     if body.tenant_id is None:
         raise ApiError(422, "validation_error", "tenant_id is required for a tenant admin or an agent")
-    request.app.state.ledger.registry.tenant(body.tenant_id)
+    shards(request).of_tenant(body.tenant_id).ledger.registry.tenant(body.tenant_id)  # its shard's
     return body.tenant_id
 
 
 def check_stations(request: Request, tenant: UUID | None, stations: list[UUID]) -> None:
     for station_id in stations:
-        if request.app.state.ledger.registry.station(station_id).tenant_id != tenant:
+        station = (find_on_shards(request, lambda ledger: ledger.registry.station(station_id)) if tenant is None
+                   else shards(request).of_tenant(tenant).ledger.registry.station(station_id))
+        if station.tenant_id != tenant:
             raise NotFound(f"no station {station_id}", id=str(station_id))
 
 

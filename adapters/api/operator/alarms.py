@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from psycopg.rows import dict_row
 from pydantic import BaseModel
 
+from adapters.api.shards import pool_of
 from adapters.api import inputs as t
 from adapters.api.auth import TENANT_ADMIN, Principal
 from adapters.api.operator.deps import (E403_SCOPE, ERRORS, PILE, S, T, AlarmId, Caller, StationFilter, body_example,
@@ -82,7 +83,7 @@ def acknowledge(request: Request, who: Principal, alarm_id: str, body: Acknowled
     """A tenant admin acknowledges an alarm in scope (else 404); the first acknowledgement stays."""
     require(who, TENANT_ADMIN)  # agents read alarms; acknowledging is the tenant's
     where, params = scope_where(who)
-    with request.app.state.pool.connection() as conn:
+    with pool_of(request).connection() as conn:
         alarm = conn.execute(f"SELECT tenant_id FROM alarms WHERE alarm_id = %(id)s AND {where}",  # noqa: S608
                              {**params, "id": alarm_id}).fetchone()
         if alarm is None:

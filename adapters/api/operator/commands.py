@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from adapters.api.shards import ledger_of
 from adapters.api import inputs as t
 from adapters.api.auth import AGENT, TENANT_ADMIN, Principal
 from adapters.api.errors import ApiError
@@ -63,7 +64,7 @@ def start_commissioning(request: Request, who: Principal, pile_no: str, body: St
     pile page. Returns the session's trade serial."""
     require(who, TENANT_ADMIN, AGENT)
     pile = check_pile(request, who, pile_no)
-    return request.app.state.ledger.request_start(pile_no=pile_no, gun_no=body.gun_no,  # type: ignore[no-any-return]
+    return ledger_of(request).request_start(pile_no=pile_no, gun_no=body.gun_no,  # type: ignore[no-any-return]
                                                   wallet_id=None, hold_fen=0, at=now(), author=who.subject,
                                                   origin="commissioning", tenant_id=pile.tenant_id)
 
@@ -81,7 +82,7 @@ def stop_order(request: Request, who: Principal, trade_no: str, body: Reason, pi
     session = check_session(request, who, trade_no)
     if pile_no is not None and session.pile_no != pile_no:
         raise NotFound(f"no order {trade_no} at pile {pile_no}", trade_no=trade_no)
-    session = request.app.state.ledger.request_stop(trade_no, who.subject, body.reason or "stopped by operator",
+    session = ledger_of(request).request_stop(trade_no, who.subject, body.reason or "stopped by operator",
                                                     now(), tenant_id=session.tenant_id)
     return session.state  # type: ignore[no-any-return]
 
@@ -92,7 +93,7 @@ def stop_order(request: Request, who: Principal, trade_no: str, body: Reason, pi
 def force_close(request: Request, who: Caller, trade_no: TradeNo, body: RequiredReason) -> JSONResponse:
     require(who, TENANT_ADMIN, AGENT)
     check_session(request, who, trade_no)
-    session = request.app.state.ledger.force_close(trade_no, at=now(), reason=body.reason, author=who.subject)
+    session = ledger_of(request).force_close(trade_no, at=now(), reason=body.reason, author=who.subject)
     return JSONResponse({"trade_no": trade_no, "state": session.state,
                          "total_fen": (session.bill or {}).get("total_fen", 0)})
 
@@ -115,14 +116,14 @@ def pile_command(request: Request, who: Principal, pile_no: str, command: str,
 @router.post("/piles/{pile_no}/reboot", tags=["commands"], status_code=202, summary="Reboot a pile",
              responses=example({"pile_no": PILE, "command": "reboot"}, 202, *ERRORS, 409, e409=E409_UNAVAILABLE))
 def reboot(request: Request, who: Caller, pile_no: PileNo) -> JSONResponse:
-    return pile_command(request, who, pile_no, "reboot", request.app.state.ledger.reboot_pile)
+    return pile_command(request, who, pile_no, "reboot", ledger_of(request).reboot_pile)
 
 
 @router.post("/piles/{pile_no}/push-tariff", tags=["commands"], status_code=202,
              summary="Send the pile its current tariff",
              responses=example({"pile_no": PILE, "command": "push_tariff"}, 202, *ERRORS, 409, e409=E409_UNAVAILABLE))
 def push_tariff(request: Request, who: Caller, pile_no: PileNo) -> JSONResponse:
-    return pile_command(request, who, pile_no, "push_tariff", request.app.state.ledger.push_tariff)
+    return pile_command(request, who, pile_no, "push_tariff", ledger_of(request).push_tariff)
 
 
 REFUND_EXAMPLE = {"refund_id": "rf-20261122-0001", "wallet_id": T, "amount_fen": 2500, "available_fen": 0,
@@ -152,7 +153,7 @@ def refund_driver(request: Request, who: Principal, body: RefundRequest) -> dict
     tenant = tenant_of(who)
     wallet_id = Wallet.create_id(tenant, body.driver_id)
     try:
-        request.app.state.ledger.wallet(wallet_id)
+        ledger_of(request).wallet(wallet_id)
     except NotFound:
         raise NotFound(f"no driver {body.driver_id}", driver_id=body.driver_id) from None
     payments = getattr(request.app.state, "payments", None)
@@ -162,6 +163,6 @@ def refund_driver(request: Request, who: Principal, body: RefundRequest) -> dict
     refunds = payments.refund_wallet(tenant, body.driver_id, body.amount_fen,
                                      body.reason or f"operator refund {body.refund_id}",
                                      request_id=body.refund_id, provider=body.provider)
-    available = request.app.state.ledger.wallet(wallet_id).available
+    available = ledger_of(request).wallet(wallet_id).available
     return {"refund_id": body.refund_id, "wallet_id": str(wallet_id), "amount_fen": body.amount_fen,
             "available_fen": available, "refunds": [r.__dict__ for r in refunds]}

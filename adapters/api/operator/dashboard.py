@@ -8,9 +8,10 @@ A platform admin may name one tenant (``tenant_id``); anybody else may name only
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Request
@@ -18,13 +19,16 @@ from fastapi.responses import JSONResponse
 
 from adapters.api import inputs as t
 from adapters.api.auth import Principal
+from adapters.api.operator import merged
 from adapters.api.operator.deps import E403_SCOPE, S, T, Caller, example, now
+from adapters.api.shards import pool_of, shards, shards_of
 from domain.errors import NotFound
 from projections.base import jsonable
 from projections.power import power_curve
 from projections.screen import Ranking, screen_figures, top_stations
 
 router = APIRouter(prefix="/operator/v1", responses=t.BAD_BODY)
+T_ = TypeVar("T_")
 
 TenantChoice = Annotated[t.Uuid | None, Query(description="platform admins: this tenant only; others: their own")]
 At = Annotated[t.Instant | None, Query(description="the instant 'now' is taken at; default now")]
@@ -40,9 +44,24 @@ class Scope:
 
 
 def tenant_name(request: Request, tenant_id: UUID) -> str | None:
-    with request.app.state.pool.connection() as conn:
+    """The tenant's name from its shard's catalogue (what follows in the request reads that shard only)."""
+    if len(shards_of(request)) > 1:
+        try:
+            request.state.shards = [shards(request).of_tenant(tenant_id)]
+        except NotFound:
+            return None
+    with pool_of(request).connection() as conn:
         row = conn.execute("SELECT name FROM catalogue_tenants WHERE tenant_id = %s", (tenant_id,)).fetchone()
     return None if row is None else str(row[0])
+
+
+def per_shard(request: Request, read: Callable[[Any], T_]) -> list[T_]:
+    """``read(conn)`` on each of the request's shards (one, unless a platform admin's on several)."""
+    parts = []
+    for shard in shards_of(request):
+        with shard.pool.connection() as conn:
+            parts.append(read(conn))
+    return parts
 
 
 def screen_scope(request: Request, who: Principal, tenant_id: UUID | None) -> Scope:
@@ -70,8 +89,8 @@ TOP_EXAMPLE = {"station_id": S, "name": "Zhangjiang Hub", "timezone": "Asia/Shan
             responses=example({"items": [POINT]}, 200, 401, 403, 404, 422, e403=E403_SCOPE))
 def get_power(request: Request, who: Caller, tenant_id: TenantChoice = None, at: At = None) -> JSONResponse:
     scope = screen_scope(request, who, tenant_id)
-    with request.app.state.pool.connection() as conn:
-        return JSONResponse({"items": power_curve(conn, scope.tenant_id, scope.stations, at or now())})
+    curves = per_shard(request, lambda conn: power_curve(conn, scope.tenant_id, scope.stations, at or now()))
+    return JSONResponse({"items": curves[0] if len(curves) == 1 else merged.power_curves(curves)})
 
 
 @router.get("/dashboard/top-stations", tags=["revenue"], summary="Stations ranked by today's energy or revenue",
@@ -81,9 +100,8 @@ def get_power(request: Request, who: Caller, tenant_id: TenantChoice = None, at:
 def get_top_stations(request: Request, who: Caller, tenant_id: TenantChoice = None, at: At = None,
                      by: Ranking = "energy", limit: Annotated[t.Int, Query(ge=1, le=100)] = 10) -> JSONResponse:
     scope = screen_scope(request, who, tenant_id)
-    with request.app.state.pool.connection() as conn:
-        rows = top_stations(conn, scope.tenant_id, scope.stations, at or now(), by, limit)
-    return JSONResponse({"by": by, "items": jsonable(rows)})
+    parts = per_shard(request, lambda conn: top_stations(conn, scope.tenant_id, scope.stations, at or now(), by, limit))
+    return JSONResponse({"by": by, "items": jsonable(merged.top([r for p in parts for r in p], by, limit))})
 
 
 SCREEN_EXAMPLE = {
@@ -113,7 +131,7 @@ def get_screen(request: Request, who: Caller, tenant_id: TenantChoice = None, at
 
 def screen_json(request: Request, scope: Scope, at: datetime | None = None, by: Ranking = "energy") -> dict[str, Any]:
     """The figures of ``scope`` (what ``/dashboard/screen`` answers)."""
-    with request.app.state.pool.connection() as conn:
-        figures = screen_figures(conn, scope.tenant_id, scope.stations, at or now(), by)
+    parts = per_shard(request, lambda conn: screen_figures(conn, scope.tenant_id, scope.stations, at or now(), by))
+    figures = parts[0] if len(parts) == 1 else merged.screens(parts)
     figures["tenant"] = None if scope.tenant_id is None else {"tenant_id": str(scope.tenant_id), "name": scope.name}
     return figures

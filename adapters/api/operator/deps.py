@@ -21,6 +21,7 @@ probed; a role that may not do something at all gets 403 ``forbidden_role``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
@@ -35,6 +36,7 @@ from adapters.api.auth import AuthError, Principal
 from adapters.api.errors import ApiError
 from adapters.api.inputs import error, responses
 from adapters.metrics import logs
+from adapters.api.shards import find_on_shards, route, shards_of
 from domain.clock import utcnow
 from domain.errors import NotFound
 from domain.registry import Pile, Station
@@ -68,11 +70,13 @@ bearer = HTTPBearer(auto_error=False, description="a token from POST /operator/v
 
 
 async def caller(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
-    """The token's user as they are now (adapters/api/operator/accounts.py): one indexed query per request."""
+    """The token's user as they are now (adapters/api/operator/accounts.py): one indexed query per request;
+    the request is routed to the user's tenant's shard (every shard: a platform admin; adapters/api/shards.py)."""
     if credentials is None:
         raise AuthError("missing_token", "send Authorization: Bearer <token>")
     principal: Principal = await request.app.state.accounts.principal(credentials.credentials)
     logs.bind(tenant=principal.tenant_id or "platform")  # on every log line of the request (adapters/metrics/logs.py)
+    await route(request, principal.tenant_id)
     return principal
 
 
@@ -101,14 +105,14 @@ def sees(principal: Principal, tenant_id: UUID, station_id: UUID | None) -> bool
 
 
 def check_station(request: Request, principal: Principal, station_id: UUID) -> Station:
-    station = request.app.state.ledger.registry.station(station_id)
+    station = find_on_shards(request, lambda ledger: ledger.registry.station(station_id))
     if not sees(principal, station.tenant_id, station.id):
         raise NotFound(f"no station {station_id}", id=str(station_id))
     return station
 
 
 def check_pile(request: Request, principal: Principal, pile_no: str) -> Pile:
-    pile = request.app.state.ledger.registry.pile(pile_no)
+    pile = find_on_shards(request, lambda ledger: ledger.registry.pile(pile_no))
     if not sees(principal, pile.tenant_id, pile.station_id):
         raise NotFound(f"no pile {pile_no}", pile_no=pile_no)
     return pile
@@ -116,7 +120,7 @@ def check_pile(request: Request, principal: Principal, pile_no: str) -> Pile:
 
 def check_session(request: Request, principal: Principal, trade_no: str) -> Any:
     try:
-        session = request.app.state.ledger.session(trade_no)
+        session = find_on_shards(request, lambda ledger: ledger.session(trade_no))
     except NotFound:
         raise NotFound(f"no order {trade_no}", trade_no=trade_no) from None
     if not sees(principal, session.tenant_id, session.station_id):
@@ -125,7 +129,7 @@ def check_session(request: Request, principal: Principal, trade_no: str) -> Any:
 
 
 def check_tariff(request: Request, principal: Principal, tariff_id: UUID) -> Any:
-    tariff = request.app.state.ledger.tariffs.tariff(tariff_id)
+    tariff = find_on_shards(request, lambda ledger: ledger.tariffs.tariff(tariff_id))
     if principal.tenant_id is not None and tariff.tenant_id != principal.tenant_id:
         raise NotFound(f"no tariff {tariff_id}", id=str(tariff_id))
     return tariff
@@ -144,9 +148,15 @@ def scope_where(principal: Principal, alias: str = "") -> tuple[str, dict[str, A
     return " AND ".join(where), params
 
 
-def query(request: Request, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-    with request.app.state.pool.connection() as conn:
-        return conn.cursor(row_factory=dict_row).execute(sql, params).fetchall()
+def query(request: Request, sql: str, params: dict[str, Any],
+          order: Callable[[dict[str, Any]], Any] | None = None) -> list[dict[str, Any]]:
+    """The rows of ``sql`` on the request's shard; for a platform admin on several shards, every
+    shard's rows one after the other, sorted again by ``order`` if given (the view's own ORDER BY)."""
+    rows: list[dict[str, Any]] = []
+    for shard in shards_of(request):
+        with shard.pool.connection() as conn:
+            rows.extend(conn.cursor(row_factory=dict_row).execute(sql, params).fetchall())
+    return rows if order is None or len(shards_of(request)) == 1 else sorted(rows, key=order)
 
 
 def now() -> datetime:

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
+from adapters.api.shards import pool_of
 from adapters.api import inputs as t
 from adapters.api.auth import Principal
 from adapters.api.errors import ApiError
@@ -57,7 +58,7 @@ def frames_page(request: Request, who: Principal, pile_no: str, cursor: str | No
     """A pile's frames in ``who``'s scope, newest first, decoded (the API's answer and the console's page)."""
     check_pile(request, who, pile_no)
     before = decode_cursor(cursor)
-    with request.app.state.pool.connection() as conn:
+    with pool_of(request).connection() as conn:
         rows = pile_frames.newest(conn, pile_no, limit, before)
         heads = pile_frames.heads(conn, pile_no)
     last = rows[-1] if len(rows) == limit else None

@@ -21,6 +21,8 @@ from psycopg.rows import dict_row
 from adapters.api import inputs as t
 from adapters.api.auth import Principal
 from adapters.api.errors import ApiError
+from adapters.api.operator import merged
+from adapters.api.shards import apool_of, pool_of, shards_of
 from adapters.api.operator.deps import (E403_SCOPE, ERRORS, PILE, TRADE, S, T, Caller, StationFilter, TradeNo,
                                         example, now, query, scope_where)
 from domain.errors import NotFound
@@ -84,7 +86,7 @@ async def list_orders(request: Request, who: Caller, station_id: StationFilter =
                       limit: Annotated[t.Int, Query(ge=1, le=500)] = 50) -> Response:
     filters = order_filters(who, station_id, pile_no, state, since, until)
     sql, params = orders_query(**filters, before_seq=decode_cursor(cursor), limit=limit, as_json=True)
-    async with request.app.state.apool.connection() as conn:
+    async with apool_of(request).connection() as conn:
         page = await (await conn.cursor(row_factory=dict_row).execute(sql, params)).fetchone()
     # A full page may be followed by an empty one; an emptier page is the last.
     next_cursor = json.dumps(encode_cursor(page["last"]) if page["n"] == limit else None)
@@ -129,7 +131,7 @@ def csv_row(row: dict[str, Any]) -> list[Any]:
 def export_orders(request: Request, who: Caller, station_id: StationFilter = None, pile_no: PileFilter = None,
                   state: OrderState | None = None, since: Since = None, until: Until = None) -> StreamingResponse:
     filters = order_filters(who, station_id, pile_no, state, since, until)
-    pool = request.app.state.pool
+    pool = pool_of(request)
 
     def lines() -> Iterator[str]:
         out = io.StringIO()
@@ -221,7 +223,10 @@ def revenue_rows(request: Request, who: Principal, station_id: UUID | None, day_
 def get_dashboard(request: Request, who: Caller,
                   at: Annotated[t.Instant | None, Query(description="the instant 'today' is taken at; default now")]
                   = None) -> JSONResponse:
-    with request.app.state.pool.connection() as conn:
-        return JSONResponse(dashboard(conn, who.tenant_id, who.stations, at or now()))
+    parts = []
+    for shard in shards_of(request):  # one shard, unless a platform admin's on a sharded deployment
+        with shard.pool.connection() as conn:
+            parts.append(dashboard(conn, who.tenant_id, who.stations, at or now()))
+    return JSONResponse(parts[0] if len(parts) == 1 else merged.dashboards(parts))
 
 

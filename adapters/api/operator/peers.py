@@ -25,6 +25,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 from psycopg.rows import dict_row
 
+from adapters.api.shards import pool_of
 from adapters.api import inputs as t
 from adapters.api.auth import AGENT, Principal
 from adapters.api.errors import ApiError
@@ -79,7 +80,7 @@ def yuan(fen: int | None) -> str | None:
             responses=example({"items": [PEER_EXAMPLE]}, 200, 401, 403, e403=E403_PEERS))
 def list_peers(request: Request, who: Caller) -> JSONResponse:
     tenant_id = tenant_links(who)
-    with request.app.state.pool.connection() as conn:
+    with pool_of(request).connection() as conn:
         peers = peers_with_health(conn, tenant_id, now())
     for peer in peers:
         del peer["peer_id"], peer["tenant_id"]
@@ -146,7 +147,7 @@ def list_peer_orders(request: Request, who: Caller, operator_id: OperatorId, sin
                      limit: Annotated[t.Int, Query(ge=1, le=500)] = 50) -> JSONResponse:
     tenant_id = tenant_links(who)
     before = decode_cursor(cursor)
-    with request.app.state.pool.connection() as conn:
+    with pool_of(request).connection() as conn:
         peer = peer_row(conn, tenant_id, operator_id)
         rows = peer_orders(conn, tenant_id, peer, since, until, before, limit)
     next_cursor = encode_cursor(rows[-1]["seq"]) if len(rows) == limit else None
@@ -209,7 +210,7 @@ def peer_settlement(request: Request, who: Caller,
                     ) -> JSONResponse:
     tenant_id = tenant_links(who)
     day_from, day_to = settlement_days(day_from, day_to)
-    with request.app.state.pool.connection() as conn:
+    with pool_of(request).connection() as conn:
         items = settlement(conn, tenant_id, day_from, day_to)
     return JSONResponse({"from": day_from.isoformat(), "to": day_to.isoformat(), "items": items})
 

@@ -16,6 +16,8 @@ from pydantic import BaseModel, Field
 
 from adapters.api import inputs as t
 from adapters.api.auth import PLATFORM_ADMIN, TENANT_ADMIN, Principal
+from adapters.api.inputs import error
+from adapters.api.shards import ledger_of, shards
 from adapters.api.operator.deps import (E403_SCOPE, E409_BUSY, E409_EXISTS, E409_REGISTRATION, ERRORS, PILE, TRADE,
                                         S, T, Caller, PileNo, Reason, StationFilter, body_example, check_pile,
                                         check_station, example, query, require, scope_where, tenant_of)
@@ -30,6 +32,8 @@ router = APIRouter(prefix="/operator/v1", responses=t.BAD_BODY)
 class TenantRequest(BaseModel):
     model_config = body_example(name="Demo Charging Co.")
     name: t.Name
+    shard: t.identifier(r"^[a-z][a-z0-9_-]{0,31}$", 32) | None = Field(  # type: ignore[valid-type]
+        default=None, description="the shard to place the tenant on (docs/shards.md); default: the least loaded")
 
 
 class StationRequest(BaseModel):
@@ -58,11 +62,12 @@ class PileRequest(BaseModel):
 
 # ---- tenants and stations ---------------------------------------------------------------------------
 @router.post("/tenants", tags=["registry"], status_code=201, summary="Create a tenant (operator)",
-             responses=example({"tenant_id": T}, 201, *ERRORS))
+             responses=example({"tenant_id": T, "shard": "main"}, 201, *ERRORS, 409,
+                               e409=error("unknown_shard", "no shard 's9'; the shards are s1, s2", {"shard": "s9"})))
 def create_tenant(request: Request, who: Caller, body: TenantRequest) -> JSONResponse:
     require(who, PLATFORM_ADMIN)
-    tenant_id = request.app.state.ledger.create_tenant(body.name, who.subject)
-    return JSONResponse({"tenant_id": str(tenant_id)}, status_code=201)
+    tenant_id, shard = shards(request).create_tenant(body.name, who.subject, body.shard)
+    return JSONResponse({"tenant_id": str(tenant_id), "shard": shard}, status_code=201)
 
 
 @router.get("/tenants", tags=["registry"], summary="Tenants in scope",
@@ -70,7 +75,8 @@ def create_tenant(request: Request, who: Caller, body: TenantRequest) -> JSONRes
                                           "created_at": "2026-11-22T01:00:00+00:00"}]}, 200, 401, 403, e403=E403_SCOPE))
 def list_tenants(request: Request, who: Caller) -> JSONResponse:
     where, params = ("true", {}) if who.tenant_id is None else ("tenant_id = %(t)s", {"t": who.tenant_id})
-    rows = query(request, f"SELECT * FROM catalogue_tenants WHERE {where} ORDER BY name", params)  # noqa: S608
+    rows = query(request, f"SELECT * FROM catalogue_tenants WHERE {where} ORDER BY name", params,  # noqa: S608
+                 order=lambda r: (r["name"], str(r["tenant_id"])))  # every shard's, for a platform admin
     return JSONResponse({"items": jsonable(rows)})
 
 
@@ -87,7 +93,8 @@ def list_stations(request: Request, who: Caller) -> JSONResponse:
 def stations_rows(request: Request, who: Principal) -> list[dict[str, Any]]:
     """The stations in ``who``'s scope, from the catalogue view (the API's list and the console's)."""
     where, params = scope_where(who)
-    return query(request, f"SELECT * FROM catalogue_stations WHERE {where} ORDER BY name, station_id", params)  # noqa: S608
+    return query(request, f"SELECT * FROM catalogue_stations WHERE {where} ORDER BY name, station_id",  # noqa: S608
+                 params, order=lambda r: (r["name"], str(r["station_id"])))
 
 
 @router.post("/stations", tags=["registry"], status_code=201, summary="Create a station",
@@ -99,7 +106,7 @@ def create_station(request: Request, who: Caller, body: StationRequest) -> JSONR
 def new_station(request: Request, who: Principal, body: StationRequest) -> UUID:
     """Create a station (tenant admins): the command the API's endpoint and the console's form run."""
     require(who, TENANT_ADMIN)
-    return request.app.state.ledger.create_station(tenant_of(who), body.name, body.address,  # type: ignore[no-any-return]
+    return ledger_of(request).create_station(tenant_of(who), body.name, body.address,  # type: ignore[no-any-return]
                                                    body.latitude, body.longitude, who.subject, body.timezone)
 
 
@@ -120,8 +127,8 @@ def get_station(request: Request, who: Caller, station_id: t.Uuid) -> JSONRespon
 def change_station(request: Request, who: Caller, station_id: t.Uuid, body: StationChange) -> JSONResponse:
     require(who, TENANT_ADMIN)
     check_station(request, who, station_id)
-    request.app.state.ledger.change_station(station_id, body.name, body.address, who.subject, tenant_id=who.tenant_id)
-    return JSONResponse(station_json(request.app.state.ledger.registry.station(station_id)))
+    ledger_of(request).change_station(station_id, body.name, body.address, who.subject, tenant_id=who.tenant_id)
+    return JSONResponse(station_json(ledger_of(request).registry.station(station_id)))
 
 
 # ---- piles and guns ---------------------------------------------------------------------------------
@@ -176,9 +183,9 @@ def register_pile(request: Request, who: Caller, station_id: t.Uuid, body: PileR
 def new_pile(request: Request, who: Principal, station_id: UUID, body: PileRequest) -> UUID:
     """Register a pile at a station in scope (tenant admins): the API's endpoint and the console's form."""
     require(who, TENANT_ADMIN)
-    check_station(request, who, station_id)
-    return request.app.state.ledger.register_pile(station_id, body.pile_no, body.kind,  # type: ignore[no-any-return]
-                                                  body.gun_count, who.subject)
+    station = check_station(request, who, station_id)
+    return shards(request).register_pile(station.tenant_id, station_id, body.pile_no, body.kind,  # the directory too
+                                         body.gun_count, who.subject)
 
 
 @router.get("/piles/{pile_no}", tags=["piles"], summary="One pile with its guns' live status",
@@ -217,4 +224,4 @@ def pile_enabled(request: Request, who: Principal, pile_no: str, enabled: bool, 
     """Enable or disable a pile in scope (tenant admins): the API's endpoints and the console's pile page."""
     require(who, TENANT_ADMIN)
     check_pile(request, who, pile_no)
-    request.app.state.ledger.set_pile_enabled(pile_no, enabled, who.subject, reason)
+    ledger_of(request).set_pile_enabled(pile_no, enabled, who.subject, reason)

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from adapters.api.shards import ledger_of
 from adapters.api import inputs as t
 from adapters.api.auth import TENANT_ADMIN, Principal
 from adapters.api.operator.deps import (E403_SCOPE, E409_REGISTRATION, E409_TARIFF, ERRORS, PILE, S, T, Caller,
@@ -63,7 +64,7 @@ def assign(request: Request, who: Principal, body: TariffAssignment, **target: A
     """Assign ``body``'s tariff (one of the caller's, or none) to the station or the pile ``target`` names."""
     if body.tariff_id is not None:
         check_tariff(request, who, body.tariff_id)
-    request.app.state.ledger.assign_tariff(body.tariff_id, who.subject, **target)
+    ledger_of(request).assign_tariff(body.tariff_id, who.subject, **target)
     return JSONResponse(jsonable({**target, "tariff_id": body.tariff_id}))
 
 
@@ -114,7 +115,7 @@ def create_tariff(request: Request, who: Caller, body: TariffRequest) -> JSONRes
 def new_tariff(request: Request, who: Principal, body: TariffRequest) -> UUID:
     """Create a tariff (tenant admins): the command the API's endpoint and the console's editor run."""
     require(who, TENANT_ADMIN)
-    return request.app.state.ledger.create_tariff(tenant_of(who), body.name, _prices(body),  # type: ignore[no-any-return]
+    return ledger_of(request).create_tariff(tenant_of(who), body.name, _prices(body),  # type: ignore[no-any-return]
                                                   body.slots, who.subject)
 
 
@@ -136,7 +137,7 @@ def tariff_revision(request: Request, who: Principal, tariff_id: UUID, body: Tar
     """Revise a tariff in scope (tenant admins): a new version; the API's endpoint and the console's editor."""
     require(who, TENANT_ADMIN)
     check_tariff(request, who, tariff_id)
-    return request.app.state.ledger.revise_tariff(tariff_id, _prices(body), body.slots,  # type: ignore[no-any-return]
+    return ledger_of(request).revise_tariff(tariff_id, _prices(body), body.slots,  # type: ignore[no-any-return]
                                                   who.subject)
 
 

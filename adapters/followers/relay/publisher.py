@@ -17,9 +17,10 @@ from eventsourcing.utils import Environment
 from adapters.followers.relay.connection import relay_connection
 from adapters.followers.relay.errors import DATABASE_ERRORS, NATS_ERRORS, Stopped
 from adapters.followers.relay.leader import LeaderElection, Lease
-from adapters.followers.relay.stream import headers_for, ledger_identity, notification_of, subject_for
+from adapters.followers.relay.stream import (MAIN_SHARD, headers_for, ledger_identity, notification_of,
+                                             qualified_ledger, subject_for, subject_prefix)
 from adapters.followers.relay.waiting import CommitListener, first_of, pause
-from adapters.servers.nats_users import STREAM, SUBJECT_PREFIX
+from adapters.servers.nats_users import STREAM
 from adapters.servers.outage import Outage
 
 log = logging.getLogger(__name__)
@@ -29,11 +30,12 @@ class Relay:
     def __init__(self, applications: Sequence[Any], tracking_env: dict[str, str], nats_url: str,
                  *, batch_size: int = 500, idle_sleep: float = 1.0, standby_interval: float = 1.0,
                  retry_first: float = 0.5, retry_max: float = 10.0, lease_check: float = 0.5,
-                 lease_timeout: float = 10.0) -> None:
+                 lease_timeout: float = 10.0, shard: str = MAIN_SHARD) -> None:
         self.applications = list(applications)
         factory = InfrastructureFactory.construct(Environment("Relay", tracking_env))
         self.tracking = factory.tracking_recorder()
-        self.ledger_id = ledger_identity(self.tracking)
+        self.shard = shard  # qualifies the subjects and message ids of a shard other than main (docs/shards.md)
+        self.ledger_id = qualified_ledger(ledger_identity(self.tracking), shard)
         self.nats_url = nats_url
         self.batch_size = batch_size
         self.idle_sleep = idle_sleep
@@ -204,7 +206,7 @@ class Relay:
         again, and a second copy is dropped only within the stream's duplicate window."""
         for app in self.applications:
             try:
-                last = await js.get_last_msg(STREAM, f"{SUBJECT_PREFIX}.{app.name}.>")
+                last = await js.get_last_msg(STREAM, f"{subject_prefix(self.shard)}.{app.name}.>")
             except nats.js.errors.NotFoundError:
                 continue
             on_stream = notification_of((last.headers or {}).get("Nats-Msg-Id", ""), self.ledger_id, app.name)
@@ -231,7 +233,7 @@ class Relay:
             for n in notifications:
                 if not lease.held or self._resync.is_set():
                     break
-                await js.publish(subject_for(app.name, n.topic), n.state,
+                await js.publish(subject_for(app.name, n.topic, self.shard), n.state,
                                  headers=headers_for(self.ledger_id, app.name, n))
                 last, sent = n.id, sent + 1
                 self.published += 1

@@ -19,10 +19,26 @@ log = logging.getLogger(__name__)
 DUPLICATE_WINDOW = 15 * 60.0  # seconds; far longer than any publish retry loop
 
 
-def subject_for(application: str, topic: str) -> str:
-    """``domain.session:ChargingSession.Settled`` -> ``chargeledger.Sessions.ChargingSession.Settled``."""
+MAIN_SHARD = "main"  # adapters.postgres.shards.MAIN: the shard whose subjects and ids are unqualified
+
+
+def subject_prefix(shard: str = MAIN_SHARD) -> str:
+    """``chargeledger`` for the shard ``main`` (a single-database deployment: subjects as they always
+    were), ``chargeledger.<shard>`` for any other, so two shards' events never share a subject
+    (docs/shards.md). Shard names are lower case and Application names capitalised: never confused."""
+    return SUBJECT_PREFIX if shard == MAIN_SHARD else f"{SUBJECT_PREFIX}.{shard}"
+
+
+def subject_for(application: str, topic: str, shard: str = MAIN_SHARD) -> str:
+    """``domain.session:ChargingSession.Settled`` -> ``chargeledger.Sessions.ChargingSession.Settled``
+    (shard ``s2``: ``chargeledger.s2.Sessions.ChargingSession.Settled``)."""
     qualname = topic.rsplit(":", 1)[-1]
-    return f"{SUBJECT_PREFIX}.{application}.{qualname}"
+    return f"{subject_prefix(shard)}.{application}.{qualname}"
+
+
+def qualified_ledger(ledger: str, shard: str = MAIN_SHARD) -> str:
+    """The ledger id a shard's ``Nats-Msg-Id`` starts with: ``<shard>.<ledger id>`` (``main``: the id alone)."""
+    return ledger if shard == MAIN_SHARD else f"{shard}.{ledger}"
 
 
 def message_id(ledger: str, application: str, notification_id: int) -> str:

@@ -24,6 +24,7 @@ from typing import Any
 
 from starlette.requests import Request
 
+from adapters.api.shards import ledger_of
 from adapters.api.auth import Principal
 from adapters.api.operator.deps import check_tariff
 from domain.errors import NotFound
@@ -79,7 +80,7 @@ def wallet_steps(request: Request, order: dict[str, Any]) -> list[dict[str, Any]
     if not billed(order) or order["wallet_id"] is None or any(s["step"] == "resettled" for s in order["timeline"]):
         return []
     try:
-        wallet = request.app.state.ledger.wallet(order["wallet_id"])
+        wallet = ledger_of(request).wallet(order["wallet_id"])
     except NotFound:
         return []
     hold = next((s.get("hold_fen") or 0 for s in order["timeline"] if s["step"] == "ordered"), 0)

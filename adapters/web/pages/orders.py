@@ -25,6 +25,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from adapters.api.shards import pool_of
 from adapters.api import inputs as t
 from adapters.api.auth import TENANT_ADMIN, Principal
 from adapters.api.errors import ApiError
@@ -91,7 +92,7 @@ def orders_page(request: Request, who: Principal) -> Response:
             since = local_start(f.day_from, zone) if f.day_from else None
             until = local_start(f.day_to + timedelta(days=1), zone) if f.day_to else None
             filters = order_filters(who, f.station, None, f.state, since, until)
-            with request.app.state.pool.connection() as conn:
+            with pool_of(request).connection() as conn:
                 rows = find_orders(conn, **filters, before_seq=before, limit=PAGE)
             if len(rows) == PAGE:
                 next_cursor = encode_cursor(rows[-1]["seq"])

@@ -21,6 +21,7 @@ from fastapi.responses import Response
 from pydantic import TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from adapters.api.shards import pool_of
 from adapters.api.auth import Principal
 from adapters.api.errors import ApiError
 from adapters.api.operator.deps import now
@@ -55,7 +56,7 @@ def duration(seconds: int) -> str:
 def peers_page(request: Request, who: Principal) -> Response:
     tenant_id = tenant_links(who)
     day_from, day_to = settlement_days(None, None)
-    with request.app.state.pool.connection() as conn:
+    with pool_of(request).connection() as conn:
         peers = peers_with_health(conn, tenant_id, now())
         days = settlement(conn, tenant_id, day_from, day_to)
     days.sort(key=lambda d: d["day"], reverse=True)  # newest day first within each peer (a stable sort)
@@ -86,7 +87,7 @@ def peer_page(request: Request, who: Principal, operator_id: str) -> Response:
     except ApiError as exc:  # a cursor this page did not make
         before, error = None, exc.message
     rows: list[dict[str, Any]] = []
-    with request.app.state.pool.connection() as conn:
+    with pool_of(request).connection() as conn:
         peer = peer_row(conn, tenant_id, operator_of(operator_id))
         health = {**link_health(conn, [peer["peer_id"]], now())[peer["peer_id"]],
                   "last_inbound_at": peer["last_inbound_at"]}

@@ -24,6 +24,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from adapters.api.shards import ledger_of
 from adapters.api import inputs as t
 from adapters.api.auth import Principal
 from adapters.api.operator.commands import StartBody, command_pile, start_commissioning, stop_order
@@ -53,7 +54,7 @@ def pile_no_of(value: str) -> str:
 def facts(request: Request, who: Principal, pile_no: str) -> dict[str, Any]:
     """What does not move while one looks: the pile's station, model, guns and tariff (from the ledger)."""
     pile = check_pile(request, who, pile_no)
-    ledger = request.app.state.ledger
+    ledger = ledger_of(request)
     station = ledger.registry.station(pile.station_id)
     try:
         tariff = ledger.tariff_for(pile)
@@ -166,13 +167,13 @@ async def stop(request: Request, who: Operator, pile_no: str) -> Response:
 @router.post("/piles/{pile_no}/reboot")
 async def reboot(request: Request, who: Operator, pile_no: str) -> Response:
     return await run_in_threadpool(command, request, who, pile_no, "reboot", lambda form: command_pile(
-        request, who, pile_no_of(pile_no), request.app.state.ledger.reboot_pile))
+        request, who, pile_no_of(pile_no), ledger_of(request).reboot_pile))
 
 
 @router.post("/piles/{pile_no}/push-tariff")
 async def push_tariff(request: Request, who: Operator, pile_no: str) -> Response:
     return await run_in_threadpool(command, request, who, pile_no, "push_tariff", lambda form: command_pile(
-        request, who, pile_no_of(pile_no), request.app.state.ledger.push_tariff))
+        request, who, pile_no_of(pile_no), ledger_of(request).push_tariff))
 
 
 @router.post("/piles/{pile_no}/enable")

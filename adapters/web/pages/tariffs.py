@@ -21,6 +21,7 @@ from fastapi.responses import Response
 from pydantic import TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from adapters.api.shards import ledger_of
 from adapters.api import inputs as t
 from adapters.api.auth import TENANT_ADMIN, Principal
 from adapters.api.operator.commands import command_pile
@@ -177,7 +178,7 @@ def push(request: Request, who: Principal, tariff: str) -> Response:
     except ValidationError:
         raise NotFound("no such pile") from None
     try:
-        command_pile(request, who, pile_no, request.app.state.ledger.push_tariff)
+        command_pile(request, who, pile_no, ledger_of(request).push_tariff)
     except NotFound:
         raise
     except DomainError as exc:
