@@ -15,13 +15,14 @@ import logging
 import os
 import sys
 
-from adapters.cli import (api, audit, demo, gateway, operators, peers, projections, relay, servers, tcec_outbox,
-                          watchdog)
+from adapters.cli import (api, audit, demo, gateway, operators, peers, projections, relay, serve, servers,
+                          tcec_outbox, watchdog)
 from pile_link.simulator import cli as simulate
 from simulation import runner as simulate_faults
 
 COMMANDS = (  # (name, module with add_arguments(parser) and run(args), help), in the order --help lists them
     ("demo", demo, "scripted sessions on the ledger; prints what happened and the books"),
+    ("serve", serve, "run one role: --role gateway|api|relay|projections|watchdog|interconnect [its options]"),
     ("servers", servers, "start the embedded Postgres and NATS and print their URLs"),
     ("relay", relay, "publish every ledger event to NATS JetStream"),
     ("gateway", gateway, "the YKC pile gateway (TCP), with a relay beside it unless --no-relay"),
