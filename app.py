@@ -15,7 +15,7 @@ import logging
 import os
 import sys
 
-from adapters.cli import (api, audit, demo, gateway, operators, peers, projections, relay, serve, servers,
+from adapters.cli import (api, audit, cluster, demo, gateway, operators, peers, projections, relay, serve, servers,
                           tcec_outbox, watchdog)
 from pile_link.simulator import cli as simulate
 from simulation import runner as simulate_faults
@@ -29,6 +29,7 @@ COMMANDS = (  # (name, module with add_arguments(parser) and run(args), help), i
     ("watchdog", watchdog, "session deadlines and wallet follow-ups (safe to run twice)"),
     ("projections", projections, "follow the ledger into the read views, or rebuild them"),
     ("api", api, "the operator and driver HTTP API (FastAPI under uvicorn)"),
+    ("cluster", cluster, "a local multi-process deployment under supervisord: up, down, status"),
     ("operators", operators, "manage operator credentials (platform, tenant, agent)"),
     ("peers", peers, "a tenant's T/CEC peer platforms and their credentials (interconnect)"),
     ("tcec-outbox", tcec_outbox, "the T/CEC pushes to peer platforms, with retries (interconnect)"),
