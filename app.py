@@ -15,19 +15,21 @@ import os
 import sys
 
 from adapters.metrics import logs
-from adapters.cli import (api, audit, demo, gateway, operators, peers, projections, relay, servers, shards,
-                          tcec_outbox, watchdog)
+from adapters.cli import (api, audit, cluster, demo, gateway, operators, peers, projections, relay, serve, servers,
+                          shards, tcec_outbox, watchdog)
 from pile_link.simulator import cli as simulate
 from simulation import runner as simulate_faults
 
 COMMANDS = (  # (name, module with add_arguments(parser) and run(args), help), in the order --help lists them
     ("demo", demo, "scripted sessions on the ledger; prints what happened and the books"),
+    ("serve", serve, "run one role: --role gateway|api|relay|projections|watchdog|interconnect [its options]"),
     ("servers", servers, "start the embedded Postgres and NATS and print their URLs"),
     ("relay", relay, "publish every ledger event to NATS JetStream"),
     ("gateway", gateway, "the YKC pile gateway (TCP), with a relay beside it unless --no-relay"),
     ("watchdog", watchdog, "session deadlines and wallet follow-ups (safe to run twice)"),
     ("projections", projections, "follow the ledger into the read views, or rebuild them"),
     ("api", api, "the operator and driver HTTP API (FastAPI under uvicorn)"),
+    ("cluster", cluster, "a local multi-process deployment under supervisord: up, down, status"),
     ("operators", operators, "manage operator credentials (platform, tenant, agent)"),
     ("peers", peers, "a tenant's T/CEC peer platforms and their credentials (interconnect)"),
     ("tcec-outbox", tcec_outbox, "the T/CEC pushes to peer platforms, with retries (interconnect)"),

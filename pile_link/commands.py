@@ -28,7 +28,7 @@ from typing import Any
 import nats
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from adapters.servers.nats_users import GATEWAY, STREAM, SUBJECT_PREFIX, connect_options
+from adapters.servers.nats_users import GATEWAY, STREAM, SUBJECT_PREFIX, connect_options, server_list
 from adapters.followers.relay.stream import stream_exists
 from adapters.servers.outage import Outage
 
@@ -113,7 +113,7 @@ class CommandFollower:
         """Connect if not connected, then subscribe every command subject from its position."""
         if self.nc is None:
             self.nc = await nats.connect(
-                self.nats_url, max_reconnect_attempts=-1, reconnect_time_wait=0.25, connect_timeout=2,
+                server_list(self.nats_url), max_reconnect_attempts=-1, reconnect_time_wait=0.25, connect_timeout=2,
                 disconnected_cb=self.disconnected, reconnected_cb=self.reconnected, error_cb=self.error,
                 **{**connect_options(GATEWAY), "name": f"gateway {self.name}"})
         js = self.nc.jetstream(timeout=5)

@@ -50,6 +50,7 @@ from adapters.postgres.env import create_tables
 from adapters.servers.outage import Outage
 from domain.clock import utcnow
 from domain.errors import DomainError, WrongPile
+from domain.registry import Pile
 from domain.start_rules import card_start_rules
 from pile_link.boundary import Refusal, RefusalThrottle, RefusedFrames
 from pile_link.commands import COMMAND_SUBJECTS, CommandFollower
@@ -217,14 +218,21 @@ class Gateway(OwedDelivery):
         self.links_by_id.pop(link.pile_id, None)
         log.info("pile %s offline: %s", link.pile_no, reason)
         at = self.clock()
-        self.pile_changes.add((link.pile_no, lambda pile: pile.disconnect(at=at, reason=reason)))
+        # not if the pile has logged in at another gateway meanwhile (a link this one found dead late)
+        self.pile_changes.add((link.pile_no, gateway_leases.disconnect_if_held(self.gateway_id, at, reason)))
         self.offline_sessions.add((link.pile_no, at))
 
     def record_sessions_offline(self, offline: list[tuple[str, datetime]]) -> list[Exception | None]:
         """The open sessions of piles recorded offline: each charging or stopping one gets its offline
-        deadline (``ChargingSession.pile_offline``; the others are unchanged). Run in the pool."""
+        deadline (``ChargingSession.pile_offline``; the others are unchanged), unless the pile is held
+        by another gateway now (it moved: that gateway serves its sessions). Run in the pool."""
         self.open_sessions.catch_up()
-        return [self.open_sessions.record_pile_offline(pile_no, at) for pile_no, at in offline]
+        return [None if self.open_sessions.of_pile(pile_no) and self.held_elsewhere(pile_no)
+                else self.open_sessions.record_pile_offline(pile_no, at) for pile_no, at in offline]
+
+    def held_elsewhere(self, pile_no: str) -> bool:
+        pile = self.ledger.registry.get(Pile.create_id(pile_no), Pile, "pile", fresh=True)
+        return bool(pile.online and pile.connection and pile.connection.get("gateway") != self.gateway_id)
 
     async def _sweep_forever(self) -> None:
         while True:

@@ -13,7 +13,9 @@ holds back only itself:
 * the failure is logged and recorded in ``projection_health`` (:mod:`projections.health`), and
   cleared by the batch that finally applies the event.
 
-``chargeledger projections run`` follows the logs forever (polling every 50 ms when idle);
+``chargeledger projections run`` follows the logs forever (polling every 50 ms when idle), while it
+holds the projections' leader lock (any number may run: the others stand by and one takes over within
+about a second of the leader's death);
 ``chargeledger projections rebuild`` drops every view and catches up from zero;
 ``chargeledger projections status`` shows each view's position and any failure
 (adapters/cli/projections.py).
@@ -31,6 +33,7 @@ from typing import Any
 from eventsourcing.persistence import InfrastructureFactory
 from eventsourcing.utils import Environment
 
+from adapters.postgres.leader_lock import LeaderLock
 from adapters.servers.outage import DATABASE_OUTAGE, Outage
 from projections import health
 from projections.alarms import Alarms
@@ -199,12 +202,28 @@ class Projections:
         except Exception:  # noqa: BLE001 - the log above still says it; the next attempt writes it again
             log.exception("projections: could not record the failure of view %s", view)
 
-    def run_forever(self, stop: threading.Event, idle_sleep: float = 0.05) -> None:
+    def run_forever(self, stop: threading.Event, idle_sleep: float = 0.05, *, lock: LeaderLock | None = None,
+                    standby_interval: float = 1.0) -> None:
         """Follow the logs until ``stop`` is set. A view that fails waits on its own (see the module);
         the database down (or any failure of the logs themselves) pauses every view, with backoff
-        (0.5 s doubling to 30 s), logged when it begins and when it ends: the projections never stop."""
+        (0.5 s doubling to 30 s), logged when it begins and when it ends: the projections never stop.
+
+        With ``lock`` (``projections run``), only the process holding it applies batches; the others
+        stand by and try it every ``standby_interval`` (adapters/postgres/leader_lock.py)."""
         outage = Outage("projections: database", "projections_database", log)
+        standing_by = False
         while not stop.is_set():
+            if lock is not None and not lock.held():
+                if not lock.try_acquire():
+                    if not standing_by:
+                        log.info("projections: standby (another process leads); trying every %.1f s",
+                                 standby_interval)
+                        standing_by = True
+                    stop.wait(standby_interval)
+                    continue
+                log.warning("projections: leading (takeover %d)", lock.takeovers)
+                standing_by = False
+                self._positions.clear()  # the last leader moved them
             try:
                 moved = self.catch_up()
             except Exception as error:  # noqa: BLE001 - keep following; what was not applied is retried
@@ -214,6 +233,8 @@ class Projections:
             outage.succeeded()
             if not moved:
                 stop.wait(idle_sleep)
+        if lock is not None:
+            lock.release()
 
     def rebuild(self, views: Sequence[str] | None = None) -> int:
         """Drop the named views (all by default) and catch up from zero. Returns notifications read.

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import threading
 import time
 
 from adapters.cli import observability
 from adapters.cli.servers import with_database
 from adapters.cli.shards import add_shard_argument
+from adapters.postgres.leader_lock import PROJECTIONS_LOCK, LeaderLock
 from adapters.postgres.env import eventsourcing_env
 from adapters.servers.outage import when_up
 from domain.ledger import Ledger
@@ -25,6 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     observability.add_arguments(parser)
     add_shard_argument(parser)
+    parser.add_argument("--standby-interval", type=float, default=1.0,
+                        help="run: seconds between a standby's tries of the leader's lock (default 1); any "
+                             "number of `projections run` may run, the holder of the lock applies batches")
 
 
 @with_database
@@ -44,12 +49,17 @@ def run(args: argparse.Namespace) -> int:
                   f"in {time.monotonic() - started:.1f} s")
             return print_status(projections) if projections.failing else 0
         stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        lock = LeaderLock(args.database_url, PROJECTIONS_LOCK, "projections")
         try:
             with observability.serving(args, "projections", database_url=args.database_url,
+                                       state=lambda: {"leader": lock.leading},
                                        collectors=observability.projection_collectors(projections)):
-                projections.run_forever(stop)
+                projections.run_forever(stop, lock=lock, standby_interval=args.standby_interval)
         except KeyboardInterrupt:
             stop.set()
+        finally:
+            lock.release()
         return 0
     finally:
         projections.close()

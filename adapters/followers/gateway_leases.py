@@ -94,7 +94,7 @@ def record_lapsed(ledger: Any, database_url: str, open_sessions: Any, now: datet
             reason = f"gateway {gateway_id} stopped renewing its lease at {renewed_at.isoformat()}"
             held = holder.get(gateway_id, [])
             outcomes = ledger.record_pile_changes(
-                [(pile_no, _disconnect_if_held(gateway_id, renewed_at, reason)) for pile_no in held])
+                [(pile_no, disconnect_if_held(gateway_id, renewed_at, reason)) for pile_no in held])
             for pile_no, outcome in zip(held, outcomes):
                 if outcome is None:
                     outcome = open_sessions.record_pile_offline(pile_no, renewed_at)
@@ -107,7 +107,9 @@ def record_lapsed(ledger: Any, database_url: str, open_sessions: Any, now: datet
         return lapsed
 
 
-def _disconnect_if_held(gateway_id: str, at: datetime, reason: str) -> Callable[[Pile], None]:
+def disconnect_if_held(gateway_id: str, at: datetime, reason: str) -> Callable[[Pile], None]:
+    """The change that records a pile offline only while ``gateway_id`` holds it: a pile that has logged in
+    at another gateway since (it moved; this one learnt of its dead link late, or died) stays online there."""
     def change(pile: Pile) -> None:
         if pile.online and pile.connection and pile.connection.get("gateway") == gateway_id:  # not elsewhere since
             pile.disconnect(at=at, reason=reason)

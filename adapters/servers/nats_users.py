@@ -88,3 +88,9 @@ def authorization(passwords: dict[str, str]) -> dict[str, Any]:
 def connect_options(role: str) -> dict[str, Any]:
     """Keyword arguments for ``nats.connect`` that a process of ``role`` needs (its inbox prefix)."""
     return {"inbox_prefix": inbox_prefix(role), "name": f"chargeledger {role}"}
+
+
+def server_list(nats_url: str) -> list[str]:
+    """The servers of a ``NATS_URL``: one URL, or several comma-separated (the nodes of a cluster, each
+    with the role's user), as ``nats.connect`` takes them; the client fails over between them."""
+    return [url.strip() for url in nats_url.split(",") if url.strip()]

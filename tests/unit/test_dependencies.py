@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("domain", "adapters", "projections", "pile_link", "simulation")
 OWN = {*PACKAGES, "app"}
 COMMANDS = ("demo", "servers", "relay", "gateway", "projections", "api", "operators", "peers", "audit", "simulate",
-            "simulate-faults")
+            "simulate-faults", "serve", "cluster")
 
 
 def declared() -> list[Requirement]:

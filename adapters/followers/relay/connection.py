@@ -15,7 +15,7 @@ import nats
 
 from adapters.followers.relay.errors import NATS_ERRORS, Stopped
 from adapters.followers.relay.stream import ensure_stream
-from adapters.servers.nats_users import RELAY, connect_options
+from adapters.servers.nats_users import RELAY, connect_options, server_list
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ async def relay_connection(nats_url: str, stopping: asyncio.Event,
 
     # the client keeps trying to connect for as long as it takes; a stop ends the wait
     connecting = asyncio.ensure_future(nats.connect(
-        nats_url, max_reconnect_attempts=-1, reconnect_time_wait=0.25, allow_reconnect=True,
+        server_list(nats_url), max_reconnect_attempts=-1, reconnect_time_wait=0.25, allow_reconnect=True,
         connect_timeout=2, pending_size=0, reconnected_cb=reconnected, disconnected_cb=disconnected,
         error_cb=error, **connect_options(RELAY)))
     stopped = asyncio.ensure_future(stopping.wait())
