@@ -52,7 +52,9 @@ def nats_url_for(role: str, nats_url: str, started: list) -> str:
 
 
 def redacted(url: str) -> str:
-    """A server URL fit for a log line: its password replaced by ``***``."""
+    """A server URL fit for a log line: its password replaced by ``***`` (in each of a cluster's URLs)."""
+    if "," in url:
+        return ",".join(redacted(part) for part in url.split(","))
     parts = urlsplit(url)
     if parts.password is None:
         return url

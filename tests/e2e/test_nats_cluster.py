@@ -65,6 +65,11 @@ async def _replicas(js) -> int:  # type: ignore[no-untyped-def]
     return (await js.stream_info(STREAM)).config.num_replicas
 
 
+async def _replicas_current(js) -> bool:  # type: ignore[no-untyped-def]
+    cluster = (await js.stream_info(STREAM)).cluster
+    return bool(cluster and cluster.leader and cluster.replicas and all(p.current for p in cluster.replicas))
+
+
 async def _read_stream(js) -> list:  # type: ignore[no-untyped-def]
     """Every message of the stream, through a consumer of one replica (placed on a live node)."""
     info = await js.stream_info(STREAM)
@@ -150,9 +155,11 @@ def test_a_node_killed_mid_backlog_loses_and_duplicates_nothing(
         finally:
             gateway.close()
     assert_stream_is_the_logs(ledger, relay.ledger_id, messages)
-    assert relay.published >= BACKLOG
+    # (relay.published may be short of the events: those stored whose acks the node's loss took were
+    # found on the stream by the sync, and not sent again)
     print(f"\nkilled {victim} ({target.name}) mid-backlog: {len(messages)} events on the stream, each once; "
-          f"relay errors {relay.errors}, windows refused {relay.refused}, syncs {relay.synced}")
+          f"acknowledged {relay.published}, relay errors {relay.errors}, windows refused {relay.refused}, "
+          f"syncs {relay.synced}")
 
 
 def test_the_stream_grows_to_r3_and_a_setting_overrides(fresh: EmbeddedNatsCluster, ledger: Ledger,
@@ -175,6 +182,8 @@ def test_the_stream_grows_to_r3_and_a_setting_overrides(fresh: EmbeddedNatsClust
     monkeypatch.delenv("NATS_REPLICAS")
     relay_once(None)
     assert asyncio.run(_admin(cluster, _replicas)) == 3
+    # the new replicas copy the stream from the one that held it: until they have, that node's loss stops it
+    wait_for(lambda: asyncio.run(_admin(cluster, _replicas_current)), timeout=60)
     cluster.kill(2)
     start_session(ledger, build_world(ledger, pile_no="32010600019237", driver="driver-2"), 1)
     relay_once(None)

@@ -20,8 +20,14 @@ the link full. Three things keep what the synchronous relay guaranteed:
   sent twice anyway, ``Nats-Msg-Id`` makes the stream drop the second copy within its duplicate window
   (a duplicate is checked before the expected sequence).
 
-The expected sequences assume the relay's events are the only ones appended meanwhile. Another publisher
-on the stream (a second ledger's relay on the same NATS) only costs a refused window and a re-send."""
+**One publisher.** The expected sequences assume the relay's events are the only ones appended to the
+stream while a window is in flight (one ledger per NATS deployment: only the relay's NATS user may
+publish on ``chargeledger.>``, and one relay leads per database). A message from anyone else breaks
+that: the event sent expecting the sequence the foreign message took is refused, and the ones after
+it, whose expectations the foreign message made right, are stored ahead of it. Several ledgers
+publishing on one stream (tenant shards sharing it) must use ``RELAY_WINDOW=1`` (each publish then
+waits for its acknowledgement, and a refusal stops the relay before anything else is sent) or a stream
+each; ``tests/integration/test_relay_window.py`` shows both sides."""
 
 from __future__ import annotations
 
