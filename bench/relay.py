@@ -2,11 +2,14 @@
 readings, 500 to a transaction, plus the world's few), then a relay started on it, timed until its
 position reaches the head of every notification log. Reported in events/s, best of ``--runs``.
 
-    python bench/relay.py [--events 20000] [--runs 3]
+Each run measures, on one NATS server (R1) and on a 3-node cluster (the stream R3), the relay as it was
+(one acknowledgement awaited per event: ``RELAY_WINDOW=1``, batches of 500) and as it is (a window of
+``--window`` pending acknowledgements, batches of 1000), and prints the ratio after/before of each.
 
-To compare two versions of the relay in the same session, run this file from each checkout (each
-starts its own servers under its ``var/bench-relay``); docs/operations.md ("The relay: crashes and
-outages") gives the numbers.
+    python bench/relay.py [--events 5000] [--runs 1] [--window 500] [--nodes 1,3]
+
+The servers are started under ``var/bench-relay`` (the cluster's nodes under ``var/bench-relay/nats-cluster``);
+docs/performance.md gives the figures.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from adapters.servers.nats_cluster import EmbeddedNatsCluster  # noqa: E402
 from adapters.servers.nats_users import RELAY  # noqa: E402
 from adapters.postgres.env import eventsourcing_env  # noqa: E402
 from adapters.followers.relay.publisher import Relay  # noqa: E402
@@ -50,14 +54,14 @@ def backlog(ledger: Ledger, readings: int) -> None:
                                 for i in range(first, min(readings, first + 500))])
 
 
-def relay_backlog(server_url: str, relay_url: str, events: int) -> tuple[int, float]:
+def relay_backlog(server_url: str, relay_url: str, events: int, **relay_options: int) -> tuple[int, float]:
     """(events published, seconds) for one relay catching up a fresh backlog."""
     database_url = create_database(server_url, "bench_relay")  # a new ledger id: the stream's old messages are not its
     env = eventsourcing_env(database_url)
     ledger = Ledger(env)
     try:
         backlog(ledger, events)
-        relay = Relay(ledger.applications, env, relay_url)
+        relay = Relay(ledger.applications, env, relay_url, **relay_options)
         loop = asyncio.new_event_loop()
         thread = threading.Thread(target=loop.run_until_complete, args=(relay.run(),), daemon=True)
         started = time.perf_counter()
@@ -75,18 +79,39 @@ def relay_backlog(server_url: str, relay_url: str, events: int) -> tuple[int, fl
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--events", type=int, default=20_000)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--events", type=int, default=5_000)
+    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--window", type=int, default=500)
+    parser.add_argument("--nodes", default="1,3", help="NATS deployments to measure: 1 (a server), 3 (a cluster)")
     args = parser.parse_args()
     server_url, admin_url, in_use = resolve_servers(ROOT / "var" / "bench-relay")
+    deployments = {"1 node (R1)": nats_url_for(RELAY, admin_url, in_use)}
+    cluster = None
     try:
-        rates = []
-        for _ in range(args.runs):
-            published, seconds = relay_backlog(server_url, nats_url_for(RELAY, admin_url, in_use), args.events)
-            rates.append(published / seconds)
-            print(f"  {published} events in {seconds:.2f} s: {published / seconds:,.0f} events/s", flush=True)
-        print(f"relay catch-up ({ROOT.name}): best {max(rates):,.0f} events/s over {args.runs} runs")
+        if "3" in args.nodes.split(","):
+            cluster = EmbeddedNatsCluster(ROOT / "var" / "bench-relay" / "nats-cluster", 3).start()
+            deployments["3 nodes (R3)"] = cluster.url_for(RELAY)
+        if "1" not in args.nodes.split(","):
+            del deployments["1 node (R1)"]
+        ways = {"before (one ack at a time)": {"window": 1, "batch_size": 500},
+                f"after (window {args.window})": {"window": args.window, "batch_size": 1000}}
+        best: dict[tuple[str, str], float] = {}
+        for deployment, url in deployments.items():
+            for way, options in ways.items():
+                for _ in range(args.runs):
+                    published, seconds = relay_backlog(server_url, url, args.events, **options)
+                    rate = published / seconds
+                    best[deployment, way] = max(best.get((deployment, way), 0.0), rate)
+                    print(f"  {deployment}, {way}: {published} events in {seconds:.2f} s: {rate:,.0f} events/s",
+                          flush=True)
+        print(f"relay catch-up, {args.events} events, best of {args.runs}:")
+        for deployment in deployments:
+            before, after = (best[deployment, way] for way in ways)
+            print(f"  {deployment}: before {before:,.0f} events/s, after {after:,.0f} events/s, "
+                  f"after/before {after / before:.2f}")
     finally:
+        if cluster is not None:
+            cluster.stop()
         for server in reversed(in_use):
             server.release()
     return 0

@@ -7,7 +7,8 @@ subscribes), so following again after NATS comes back resumes right after the la
 nothing published during the outage is skipped, and nothing older is handed over again (a consumer
 that restarted from the stream's beginning would re-send every historical reboot). Each consumer is
 the follower's own (``AckPolicy.NONE``, in memory, removed by the server once nobody listens):
-there is no ordered-consumer reset behind its back.
+there is no ordered-consumer reset behind its back. It has as many replicas as the stream, so on a NATS
+cluster the loss of the node that held it does not silence it (another replica takes over).
 
 After every (re)subscription, the gateway is told (``resumed``) so it can deliver what each pile it
 holds is owed, whatever the messages said (:meth:`pile_link.delivery.OwedDelivery.deliver_owed`).
@@ -28,7 +29,7 @@ from typing import Any
 import nats
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from adapters.servers.nats_users import GATEWAY, STREAM, SUBJECT_PREFIX, connect_options, server_list
+from adapters.servers.nats_users import GATEWAY, STREAM, SUBJECT_PREFIX, connect_options, server_options
 from adapters.followers.relay.stream import stream_exists
 from adapters.servers.outage import Outage
 
@@ -112,19 +113,20 @@ class CommandFollower:
     async def follow(self) -> None:
         """Connect if not connected, then subscribe every command subject from its position."""
         if self.nc is None:
-            self.nc = await nats.connect(
-                server_list(self.nats_url), max_reconnect_attempts=-1, reconnect_time_wait=0.25, connect_timeout=2,
+            self.nc = await nats.connect(  # NATS_URL may name every node of a cluster
+                **server_options(self.nats_url), max_reconnect_attempts=-1, reconnect_time_wait=0.25, connect_timeout=2,
                 disconnected_cb=self.disconnected, reconnected_cb=self.reconnected, error_cb=self.error,
                 **{**connect_options(GATEWAY), "name": f"gateway {self.name}"})
         js = self.nc.jetstream(timeout=5)
         if not await stream_exists(js):
             raise StreamMissing(STREAM)
-        end = (await js.stream_info(STREAM)).state.last_seq
+        info = await js.stream_info(STREAM)
+        end, replicas = info.state.last_seq, info.config.num_replicas or 1
         for subject in COMMAND_SUBJECTS:
-            await self.subscribe(js, subject, end)
+            await self.subscribe(js, subject, end, replicas)
         self.stats["nats_subscriptions"] += 1
 
-    async def subscribe(self, js: Any, subject: str, end: int) -> None:
+    async def subscribe(self, js: Any, subject: str, end: int, replicas: int = 1) -> None:
         old = self.subscriptions.pop(subject, None)
         if old is not None:
             try:
@@ -134,8 +136,10 @@ class CommandFollower:
         position = self.positions.get(subject)
         if position is None or position > end:  # first time, or a stream made anew: from its end
             position = self.positions[subject] = end
+        # as many replicas as the stream (an ephemeral consumer is R1 unless asked): on a cluster, the
+        # consumer outlives the node that held it, and goes on pushing from another
         config = ConsumerConfig(opt_start_seq=position + 1, ack_policy=AckPolicy.NONE, mem_storage=True,
-                                num_replicas=1, inactive_threshold=CONSUMER_INACTIVE)
+                                num_replicas=replicas, inactive_threshold=CONSUMER_INACTIVE)
 
         async def on_message(msg: Any) -> None:
             await self.on_message(subject, msg)

@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 
 from adapters.postgres.env import lock_schema
-from adapters.servers.nats_users import AUDITOR, SEAL_STREAM, SEAL_SUBJECT, connect_options, server_list
+from adapters.servers.nats_users import AUDITOR, SEAL_STREAM, SEAL_SUBJECT, connect_options, server_options
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit_chain (
@@ -114,8 +114,7 @@ async def _ensure_seal_stream(js: Any) -> None:
 async def _publish(nats_url: str, seals: Iterable[Seal]) -> list[Seal]:
     import nats
 
-    nc = await nats.connect(server_list(nats_url), connect_timeout=2, max_reconnect_attempts=2,
-                            **connect_options(AUDITOR))
+    nc = await nats.connect(**server_options(nats_url), connect_timeout=2, max_reconnect_attempts=2, **connect_options(AUDITOR))
     published = []
     try:
         js = nc.jetstream(timeout=5)
@@ -146,8 +145,7 @@ async def _read_nats_seals(nats_url: str, ledger: str) -> list[Seal]:
     import nats
     import nats.js.errors
 
-    nc = await nats.connect(server_list(nats_url), connect_timeout=2, max_reconnect_attempts=2,
-                            **connect_options(AUDITOR))
+    nc = await nats.connect(**server_options(nats_url), connect_timeout=2, max_reconnect_attempts=2, **connect_options(AUDITOR))
     try:
         js = nc.jetstream(timeout=5)
         try:

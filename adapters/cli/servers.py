@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from adapters.cli.shards import shard_database
+from adapters.servers.nats_cluster import EmbeddedNatsCluster
 from adapters.servers.resolve import nats_url_for, release, resolve_servers
 from adapters.servers.nats_users import ADMIN, READER, ROLES
 
@@ -51,11 +52,27 @@ def with_database(run: Callable[[argparse.Namespace], int]) -> Callable[[argpars
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """``chargeledger servers`` takes no arguments."""
+    parser.add_argument("--nats-cluster", type=int, default=0, metavar="N",
+                        help="a JetStream cluster of N nodes (at least 2) under $CHARGELEDGER_VAR/nats-cluster "
+                             "instead of the single NATS server; each role's NATS_URL names every node")
 
 
 def run(args: argparse.Namespace) -> int:
+    cluster = None
+    if args.nats_cluster:
+        cluster = EmbeddedNatsCluster(var_dir() / "nats-cluster", args.nats_cluster).start()
+        os.environ["NATS_URL"] = cluster.url  # so the single server is not started
+    try:
+        return serve(cluster)
+    finally:
+        if cluster is not None:
+            cluster.release()
+
+
+def serve(cluster: EmbeddedNatsCluster | None) -> int:
     with servers(*ROLES) as (database_url, *role_urls):
+        if cluster is not None:
+            role_urls = [cluster.url_for(role) for role in ROLES]
         print(f"DATABASE_URL={database_url}", flush=True)
         for role, url in zip(ROLES, role_urls):  # each process gets the NATS user of its own role
             print(f"NATS_URL={url}  # {role}", flush=True)

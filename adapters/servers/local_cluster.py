@@ -75,7 +75,7 @@ class Layout:
         return f"postgresql://postgres@{HOST}:{port}/{DATABASE}"
 
     def nats_url(self, role: str, passwords: dict[str, str]) -> str:
-        """``role``'s URL of every node, comma-separated (``nats_users.server_list`` splits it)."""
+        """``role``'s URL of every node, comma-separated (``nats_users.server_options`` splits it)."""
         user = f"{quote(role, safe='')}:{quote(passwords[role], safe='')}"
         return ",".join(f"nats://{user}@{HOST}:{port}" for port in self.nats_clients)
 

@@ -27,6 +27,7 @@ external server, give each process a ``NATS_URL`` carrying its role's credential
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 STREAM = "CHARGELEDGER"
 SUBJECT_PREFIX = "chargeledger"
@@ -90,7 +91,29 @@ def connect_options(role: str) -> dict[str, Any]:
     return {"inbox_prefix": inbox_prefix(role), "name": f"chargeledger {role}"}
 
 
-def server_list(nats_url: str) -> list[str]:
-    """The servers of a ``NATS_URL``: one URL, or several comma-separated (the nodes of a cluster, each
-    with the role's user), as ``nats.connect`` takes them; the client fails over between them."""
-    return [url.strip() for url in nats_url.split(",") if url.strip()]
+def server_options(nats_url: str) -> dict[str, Any]:
+    """Keyword arguments for ``nats.connect`` that name the servers of ``nats_url`` and its user.
+
+    ``nats_url`` may name several servers, comma-separated (a cluster: every node, so a client whose
+    node dies reconnects to another). The user and password go to the client as options rather than
+    in each server's URL, so they are also sent to the nodes the client learns of from the cluster
+    itself (a discovered node's URL carries no credentials)."""
+    servers, user, password = [], None, None
+    for url in (part.strip() for part in nats_url.split(",")):
+        if not url:
+            continue
+        parts = urlsplit(url if "://" in url else f"nats://{url}")
+        if parts.username is not None:
+            user = unquote(parts.username)
+            password = None if parts.password is None else unquote(parts.password)
+        host = parts.hostname or "127.0.0.1"
+        host = f"[{host}]" if ":" in host else host
+        servers.append(urlunsplit((parts.scheme, f"{host}:{parts.port or 4222}", "", "", "")))
+    if not servers:
+        raise ValueError("no NATS server in the URL")
+    options: dict[str, Any] = {"servers": servers}
+    if user is not None and password is None:
+        options["token"] = user  # nats://<token>@host
+    elif user is not None:
+        options.update(user=user, password=password)
+    return options

@@ -52,9 +52,9 @@ def nats_url_for(role: str, nats_url: str, started: list) -> str:
 
 
 def redacted(url: str) -> str:
-    """A server URL fit for a log line: its password replaced by ``***`` (each of a comma-separated list)."""
+    """A server URL fit for a log line: its password replaced by ``***`` (in each of a cluster's URLs)."""
     if "," in url:
-        return ",".join(redacted(one) for one in url.split(","))
+        return ",".join(redacted(part) for part in url.split(","))
     parts = urlsplit(url)
     if parts.password is None:
         return url

@@ -18,7 +18,7 @@ import psutil
 import psycopg
 
 from adapters.servers.local_cluster import Layout
-from adapters.servers.nats_users import ADMIN, STREAM, server_list
+from adapters.servers.nats_users import ADMIN, STREAM, server_options
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,7 +47,7 @@ def processes_under(directory: Path) -> list[psutil.Process]:
 def stream_cluster(layout: Layout, password: str) -> list[str]:
     """The names of the NATS nodes the relay's stream's cluster reports (leader first)."""
     async def info() -> list[str]:
-        nc = await nats.connect(server_list(layout.nats_url(ADMIN, {ADMIN: password})), connect_timeout=2)
+        nc = await nats.connect(**server_options(layout.nats_url(ADMIN, {ADMIN: password})), connect_timeout=2)
         try:
             cluster = (await nc.jetstream().stream_info(STREAM)).cluster
             return [cluster.leader, *(r.name for r in cluster.replicas or [])] if cluster else []

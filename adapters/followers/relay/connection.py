@@ -1,6 +1,8 @@
-"""The relay's NATS connection: one that NATS accepted as the relay's (the stream made or updated).
+"""The relay's NATS connection: one that NATS accepted as the relay's (the stream made or updated), and
+the window its publishes go through.
 
-The client keeps reconnecting for as long as it takes; each kind of error is logged once until it
+``NATS_URL`` may name several servers (a cluster's nodes, comma-separated): the client connects to any
+and, when that node dies, reconnects to another. The client keeps reconnecting for as long as it takes; each kind of error is logged once until it
 connects again; a stop ends the wait for a first connection (:class:`Stopped`)."""
 
 from __future__ import annotations
@@ -15,15 +17,19 @@ import nats
 
 from adapters.followers.relay.errors import NATS_ERRORS, Stopped
 from adapters.followers.relay.stream import ensure_stream
-from adapters.servers.nats_users import RELAY, connect_options, server_list
+from adapters.followers.relay.window import PublishWindow
+from adapters.servers.nats_users import RELAY, connect_options, server_options
 
 log = logging.getLogger(__name__)
 
 
 @asynccontextmanager
-async def relay_connection(nats_url: str, stopping: asyncio.Event,
-                           on_reconnect: Callable[[], None]) -> AsyncIterator[Any]:
-    """JetStream on a connection as the relay's NATS user, the stream made or brought up to date.
+async def relay_connection(nats_url: str, stopping: asyncio.Event, on_reconnect: Callable[[], None], *,
+                           window: int, ack_timeout: float, replicas: int | None, sole_publisher: bool = True
+                           ) -> AsyncIterator[tuple[Any, PublishWindow]]:
+    """JetStream on a connection as the relay's NATS user, the stream made or brought up to date (its
+    replicas ``replicas``, or as :func:`~adapters.followers.relay.stream.replicas_for` finds), and a
+    :class:`PublishWindow` of ``window`` events on it.
 
     ``pending_size=0``: a publish while the connection is down fails at once instead of waiting
     in the client's buffer to be sent after the reconnect, when this relay may no longer lead.
@@ -50,7 +56,7 @@ async def relay_connection(nats_url: str, stopping: asyncio.Event,
 
     # the client keeps trying to connect for as long as it takes; a stop ends the wait
     connecting = asyncio.ensure_future(nats.connect(
-        server_list(nats_url), max_reconnect_attempts=-1, reconnect_time_wait=0.25, allow_reconnect=True,
+        **server_options(nats_url), max_reconnect_attempts=-1, reconnect_time_wait=0.25, allow_reconnect=True,
         connect_timeout=2, pending_size=0, reconnected_cb=reconnected, disconnected_cb=disconnected,
         error_cb=error, **connect_options(RELAY)))
     stopped = asyncio.ensure_future(stopping.wait())
@@ -65,9 +71,9 @@ async def relay_connection(nats_url: str, stopping: asyncio.Event,
         log.warning("relay: NATS connected")
         reported.clear()
     try:
-        js = nc.jetstream(timeout=2)
-        await ensure_stream(js)
-        yield js
+        js = nc.jetstream(timeout=max(2.0, ack_timeout))
+        await ensure_stream(js, nc._server_info, replicas)
+        yield js, await PublishWindow(nc, window, ack_timeout, sole_publisher=sole_publisher).open()
     finally:
         closing = True
         try:

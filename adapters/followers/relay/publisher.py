@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -17,20 +18,43 @@ from eventsourcing.utils import Environment
 from adapters.followers.relay.connection import relay_connection
 from adapters.followers.relay.errors import DATABASE_ERRORS, NATS_ERRORS, Stopped
 from adapters.followers.relay.leader import LeaderElection, Lease
-from adapters.followers.relay.stream import (MAIN_SHARD, headers_for, ledger_identity, notification_of,
-                                             qualified_ledger, subject_for, subject_prefix)
+from adapters.followers.relay.stream import (
+    MAIN_SHARD,
+    headers_for,
+    ledger_identity,
+    notification_of,
+    qualified_ledger,
+    replicas_setting,
+    subject_for,
+    subject_prefix,
+)
 from adapters.followers.relay.waiting import CommitListener, first_of, pause
+from adapters.followers.relay.window import Outgoing, PublishWindow, Refused
 from adapters.servers.nats_users import STREAM
 from adapters.servers.outage import Outage
 
 log = logging.getLogger(__name__)
 
+WINDOW_SETTING = "RELAY_WINDOW"  # events published ahead of the first unacknowledged one
+DEFAULT_WINDOW = 500
+
+
+def window_setting() -> int:
+    """``RELAY_WINDOW`` (1 waits for each acknowledgement, as the relay did before the window), else 500."""
+    value = os.environ.get(WINDOW_SETTING, "").strip()
+    if not value:
+        return DEFAULT_WINDOW
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{WINDOW_SETTING}={value!r}: the publish window is a number of events, at least 1")
+    return int(value)
+
 
 class Relay:
     def __init__(self, applications: Sequence[Any], tracking_env: dict[str, str], nats_url: str,
-                 *, batch_size: int = 500, idle_sleep: float = 1.0, standby_interval: float = 1.0,
+                 *, batch_size: int = 1000, idle_sleep: float = 1.0, standby_interval: float = 1.0,
                  retry_first: float = 0.5, retry_max: float = 10.0, lease_check: float = 0.5,
-                 lease_timeout: float = 10.0, shard: str = MAIN_SHARD) -> None:
+                 lease_timeout: float = 10.0, window: int | None = None, ack_timeout: float = 5.0,
+                 replicas: int | None = None, shard: str = MAIN_SHARD) -> None:
         self.applications = list(applications)
         factory = InfrastructureFactory.construct(Environment("Relay", tracking_env))
         self.tracking = factory.tracking_recorder()
@@ -38,6 +62,9 @@ class Relay:
         self.ledger_id = qualified_ledger(ledger_identity(self.tracking), shard)
         self.nats_url = nats_url
         self.batch_size = batch_size
+        self.window = window_setting() if window is None else window
+        self.ack_timeout = ack_timeout
+        self.replicas = replicas_setting() if replicas is None else replicas  # None: the deployment decides
         self.idle_sleep = idle_sleep
         self.retry_first, self.retry_max = retry_first, retry_max
         # Postgres connections of its own (the leader's lock, the LISTEN), to the tracking database
@@ -51,6 +78,7 @@ class Relay:
         # counters (metrics)
         self.published = 0  # events this relay published and JetStream acknowledged
         self.errors = 0  # failed attempts (database, NATS, or unexpected), each retried
+        self.refused = 0  # windows the stream cut short (an event lost in flight), each sent again from the gap
         self.synced = 0  # times the stream was found ahead of the tracking position, which was moved up to it
         self.takeovers = 0  # times this relay became the leader
         self.is_leader = False
@@ -59,6 +87,7 @@ class Relay:
         self._stopping: asyncio.Event | None = None
         self._wake: asyncio.Event | None = None
         self._resync: asyncio.Event | None = None
+        self._last_sequence: int | None = None  # the stream's last sequence, as this relay last learnt it
 
     # ---- state for callers ----------------------------------------------------------------------
     @property
@@ -85,6 +114,7 @@ class Relay:
         except DATABASE_ERRORS:
             lag = None
         return {"relay.published": self.published, "relay.errors": self.errors, "relay.synced": self.synced,
+                "relay.refused": self.refused,
                 "relay.takeovers": self.takeovers, "relay.is_leader": int(self.is_leader), "relay.lag": lag}
 
     def stop(self) -> None:
@@ -125,9 +155,11 @@ class Relay:
         try:
             while not self._stopping.is_set():
                 try:
-                    async with relay_connection(self.nats_url, self._stopping, self._resync.set) as js:
+                    async with relay_connection(self.nats_url, self._stopping, self._resync.set, window=self.window,
+                                                ack_timeout=self.ack_timeout, replicas=self.replicas,
+                                                sole_publisher=self.shard == MAIN_SHARD) as (js, window):
                         nats_retry.succeeded()
-                        await self._serve(js)
+                        await self._serve(js, window)
                     bug_retry.succeeded()
                 except Stopped:
                     break
@@ -142,7 +174,7 @@ class Relay:
             listener.cancel()
             await asyncio.gather(listener, return_exceptions=True)
 
-    async def _serve(self, js: Any) -> None:
+    async def _serve(self, js: Any, window: PublishWindow) -> None:
         """Standby, then leader, then standby again, ... until stopped. NATS errors end it (the
         caller reconnects); the lock is let go first, so a standby may take over meanwhile."""
         assert self._stopping is not None
@@ -151,12 +183,12 @@ class Relay:
             if lease is None:
                 return
             try:
-                await self._lead(js, lease)
+                await self._lead(js, window, lease)
             finally:
                 self.is_leader = False
                 await lease.release()
 
-    async def _lead(self, js: Any, lease: Lease) -> None:
+    async def _lead(self, js: Any, window: PublishWindow, lease: Lease) -> None:
         """Publish while this relay holds the lock. Database errors are retried here (the lease
         usually goes with them); NATS errors propagate to the caller."""
         assert self._stopping is not None and self._wake is not None and self._resync is not None
@@ -165,17 +197,25 @@ class Relay:
         log.warning("relay: leading (this process holds the leader's lock); ledger %s", self.ledger_id)
         watcher = asyncio.create_task(lease.watch(), name="relay-lease")
         retry = Outage("relay: database", "relay", log, first=self.retry_first, cap=self.retry_max)
+        refusals = Outage("relay: the stream (publishes refused)", "relay", log, first=0.05, cap=self.retry_max)
         self._resync.set()
         try:
             while lease.held and not self._stopping.is_set():
                 self._wake.clear()  # before looking: a commit during the look wakes the next wait
                 try:
-                    moved = await self._relay_all(js, lease)
+                    moved = await self._relay_all(js, window, lease)
                     retry.succeeded()
+                    refusals.succeeded()
                 except DATABASE_ERRORS as exc:
                     self.errors += 1
                     self._resync.set()
                     await pause(self._stopping, retry.failed(exc))
+                    continue
+                except Refused as exc:  # the connection works: sync and send again almost at once
+                    self.errors += 1
+                    self.refused += 1
+                    self._resync.set()
+                    await pause(self._stopping, refusals.failed(exc))
                     continue
                 if not moved:
                     # until a commit, a stop, a NATS reconnect, or idle_sleep passes
@@ -187,7 +227,7 @@ class Relay:
                 log.warning("relay: the leader's lock could not be confirmed for %.0f s; publishing stopped",
                             lease.timeout)
 
-    async def _relay_all(self, js: Any, lease: Lease) -> int:
+    async def _relay_all(self, js: Any, window: PublishWindow, lease: Lease) -> int:
         """One batch of every Application (after a :meth:`sync` if one is due). Returns events published."""
         assert self._resync is not None
         moved = 0
@@ -195,7 +235,7 @@ class Relay:
             if self._resync.is_set():
                 self._resync.clear()
                 await self.sync(js)
-            moved += await self.relay_batch(js, app, lease)
+            moved += await self.relay_batch(window, app, lease)
         return moved
 
     async def sync(self, js: Any) -> None:
@@ -203,7 +243,9 @@ class Relay:
 
         A relay that published part of a batch and died before recording it left those events on
         the stream and its position behind them; without this, the next leader would publish them
-        again, and a second copy is dropped only within the stream's duplicate window."""
+        again, and a second copy is dropped only within the stream's duplicate window. It also reads
+        the stream's last sequence, which the window's first publish expects."""
+        self._last_sequence = (await js.stream_info(STREAM)).state.last_seq
         for app in self.applications:
             try:
                 last = await js.get_last_msg(STREAM, f"{subject_prefix(self.shard)}.{app.name}.>")
@@ -220,27 +262,35 @@ class Relay:
                             "#%d (a relay stopped mid-batch); position moved to #%d, none published again",
                             app.name, on_stream, position, on_stream)
 
-    async def relay_batch(self, js: Any, app: Any, lease: Lease) -> int:
-        """Publish the next batch of one Application's events (stopping at once if the lease is lost
-        or a sync is due). Returns how many went out."""
-        assert self._resync is not None
+    async def relay_batch(self, window: PublishWindow, app: Any, lease: Lease) -> int:
+        """Publish the next batch of one Application's events through the window (stopping at once if
+        the lease is lost or a sync is due), and record the position up to the longest acknowledged
+        prefix, even when the window broke off. Returns how many went out."""
+        assert self._resync is not None and self._last_sequence is not None
+        resync = self._resync
         start = await asyncio.to_thread(self.position, app.name)
         notifications = await asyncio.to_thread(
             app.recorder.select_notifications, start, self.batch_size, inclusive_of_start=False
         )
-        last, sent = start, 0
+        acknowledged = [start, 0]  # the last notification id acknowledged with all before it, how many
+
+        def took(event: Outgoing, sequence: int) -> None:
+            acknowledged[0], acknowledged[1] = event.notification_id, acknowledged[1] + 1
+            self.published += 1
+
+        events = (Outgoing(subject_for(app.name, n.topic, self.shard), n.state,
+                           headers_for(self.ledger_id, app.name, n), n.id) for n in notifications)
         try:
-            for n in notifications:
-                if not lease.held or self._resync.is_set():
-                    break
-                await js.publish(subject_for(app.name, n.topic, self.shard), n.state,
-                                 headers=headers_for(self.ledger_id, app.name, n))
-                last, sent = n.id, sent + 1
-                self.published += 1
+            self._last_sequence = await window.publish(
+                events, self._last_sequence, lambda: lease.held and not resync.is_set(), took)
+        except BaseException:
+            self._last_sequence = None
+            resync.set()  # the stream's last message and sequence are read again before the next publish
+            raise
         finally:
-            if last > start:  # what was acknowledged stays acknowledged, even if the batch broke off
-                await asyncio.to_thread(self.tracking.insert_tracking, Tracking(app.name, last))
-        return sent
+            if acknowledged[0] > start:  # what was acknowledged stays acknowledged, even if the batch broke off
+                await asyncio.to_thread(self.tracking.insert_tracking, Tracking(app.name, acknowledged[0]))
+        return acknowledged[1]
 
 
 def keep_running(relay: Relay, pause: float = 1.0) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import Any
 
 import nats.js.errors
@@ -17,6 +18,8 @@ from adapters.servers.nats_users import STREAM, SUBJECT_PREFIX
 log = logging.getLogger(__name__)
 
 DUPLICATE_WINDOW = 15 * 60.0  # seconds; far longer than any publish retry loop
+REPLICAS_SETTING = "NATS_REPLICAS"  # the stream's replicas, when the deployment's own count should not decide
+CLUSTER_REPLICAS = 3  # on a cluster of at least this many nodes: a node's loss loses nothing, a quorum remains
 
 
 MAIN_SHARD = "main"  # adapters.postgres.shards.MAIN: the shard whose subjects and ids are unqualified
@@ -77,14 +80,47 @@ def headers_for(ledger: str, application: str, n: Notification) -> dict[str, str
     }
 
 
-async def ensure_stream(js: Any) -> None:
-    """Make the stream, or bring its configuration up to date (``DUPLICATE_WINDOW`` is read here)."""
-    config = StreamConfig(name=STREAM, subjects=[f"{SUBJECT_PREFIX}.>"], storage=StorageType.FILE,
-                          duplicate_window=DUPLICATE_WINDOW)
+def replicas_setting(value: str | None = None) -> int | None:
+    """``NATS_REPLICAS`` (1 to 5), or None when unset (the deployment decides, :func:`replicas_for`)."""
+    value = os.environ.get(REPLICAS_SETTING, "") if value is None else value
+    if not value.strip():
+        return None
+    if not value.strip().isdigit() or not 1 <= int(value) <= 5:
+        raise ValueError(f"{REPLICAS_SETTING}={value!r}: the stream's replicas are a number from 1 to 5")
+    return int(value)
+
+
+def replicas_for(server_info: dict[str, Any], setting: int | None, current: int | None) -> int:
+    """The stream's replicas: ``setting`` if given; else R3 on a cluster of 3 nodes or more (the server's
+    INFO names its cluster and every node's client address), R1 on a single server. Never fewer than the
+    stream has (``current``) unless set: a node down while the relay connects must not shrink it."""
+    if setting is not None:
+        return setting
+    nodes = len(set(server_info.get("connect_urls") or [])) if server_info.get("cluster") else 1
+    wanted = CLUSTER_REPLICAS if nodes >= CLUSTER_REPLICAS else 1
+    return max(wanted, current or 1)
+
+
+async def ensure_stream(js: Any, server_info: dict[str, Any] | None = None, setting: int | None = None) -> int:
+    """Make the stream, or bring its configuration up to date (``DUPLICATE_WINDOW`` is read here, the
+    replicas by :func:`replicas_for`). Returns the stream's replicas."""
     try:
-        await js.add_stream(config)
-    except nats.js.errors.BadRequestError:
+        current: int | None = (await js.stream_info(STREAM)).config.num_replicas
+    except nats.js.errors.NotFoundError:
+        current = None
+    replicas = replicas_for(server_info or {}, setting, current)
+    config = StreamConfig(name=STREAM, subjects=[f"{SUBJECT_PREFIX}.>"], storage=StorageType.FILE,
+                          duplicate_window=DUPLICATE_WINDOW, num_replicas=replicas)
+    if current is None:
+        try:
+            await js.add_stream(config)
+        except nats.js.errors.BadRequestError:  # another relay made it meanwhile
+            await js.update_stream(config)
+    else:
         await js.update_stream(config)
+    if current is not None and current != replicas:
+        log.warning("relay: stream %s: replicas %d -> %d", STREAM, current, replicas)
+    return replicas
 
 
 async def stream_exists(js: Any) -> bool:
