@@ -143,3 +143,18 @@ def test_revenue_and_csv_over_both_shards(client: TestClient, two_shards: TwoSha
     assert [row["trade_no"] for row in rows] == trades["s1"][::-1] + trades["s2"][::-1]  # shard after shard
     assert [row["trade_no"] for row in csv.DictReader(io.StringIO(
         client.get("/operator/v1/orders.csv", headers=a1).text))] == trades["s1"][::-1]
+
+
+def test_the_consoles_orders_list_merges_the_shards_for_a_platform_admin(two_shards: TwoShards) -> None:  # noqa: F811
+    from adapters.web.mount import mount
+    from tests.console import FAST, signed_in
+
+    shards = ApiShards(two_shards.map, make_ledger, pool_size=2, ledgers=two_shards.ledgers)
+    app = mount(create_app(None, two_shards.map.directory_url, AuthSettings.generate(), shards=shards), FAST)
+    with TestClient(app):
+        _, trades = charge_both(two_shards)
+        console = signed_in(app, "root", PLATFORM_ADMIN)
+        page = console.get("/console/orders")
+        assert page.status_code == 200, page.text
+        assert all(trade in page.text for trade in trades["s1"] + trades["s2"])
+        assert console.get("/console/orders", params={"cursor": "MTA0Mg"}).status_code == 422  # a single shard's
