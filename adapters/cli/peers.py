@@ -10,7 +10,8 @@ the tenant's regulator peers, in the same transaction); ``outbox`` shows each pe
 health (pushes pending, retrying, delivered, given up, the last delivery, the lag, the last call
 answered) and ``--rows`` its pushes; ``disputes`` the orders peers disputed; ``pull`` fetches an
 infrastructure peer's catalogue now (its stations, statuses and prices, for our drivers). Needs
-``CHARGELEDGER_INTERCONNECT_KEYS`` (the keys that seal them at rest).
+``CHARGELEDGER_INTERCONNECT_KEYS`` (the keys that seal them at rest). Every operation runs on the
+``--tenant``'s shard (``CHARGELEDGER_SHARDS``, docs/shards.md).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import sys
 from uuid import UUID
 
 from adapters.cli.servers import with_database
+from adapters.cli.shards import tenant_database
 from adapters.interconnect.outbox import stations
 from adapters.interconnect.store.directory import Store
 from adapters.interconnect.store.peers import KEYS_SETTING
@@ -102,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
     box = sealing_box()
     if box is None:
         return 2
-    with ConnectionPool(args.database_url, min_size=1, max_size=1, open=True) as pool:
+    _, database_url = tenant_database(args.tenant, args.database_url)  # the tenant's shard (docs/shards.md)
+    with ConnectionPool(database_url, min_size=1, max_size=1, open=True) as pool:
         create_schema(pool)
         try:
             return int(args.operate(args, Store(pool, box)))

@@ -14,6 +14,7 @@ import os
 from uuid import UUID
 
 from adapters.postgres.shards import MAIN, ShardConfigError, ShardDirectory, ShardMap
+from domain.errors import NotFound
 
 
 def add_shard_argument(parser: argparse.ArgumentParser) -> None:
@@ -42,6 +43,22 @@ def shard_database(args: argparse.Namespace, database_url: str) -> tuple[str, st
     if shard not in shards.urls:
         raise SystemExit(f"--shard {shard}: the shards are {', '.join(shards.names)}")
     return shard, shards.urls[shard]
+
+
+def tenant_database(tenant_id: UUID, database_url: str) -> tuple[str, str]:
+    """(shard name, its database URL) of a tenant's shard, for a command given ``--tenant``
+    (``chargeledger peers``): the one database without ``CHARGELEDGER_SHARDS``; refused with a clear
+    message for a tenant placed on no shard."""
+    if not os.environ.get("CHARGELEDGER_SHARDS", "").strip():
+        return MAIN, database_url
+    try:
+        shards = ShardMap.from_env(os.environ)
+        return (name := ShardDirectory(shards).shard_of_tenant(tenant_id)), shards.url(name)
+    except ShardConfigError as error:
+        raise SystemExit(str(error)) from None
+    except NotFound:
+        raise SystemExit(f"tenant {tenant_id} is on no shard (chargeledger shards list; "
+                         "chargeledger shards place TENANT --shard NAME)") from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

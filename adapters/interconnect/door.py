@@ -26,6 +26,7 @@ from adapters.interconnect.customer.driver_api import roaming_router
 from adapters.interconnect.customer.sessions import RoamingSessions
 from adapters.interconnect.handlers import handlers as default_handlers
 from adapters.interconnect.service import Door, Services
+from adapters.interconnect.shards import ShardedDoor, sharded_door
 from adapters.interconnect.store.directory import Store
 from adapters.interconnect.store.peers import KEYS_SETTING
 from adapters.interconnect.store.schema import create_schema
@@ -57,7 +58,7 @@ class InterconnectSettings:
         return cls(keys, timedelta(seconds=int(env.get("CHARGELEDGER_TCEC_WINDOW_S", WINDOW.total_seconds()))))
 
 
-def router(door: Door) -> APIRouter:
+def router(door: Door | ShardedDoor) -> APIRouter:
     routes = APIRouter(prefix=PREFIX, include_in_schema=False)  # documented in docs/interconnect.md
 
     @routes.post("/{interface}")
@@ -70,15 +71,26 @@ def router(door: Door) -> APIRouter:
 
 
 def mount(app: FastAPI, settings: InterconnectSettings, *, handlers: Handlers | None = None,
-          http_for: Callable[[Peer], httpx.Client] | None = None) -> Door:
+          http_for: Callable[[Peer], httpx.Client] | None = None) -> Door | ShardedDoor:
     """Serve T/CEC on ``app`` (from ``create_app``: its ``state.pool``, ``state.ledger``, ``state.body_limits``),
     give the driver API its peers' catalogue (``state.roaming_catalogue``) and, when the app serves
     drivers, the driver API's roaming charges (``customer/driver_api.py``; ``http_for``: the HTTP client
-    for a peer, the tests' own)."""
-    store = Store(app.state.pool, SecretBox.from_setting(settings.keys))
-    create_schema(app.state.pool)
-    door = Door(Services(store, getattr(app.state, "ledger", None)), handlers or default_handlers,
-                window=settings.window)
+    for a peer, the tests' own). On several tenant shards (``state.shards``), a door per shard, each
+    envelope routed to the shard of the peer that signs it (adapters/interconnect/shards.py)."""
+    box = SecretBox.from_setting(settings.keys)
+    store = Store(app.state.pool, box)
+    served = handlers or default_handlers
+    shards = getattr(app.state, "shards", None)
+    door: Door | ShardedDoor
+    if shards is not None and len(shards.all) > 1:
+        by_name = {shard.name: shard for shard in shards.all}
+        for shard in shards.all:
+            create_schema(shard.pool)
+        door = sharded_door(shards, box, lambda name, shard_store: Door(
+            Services(shard_store, by_name[name].ledger), served, window=settings.window))
+    else:
+        create_schema(app.state.pool)
+        door = Door(Services(store, getattr(app.state, "ledger", None)), served, window=settings.window)
     app.state.interconnect = door
     app.state.roaming_catalogue = RoamingCatalogue(store)  # the driver API's roaming stations (it cannot import us)
     app.state.body_limits.cap(PREFIX + "/", settings.max_body)

@@ -24,7 +24,7 @@ import psycopg
 from adapters.interconnect.store.directory import Store
 from adapters.interconnect.tcec.envelope import MESSAGES, ResponseEnvelope, Ret
 from adapters.interconnect.tcec.peer import Peer
-from adapters.interconnect.tcec.receive import WINDOW, Accepted, Receiver, Refused, answer
+from adapters.interconnect.tcec.receive import WINDOW, Accepted, Receiver, Refused, answer, not_ours
 from adapters.interconnect.tcec.routing import Call, Handlers, Refusal
 
 log = logging.getLogger("chargeledger.interconnect")
@@ -47,19 +47,29 @@ class Door:
         self._inbound: dict[UUID, datetime] = {}  # peer -> when this process last noted a call answered Ret 0
 
     def answer(self, interface: str, body: bytes, authorization: str | None) -> ResponseEnvelope:
+        envelope, _ = self.answer_if_ours(interface, body, authorization, pass_on=False)
+        return envelope
+
+    def answer_if_ours(self, interface: str, body: bytes, authorization: str | None,
+                       pass_on: bool = True) -> tuple[ResponseEnvelope, bool]:
+        """(the answer, whether it is this database's to give). With ``pass_on``, an envelope no peer in
+        this database signs (unknown OperatorID, or no SigSecret of it matches) is answered False and not
+        logged: another shard may hold the peer (adapters/interconnect/shards.py). Nothing was written."""
         try:
             outcome = self.receiver.receive(interface, body, authorization)
         except psycopg.OperationalError as error:
             log.warning("T/CEC %s: database unavailable (%s)", interface[:64], type(error).__name__)
-            return answer(None, Ret.BUSY, MESSAGES[Ret.BUSY])
+            return answer(None, Ret.BUSY, MESSAGES[Ret.BUSY]), True
         except Exception:  # e.g. sealed secrets that no configured key opens: logged, never sent
             log.exception("T/CEC %s: the pipeline failed", interface[:64])
-            return answer(None, Ret.SYSTEM_ERROR, MESSAGES[Ret.SYSTEM_ERROR])
+            return answer(None, Ret.SYSTEM_ERROR, MESSAGES[Ret.SYSTEM_ERROR]), True
         if isinstance(outcome, Refused):
+            if pass_on and not_ours(outcome):
+                return answer(outcome.peer, outcome.ret, outcome.msg), False
             who = outcome.peer.operator_id if outcome.peer else "?"
             log.info("T/CEC %s from %s refused: Ret %d %s", interface[:64], who, outcome.ret, outcome.msg)
-            return answer(outcome.peer, outcome.ret, outcome.msg)
-        return self._handle(outcome)
+            return answer(outcome.peer, outcome.ret, outcome.msg), True
+        return self._handle(outcome), True
 
     def _handle(self, accepted: Accepted) -> ResponseEnvelope:
         peer, name = accepted.peer, accepted.interface.name

@@ -4,7 +4,8 @@
   driver API's login answers (``DriverIdentity.login``: WeChat's code2session or Alipay's oauth
   token, then ``DriverTokens``: HS256, expiring, ``role: driver``): HttpOnly, SameSite=Lax, Path=/,
   Secure over TLS (or with ``CHARGELEDGER_SECURE_COOKIES=1``). Every request verifies it as the driver
-  API verifies its bearer token; the tenant and the driver come from it only.
+  API verifies its bearer token; the tenant and the driver come from it only, and the tenant decides the
+  shard every page reads and writes (:func:`driver_side`, docs/shards.md).
 * **CSRF**: the forms of these pages carry the console's token, bound to this cookie
   (``adapters.web.session.csrf_token``), checked by the console router's guard.
 * **Demo login**: only where ``WebSettings.h5_demo_login`` (``CHARGELEDGER_H5_DEMO_LOGIN=<tenant
@@ -24,6 +25,7 @@ from uuid import UUID
 
 from fastapi import Request
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
 from adapters.api.auth import AuthError
 from adapters.api.driver.identity import DriverPrincipal
@@ -39,18 +41,35 @@ DEMO_NAME = re.compile(r"^[a-z0-9-]{1,32}$")
 
 @dataclass(frozen=True)
 class DriverSide:
-    """What the driver API runs on (``create_app`` with ``DriverApiSettings``): identity, sessions, payments."""
+    """What the driver API runs on (``create_app`` with ``DriverApiSettings``): identity, sessions, payments,
+    and the pool of the orders view a driver's history is read from, all on the driver's tenant's shard."""
 
     identity: Any  # adapters.api.driver.identity.DriverIdentity
     sessions: Any  # adapters.api.driver.sessions.DriverSessions
     payments: Any  # adapters.payments.service.PaymentService
+    pool: Any  # psycopg ConnectionPool
 
 
-def driver_side(request: Request) -> DriverSide:
+def driver_side(request: Request, tenant_id: UUID | None = None) -> DriverSide:
+    """The driver objects of ``tenant_id``'s shard (docs/shards.md; the one shard's without shards). Without
+    a tenant, the directory shard's: only for what every shard shares (verifying a driver token)."""
     state = request.app.state
     if getattr(state, "driver_identity", None) is None:
         raise NotFound("this server does not serve drivers")
-    return DriverSide(state.driver_identity, state.driver_sessions, state.payments)
+    sides = getattr(state, "driver_sides", None)
+    if tenant_id is None or sides is None:
+        return DriverSide(state.driver_identity, state.driver_sessions, state.payments, state.pool)
+    side = sides.of(tenant_id)
+    return DriverSide(side.identity, side.sessions, side.service, side.pool)
+
+
+async def driver_side_of(request: Request, tenant_id: UUID) -> DriverSide:
+    """:func:`driver_side` from a coroutine: a tenant's first look-up in this process (one query on the
+    directory shard) runs in a thread, later ones from the cache."""
+    sides = getattr(request.app.state, "driver_sides", None)
+    if sides is None or sides.shards.directory.known(tenant_id):
+        return driver_side(request, tenant_id)
+    return await run_in_threadpool(driver_side, request, tenant_id)
 
 
 def signed_in(request: Request) -> DriverPrincipal | None:

@@ -51,16 +51,19 @@ def two_shards(servers: tuple[str, str]) -> Iterator[TwoShards]:
             conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
 
 
-def settle_sessions(ledger: Ledger, pile_no: str, wallet_id: uuid.UUID, count: int) -> list[str]:
-    """``count`` sessions started, charged and settled on ``pile_no``'s gun 1 (what a gateway writes)."""
+def settle_sessions(ledger: Ledger, pile_no: str, wallet_id: uuid.UUID, count: int, at: datetime = T0,
+                    every: timedelta = timedelta(0)) -> list[str]:
+    """``count`` sessions started, charged and settled on ``pile_no``'s gun 1 (what a gateway writes), the
+    first ordered ``at``, each next one ``every`` later."""
     trades = []
-    for _ in range(count):
-        trade_no = ledger.request_start(pile_no=pile_no, gun_no=1, wallet_id=wallet_id, hold_fen=5_00, at=T0,
+    for i in range(count):
+        start = at + i * every
+        trade_no = ledger.request_start(pile_no=pile_no, gun_no=1, wallet_id=wallet_id, hold_fen=5_00, at=start,
                                         author="d")
-        ledger.acknowledge_start(trade_no, at=T0, ok=True)
-        ledger.mark_charging(trade_no, at=T0)
+        ledger.acknowledge_start(trade_no, at=start, ok=True)
+        ledger.mark_charging(trade_no, at=start)
         for minute in range(1, 4):
-            ledger.record_reading(trade_no, at=T0 + timedelta(minutes=minute), energy=minute * 100)
-        ledger.settle(trade_no, record((0, 300, 0, 0), T0), T0 + timedelta(minutes=5))
+            ledger.record_reading(trade_no, at=start + timedelta(minutes=minute), energy=minute * 100)
+        ledger.settle(trade_no, record((0, 300, 0, 0), start), start + timedelta(minutes=5))
         trades.append(trade_no)
     return trades

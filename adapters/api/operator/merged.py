@@ -5,7 +5,8 @@ Counts and sums add up; the power curve adds up per quarter hour (every shard's 
 quarters); the top stations and the newest alarms are re-ranked and cut to the limit; today's
 utilisation is the mean of the shards' weighted by their guns (exact when the stations keep one time
 zone, as each shard's figure is its charging seconds over its guns' seconds today); the screen's zone
-is the one most shards keep. A deployment of one shard never comes here (docs/shards.md).
+is the one most shards keep; revenue adds up per day and station. A deployment of one shard never comes
+here (docs/shards.md).
 """
 
 from __future__ import annotations
@@ -60,3 +61,16 @@ def screens(parts: list[dict[str, Any]], top_limit: int = 5, alarm_limit: int = 
                               reverse=True)[:alarm_limit]
     merged["zone"] = Counter(p["zone"] for p in parts).most_common(1)[0][0]
     return merged
+
+
+def revenue(rows: list[dict[str, Any]], figures: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Every shard's ``revenue_daily`` rows as one: summed per day and station (a station is on one shard,
+    so this only orders them, unless a view was ever rebuilt in two places), newest day first."""
+    summed: dict[tuple[Any, Any, Any], dict[str, Any]] = {}
+    for row in rows:
+        key = (row["day"], row["tenant_id"], row["station_id"])
+        if key in summed:
+            summed[key] = {**summed[key], **{k: int(summed[key][k]) + int(row[k]) for k in figures}}
+        else:
+            summed[key] = dict(row)
+    return sorted(summed.values(), key=lambda r: (-r["day"].toordinal(), r["station_id"]))

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from psycopg.rows import dict_row
 
@@ -22,7 +23,8 @@ from adapters.api import inputs as t
 from adapters.api.auth import Principal
 from adapters.api.errors import ApiError
 from adapters.api.operator import merged
-from adapters.api.shards import apool_of, pool_of, shards_of
+from adapters.api.operator.order_pages import MAX_CURSOR, merged_page
+from adapters.api.shards import apool_of, shards_of
 from adapters.api.operator.deps import (E403_SCOPE, ERRORS, PILE, TRADE, S, T, Caller, StationFilter, TradeNo,
                                         example, now, query, scope_where)
 from domain.errors import NotFound
@@ -77,14 +79,19 @@ OrderState = Literal["requested", "starting", "charging", "stopping", "finished"
 @router.get("/orders", tags=["orders"], summary="Orders, newest first, with a cursor",
             description="Pages are keyed on `seq` (the commit position of the order's first event), so orders "
                         "arriving while you page never shift a row between pages: pass `next_cursor` back as "
-                        "`cursor` until it is null.",
+                        "`cursor` until it is null. A platform admin on a sharded deployment gets every "
+                        "shard's orders merged, and a cursor holding each shard's position (docs/shards.md).",
             responses=example({"items": [ORDER_EXAMPLE], "next_cursor": "MTA0Mg"}, 200, 401, 403, 422, e403=E403_SCOPE))
 async def list_orders(request: Request, who: Caller, station_id: StationFilter = None, pile_no: PileFilter = None,
                       state: OrderState | None = None, since: Since = None, until: Until = None,
-                      cursor: Annotated[t.identifier(r"^[A-Za-z0-9_=-]+$", 32) | None,  # type: ignore[valid-type]
+                      cursor: Annotated[t.identifier(r"^[A-Za-z0-9_=-]+$", MAX_CURSOR) | None,  # type: ignore[valid-type]
                                         Query(description="next_cursor of the previous page")] = None,
                       limit: Annotated[t.Int, Query(ge=1, le=500)] = 50) -> Response:
     filters = order_filters(who, station_id, pile_no, state, since, until)
+    found = shards_of(request)
+    if len(found) > 1:  # a platform admin on a sharded deployment: every shard's page, merged
+        rows, merged_cursor = await run_in_threadpool(merged_page, found, filters, cursor, limit)
+        return JSONResponse({"items": jsonable(rows), "next_cursor": merged_cursor})
     sql, params = orders_query(**filters, before_seq=decode_cursor(cursor), limit=limit, as_json=True)
     async with apool_of(request).connection() as conn:
         page = await (await conn.cursor(row_factory=dict_row).execute(sql, params)).fetchone()
@@ -131,24 +138,25 @@ def csv_row(row: dict[str, Any]) -> list[Any]:
 def export_orders(request: Request, who: Caller, station_id: StationFilter = None, pile_no: PileFilter = None,
                   state: OrderState | None = None, since: Since = None, until: Until = None) -> StreamingResponse:
     filters = order_filters(who, station_id, pile_no, state, since, until)
-    pool = pool_of(request)
+    pools = [shard.pool for shard in shards_of(request)]  # a platform admin on several shards: one after another
 
     def lines() -> Iterator[str]:
         out = io.StringIO()
         writer = csv.writer(out)
         writer.writerow(CSV_COLUMNS)
-        before = None
-        while True:
-            with pool.connection() as conn:
-                rows = find_orders(conn, **filters, before_seq=before, limit=1000)
-            for row in rows:
-                writer.writerow([csv_cell(cell) for cell in csv_row(row)])
-            yield out.getvalue()
-            out.seek(0)
-            out.truncate()
-            if len(rows) < 1000:
-                return
-            before = rows[-1]["seq"]
+        for pool in pools:
+            before = None
+            while True:
+                with pool.connection() as conn:
+                    rows = find_orders(conn, **filters, before_seq=before, limit=1000)
+                for row in rows:
+                    writer.writerow([csv_cell(cell) for cell in csv_row(row)])
+                yield out.getvalue()
+                out.seek(0)
+                out.truncate()
+                if len(rows) < 1000:
+                    break
+                before = rows[-1]["seq"]
 
     return StreamingResponse(lines(), media_type="text/csv",
                              headers={"Content-Disposition": 'attachment; filename="orders.csv"'})
@@ -206,6 +214,8 @@ def revenue_rows(request: Request, who: Principal, station_id: UUID | None, day_
     rows = query(request, "SELECT day, tenant_id, station_id, sessions, energy, electricity_fen, service_fen, "
                           f"refunds_fen, charging_seconds FROM revenue_daily WHERE {where} "  # noqa: S608
                           "ORDER BY day DESC, station_id", params)
+    if len(shards_of(request)) > 1:  # a platform admin on several shards: summed per day and station
+        rows = merged.revenue(rows, REVENUE_FIGURES + ("charging_seconds",))
     return rows, {k: sum(int(r[k]) for r in rows) for k in REVENUE_FIGURES}
 
 

@@ -136,6 +136,13 @@ class Peers:
         where = "WHERE operator_id = %s" + (" AND enabled" if enabled_only else "")
         return self._select(where + " ORDER BY tenant_id", (operator_id,))
 
+    def has_operator(self, operator_id: str) -> bool:
+        """Whether an enabled peer has this OperatorID here (a shard asked where a caller's link is; no
+        secret is opened)."""
+        with self.pool.connection() as conn:
+            return conn.execute("SELECT 1 FROM tcec_peers WHERE operator_id = %s AND enabled LIMIT 1",
+                                (operator_id,)).fetchone() is not None
+
     def _peer(self, peer_id: UUID) -> Peer | None:
         found = self._select("WHERE peer_id = %s", (peer_id,))
         return found[0] if found else None

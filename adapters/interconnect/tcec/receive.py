@@ -71,6 +71,13 @@ class Refused:
     peer: Peer | None  # the key set to sign the answer with; None: unsigned
 
 
+def not_ours(refused: Refused) -> bool:
+    """Refused at step 2 or 3: no peer in this directory signs the envelope (its OperatorID is unknown
+    here, unsigned 4004, or none of its SigSecrets matches, 4001). Nothing was recorded yet, so another
+    directory (a tenant shard, adapters/interconnect/shards.py) may still take it."""
+    return refused.ret == Ret.BAD_SIG or (refused.ret == Ret.BAD_DATA and refused.peer is None)
+
+
 def fingerprint(envelope: RequestEnvelope) -> bytes:
     """SHA-256 over the length-prefixed authenticated fields (the same Seq in another process differs
     in Data or Sig, so it is not taken for a replay; note A.8)."""

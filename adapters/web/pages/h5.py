@@ -22,8 +22,8 @@ from starlette.concurrency import run_in_threadpool
 from adapters.api.driver.identity import DriverPrincipal
 from adapters.api.driver.sessions import InvalidQrCode, parse_qr
 from adapters.payments.service import TopUpLimitReached
-from adapters.web.driver import (DEMO_NAME, H5, demo_channel, driver_side, end_driver_session, next_page, payer,
-                                 signed_in, start_driver_session, to_login)
+from adapters.web.driver import (DEMO_NAME, H5, demo_channel, driver_side, driver_side_of, end_driver_session,
+                                 next_page, payer, signed_in, start_driver_session, to_login)
 from adapters.web.forms import path_id
 from adapters.web.render import render, see_other
 from adapters.web.session import keep_pre_session, posted
@@ -91,7 +91,7 @@ async def login_form(request: Request, provider: str, tenant: str, app: str) -> 
 async def login(request: Request, provider: str, tenant: str, app: str) -> Response:
     provider, tenant_id, app = channel_form(request, provider, tenant, app)
     form = posted(request)
-    side = driver_side(request)
+    side = await driver_side_of(request, tenant_id)
     try:
         done = await run_in_threadpool(side.identity.login, provider, tenant_id, app, form.get("code", "")[:256])
     except DomainError as exc:  # a refused code, an unknown channel: the form again, with the reason
@@ -112,7 +112,8 @@ async def demo_login(request: Request) -> Response:
     name = form.get("name", "").strip().lower() or "driver"
     if not DEMO_NAME.match(name):
         return login_page(request, 422, demo=True, target=form.get("next"), refused="a-z, 0-9 and -, at most 32")
-    side, (tenant_id, channel) = driver_side(request), where
+    tenant_id, channel = where
+    side = await driver_side_of(request, tenant_id)
     driver_id = f"wechat:{channel}:demo-{name}"
     await run_in_threadpool(side.identity.open_wallet, tenant_id, driver_id)
     token, expires = side.identity.tokens.issue(tenant_id, driver_id)
@@ -131,14 +132,15 @@ async def logout(request: Request) -> Response:
 # ---- home, wallet, history ------------------------------------------------------------------------------
 def wallet_of(request: Request, driver: DriverPrincipal) -> dict[str, int]:
     """The driver's wallet as ``GET /driver/wallet`` answers it."""
-    side = driver_side(request)
+    side = driver_side(request, driver.tenant_id)
     w = side.payments.ledger.wallet(side.payments.wallet_id(driver.tenant_id, driver.driver_id))
     return {"available_fen": w.available, "held_fen": w.held, "refund_pending_fen": w.refund_pending,
             "arrears_fen": w.arrears}
 
 
 def recent(request: Request, driver: DriverPrincipal, before: int | None = None, limit: int = 5) -> dict[str, Any]:
-    return driver_side(request).sessions.history(request.app.state.pool, driver, before, limit)  # type: ignore[no-any-return]
+    side = driver_side(request, driver.tenant_id)  # the driver's tenant's shard: its orders view
+    return side.sessions.history(side.pool, driver, before, limit)  # type: ignore[no-any-return]
 
 
 def home_page(request: Request, driver: DriverPrincipal, status: int = 200, problem: str | None = None) -> Response:
@@ -198,7 +200,7 @@ async def top_up(request: Request) -> Response:
         amount = amount_of(posted(request), "amount", MAX_TOP_UP_FEN)
     except ValueError:
         return await run_in_threadpool(wallet_page, request, driver, 422, top_up_error="h5.bad_amount")
-    side = driver_side(request)
+    side = await driver_side_of(request, driver.tenant_id)
     try:
         done = await run_in_threadpool(side.payments.create_top_up, payer(driver), amount)
     except TopUpLimitReached as exc:
@@ -211,7 +213,7 @@ async def top_up(request: Request) -> Response:
 def top_up_page(request: Request, driver: DriverPrincipal, out_trade_no: str, part: bool) -> Response:
     if len(out_trade_no) > 64 or not out_trade_no.replace("-", "").replace("_", "").isalnum():
         raise NotFound(f"no top-up {out_trade_no[:64]}")
-    order = driver_side(request).payments.order_of(payer(driver), out_trade_no).as_dict()
+    order = driver_side(request, driver.tenant_id).payments.order_of(payer(driver), out_trade_no).as_dict()
     return page(request, "top_up_state.html" if part else "top_up.html", driver, order=order,
                 wallet=wallet_of(request, driver))
 
@@ -236,7 +238,8 @@ async def refund(request: Request) -> Response:
     except ValueError:
         return await run_in_threadpool(wallet_page, request, driver, 422, refund_error="h5.bad_refund")
     try:
-        refunds = await run_in_threadpool(driver_side(request).payments.request_refund, payer(driver), amount)
+        side = await driver_side_of(request, driver.tenant_id)
+        refunds = await run_in_threadpool(side.payments.request_refund, payer(driver), amount)
     except DomainError as exc:
         return await run_in_threadpool(wallet_page, request, driver, 409, refused=exc.message)
     return await run_in_threadpool(wallet_page, request, driver, refunds=[r.__dict__ for r in refunds])

@@ -28,7 +28,7 @@ from adapters.api.driver.identity import DriverPrincipal
 from adapters.api.driver.sessions import InvalidQrCode, session_view, utcnow
 from adapters.api.driver.streams import SlotStream
 from adapters.api.errors import ApiError
-from adapters.web.driver import H5, driver_side, signed_in, to_login
+from adapters.web.driver import H5, driver_side, driver_side_of, signed_in, to_login
 from adapters.web.pages.h5 import h5_error, page, wallet_of
 from adapters.web.live import sse
 from adapters.web.render import fragment, see_other
@@ -85,7 +85,7 @@ def live_view(view: dict[str, Any]) -> dict[str, Any]:
 # ---- a gun, and starting on it ---------------------------------------------------------------------------
 def gun_page(request: Request, driver: DriverPrincipal, code: str, status: int = 200,
              refused: str | None = None) -> Response:
-    side = driver_side(request)
+    side = driver_side(request, driver.tenant_id)
     gun = side.sessions.lookup(driver, code)
     tariff = gun["tariff"]
     wallet = wallet_of(request, driver)
@@ -118,7 +118,7 @@ async def start(request: Request) -> Response:
     if not (pile_no.isdigit() and len(pile_no) == 14 and gun_no.isdigit() and 1 <= int(gun_no) <= 99
             and 8 <= len(key) <= 64 and all(c.isalnum() or c in "-_" for c in key)):
         return h5_error(request, driver, 400, "h5.bad_form", "h5.bad_form_text")
-    side = driver_side(request)
+    side = await driver_side_of(request, driver.tenant_id)
     try:
         trade_no, _, _ = await run_in_threadpool(side.sessions.start, driver, pile_no, int(gun_no), key)
     except NotFound:
@@ -134,7 +134,7 @@ async def start(request: Request) -> Response:
 # ---- the session: live, stop, the bill -------------------------------------------------------------------
 def session_page(request: Request, driver: DriverPrincipal, trade_no: str, status: int = 200,
                  refused: str | None = None) -> Response:
-    session = driver_side(request).sessions.session(driver, trade_no)
+    session = driver_side(request, driver.tenant_id).sessions.session(driver, trade_no)
     return page(request, "session.html", driver, status, s=live_view(session_view(session, utcnow())),
                 refused=refused)
 
@@ -159,7 +159,7 @@ async def session(request: Request, trade_no: str) -> Response:
 async def stop(request: Request, trade_no: str) -> Response:
     if (driver := signed_in(request)) is None:
         return to_login(request)
-    side = driver_side(request)
+    side = await driver_side_of(request, driver.tenant_id)
     try:
         if not valid_trade(trade_no):
             raise NotFound(trade_no[:64])
@@ -175,7 +175,7 @@ async def stop(request: Request, trade_no: str) -> Response:
 async def live(request: Request, trade_no: str) -> Response:
     if (driver := signed_in(request)) is None or not valid_trade(trade_no):
         return Response(status_code=204)  # 204: an EventSource stops asking
-    side = driver_side(request)
+    side = await driver_side_of(request, driver.tenant_id)
     try:
         first = await run_in_threadpool(side.sessions.session, driver, trade_no)  # 404 before any byte
     except NotFound:

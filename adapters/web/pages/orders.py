@@ -4,7 +4,8 @@ tier), and a refund to the order's driver.
 * The list reads the orders view through the API's own query (``projections.orders.find_orders``
   with ``order_filters``: the caller's tenant and stations), 50 a page, newest first, paged on
   ``seq`` with the API's cursor, so an order arriving while someone pages never moves a row from one
-  page to the next. Filters: station, state, a date range (days in the station's zone when one
+  page to the next (a platform admin on several shards: every shard's page merged, with the API's
+  merged cursor, adapters/api/operator/order_pages.py). Filters: station, state, a date range (days in the station's zone when one
   station is chosen, else Asia/Shanghai; ``to`` inclusive) and a trade number (that one order,
   through the API's ``order_row``: in scope or nothing).
 * The CSV is the API's ``export_orders`` (every page; cells a spreadsheet would run are quoted).
@@ -25,14 +26,15 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from adapters.api.shards import pool_of
 from adapters.api import inputs as t
 from adapters.api.auth import TENANT_ADMIN, Principal
 from adapters.api.errors import ApiError
 from adapters.api.operator.commands import RefundRequest, refund_driver
 from adapters.api.operator.deps import require
+from adapters.api.operator.order_pages import MAX_CURSOR, decode_positions, merged_page
 from adapters.api.operator.orders import decode_cursor, encode_cursor, export_orders, order_filters, order_row
 from adapters.api.operator.registry import stations_rows
+from adapters.api.shards import shards_of
 from adapters.web.forms import Invalid, validated
 from adapters.web.pages import order_detail
 from adapters.web.render import DEFAULT_ZONE, render, see_other, url
@@ -58,7 +60,7 @@ class OrderFilters(BaseModel):
     day_from: t.Day | None = Field(None, alias="from")
     day_to: t.Day | None = Field(None, alias="to")
     trade_no: t.TradeNo | None = None
-    cursor: t.identifier(r"^[A-Za-z0-9_=-]+$", 32) | None = None  # type: ignore[valid-type]
+    cursor: t.identifier(r"^[A-Za-z0-9_=-]+$", MAX_CURSOR) | None = None  # type: ignore[valid-type]
 
 
 def local_start(day: date, zone: str) -> datetime:
@@ -76,7 +78,12 @@ def orders_page(request: Request, who: Principal) -> Response:
         f = validated(OrderFilters, shown, FILTERS)
         if f.day_from and f.day_to and f.day_to < f.day_from:
             raise Invalid({"to": "must not be before from"})
-        before = decode_cursor(f.cursor)
+        found = shards_of(request)  # several: a platform admin on a sharded deployment, every shard merged
+        if len(found) > 1:
+            before = None
+            decode_positions(f.cursor, [shard.name for shard in found])
+        else:
+            before = decode_cursor(f.cursor)
     except Invalid as exc:
         errors = exc.fields
     except ApiError as exc:  # a cursor this page did not make
@@ -92,10 +99,13 @@ def orders_page(request: Request, who: Principal) -> Response:
             since = local_start(f.day_from, zone) if f.day_from else None
             until = local_start(f.day_to + timedelta(days=1), zone) if f.day_to else None
             filters = order_filters(who, f.station, None, f.state, since, until)
-            with pool_of(request).connection() as conn:
-                rows = find_orders(conn, **filters, before_seq=before, limit=PAGE)
-            if len(rows) == PAGE:
-                next_cursor = encode_cursor(rows[-1]["seq"])
+            if len(found) > 1:
+                rows, next_cursor = merged_page(found, filters, f.cursor, PAGE)
+            else:
+                with found[0].pool.connection() as conn:
+                    rows = find_orders(conn, **filters, before_seq=before, limit=PAGE)
+                if len(rows) == PAGE:
+                    next_cursor = encode_cursor(rows[-1]["seq"])
     keep = {k: v for k, v in shown.items() if k != "cursor"}
     return render(request, "orders/list.html", who, nav=NAV, status=422 if errors else 200, rows=rows,
                   stations=stations, names={s["station_id"]: s["name"] for s in stations}, zones=zones,
