@@ -57,6 +57,7 @@ from pile_link.frame_log import FrameLog
 from pile_link.handlers import routes
 from pile_link.link import PileLink
 from pile_link.owed import COMMISSIONING_BALANCE_FEN
+from pile_link.owed_reads import OwedReads
 from pile_link.pile_facts import LoginFacts
 from pile_link.write_behind import Coalesced, WriteBehind
 
@@ -106,6 +107,7 @@ class Gateway(OwedDelivery):
                                             reachable=self.database_reachable)
         self.frames = FrameLog(self, database_url)  # diagnostics: each pile's newest frames (console)
         self.timezones: dict[UUID, str] = {}
+        self.owed_reads = OwedReads(self)  # what piles logging in are owed, read in batches
         self.login_facts = LoginFacts(ledger.registry, self.station_timezone, self.stats)  # logins read in batches
         # The watchdog may run here, in `chargeledger watchdog`, or both (it is safe to run twice).
         self.watchdog = Watchdog(ledger, database_url) if watchdog else None

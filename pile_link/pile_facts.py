@@ -149,7 +149,15 @@ class LoginFacts:
                 answers[ids[pile_id]] = NotFound(f"no pile {pile_id}", id=str(pile_id))
             else:
                 answers[ids[pile_id]] = PileFacts.of(pile, self.timezone_of(pile.station_id))
+                self.cache(pile)
         return answers
+
+    def cache(self, pile: Pile) -> None:
+        """Hand the aggregate read to the registry's cache (if it holds none): the login's ``Connected``,
+        written behind, and what the pile is owed then bring it up to date in one query a batch."""
+        cache = self.registry.repository.cache
+        if cache is not None and not self.registry.is_cached(pile.id):
+            cache.put(pile.id, pile)
 
     def load(self, pile_ids: list[UUID]) -> dict[UUID, Any]:
         """The aggregates of ``pile_ids`` (absent: never registered), each from its newest snapshot and
