@@ -39,13 +39,13 @@ from bench.pile_link_parts import (  # noqa: E402
     cpu_seconds,
     percentile,
     prepare_ledger,
+    raise_file_limit,
     rss_bytes,
     serve_bare,
     serve_gateway,
     start_server,
 )
 from pile_link.simulator.fleet import pile_numbers  # noqa: E402
-from pile_link.simulator.load import raise_fd_limit  # noqa: E402
 
 FIRST_PILE = "98000000000001"
 STORM_HOLD = 3.0  # s the storm's piles stay connected after their last login
@@ -120,7 +120,7 @@ def main() -> int:
     parser.add_argument("--servers", default="gateway,bare", help="which servers, in this order")
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio", help="the servers' event loop")
     args = parser.parse_args()
-    limit = raise_fd_limit(2 * (args.piles + args.storm) + 1000)  # the servers inherit it
+    limit = raise_file_limit(2 * (args.piles + args.storm) + 1000)  # the servers and generators inherit it
     total = args.piles + args.storm
     storm_first = pile_numbers(FIRST_PILE, args.piles + 1)[-1]
     started, database_url, nats_url = prepare_ledger(FIRST_PILE, total, "bench_pile_link")
@@ -161,7 +161,21 @@ def main() -> int:
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "serve":
         loop, kind = sys.argv[2], sys.argv[3]
-        signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+        profile = os.environ.get("BENCH_PROFILE")  # a file for the server's event-loop thread's cProfile stats
+        if profile:
+            import cProfile
+
+            profiler = cProfile.Profile()
+            profiler.enable()
+
+            def stop(*_: object) -> None:
+                profiler.disable()
+                profiler.dump_stats(f"{profile}.{kind}")
+                os._exit(0)
+
+            signal.signal(signal.SIGTERM, stop)
+        else:
+            signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
         run = asyncio.run
         if loop == "uvloop":
             import uvloop

@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import resource
 import subprocess
 import sys
 import threading
 import time
 from array import array
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +58,11 @@ async def serve_gateway(port: int, database_url: str, nats_url: str) -> None:
                       heartbeat_timeout=120)
     await gateway.start()
     print(f"PORT {gateway.port}", flush=True)
-    await asyncio.Event().wait()
+    stats = os.environ.get("BENCH_STATS")  # a file for the gateway's counters, written every second
+    while True:
+        await asyncio.sleep(1.0)
+        if stats:
+            Path(stats).write_text(repr(dict(gateway.stats)))
 
 
 def start_server(script: str, args: list[str], loop: str) -> tuple[subprocess.Popen[str], int]:
@@ -82,6 +88,22 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
+def raise_file_limit(wanted: int) -> int:
+    """Raise this process's open-files limit to ``wanted`` (the hard limit too, where allowed: root, up to
+    fs.nr_open); the servers and load generators it starts inherit it. Returns the soft limit now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, wanted))
+            return wanted
+        except (ValueError, OSError):
+            wanted = hard
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        soft = wanted
+    return soft
+
+
 def percentile(values: list[float] | array[float], p: float) -> float:
     if not values:
         return math.nan
@@ -91,7 +113,9 @@ def percentile(values: list[float] | array[float], p: float) -> float:
 
 # ---- the ledger's piles -----------------------------------------------------------------------------
 def prepare_ledger(first_pile: str, piles: int, name: str) -> tuple[list[Any], str, str]:
-    """A fresh database with one station and ``piles`` piles (registered 500 to a transaction)."""
+    """A fresh database with one station and ``piles`` piles (registered 500 to a transaction), each
+    having confirmed the station's tariff (else every login is owed a tariff push: a 0x12, five
+    seconds' wait for realtime frames the load does not answer, two more reads and a 0x58)."""
     from adapters.postgres.env import eventsourcing_env
     from adapters.servers.postgres_server import create_database
     from adapters.servers.resolve import resolve_servers
@@ -110,8 +134,12 @@ def prepare_ledger(first_pile: str, piles: int, name: str) -> tuple[list[Any], s
         ledger.assign_tariff(tariff, "bench", station_id=station)
         t0 = time.monotonic()
         numbers = pile_numbers(first_pile, piles)
-        for i in range(0, piles, 500):
-            ledger.registry.save(*[Pile.register(n, tenant, station, "DC", 1, "bench") for n in numbers[i:i + 500]])
+        version = ledger.tariffs.tariff(tariff).tariff_version
+        for i in range(0, piles, 500):  # each holding the tariff in force, as a fleet in service does
+            batch = [Pile.register(n, tenant, station, "DC", 1, "bench") for n in numbers[i:i + 500]]
+            for pile in batch:
+                pile.confirm_billing_model(tariff, version, datetime.now(timezone.utc))
+            ledger.registry.save(*batch)
         print(f"registered {piles:,} piles in {time.monotonic() - t0:.1f} s", flush=True)
     finally:
         ledger.close()

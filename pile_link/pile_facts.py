@@ -114,6 +114,7 @@ class LoginFacts:
             while self.asked:
                 pile_nos = list(self.asked)[:MAX_BATCH]
                 batch = {pile_no: self.asked.pop(pile_no) for pile_no in pile_nos}
+                started = loop.time()
                 try:
                     answers = await loop.run_in_executor(self.executor, functools.partial(self.read, pile_nos))
                 except Exception as error:  # noqa: BLE001 - every login of the batch fails as its read would
@@ -122,6 +123,7 @@ class LoginFacts:
                             future.set_exception(error)
                     continue
                 self.stats["login_batches"] += 1
+                self.stats["login_batch_ms"] += int((loop.time() - started) * 1000)
                 for pile_no, future in batch.items():
                     answer = answers[pile_no]
                     if isinstance(answer, PileFacts):
