@@ -48,12 +48,16 @@ class LinkContext(Protocol):
     readings: Queue  # meter readings (0x13) on their way to the ledger
     pile_changes: Queue  # (pile_no, change) pairs: connects, faults, disconnects
     frames: Frames  # every frame in and out after login, for the console's pile page
+    login_facts: Any  # pile_link.pile_facts.LoginFacts: what a login needs, read for many logins at once
     stop_requested: set[str]  # trade numbers whose stop was asked of the pile (balance protection)
 
     def loop_time(self) -> float: ...
 
     def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
         """Run a blocking ledger call off the event loop."""
+
+    def link_accepted(self, link: PileLink) -> None:
+        """A connection was made (before any frame): the gateway counts it and its sweep watches it."""
 
     async def link_opened(self, link: PileLink) -> None: ...
 

@@ -33,6 +33,7 @@ from domain.errors import DomainError
 from domain.session import ChargingSession
 from pile_link.link import PileLink
 from pile_link.owed import owed_for_command, owed_for_session
+from pile_link.owed_reads import OwedReads
 from pile_link.ykc import RemoteStart
 
 log = logging.getLogger("chargeledger.pile_link")
@@ -56,6 +57,7 @@ class OwedDelivery:
     open_sessions: OpenSessions
     index_caught_up: Callable[[], Awaitable[Any]]  # open_sessions brought up to date (shared)
     sent: OrderedDict[tuple[Any, ...], None]  # stored commands sent, oldest first
+    owed_reads: OwedReads  # what piles logging in are owed, read in batches
 
     def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
         raise NotImplementedError
@@ -181,11 +183,10 @@ class OwedDelivery:
         start no longer owed; a gun charging another session is sent neither (``owed_for_session``).
         The tariff waits the same way for every gun, then goes when the pile is idle."""
         await self.index_caught_up()
-        trade_nos = await self.run(self.open_sessions.of_pile, link.pile_no)
-        sessions = await self.run(self.fresh_sessions, trade_nos)
+        trade_nos, tariff_owed = await self.owed_reads.ask(link.pile_no)  # read with other piles' (owed_reads.py)
+        sessions = await self.run(self.fresh_sessions, trade_nos) if trade_nos else []
         now = self.clock()
         guns = {s.gun_no for s in sessions if owed_for_session(s, now, self.commissioning_balance_fen)}
-        tariff_owed = await self.run(self.tariff_owed, link.pile_no)
         if tariff_owed:
             guns |= link.gun_numbers
         if not guns:

@@ -59,6 +59,8 @@ from pile_link.frame_log import FrameLog
 from pile_link.handlers import routes
 from pile_link.link import PileLink
 from pile_link.owed import COMMISSIONING_BALANCE_FEN
+from pile_link.owed_reads import OwedReads
+from pile_link.pile_facts import LoginFacts
 from pile_link.write_behind import Coalesced, WriteBehind
 
 log = logging.getLogger("chargeledger.pile_link")
@@ -107,6 +109,8 @@ class Gateway(OwedDelivery):
                                             reachable=self.database_reachable)
         self.frames = FrameLog(self, database_url)  # diagnostics: each pile's newest frames (console)
         self.timezones: dict[UUID, str] = {}
+        self.owed_reads = OwedReads(self)  # what piles logging in are owed, read in batches
+        self.login_facts = LoginFacts(ledger.registry, self.station_timezone, self.stats)  # logins read in batches
         # The watchdog may run here, in `chargeledger watchdog`, or both (it is safe to run twice).
         self.watchdog = Watchdog(ledger, database_url) if watchdog else None
         self.open_sessions = self.watchdog.open_sessions if self.watchdog else OpenSessions(ledger, database_url)
@@ -125,8 +129,8 @@ class Gateway(OwedDelivery):
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         await self.commands.start()
-        self._server = await asyncio.start_server(self._accept, self.host, self.port, backlog=4096,
-                                                  limit=64 * 1024)
+        self._server = await self._loop.create_server(lambda: PileLink(self, routes), self.host, self.port,
+                                                      backlog=4096)
         self.port = self._server.sockets[0].getsockname()[1]
         self._tasks += [asyncio.create_task(self.readings.run(), name="readings"),
                         asyncio.create_task(self.pile_changes.run(), name="pile changes"),
@@ -157,6 +161,7 @@ class Gateway(OwedDelivery):
         except Exception:  # noqa: BLE001 - the lease expires by itself; a watchdog then finds no pile here
             log.warning("gateway stopping: its lease could not be given up; it expires in %s", LEASE_TTL)
         await self.commands.stop()
+        self.login_facts.close()
         self.executor.shutdown(wait=True)
 
     def renew_lease(self, now: datetime) -> bool:
@@ -190,14 +195,9 @@ class Gateway(OwedDelivery):
         call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
         return loop.run_in_executor(self.executor, call)
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        sock = writer.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        link = PileLink(self, reader, writer, routes)
+    def link_accepted(self, link: PileLink) -> None:
         self.connections.add(link)
         self.stats["connections"] += 1
-        await link.serve()
 
     # ---- links ------------------------------------------------------------------------------------
     async def link_opened(self, link: PileLink) -> None:

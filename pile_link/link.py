@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,6 +35,7 @@ from pile_link import observed
 from pile_link.boundary import Refusal, binding_refusal, gun_number, refusal_answer
 from pile_link.context import LinkContext
 from pile_link.downlink import billing_model
+from pile_link.eager import start_eagerly
 from pile_link.ykc import (
     BillingModelSet,
     DecodeError,
@@ -54,6 +57,7 @@ log = logging.getLogger("chargeledger.pile_link")
 
 MAX_ERRORS_BEFORE_LOGIN = 8  # a peer that sends this many bad frames and no login is not a YKC pile
 MAX_ERROR_STREAK = 64  # ... or this many bad frames in a row after logging in
+MAX_BACKLOG = 256  # frames read while a handler waits; beyond, reading pauses until they are handled
 
 
 @dataclass(frozen=True)
@@ -67,18 +71,29 @@ class GunReport:
         return self.status == "charging" and self.trade_no != trade_no
 
 
-class PileLink:
-    def __init__(self, gateway: LinkContext, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 routes: Routes[Any]) -> None:
+class PileLink(asyncio.Protocol):
+    """One connection as an ``asyncio.Protocol``: no StreamReader and no task of its own. Bytes are
+    cut into frames where they arrive (:meth:`data_received`) and each frame's handler is run there
+    (:func:`~pile_link.eager.start_eagerly`); a handler that waits (a ledger call) becomes a task, and
+    the frames read meanwhile wait in ``backlog`` until it is done, so a pile's frames are handled
+    in order. Reading pauses while ``MAX_BACKLOG`` frames wait (what the stream's buffer limit did)."""
+
+    __slots__ = ("gateway", "routes", "transport", "peer", "decoder", "seq", "pile_no", "pile_id", "tenant_id",
+                 "timezone", "crc_order", "last_seen", "last_time_sync", "guns", "gun_numbers", "charging", "reported",
+                 "_report_arrived", "sent", "starts_sent_again", "owed", "settling", "logged_in_at", "versions",
+                 "tariff_pending", "pushed_tariff", "error_streak", "closed", "closing", "login_timer", "busy",
+                 "backlog", "lost", "paused", "__weakref__")
+
+    def __init__(self, gateway: LinkContext, routes: Routes[Any]) -> None:
         self.gateway = gateway
         self.routes = routes  # the handler of each message type (pile_link.handlers)
-        self.reader = reader
-        self.writer = writer
-        self.peer = writer.get_extra_info("peername")
+        self.transport: asyncio.Transport | None = None
+        self.peer: Any = None
         self.decoder = FrameDecoder(lenient_crc=True, length_filter=plausible_length)
         self.seq = SequenceCounter()
         self.pile_no: str | None = None
         self.pile_id: Any = None
+        self.tenant_id: Any = None  # on the pile's log lines from its login on (pile_link/observed.py)
         self.timezone = "Asia/Shanghai"
         self.crc_order = "le"  # answered in the order the pile sends (a high-byte-first pile gets "be")
         self.last_seen = gateway.loop_time()
@@ -87,7 +102,7 @@ class PileLink:
         self.gun_numbers: frozenset[int] = frozenset()  # the guns the registry gives the pile
         self.charging: dict[str, int] = {}  # trade serial -> gun, marked charging by this link
         self.reported: dict[int, GunReport] = {}  # gun -> its last 0x13 on this connection
-        self.report_arrived = asyncio.Event()
+        self._report_arrived: asyncio.Event | None = None  # made when someone waits for a report
         self.sent: set[tuple[Any, ...]] = set()  # the session commands sent on this connection
         self.starts_sent_again: set[str] = set()  # serials of starts sent from what is owed (see on_start_reply)
         self.owed: asyncio.Task[None] | None = None  # delivering what the pile is owed, after login
@@ -98,39 +113,78 @@ class PileLink:
         self.pushed_tariff: tuple[Any, int] | None = None  # (tariff id, version) sent in the last 0x58
         self.error_streak = 0
         self.closed = False
-        self.closing: asyncio.Task[None] | None = None
-        self.login_timer = asyncio.get_running_loop().call_later(gateway.login_deadline, self.login_overdue)
+        self.closing: Any = None  # the close under way, if it had to wait
+        self.login_timer: asyncio.TimerHandle | None = None
+        self.busy: asyncio.Future[Any] | None = None  # the handler being waited for
+        self.backlog: deque[Frame | DecodeError] = deque()  # frames read while it waits
+        self.lost: str | None = None  # the connection ended while a handler ran: closed once the backlog is done
+        self.paused = False
 
-    # ---- the read loop ----------------------------------------------------------------------
-    async def serve(self) -> None:
-        reason = "connection closed"
-        try:
-            while not self.closed:
-                chunk = await self.reader.read(4096)
-                if not chunk:
-                    break
-                self.last_seen = self.gateway.loop_time()
-                for item in self.decoder.feed(chunk):
-                    if isinstance(item, DecodeError):
-                        self.bad_frame(item)
-                    else:
-                        await self.dispatch(item)
-                if self.too_much_garbage():
-                    reason = "garbage only"
-                    log.warning("pile %s %s: closing, %d bad frames, %d garbage bytes", self.pile_no or "-",
-                                self.peer, self.decoder.errors, self.decoder.garbage_bytes)
-                    break
-        except (ConnectionError, asyncio.IncompleteReadError) as exc:
-            reason = f"connection lost ({type(exc).__name__})"
-        finally:
-            await self.close(reason)
+    # ---- the transport's callbacks ------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.peer = transport.get_extra_info("peername")
+        self.login_timer = asyncio.get_running_loop().call_later(self.gateway.login_deadline, self.login_overdue)
+        self.gateway.link_accepted(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        self.last_seen = self.gateway.loop_time()
+        self.backlog.extend(self.decoder.feed(data))
+        if self.busy is None:
+            self.handle_backlog()
+        elif len(self.backlog) >= MAX_BACKLOG and not self.paused:
+            self.paused = True
+            self.transport.pause_reading()  # type: ignore[union-attr]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        reason = "connection closed" if exc is None else f"connection lost ({type(exc).__name__})"
+        if self.busy is None:
+            self.close_now(reason)
+        else:
+            self.lost = reason  # the frames already read are handled first, as a stream reader would
+
+    def handle_backlog(self, done: Any = None) -> None:
+        """Handle the frames read so far, in order, until one's handler has to wait (then again when it is done)."""
+        self.busy = None
+        while self.backlog and not self.closed:
+            item = self.backlog.popleft()
+            if isinstance(item, DecodeError):
+                self.bad_frame(item)
+                continue
+            waiting = start_eagerly(self.dispatch(item))
+            if waiting is not None:
+                self.busy = waiting
+                waiting.add_done_callback(self.handle_backlog)
+                return
+        if self.paused and not self.closed:
+            self.paused = False
+            self.transport.resume_reading()  # type: ignore[union-attr]
+        if self.closed:
+            return
+        if self.lost is not None:
+            self.close_now(self.lost)
+        elif self.too_much_garbage():
+            log.warning("pile %s %s: closing, %d bad frames, %d garbage bytes", self.pile_no or "-",
+                        self.peer, self.decoder.errors, self.decoder.garbage_bytes)
+            self.close_now("garbage only")
+
+    def close_now(self, reason: str) -> None:
+        """Close from a callback: at once, unless closing has to wait for something."""
+        waiting = start_eagerly(self.close(reason))
+        if waiting is not None:
+            self.closing = waiting
 
     def login_overdue(self) -> None:
         """No login within the gateway's deadline: not a pile we know, whatever else it sends."""
         if self.pile_no is None and not self.closed:
             self.gateway.stats["login_overdue"] += 1
             log.warning("%s: no login within %.0f s, closing", self.peer, self.gateway.login_deadline)
-            self.closing = asyncio.ensure_future(self.close("no login"))
+            self.close_now("no login")
 
     def too_much_garbage(self) -> bool:
         if self.pile_no is None:
@@ -254,7 +308,8 @@ class PileLink:
 
     def note_report(self, gun_no: int, report: GunReport) -> None:
         self.reported[gun_no] = report
-        self.report_arrived.set()
+        if self._report_arrived is not None:
+            self._report_arrived.set()
 
     async def await_reports(self, guns: set[int], timeout: float) -> None:
         """Until each of ``guns`` has reported on this connection (asked for with 0x12), at most ``timeout`` s."""
@@ -262,16 +317,19 @@ class PileLink:
             self.send(ReadRealtime(self.pile_no, f"{gun:02d}"))  # type: ignore[arg-type]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        if self._report_arrived is None:
+            self._report_arrived = asyncio.Event()
         while not guns <= self.reported.keys() and not self.closed and loop.time() < deadline:
-            self.report_arrived.clear()
+            self._report_arrived.clear()
             try:
-                await asyncio.wait_for(self.report_arrived.wait(), deadline - loop.time())
+                await asyncio.wait_for(self._report_arrived.wait(), deadline - loop.time())
             except asyncio.TimeoutError:
                 return
 
     def write(self, data: bytes) -> None:
-        if not self.closed and not self.writer.is_closing():
-            self.writer.write(data)
+        transport = self.transport
+        if not self.closed and transport is not None and not transport.is_closing():
+            transport.write(data)
             observed.frame_out(data)
             if self.pile_no is not None:
                 self.gateway.frames.frame_out(self.pile_no, data)
@@ -280,10 +338,13 @@ class PileLink:
         if self.closed:
             return
         self.closed = True
-        self.login_timer.cancel()
+        self.backlog.clear()
+        if self.login_timer is not None:
+            self.login_timer.cancel()
         if self.owed is not None and self.owed is not asyncio.current_task():
             self.owed.cancel()
-        self.writer.close()
+        if self.transport is not None:
+            self.transport.close()  # what was written still goes out first
         await self.gateway.link_closed(self, reason)
 
     def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Awaitable[Any]:

@@ -68,14 +68,14 @@ class PileUseCases(LedgerCore):
         """A pile's 0x05: is the model it holds the tariff version it should bill with now?"""
         pile = self.registry.pile(pile_no)
         tariff = self.tariff_for(pile)
-        return model_no == f"{tariff.model_no:04d}" and _holds(pile, tariff)
+        return model_no == f"{tariff.model_no:04d}" and holds_tariff(pile, tariff)
 
     def tariff_owed(self, pile_no: str) -> Tariff | None:
         """The tariff in force for the pile, if the billing model it last confirmed is another
         (a push it is owed); None if it holds the one in force."""
         pile = self.registry.pile(pile_no)
         tariff = self.tariff_for(pile)
-        return None if _holds(pile, tariff) else tariff
+        return None if holds_tariff(pile, tariff) else tariff
 
     def confirm_billing_model(self, pile_no: str, tariff_id: UUID, version: int, at: datetime) -> None:
         self.registry.update(Pile.create_id(pile_no), Pile, "pile",
@@ -125,6 +125,6 @@ def _given(**params: Any) -> dict[str, Any]:
     return {name: value for name, value in params.items() if value is not None}
 
 
-def _holds(pile: Pile, tariff: Tariff) -> bool:
+def holds_tariff(pile: Pile, tariff: Tariff) -> bool:
     """The pile's confirmed billing model is this tariff version."""
     return pile.billing_model == {"tariff_id": str(tariff.id), "version": tariff.tariff_version}

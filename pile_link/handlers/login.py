@@ -1,7 +1,9 @@
 """A pile logs in (0x01), keeps the link alive (0x03) and has its clock set (0x56 → 0x55).
 
 Login binds the connection to the pile the ledger knows (an unknown or disabled pile is refused and
-closed), records it connected, sets its clock and starts delivering what it is owed.
+closed), records it connected, sets its clock and starts delivering what it is owed. What it knows
+of the pile comes from the gateway's :class:`~pile_link.pile_facts.LoginFacts`, read from the store
+for a batch of logins at once.
 """
 
 from __future__ import annotations
@@ -21,19 +23,19 @@ log = logging.getLogger("chargeledger.pile_link")
 async def on_login(link: PileLink, frame: Frame, msg: Login) -> None:
     gateway = link.gateway
     try:
-        pile = await link.call(gateway.ledger.pile_login, msg.pile_no)
+        pile = await gateway.login_facts.login(msg.pile_no)
     except (NotFound, PileUnavailable) as error:
         gateway.stats["logins_refused"] += 1
         log.warning("%s: login of pile %s refused: %s", link.peer, msg.pile_no, error)
         link.reply(frame, LoginAck(msg.pile_no, 1))
-        await link.writer.drain()
         await link.close(f"login refused: {error.code}")
         return
-    link.pile_no, link.pile_id, link.logged_in_at = msg.pile_no, pile.id, link.now()
+    link.pile_no, link.pile_id, link.logged_in_at = msg.pile_no, pile.pile_id, link.now()
     link.tenant_id = pile.tenant_id  # on the pile's log lines from its next frame on (pile_link/observed.py)
-    link.login_timer.cancel()
-    link.timezone = await link.call(gateway.station_timezone, pile.station_id)
-    link.guns = {int(n): (g["status"], g["plugged"], tuple(sorted(g["faults"]))) for n, g in pile.guns.items()}
+    if link.login_timer is not None:
+        link.login_timer.cancel()
+    link.timezone = pile.timezone
+    link.guns = {n: (status, plugged, faults) for n, status, plugged, faults in pile.guns}
     link.gun_numbers = frozenset(link.guns)
     link.reply(frame, LoginAck(msg.pile_no, 0))
     link.versions = (msg.protocol_version, msg.firmware_version.strip("\x00 "))

@@ -41,6 +41,7 @@ class LoadConfig:
     reply_timeout: float = 10.0  # real s to wait for a login answer
     first_pile: str = "98000000000001"
     quirky: float = 0.0  # fraction of connections sending high-byte-first CRCs (seeded)
+    realtime_share: float = 1.0  # fraction of connections sending realtime frames (seeded)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -50,7 +51,8 @@ class LoadConfig:
     @property
     def frames_per_second(self) -> float:
         """The steady uplink rate this configuration offers the server."""
-        per_gun = 1.0 / self.heartbeat_interval + (1.0 / self.realtime_interval if self.realtime_interval else 0.0)
+        realtime = self.realtime_share / self.realtime_interval if self.realtime_interval else 0.0
+        per_gun = 1.0 / self.heartbeat_interval + realtime
         return self.connections * self.guns * per_gun
 
 
@@ -101,6 +103,7 @@ class LoadReport:
     steady_s: float = 0.0
     login: Latency = field(default_factory=Latency)
     heartbeat: Latency = field(default_factory=Latency)
+    heartbeat_at: array[float] = field(default_factory=lambda: array("d"))  # loop time each answer was read
 
     def lines(self) -> list[str]:
         sent = self.heartbeats_sent + self.realtime_sent
@@ -167,6 +170,7 @@ class _Conn(asyncio.Protocol):
                 sent = self.pending.pop(item.seq, None)
                 if sent is not None:
                     report.heartbeat.add(now - sent)
+                    report.heartbeat_at.append(now)
             elif kind == LOGIN_ACK and not self.logged_in:
                 if len(item.payload) == 8 and item.payload[7] == 0:
                     report.login.add(now - self.login_sent)
@@ -222,7 +226,7 @@ class LoadFleet:
         cfg = self.config
         for gun in range(cfg.guns):  # first frames spread uniformly over one interval
             self._push(now + self._rng.uniform(0, cfg.heartbeat_interval), conn.index, gun)
-            if cfg.realtime_interval:
+            if cfg.realtime_interval and (cfg.realtime_share >= 1.0 or self._rng.random() < cfg.realtime_share):
                 self._push(now + self._rng.uniform(0, cfg.realtime_interval), conn.index, cfg.guns + gun)
         self.login_done(conn)
 

@@ -1,0 +1,196 @@
+"""The parts of bench/pile_link.py: the two servers under test, the ledger's piles, /proc readings, and
+the load generator processes (bench/pile_link_load.py) seen from the bench."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import resource
+import subprocess
+import sys
+import threading
+import time
+from array import array
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# ---- the servers under test (each runs in its own process: `bench/pile_link.py serve ...`) ----------
+async def serve_bare(port: int) -> None:
+    """Frames and answers, nothing else: the floor any YKC server pays (the same decoder and codec)."""
+    from pile_link.ykc import FrameDecoder, Heartbeat, HeartbeatAck, Login, LoginAck, decode_message, encode_reply
+
+    class Bare(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = transport
+            self.decoder = FrameDecoder(lenient_crc=True)
+
+        def data_received(self, data: bytes) -> None:
+            for frame in self.decoder.feed(data):
+                if not hasattr(frame, "frame_type"):
+                    continue
+                msg = decode_message(frame)
+                if isinstance(msg, Heartbeat):
+                    self.transport.write(encode_reply(frame, HeartbeatAck(msg.pile_no, msg.gun_no, 0), mirror_crc=True))  # type: ignore[attr-defined]
+                elif isinstance(msg, Login):
+                    self.transport.write(encode_reply(frame, LoginAck(msg.pile_no, 0), mirror_crc=True))  # type: ignore[attr-defined]
+
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(Bare, "127.0.0.1", port, backlog=4096)
+    print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)
+    await asyncio.Event().wait()
+
+
+async def serve_gateway(port: int, database_url: str, nats_url: str) -> None:
+    import logging
+
+    from adapters.postgres.env import eventsourcing_env
+    from domain.ledger import Ledger
+    from pile_link.gateway import Gateway
+
+    logging.basicConfig(level=logging.ERROR)
+    ledger = Ledger(eventsourcing_env(database_url, pool_size=8))
+    gateway = Gateway(ledger, database_url=database_url, nats_url=nats_url, port=port, workers=8,
+                      heartbeat_timeout=120)
+    await gateway.start()
+    print(f"PORT {gateway.port}", flush=True)
+    stats = os.environ.get("BENCH_STATS")  # a file for the gateway's counters, written every second
+    while True:
+        await asyncio.sleep(1.0)
+        if stats:
+            Path(stats).write_text(repr(dict(gateway.stats)))
+
+
+def start_server(script: str, args: list[str], loop: str) -> tuple[subprocess.Popen[str], int]:
+    proc = subprocess.Popen([sys.executable, script, "serve", loop, *args], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line.startswith("PORT "):
+        proc.kill()
+        raise RuntimeError(f"server did not start: {line!r}")
+    return proc, int(line.split()[1])
+
+
+# ---- measuring a process --------------------------------------------------------------------------
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def raise_file_limit(wanted: int) -> int:
+    """Raise this process's open-files limit to ``wanted`` (the hard limit too, where allowed: root, up to
+    fs.nr_open); the servers and load generators it starts inherit it. Returns the soft limit now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, wanted))
+            return wanted
+        except (ValueError, OSError):
+            wanted = hard
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        soft = wanted
+    return soft
+
+
+def percentile(values: list[float] | array[float], p: float) -> float:
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[max(1, math.ceil(p / 100 * len(ordered))) - 1]
+
+
+# ---- the ledger's piles -----------------------------------------------------------------------------
+def prepare_ledger(first_pile: str, piles: int, name: str) -> tuple[list[Any], str, str]:
+    """A fresh database with one station and ``piles`` piles (registered 500 to a transaction), each
+    having confirmed the station's tariff (else every login is owed a tariff push: a 0x12, five
+    seconds' wait for realtime frames the load does not answer, two more reads and a 0x58)."""
+    from adapters.postgres.env import eventsourcing_env
+    from adapters.servers.postgres_server import create_database
+    from adapters.servers.resolve import resolve_servers
+    from domain.ledger import Ledger
+    from domain.registry import Pile
+    from pile_link.simulator.fleet import pile_numbers
+
+    server_url, nats_url, started = resolve_servers(ROOT / "var" / "bench")
+    database_url = create_database(server_url, name)
+    ledger = Ledger(eventsourcing_env(database_url))
+    try:
+        tenant = ledger.create_tenant("Bench Operator", "bench")
+        station = ledger.create_station(tenant, "Bench Station", "1 Loopback Rd", 31.2, 121.5, "bench")
+        prices = {t: {"electricity": 100000, "service": 50000} for t in ("sharp", "peak", "flat", "valley")}
+        tariff = ledger.create_tariff(tenant, "flat", prices, [2] * 48, "bench")
+        ledger.assign_tariff(tariff, "bench", station_id=station)
+        t0 = time.monotonic()
+        numbers = pile_numbers(first_pile, piles)
+        version = ledger.tariffs.tariff(tariff).tariff_version
+        for i in range(0, piles, 500):  # each holding the tariff in force, as a fleet in service does
+            batch = [Pile.register(n, tenant, station, "DC", 1, "bench") for n in numbers[i:i + 500]]
+            for pile in batch:
+                pile.confirm_billing_model(tariff, version, datetime.now(timezone.utc))
+            ledger.registry.save(*batch)
+        print(f"registered {piles:,} piles in {time.monotonic() - t0:.1f} s", flush=True)
+    finally:
+        ledger.close()
+    return started, database_url, nats_url
+
+
+# ---- a load generator process --------------------------------------------------------------------
+class Generator:
+    """A bench/pile_link_load.py process, its progress lines read as they come."""
+
+    def __init__(self, port: int, first_pile: str, piles: int, rate: float, heartbeat: float, realtime: float,
+                 share: float, duration: float, out: Path) -> None:
+        self.out = out
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "bench" / "pile_link_load.py"), str(port), first_pile, str(piles), str(rate),
+             str(heartbeat), str(realtime), str(share), str(duration), str(out)], stdout=subprocess.PIPE, text=True)
+        self.ramped = threading.Event()
+        self.ramped_at = 0.0
+        self.ticks: list[tuple[float, int, int]] = []  # (wall time, frames sent, heartbeats answered)
+        self.result: dict[str, Any] = {}
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.startswith("TICK "):
+                _, at, frames, answered = line.split()
+                self.ticks.append((float(at), int(frames), int(answered)))
+            elif line.startswith("RAMPED "):
+                self.ramped_at = float(line.split()[1])
+                self.ramped.set()
+            elif line.startswith("{"):
+                import json
+
+                self.result = json.loads(line)
+
+    def frames_sent(self) -> tuple[float, int]:
+        """(wall time, frames sent so far) as last reported."""
+        at, frames, _ = self.ticks[-1] if self.ticks else (time.time(), 0, 0)
+        return at, frames
+
+    def wait(self) -> dict[str, Any]:
+        self.proc.wait()
+        self.reader.join(timeout=10)
+        return self.result
+
+    def heartbeats(self, start: float, end: float) -> list[float]:
+        """Heartbeat answer latencies (s) of answers read between two wall times."""
+        data = array("d")
+        with self.out.open("rb") as f:
+            data.frombytes(f.read())
+        half = len(data) // 2
+        return [lat for at, lat in zip(data[:half], data[half:]) if start <= at < end]

@@ -1,0 +1,98 @@
+"""What each pile that logs in is owed, read for many piles at once (the first step of
+:meth:`pile_link.delivery.OwedDelivery.deliver_owed`).
+
+Every login asks the store two things: which sessions of the pile are open (the ``open_sessions``
+index) and whether its confirmed billing model is the tariff in force. Asked one pile at a time,
+that was four or five queries per login in the gateway's pool; in a reconnect storm (thousands of
+logins a second) they queued in front of everything else. :class:`OwedReads` answers the piles that
+ask while one batch is being read with the next batch: one query for the open sessions of all of
+them, one each for their piles, their stations and their tariffs (each brought up to date from the
+store, as a single read would be). What the answer says is then checked as before: each session is
+read again before anything is sent, and a tariff push is checked again before it goes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from typing import Any
+
+from domain.errors import DomainError
+from domain.registry import Pile, Station
+from domain.tariff import Tariff
+from domain.use_cases.piles import holds_tariff
+
+MAX_BATCH = 2000
+
+OPEN_SESSIONS = "SELECT pile_no, trade_no FROM open_sessions WHERE pile_no = ANY(%s) ORDER BY pile_no, gun_no, trade_no"
+
+
+class OwedReads:
+    """``await ask(pile_no)`` -> (the trade serials of its open sessions, whether it is owed its tariff)."""
+
+    def __init__(self, gateway: Any) -> None:
+        self.gateway = gateway  # its ledger, run (the pool) and stats
+        self.asked: dict[str, asyncio.Future[tuple[list[str], bool]]] = {}
+        self.reading: asyncio.Task[None] | None = None
+
+    async def ask(self, pile_no: str) -> tuple[list[str], bool]:
+        asked = self.asked.get(pile_no)
+        if asked is None:
+            asked = self.asked[pile_no] = asyncio.get_running_loop().create_future()
+            asked.add_done_callback(lambda f: f.cancelled() or f.exception())
+        if self.reading is None:
+            self.reading = asyncio.ensure_future(self._read_batches())
+        return await asyncio.shield(asked)
+
+    async def _read_batches(self) -> None:
+        try:
+            while self.asked:
+                pile_nos = list(self.asked)[:MAX_BATCH]
+                batch = {pile_no: self.asked.pop(pile_no) for pile_no in pile_nos}
+                try:
+                    answers = await self.gateway.run(self.read, pile_nos)
+                except Exception as error:  # noqa: BLE001 - each delivery retries, as its own read would
+                    answers = dict.fromkeys(pile_nos, error)
+                self.gateway.stats["owed_batches"] += 1
+                for pile_no, future in batch.items():
+                    answer = answers[pile_no]
+                    if future.done():
+                        continue
+                    if isinstance(answer, BaseException):
+                        future.set_exception(answer)
+                    else:
+                        future.set_result(answer)
+        finally:
+            self.reading = None
+
+    def read(self, pile_nos: list[str]) -> dict[str, Any]:
+        """One batch, in the pool: the open sessions of every pile, and whether each is owed its tariff."""
+        ledger = self.gateway.ledger
+        with ledger.sessions.recorder.datastore.get_connection() as conn:
+            rows = conn.execute(OPEN_SESSIONS, (pile_nos,)).fetchall()
+        trades: dict[str, list[str]] = defaultdict(list)
+        for row in rows:
+            trades[row["pile_no"]].append(row["trade_no"])
+        owed = self.tariffs_owed(pile_nos)
+        return {p: (trades.get(p, []), owed[p]) for p in pile_nos}
+
+    def tariffs_owed(self, pile_nos: list[str]) -> dict[str, bool]:
+        """Whether each pile's confirmed billing model is not the tariff in force (as
+        ``Ledger.tariff_owed`` says; a pile with no tariff, or unknown, is owed none)."""
+        try:
+            return self._tariffs_owed(pile_nos)
+        except DomainError:  # a pile, station or tariff not found: one by one, each as its own read says
+            return {p: self.gateway.tariff_owed(p) for p in pile_nos}
+
+    def _tariffs_owed(self, pile_nos: list[str]) -> dict[str, bool]:
+        ledger = self.gateway.ledger
+        piles = ledger.registry.get_all(*[(Pile.create_id(p), Pile, "pile") for p in pile_nos], copy=False)
+        station_ids = list({pile.station_id for pile in piles if pile.tariff_id is None})
+        stations = dict(zip(station_ids, ledger.registry.get_all(*[(s, Station, "station") for s in station_ids],
+                                                                 copy=False)))
+        in_force = {pile.pile_no: pile.tariff_id or stations[pile.station_id].tariff_id for pile in piles}
+        tariff_ids = list({t for t in in_force.values() if t is not None})
+        tariffs = dict(zip(tariff_ids, ledger.tariffs.get_all(*[(t, Tariff, "tariff") for t in tariff_ids],
+                                                              copy=False)))
+        return {pile.pile_no: in_force[pile.pile_no] is not None
+                and not holds_tariff(pile, tariffs[in_force[pile.pile_no]]) for pile in piles}

@@ -1,0 +1,190 @@
+"""What a login needs to know about a pile, kept by the gateway and read for many logins at once.
+
+A pile that logs in (0x01) is answered from its :class:`PileFacts`: that it exists and is enabled,
+its tenant, station (and the station's time zone), guns and their last status. Before, every
+login was a thread-pool call reading the pile's aggregate (a query, the events replayed); when a
+gateway died and thousands of piles logged in to the survivors at once, those calls queued behind
+one another and behind everything else in the pool, and the heartbeats of the piles already online
+waited behind them on the event loop (docs/performance.md, "reconnect storm").
+
+:class:`LoginFacts` keeps the facts of every pile that logged in here, with the aggregate version
+they were read at, and answers logins in batches: the logins that arrive while one batch is being
+read form the next, and a batch is one call in a thread of its own (never behind the ledger's pool):
+
+* one query asks which of the batch's known piles moved since their facts were read (events after
+  their versions: an index range each, usually no row);
+* one query reads the piles not known here, or moved: each pile's newest snapshot and the events
+  after it, for the whole batch (:data:`LOAD`); their facts are rebuilt from the aggregates.
+
+So a login is answered from the store as it is when its batch is read, as before (a pile disabled
+a moment ago is refused at once; nothing waits for the relay or NATS), at the cost of one or two
+queries for a batch of logins instead of one read per login. The facts are never the ledger's: the
+link's observations still go to the pile's aggregate through the write-behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import project_aggregate
+from eventsourcing.persistence import StoredEvent
+from psycopg.sql import SQL, Identifier
+
+from domain.errors import DomainError, NotFound, PileUnavailable
+from domain.registry import Pile
+
+MAX_BATCH = 2000  # logins read in one batch; more wait for the next
+
+# The newest snapshot of each pile asked for, and the events after it (or after version 0), in one query.
+LOAD = SQL("""
+WITH asked(id) AS (SELECT unnest(%s::uuid[])),
+snap AS (SELECT DISTINCT ON (s.originator_id) s.originator_id, s.originator_version, s.topic, s.state
+         FROM {snapshots} s JOIN asked ON s.originator_id = asked.id
+         ORDER BY s.originator_id, s.originator_version DESC)
+SELECT 0 AS part, originator_id, originator_version, topic, state FROM snap
+UNION ALL
+SELECT 1, e.originator_id, e.originator_version, e.topic, e.state
+FROM asked JOIN {events} e ON e.originator_id = asked.id
+LEFT JOIN snap ON snap.originator_id = asked.id
+WHERE e.originator_version > COALESCE(snap.originator_version, 0)
+ORDER BY 1, 2, 3
+""")
+
+
+@dataclass(frozen=True, slots=True)
+class PileFacts:
+    """A pile as a login needs it, read at ``version`` of its aggregate."""
+
+    pile_id: UUID
+    version: int
+    tenant_id: UUID
+    station_id: UUID
+    enabled: bool
+    timezone: str
+    guns: tuple[tuple[int, str, bool, tuple[str, ...]], ...]  # (gun, status, plugged, faults)
+
+    @classmethod
+    def of(cls, pile: Pile, timezone: str) -> PileFacts:
+        guns = tuple((int(n), g["status"], g["plugged"], tuple(sorted(g["faults"]))) for n, g in pile.guns.items())
+        return cls(pile.id, pile.version, pile.tenant_id, pile.station_id, pile.enabled, timezone, guns)
+
+
+def login_refusal(pile_no: str, facts: PileFacts) -> DomainError | None:
+    """Why the pile may not log in (as ``Ledger.pile_login`` says), or None."""
+    if not facts.enabled:
+        return PileUnavailable(f"pile {pile_no} is disabled", pile_no=pile_no)
+    return None
+
+
+class LoginFacts:
+    """The facts of the piles that logged in here, and the batches that read them."""
+
+    def __init__(self, registry: Any, timezone_of: Callable[[UUID], str], stats: Any) -> None:
+        self.registry = registry  # domain.applications.Registry
+        self.timezone_of = timezone_of  # a station's zone (the gateway's cache)
+        self.stats = stats
+        self.known: dict[str, PileFacts] = {}
+        self.asked: dict[str, asyncio.Future[PileFacts]] = {}  # the next batch
+        self.reading: asyncio.Task[None] | None = None
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="logins")
+
+    async def login(self, pile_no: str) -> PileFacts:
+        """The pile's facts as the store has them now; raises NotFound or PileUnavailable as a login would."""
+        asked = self.asked.get(pile_no)
+        if asked is None:
+            asked = self.asked[pile_no] = asyncio.get_running_loop().create_future()
+            asked.add_done_callback(_retrieved)
+        if self.reading is None:
+            self.reading = asyncio.ensure_future(self._read_batches())
+        facts = await asyncio.shield(asked)
+        refusal = login_refusal(pile_no, facts)
+        if refusal is not None:
+            raise refusal
+        return facts
+
+    async def _read_batches(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self.asked:
+                pile_nos = list(self.asked)[:MAX_BATCH]
+                batch = {pile_no: self.asked.pop(pile_no) for pile_no in pile_nos}
+                started = loop.time()
+                try:
+                    answers = await loop.run_in_executor(self.executor, functools.partial(self.read, pile_nos))
+                except Exception as error:  # noqa: BLE001 - every login of the batch fails as its read would
+                    for future in batch.values():
+                        if not future.done():
+                            future.set_exception(error)
+                    continue
+                self.stats["login_batches"] += 1
+                self.stats["login_batch_ms"] += int((loop.time() - started) * 1000)
+                for pile_no, future in batch.items():
+                    answer = answers[pile_no]
+                    if isinstance(answer, PileFacts):
+                        self.known[pile_no] = answer
+                        if not future.done():
+                            future.set_result(answer)
+                    elif not future.done():
+                        future.set_exception(answer)
+        finally:
+            self.reading = None
+
+    def read(self, pile_nos: list[str]) -> dict[str, PileFacts | DomainError]:
+        """One batch (in the logins' thread): the known facts still current, the rest read again."""
+        ids = {Pile.create_id(pile_no): pile_no for pile_no in pile_nos}
+        held = {pile_id: self.known[pile_no].version for pile_id, pile_no in ids.items() if pile_no in self.known}
+        moved = {e.originator_id for e in self.registry.recorder.select_events_after(held)} if held else set()
+        answers: dict[str, PileFacts | DomainError] = {ids[i]: self.known[ids[i]] for i in held if i not in moved}
+        wanted = [pile_id for pile_id in ids if pile_id not in held or pile_id in moved]
+        self.stats["login_facts_hit"] += len(answers)
+        self.stats["login_facts_read"] += len(wanted)
+        piles = self.load(wanted) if wanted else {}
+        for pile_id in wanted:
+            pile = piles.get(pile_id)
+            if not isinstance(pile, Pile):
+                answers[ids[pile_id]] = NotFound(f"no pile {pile_id}", id=str(pile_id))
+            else:
+                answers[ids[pile_id]] = PileFacts.of(pile, self.timezone_of(pile.station_id))
+                self.cache(pile)
+        return answers
+
+    def cache(self, pile: Pile) -> None:
+        """Hand the aggregate read to the registry's cache (if it holds none): the login's ``Connected``,
+        written behind, and what the pile is owed then bring it up to date in one query a batch."""
+        cache = self.registry.repository.cache
+        if cache is not None and not self.registry.is_cached(pile.id):
+            cache.put(pile.id, pile)
+
+    def load(self, pile_ids: list[UUID]) -> dict[UUID, Any]:
+        """The aggregates of ``pile_ids`` (absent: never registered), each from its newest snapshot and
+        the events after it, in one query."""
+        recorder = self.registry.recorder
+        schema = recorder.datastore.schema
+        snapshots = self.registry.snapshots.recorder.events_table_name
+        query = LOAD.format(snapshots=Identifier(schema, snapshots), events=Identifier(schema, recorder.events_table_name))
+        with recorder.datastore.get_connection() as conn, conn.cursor() as cursor:
+            cursor.execute(query, [pile_ids])
+            rows = cursor.fetchall()
+        mapper = self.registry.mapper
+        aggregates: dict[UUID, Any] = {}
+        for row in rows:
+            event = mapper.to_domain_event(StoredEvent(originator_id=row["originator_id"],
+                                                       originator_version=row["originator_version"],
+                                                       topic=row["topic"], state=bytes(row["state"])))
+            aggregates[row["originator_id"]] = project_aggregate(aggregates.get(row["originator_id"]), [event])
+        return aggregates
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True)
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    """A batch's answer nobody awaits any more (the connection closed) is not an unhandled error."""
+    if not future.cancelled():
+        future.exception()

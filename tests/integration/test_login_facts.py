@@ -1,0 +1,89 @@
+"""The gateway's login facts (pile_link/pile_facts.py): logins read in batches, as the store has the pile now."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from domain.errors import NotFound, PileUnavailable
+from domain.ledger import Ledger
+from pile_link.pile_facts import LoginFacts, PileFacts
+from tests.factories import build_world
+
+T0 = datetime(2026, 11, 30, 8, 0, tzinfo=timezone.utc)
+
+
+def facts_of(ledger: Ledger, pile_no: str) -> PileFacts:
+    pile = ledger.registry.pile(pile_no)
+    return PileFacts.of(pile, ledger.registry.station(pile.station_id).timezone)
+
+
+def login_facts(ledger: Ledger, stats: Counter[str]) -> LoginFacts:
+    return LoginFacts(ledger.registry, lambda station_id: ledger.registry.station(station_id).timezone, stats)
+
+
+def test_concurrent_logins_are_read_in_one_batch_and_each_gets_its_own_answer(ledger: Ledger) -> None:
+    world = build_world(ledger)
+    piles = [f"320106000190{n:02d}" for n in range(30)]
+    for pile_no in piles:
+        ledger.register_pile(world.station_id, pile_no, "DC", 2, "admin")
+    ledger.set_pile_enabled(piles[0], False, "admin", "unpaid")
+    ledger.report_gun(piles[1], 2, "idle", True, {}, T0)
+    stats: Counter[str] = Counter()
+    facts = login_facts(ledger, stats)
+
+    async def scenario() -> list[PileFacts | BaseException]:
+        return await asyncio.gather(*(facts.login(p) for p in [*piles, "99999999999999", piles[1]]),
+                                    return_exceptions=True)
+
+    try:
+        answers = asyncio.run(scenario())
+    finally:
+        facts.close()
+    assert isinstance(answers[0], PileUnavailable)
+    assert isinstance(answers[30], NotFound)
+    assert answers[1] == answers[31] == facts_of(ledger, piles[1])
+    assert (2, "idle", True, ()) in answers[1].guns  # type: ignore[union-attr]
+    assert all(answers[n] == facts_of(ledger, piles[n]) for n in range(1, 30))
+    assert stats["login_batches"] == 1 and stats["login_facts_read"] == 31
+
+
+def test_known_facts_serve_while_the_pile_is_unchanged_and_are_read_again_once_it_changed(ledger: Ledger) -> None:
+    world = build_world(ledger)
+    other = "32010600019001"
+    ledger.register_pile(world.station_id, other, "DC", 1, "admin")
+    stats: Counter[str] = Counter()
+    facts = login_facts(ledger, stats)
+
+    async def login(pile_no: str) -> PileFacts:
+        return await facts.login(pile_no)
+
+    try:
+        first = asyncio.run(login(world.pile_no))
+        asyncio.run(login(other))
+        assert asyncio.run(login(world.pile_no)) == first and stats["login_facts_hit"] == 1
+        ledger.set_pile_enabled(world.pile_no, False, "admin", "unpaid")  # a moment ago, no relay involved
+        with pytest.raises(PileUnavailable):
+            asyncio.run(login(world.pile_no))
+        assert asyncio.run(login(other)) == facts_of(ledger, other) and stats["login_facts_hit"] == 2
+        ledger.set_pile_enabled(world.pile_no, True, "admin", "paid")
+        assert asyncio.run(login(world.pile_no)) == facts_of(ledger, world.pile_no)
+    finally:
+        facts.close()
+
+
+def test_a_pile_with_snapshots_is_read_from_its_newest_snapshot_and_the_events_after_it(ledger: Ledger) -> None:
+    world = build_world(ledger)
+    for n in range(130):  # a snapshot every 100 events
+        ledger.report_gun(world.pile_no, 1 + n % 2, ("idle", "charging")[n // 2 % 2], n % 3 == 0, {},
+                          T0 + timedelta(seconds=n))
+    pile = ledger.registry.pile(world.pile_no)
+    assert pile.version > 100 and list(ledger.registry.snapshots.get(pile.id))  # type: ignore[union-attr]
+    facts = login_facts(ledger, Counter())
+    try:
+        assert asyncio.run(facts.login(world.pile_no)) == facts_of(ledger, world.pile_no)
+    finally:
+        facts.close()

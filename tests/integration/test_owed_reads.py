@@ -1,0 +1,64 @@
+"""What piles logging in are owed, read in batches (pile_link/owed_reads.py): the same answers as one pile at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from typing import Any
+
+from adapters.followers.open_sessions import OpenSessions
+from domain.errors import DomainError
+from domain.ledger import Ledger
+from pile_link.owed_reads import OwedReads
+from tests.factories import build_world
+
+T0 = datetime(2026, 11, 30, 8, 0, tzinfo=timezone.utc)
+
+
+class Pool:
+    """What OwedReads uses of the gateway: its ledger, pool, counters and the one-pile tariff read."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.stats: Counter[str] = Counter()
+        self.executor = ThreadPoolExecutor(max_workers=2)
+
+    def run(self, fn: Any, *args: Any) -> asyncio.Future[Any]:
+        return asyncio.get_running_loop().run_in_executor(self.executor, functools.partial(fn, *args))
+
+    def tariff_owed(self, pile_no: str) -> bool:
+        try:
+            return self.ledger.tariff_owed(pile_no) is not None
+        except DomainError:
+            return False
+
+
+def test_a_batch_answers_each_pile_as_its_own_reads_would(ledger: Ledger, database_url: str) -> None:
+    world = build_world(ledger)
+    confirmed, bare_station_pile = "32010600019001", "32010600019002"
+    ledger.register_pile(world.station_id, confirmed, "DC", 1, "admin")
+    tariff = ledger.tariffs.tariff(world.tariff_id)
+    ledger.confirm_billing_model(confirmed, tariff.id, tariff.tariff_version, T0)
+    no_tariff = ledger.create_station(world.tenant_id, "Station 2", "2 Test Road", 31.2, 121.4, "admin")
+    ledger.register_pile(no_tariff, bare_station_pile, "DC", 1, "admin")
+    trade_no = ledger.request_start(pile_no=world.pile_no, gun_no=2, wallet_id=world.wallet_id, hold_fen=30_00,
+                                    at=T0, author="driver-1")
+    index = OpenSessions(ledger, database_url)
+    index.catch_up()
+    piles = [world.pile_no, confirmed, bare_station_pile]
+    gateway = Pool(ledger)
+    reads = OwedReads(gateway)
+
+    async def scenario() -> list[tuple[list[str], bool]]:
+        return await asyncio.gather(*(reads.ask(p) for p in piles))
+
+    try:
+        answers = asyncio.run(scenario())
+    finally:
+        gateway.executor.shutdown()
+    assert answers == [([trade_no], True), ([], False), ([], False)]
+    assert answers == [(index.of_pile(p), gateway.tariff_owed(p)) for p in piles]
+    assert gateway.stats["owed_batches"] == 1
