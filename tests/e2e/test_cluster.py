@@ -1,8 +1,9 @@
-"""``chargeledger cluster up|status|down`` (issue 15, items 1 and 5): a local deployment with two tenant
-shards under supervisord in a directory of its own: every program RUNNING (per shard a relay, projections,
-watchdog and gateway), both shards' databases on the primary and on the replica, the three NATS nodes one
-JetStream cluster holding both shards' relays' subjects, a tenant created on each shard through a
-different API worker and both in the platform admin's merged list; ``down`` leaves no process."""
+"""``chargeledger cluster up|status|down`` (issue 15, items 1 and 5): a local deployment under supervisord in
+a directory of its own. One shard (the default): the deployment as before shards, every program RUNNING,
+the replica streaming, the three NATS nodes one JetStream cluster holding the relay's R3 stream. Two
+shards: per shard a relay, projections, watchdog and gateway, both shards' databases on the primary and
+on the replica, both shards' relays' subjects on the stream, a tenant created on each shard through a
+different API worker and both in the platform admin's merged list. ``down`` leaves no process."""
 
 from __future__ import annotations
 
@@ -72,6 +73,57 @@ def eventually(predicate, timeout: float, what: str) -> None:
         time.sleep(0.5)
 
 
+def healthy_status(directory: Path) -> list[str]:
+    """``cluster status``'s lines once it exits 0 (every program RUNNING, every shard's leaders elected)."""
+    statuses: list[subprocess.CompletedProcess[str]] = []
+    eventually(lambda: statuses.append(chargeledger("cluster", "status", "--dir", str(directory)))
+               or statuses[-1].returncode == 0, 60, "cluster status healthy")
+    return statuses[-1].stdout.splitlines()
+
+
+def programs_of(lines: list[str]) -> dict[str, str]:
+    return {line.split()[0]: line.split()[1] for line in lines if not line.startswith(("replica", "shard "))}
+
+
+def down_leaves_no_process(directory: Path) -> None:
+    stopped = chargeledger("cluster", "down", "--dir", str(directory))
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    left = processes_under(directory)
+    for proc in left:  # nothing should be left; if it is, the test fails and the machine is cleaned
+        proc.kill()
+    assert not left, [" ".join(p.cmdline()) for p in left if p.is_running()]
+    assert chargeledger("cluster", "status", "--dir", str(directory)).returncode == 1
+
+
+def test_cluster_up_with_one_shard_is_the_deployment_before_shards(tmp_path: Path) -> None:
+    directory = tmp_path / "cluster"
+    try:
+        started = chargeledger("cluster", "up", "--dir", str(directory), "--gateways", "2", "--api", "1")
+        assert started.returncode == 0, started.stdout + started.stderr
+        layout = Layout.load(directory)
+        assert layout is not None and (layout.shard_names, len(layout.gateways), len(layout.apis)) == (["main"], 2, 1)
+        assert "CHARGELEDGER_SHARDS" not in started.stdout
+        lines = healthy_status(directory)
+        programs = programs_of(lines)
+        assert set(programs) == {"postgres-primary", "postgres-replica", "nats-1", "nats-2", "nats-3", "gateway-1",
+                                 "gateway-2", "api-1", "relay", "projections", "watchdog"}
+        assert set(programs.values()) == {"RUNNING"}
+        assert [line.split(":")[0] for line in lines if line.startswith("shard ")] == ["shard main"]
+        assert database_names(layout.database_url()) == {"chargeledger"}
+        for port in layout.apis:  # an API worker answers, with the database behind it (a refused sign-in)
+            eventually(lambda: httpx.post(f"http://127.0.0.1:{port}/operator/v1/auth/token", timeout=5,
+                                          json={"username": "nobody", "password": "wrong"}).status_code == 401,
+                       60, f"the API on {port} answering")
+        eventually(lambda: len(stream_subjects(nats_nodes(directory).url_for(ADMIN))[0]) == 3, 60,
+                   "the relay's R3 stream on the NATS cluster")
+        with psycopg.connect(layout.database_url(replica=True), autocommit=True) as conn:  # the relay's first write, replicated
+            assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
+            eventually(lambda: conn.execute("SELECT count(*) FROM ledger_identity").fetchone() == (1,), 30,
+                       "the ledger's identity on the replica")
+    finally:
+        down_leaves_no_process(directory)
+
+
 def database_names(url: str) -> set[str]:
     with psycopg.connect(url) as conn:
         return {row[0] for row in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'chargeledger%'")}
@@ -89,11 +141,8 @@ def test_cluster_up_with_two_shards_runs_every_program_and_down_leaves_no_proces
         for port in [*layout.gateways, *layout.apis]:
             assert f"127.0.0.1:{port}" in started.stdout  # where each role listens is printed
 
-        statuses: list[subprocess.CompletedProcess[str]] = []
-        eventually(lambda: statuses.append(chargeledger("cluster", "status", "--dir", str(directory)))
-                   or statuses[-1].returncode == 0, 60, "cluster status healthy (every shard's leaders elected)")
-        lines = statuses[-1].stdout.splitlines()
-        programs = {line.split()[0]: line.split()[1] for line in lines if not line.startswith(("replica", "shard "))}
+        lines = healthy_status(directory)
+        programs = programs_of(lines)
         assert set(programs) == {"postgres-primary", "postgres-replica", "nats-1", "nats-2", "nats-3", "api-1", "api-2",
                                  "gateway-s1-1", "gateway-s2-1", "relay-s1", "relay-s2", "projections-s1",
                                  "projections-s2", "watchdog-s1", "watchdog-s2"}
@@ -136,10 +185,4 @@ def test_cluster_up_with_two_shards_runs_every_program_and_down_leaves_no_proces
                 eventually(lambda conn=conn: conn.execute("SELECT count(*) FROM registry_events").fetchone()[0] > 0,
                            30, f"shard {shard}'s events on the replica")
     finally:
-        stopped = chargeledger("cluster", "down", "--dir", str(directory))
-    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
-    left = processes_under(directory)
-    for proc in left:  # nothing should be left; if it is, the test fails and the machine is cleaned
-        proc.kill()
-    assert not left, [" ".join(p.cmdline()) for p in left if p.is_running()]
-    assert chargeledger("cluster", "status", "--dir", str(directory)).returncode == 1
+        down_leaves_no_process(directory)
