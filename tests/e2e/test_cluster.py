@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def chargeledger(*args: str, timeout: float = 150, stdin: str = "", **env: str) -> subprocess.CompletedProcess[str]:
     environ = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "NATS_URL", "CHARGELEDGER_SHARDS")}
-    return subprocess.run([sys.executable, "-m", "app", *args], cwd=ROOT, env={**environ, **env, "PYTHONPATH": str(ROOT)},
+    return subprocess.run([sys.executable, "-m", "app", *args], cwd=ROOT,
+                          env={**environ, **env, "PYTHONPATH": str(ROOT)},
                           capture_output=True, text=True, timeout=timeout, input=stdin)
 
 
@@ -116,7 +117,8 @@ def test_cluster_up_with_one_shard_is_the_deployment_before_shards(tmp_path: Pat
                        60, f"the API on {port} answering")
         eventually(lambda: len(stream_subjects(nats_nodes(directory).url_for(ADMIN))[0]) == 3, 60,
                    "the relay's R3 stream on the NATS cluster")
-        with psycopg.connect(layout.database_url(replica=True), autocommit=True) as conn:  # the relay's first write, replicated
+        # the relay's first write, replicated
+        with psycopg.connect(layout.database_url(replica=True), autocommit=True) as conn:
             assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
             eventually(lambda: conn.execute("SELECT count(*) FROM ledger_identity").fetchone() == (1,), 30,
                        "the ledger's identity on the replica")
