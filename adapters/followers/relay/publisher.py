@@ -39,6 +39,18 @@ WINDOW_SETTING = "RELAY_WINDOW"  # events published ahead of the first unacknowl
 DEFAULT_WINDOW = 500
 
 
+def tracking_recorder(tracking_env: Any) -> Any:
+    """The relay's positions (its tracking table, "Relay") in the database of ``tracking_env``."""
+    return InfrastructureFactory.construct(Environment("Relay", tracking_env)).tracking_recorder()
+
+
+def relay_lag(applications: Sequence[Any], tracking: Any) -> dict[str, int]:
+    """Per Application, how many notification ids the relay's recorded position is behind the log's head
+    (whichever relay process leads: the position is the database's; ``cluster status`` reads it too)."""
+    return {app.name: (app.recorder.max_notification_id() or 0) - (tracking.max_tracking_id(app.name) or 0)
+            for app in applications}
+
+
 def window_setting() -> int:
     """``RELAY_WINDOW`` (1 waits for each acknowledgement, as the relay did before the window), else 500."""
     value = os.environ.get(WINDOW_SETTING, "").strip()
@@ -56,8 +68,7 @@ class Relay:
                  lease_timeout: float = 10.0, window: int | None = None, ack_timeout: float = 5.0,
                  replicas: int | None = None, shard: str = MAIN_SHARD) -> None:
         self.applications = list(applications)
-        factory = InfrastructureFactory.construct(Environment("Relay", tracking_env))
-        self.tracking = factory.tracking_recorder()
+        self.tracking = tracking_recorder(tracking_env)
         self.shard = shard  # qualifies the subjects and message ids of a shard other than main (docs/shards.md)
         self.ledger_id = qualified_ledger(ledger_identity(self.tracking), shard)
         self.nats_url = nats_url
@@ -104,8 +115,7 @@ class Relay:
 
     def lag(self) -> dict[str, int]:
         """Per Application, how many notification ids the relay's position is behind the log's head."""
-        return {app.name: (app.recorder.max_notification_id() or 0) - self.position(app.name)
-                for app in self.applications}
+        return relay_lag(self.applications, self.tracking)
 
     def metrics(self) -> dict[str, Any]:
         """What a metrics exporter reads: counters, and the lag per Application (None if the database is down)."""
