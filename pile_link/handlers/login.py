@@ -23,6 +23,7 @@ log = logging.getLogger("chargeledger.pile_link")
 async def on_login(link: PileLink, frame: Frame, msg: Login) -> None:
     gateway = link.gateway
     try:
+        gateway = await gateway.bind(link, msg.pile_no)  # the pile's shard's engine (pile_link/shards.py)
         pile = await gateway.login_facts.login(msg.pile_no)
     except (NotFound, PileUnavailable) as error:
         gateway.stats["logins_refused"] += 1
