@@ -37,6 +37,7 @@ from projections.runner import Projections
 from tests.e2e.gateway_harness import PRICE_PER_TIER
 from tests.e2e.relay_harness import CLI, Processes
 from tests.e2e.relay_harness import processes  # noqa: F401  (the fixture)
+from tests.e2e.test_metrics_roles import scrape
 from tests.factories import World, build_world
 from tests.integration.shards_harness import TwoShards, two_shards  # noqa: F401 - the fixture
 from tests.integration.test_relay import wait_for
@@ -111,7 +112,7 @@ def test_one_gateway_serves_the_piles_of_both_shards_and_a_second_process_takes_
     ledgers = two_shards.ledgers
     processes.env.update(CHARGELEDGER_SHARDS=",".join(f"{n}={u}" for n, u in two_shards.map.urls.items()),
                          DATABASE_URL=two_shards.url("s1"), NATS_URL=nats_role_urls[GATEWAY])
-    port_b = free_port()
+    port_b, metrics_b = free_port(), free_port()
     with running_relay(ledgers["s1"], two_shards.url("s1"), nats_url, "s1") as r1, \
             running_relay(ledgers["s2"], two_shards.url("s2"), nats_url, "s2") as r2:
         wait_for(lambda: r1.caught_up() and r2.caught_up(), timeout=60)
@@ -138,7 +139,7 @@ def test_one_gateway_serves_the_piles_of_both_shards_and_a_second_process_takes_
 
                 # the s2 pile moves to a second gateway process, which serves every shard too
                 other = processes.start("gateway-b", "-c", CLI, "gateway", "--no-relay", "--host", "127.0.0.1",
-                                        "--port", str(port_b))
+                                        "--port", str(port_b), "--metrics-port", str(metrics_b))
                 await asyncio.to_thread(wait_for_port, port_b, processes, other)
                 await piles["s2"].close()
                 moved = ScriptedPile(PILES["s2"])
@@ -148,6 +149,10 @@ def test_one_gateway_serves_the_piles_of_both_shards_and_a_second_process_takes_
                 await until(lambda: PILES["s2"] not in gateway.links)
                 for name in PILES:  # it serves both shards: its lease in both
                     await until(lambda: lease_held(two_shards.url(name), b_id))  # noqa: B023
+                samples = await asyncio.to_thread(scrape, metrics_b)  # its metrics are one gateway's, over the shards
+                assert samples[("chargeledger_connected_piles", ())] == 1
+                assert samples[("chargeledger_gateway_events_total", (("event", "shard_lookups"),))] >= 1
+                assert ("chargeledger_gateway_queue_depth", (("queue", "readings"),)) in samples
                 trades["s2"].append(await start_and_settle(ledgers["s2"], gateway.engines["s2"].run, worlds["s2"],
                                                            moved))
                 # the s1 pile is still served here
