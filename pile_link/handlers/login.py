@@ -31,6 +31,8 @@ async def on_login(link: PileLink, frame: Frame, msg: Login) -> None:
         link.reply(frame, LoginAck(msg.pile_no, 1))
         await link.close(f"login refused: {error.code}")
         return
+    if link.closed:  # closed while its login was read (the login deadline passed): nothing recorded
+        return
     link.pile_no, link.pile_id, link.logged_in_at = msg.pile_no, pile.pile_id, link.now()
     link.tenant_id = pile.tenant_id  # on the pile's log lines from its next frame on (pile_link/observed.py)
     if link.login_timer is not None:

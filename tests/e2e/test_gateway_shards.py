@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -32,7 +33,7 @@ from domain.ledger import Ledger
 from domain.registry import Pile
 from domain.session import ChargingSession
 from pile_link.shards import ShardedGateway
-from pile_link.ykc import RemoteStart, RemoteStartReply, TransactionConfirm
+from pile_link.ykc import Login, RemoteStart, RemoteStartReply, TransactionConfirm
 from projections.runner import Projections
 from tests.e2e.gateway_harness import PRICE_PER_TIER
 from tests.e2e.relay_harness import CLI, Processes
@@ -188,3 +189,50 @@ async def until(predicate: Any, timeout: float = 20.0) -> None:
     while not await asyncio.to_thread(predicate):
         assert asyncio.get_running_loop().time() < deadline, "condition not reached"
         await asyncio.sleep(0.05)
+
+
+class HeldDirectory(ShardDirectory):
+    """The real directory, whose lookups wait until the test lets them go."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.release = threading.Event()
+
+    def shards_of_piles(self, pile_nos: Any) -> dict[str, str]:
+        self.release.wait(30)
+        return super().shards_of_piles(pile_nos)
+
+
+def test_a_login_whose_connection_closed_while_its_shard_was_looked_up_records_nothing(
+        two_shards: TwoShards, placed: tuple[ShardDirectory, dict[str, World]], nats_url: str) -> None:  # noqa: F811
+    directory = HeldDirectory(two_shards.map)
+    ledgers = two_shards.ledgers
+
+    async def main() -> None:
+        gateway = ShardedGateway(ledgers, two_shards.map.urls, directory, nats_url=nats_url, sweep_interval=3600,
+                                 login_deadline=0.3)
+        await gateway.start()
+        try:
+            pile = await ScriptedPile(PILES["s1"]).connect(gateway.port)
+            pile.send(pile_login(PILES["s1"]))
+            assert await pile.closed_by_peer()  # its login deadline passed while the lookup waited
+            assert gateway.stats["login_overdue"] == 1
+            directory.release.set()
+            await until(lambda: gateway.shards.reading is None and not gateway.shards.asked)
+            engine = gateway.engines["s1"]
+            await engine.pile_changes.flush()
+            assert gateway.links == {} and not gateway.connections
+            assert connected_to(ledgers["s1"], PILES["s1"]) is None  # never recorded online
+            again = ScriptedPile(PILES["s1"])
+            await again.login(gateway.port)  # the next login is served (the pile now known)
+            assert set(gateway.links) == {PILES["s1"]}
+            await again.close()
+        finally:
+            directory.release.set()
+            await gateway.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def pile_login(pile_no: str) -> Login:
+    return Login(pile_no, 0, 2, 0x10, "V4.1.50", 0, "0" * 20, 4)
