@@ -330,12 +330,3 @@ class Gateway(OwedDelivery):
                     await self.run(self.ledger.request_stop, trade_no, "platform", "balance used up", self.clock())
                 except DomainError as error:
                     log.warning("session %s: balance stop refused: %s", trade_no, error)
-
-
-async def serve(ledger: Any, *, database_url: str, nats_url: str, host: str, port: int, watchdog: bool = True) -> None:
-    gateway = Gateway(ledger, database_url=database_url, nats_url=nats_url, host=host, port=port, watchdog=watchdog)
-    await gateway.start()
-    try:
-        await asyncio.Event().wait()
-    finally:
-        await gateway.stop()
