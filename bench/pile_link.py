@@ -69,11 +69,13 @@ def run_server(name: str, server_args: list[str], args: argparse.Namespace, stor
         cpu1, (t1, f1) = cpu_seconds(proc.pid), online.frames_sent()
         storm: dict[str, Any] = {}
         storm_start = storm_end = time.time()
+        storm_cpu = 0.0
         if args.storm:
             burst = Generator(port, storm_first, args.storm, args.storm_rate, args.heartbeat, args.realtime,
                               args.realtime_share, STORM_HOLD, out.with_suffix(".storm"))
             storm = burst.wait()
             storm_end = time.time() - STORM_HOLD
+            storm_cpu = cpu_seconds(proc.pid) - cpu1  # the storm's logins and the online piles' frames meanwhile
         ramp = online.wait()
         steady = online.heartbeats(t0, t1)
         during = online.heartbeats(storm_start, storm_end)
@@ -92,6 +94,7 @@ def run_server(name: str, server_args: list[str], args: argparse.Namespace, stor
         "storm_login_p99_ms": storm.get("login_p99_ms", 0.0),
         "storm_hb_p50_ms": percentile(during, 50) * 1000, "storm_hb_p99_ms": percentile(during, 99) * 1000,
         "storm_hb_n": float(len(during)), "storm_s": storm_end - storm_start,
+        "storm_cpu_ms_per_login": storm_cpu / args.storm * 1000 if args.storm else 0.0,
     }
     print(f"  {name:8} {result['frames_per_s']:7,.0f} frames/s  heartbeat p50 {result['p50_ms']:6.2f} ms "
           f"p99 {result['p99_ms']:6.2f} ms  CPU {result['cpu_ms_per_1000_frames']:5.1f} ms/1,000 frames  "
@@ -101,7 +104,8 @@ def run_server(name: str, server_args: list[str], args: argparse.Namespace, stor
         print(f"  {'':8} storm: {int(result['storm_logged_in']):,}/{args.storm:,} logged in over "
               f"{result['storm_s']:.1f} s, login p50 {result['storm_login_p50_ms']:.1f} ms p99 "
               f"{result['storm_login_p99_ms']:.1f} ms; online heartbeats meanwhile (n={int(result['storm_hb_n']):,}) "
-              f"p50 {result['storm_hb_p50_ms']:.2f} ms p99 {result['storm_hb_p99_ms']:.2f} ms", flush=True)
+              f"p50 {result['storm_hb_p50_ms']:.2f} ms p99 {result['storm_hb_p99_ms']:.2f} ms; server CPU "
+              f"{result['storm_cpu_ms_per_login']:.2f} ms per storm login", flush=True)
     return result
 
 
@@ -144,7 +148,8 @@ def main() -> int:
     for name, m in med.items():
         print(f"  {name:8} {m['frames_per_s']:,.0f} frames/s, heartbeat p50 {m['p50_ms']:.2f} p99 {m['p99_ms']:.2f} ms, "
               f"{m['cpu_ms_per_1000_frames']:.1f} ms CPU/1,000 frames, {m['rss_per_conn_kib']:.2f} KiB/connection; "
-              f"storm login p99 {m['storm_login_p99_ms']:.1f} ms, online heartbeat p99 {m['storm_hb_p99_ms']:.2f} ms")
+              f"storm login p99 {m['storm_login_p99_ms']:.1f} ms, online heartbeat p99 {m['storm_hb_p99_ms']:.2f} ms, "
+              f"{m['storm_cpu_ms_per_login']:.2f} ms CPU per storm login")
     if "gateway" in med and "bare" in med:
         g, b = med["gateway"], med["bare"]
         print(f"  capacity ratio (bare CPU per frame / gateway CPU per frame): "

@@ -87,3 +87,31 @@ def test_a_pile_with_snapshots_is_read_from_its_newest_snapshot_and_the_events_a
         assert asyncio.run(facts.login(world.pile_no)) == facts_of(ledger, world.pile_no)
     finally:
         facts.close()
+
+
+def test_preloaded_facts_answer_logins_with_one_check_and_a_pile_changed_since_is_read_again(ledger: Ledger) -> None:
+    """The gateway reads every pile's facts at start; a login still answers as the store has the pile then:
+    disabled since the preload, refused; registered since, read; the rest answered from what was preloaded."""
+    world = build_world(ledger)
+    piles = [f"320106000190{n:02d}" for n in range(5)]
+    for pile_no in piles:
+        ledger.register_pile(world.station_id, pile_no, "DC", 2, "admin")
+    late = "32010600019099"
+    stats: Counter[str] = Counter()
+    facts = login_facts(ledger, stats)
+
+    async def scenario() -> list[PileFacts | BaseException]:
+        await facts.preload()
+        ledger.set_pile_enabled(piles[0], False, "admin", "unpaid")  # after the preload
+        ledger.register_pile(world.station_id, late, "DC", 1, "admin")
+        return await asyncio.gather(*(facts.login(p) for p in [*piles, world.pile_no, late]), return_exceptions=True)
+
+    try:
+        answers = asyncio.run(scenario())
+    finally:
+        facts.close()
+    assert stats["login_facts_preloaded"] == 6
+    assert isinstance(answers[0], PileUnavailable)
+    assert answers[1:] == [facts_of(ledger, p) for p in [*piles[1:], world.pile_no, late]]
+    assert stats["login_facts_hit"] == 5 and stats["login_facts_read"] == 2  # disabled since, registered since
+    assert answers[1].guns is answers[2].guns and answers[1].station_id is answers[2].station_id  # type: ignore[union-attr]
