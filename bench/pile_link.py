@@ -12,8 +12,11 @@ client work is not the servers':
    (from /proc), and memory per connection (RSS growth ÷ connections, read after the ramp). **The
    ratio to quote**: bare CPU per frame ÷ gateway CPU per frame (target ≥ 0.7; memory ≤ 6 KiB).
 2. **storm**: then ``--storm`` more piles log in at ``--storm-rate`` a second (a second generator
-   process) while the first keep heartbeating: login p99 of the storm's piles (target < 1 s) and the
-   heartbeat p99 of the piles already online during the storm (target < 50 ms).
+   process) while the first keep heartbeating: login p99 of the storm's piles (target < 1 s), the
+   heartbeat p99 of the piles already online during the storm (target < 50 ms), and the server's CPU
+   per storm login (the steadier figure on a shared machine). With ``--storm-moved`` the storm's piles
+   are first recorded connected at another gateway (as after that gateway's death), so what the gateway
+   under test read of them at its start is behind the store.
 
     .venv/bin/python bench/pile_link.py                                  # 2,000 + 1,000 piles, quick
     .venv/bin/python bench/pile_link.py --piles 50000 --storm 10000      # the issue 15 must-show
@@ -36,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.pile_link_parts import (  # noqa: E402
     Generator,
+    connect_elsewhere,
     cpu_seconds,
     percentile,
     prepare_ledger,
@@ -51,7 +55,8 @@ FIRST_PILE = "98000000000001"
 STORM_HOLD = 3.0  # s the storm's piles stay connected after their last login
 
 
-def run_server(name: str, server_args: list[str], args: argparse.Namespace, storm_first: str) -> dict[str, float]:
+def run_server(name: str, server_args: list[str], args: argparse.Namespace, storm_first: str,
+               database_url: str | None = None) -> dict[str, float]:
     proc, port = start_server(__file__, server_args, args.loop)
     out = Path(f"/tmp/bench-pile-link-{os.getpid()}-{name}")
     try:
@@ -68,12 +73,18 @@ def run_server(name: str, server_args: list[str], args: argparse.Namespace, stor
         time.sleep(args.steady)
         cpu1, (t1, f1) = cpu_seconds(proc.pid), online.frames_sent()
         storm: dict[str, Any] = {}
+        if args.storm and args.storm_moved and database_url:  # after the preload: the server's facts are behind
+            took = connect_elsewhere(database_url, storm_first, args.storm)
+            print(f"  {'':8} storm piles recorded connected at another gateway in {took:.1f} s", flush=True)
+            cpu1 = cpu_seconds(proc.pid)
         storm_start = storm_end = time.time()
+        storm_cpu = 0.0
         if args.storm:
             burst = Generator(port, storm_first, args.storm, args.storm_rate, args.heartbeat, args.realtime,
                               args.realtime_share, STORM_HOLD, out.with_suffix(".storm"))
             storm = burst.wait()
             storm_end = time.time() - STORM_HOLD
+            storm_cpu = cpu_seconds(proc.pid) - cpu1  # the storm's logins and the online piles' frames meanwhile
         ramp = online.wait()
         steady = online.heartbeats(t0, t1)
         during = online.heartbeats(storm_start, storm_end)
@@ -92,6 +103,7 @@ def run_server(name: str, server_args: list[str], args: argparse.Namespace, stor
         "storm_login_p99_ms": storm.get("login_p99_ms", 0.0),
         "storm_hb_p50_ms": percentile(during, 50) * 1000, "storm_hb_p99_ms": percentile(during, 99) * 1000,
         "storm_hb_n": float(len(during)), "storm_s": storm_end - storm_start,
+        "storm_cpu_ms_per_login": storm_cpu / max(storm.get("logged_in", 0), 1) * 1000 if args.storm else 0.0,
     }
     print(f"  {name:8} {result['frames_per_s']:7,.0f} frames/s  heartbeat p50 {result['p50_ms']:6.2f} ms "
           f"p99 {result['p99_ms']:6.2f} ms  CPU {result['cpu_ms_per_1000_frames']:5.1f} ms/1,000 frames  "
@@ -101,7 +113,8 @@ def run_server(name: str, server_args: list[str], args: argparse.Namespace, stor
         print(f"  {'':8} storm: {int(result['storm_logged_in']):,}/{args.storm:,} logged in over "
               f"{result['storm_s']:.1f} s, login p50 {result['storm_login_p50_ms']:.1f} ms p99 "
               f"{result['storm_login_p99_ms']:.1f} ms; online heartbeats meanwhile (n={int(result['storm_hb_n']):,}) "
-              f"p50 {result['storm_hb_p50_ms']:.2f} ms p99 {result['storm_hb_p99_ms']:.2f} ms", flush=True)
+              f"p50 {result['storm_hb_p50_ms']:.2f} ms p99 {result['storm_hb_p99_ms']:.2f} ms; server CPU "
+              f"{result['storm_cpu_ms_per_login']:.2f} ms per storm login", flush=True)
     return result
 
 
@@ -116,6 +129,8 @@ def main() -> int:
     parser.add_argument("--steady", type=float, default=20.0, help="s of the steady window")
     parser.add_argument("--storm", type=int, default=1000, help="piles logging in during the storm (0: none)")
     parser.add_argument("--storm-rate", type=float, default=1000.0, help="logins/s of the storm")
+    parser.add_argument("--storm-moved", action="store_true",
+                        help="record the storm's piles connected at another gateway just before the storm")
     parser.add_argument("--rounds", type=int, default=1, help="rounds (medians are reported)")
     parser.add_argument("--servers", default="gateway,bare", help="which servers, in this order")
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio", help="the servers' event loop")
@@ -135,7 +150,8 @@ def main() -> int:
         for n in range(args.rounds):
             print(f"round {n + 1}:", flush=True)
             for name in names:
-                results[name].append(run_server(name, servers[name], args, storm_first))
+                results[name].append(run_server(name, servers[name], args, storm_first,
+                                                database_url if name == "gateway" else None))
     finally:
         for server in reversed(started):
             server.release()
@@ -144,7 +160,8 @@ def main() -> int:
     for name, m in med.items():
         print(f"  {name:8} {m['frames_per_s']:,.0f} frames/s, heartbeat p50 {m['p50_ms']:.2f} p99 {m['p99_ms']:.2f} ms, "
               f"{m['cpu_ms_per_1000_frames']:.1f} ms CPU/1,000 frames, {m['rss_per_conn_kib']:.2f} KiB/connection; "
-              f"storm login p99 {m['storm_login_p99_ms']:.1f} ms, online heartbeat p99 {m['storm_hb_p99_ms']:.2f} ms")
+              f"storm login p99 {m['storm_login_p99_ms']:.1f} ms, online heartbeat p99 {m['storm_hb_p99_ms']:.2f} ms, "
+              f"{m['storm_cpu_ms_per_login']:.2f} ms CPU per storm login")
     if "gateway" in med and "bare" in med:
         g, b = med["gateway"], med["bare"]
         print(f"  capacity ratio (bare CPU per frame / gateway CPU per frame): "

@@ -146,6 +146,48 @@ def prepare_ledger(first_pile: str, piles: int, name: str) -> tuple[list[Any], s
     return started, database_url, nats_url
 
 
+def connect_elsewhere(database_url: str, first_pile: str, piles: int) -> float:
+    """Record ``piles`` piles connected at another gateway (``Connected`` events, 500 to a transaction), as
+    a storm's piles are when the gateway that held them died: what the gateway under test knew of them
+    (its preload) is then behind the store. Returns the seconds it took (the bench's process, not the server's)."""
+    from eventsourcing.application import project_aggregate
+    from eventsourcing.persistence import StoredEvent
+    from psycopg.sql import Identifier
+
+    from adapters.postgres.env import eventsourcing_env
+    from domain.ledger import Ledger
+    from domain.registry import Pile
+    from pile_link.pile_facts import LOAD
+    from pile_link.simulator.fleet import pile_numbers
+
+    t0 = time.monotonic()
+    ledger = Ledger(eventsourcing_env(database_url))
+    registry = ledger.registry
+    recorder = registry.recorder
+    query = LOAD.format(snapshots=Identifier(recorder.datastore.schema, registry.snapshots.recorder.events_table_name),
+                        events=Identifier(recorder.datastore.schema, recorder.events_table_name))
+    at = datetime.now(timezone.utc)
+    try:
+        numbers = pile_numbers(first_pile, piles)
+        for i in range(0, piles, 500):  # each batch's piles read in one query into the cache, then written
+            with recorder.datastore.get_connection() as conn, conn.cursor() as cursor:
+                cursor.execute(query, [[Pile.create_id(n) for n in numbers[i:i + 500]]])
+                rows = cursor.fetchall()
+            loaded: dict[Any, Any] = {}
+            for row in rows:
+                event = registry.mapper.to_domain_event(StoredEvent(row["originator_id"], row["originator_version"],
+                                                                    row["topic"], bytes(row["state"])))
+                loaded[row["originator_id"]] = project_aggregate(loaded.get(row["originator_id"]), [event])
+            for pile_id, pile in loaded.items():
+                registry.repository.cache.put(pile_id, pile)
+            ledger.record_pile_changes([(n, lambda p: p.connect(at=at, gateway="a-gateway-that-died",
+                                                                 protocol_version=1, program_version="bench"))
+                                        for n in numbers[i:i + 500]])
+    finally:
+        ledger.close()
+    return time.monotonic() - t0
+
+
 # ---- a load generator process --------------------------------------------------------------------
 class Generator:
     """A bench/pile_link_load.py process, its progress lines read as they come."""

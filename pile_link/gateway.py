@@ -63,7 +63,7 @@ from pile_link.link import PileLink
 from pile_link.owed import COMMISSIONING_BALANCE_FEN
 from pile_link.owed_reads import OwedReads
 from pile_link.pile_facts import LoginFacts
-from pile_link.write_behind import Coalesced, WriteBehind
+from pile_link.write_behind import Coalesced, PilesLoadedFirst, WriteBehind
 
 log = logging.getLogger("chargeledger.pile_link")
 
@@ -108,7 +108,8 @@ class Gateway(OwedDelivery):
                                     max_pending=MAX_PENDING_READINGS)
         self.refusals = RefusalThrottle()
         self.sent: OrderedDict[tuple[Any, ...], None] = OrderedDict()  # stored commands sent, oldest first
-        self.pile_changes = WriteBehind(self, "pile_changes", ledger.record_pile_changes,
+        self.pile_changes = WriteBehind(self, "pile_changes",  # its piles read in one query, not kept after
+                                        PilesLoadedFirst(ledger.registry, ledger.record_pile_changes),
                                         reachable=self.database_reachable)
         self.offline_sessions = WriteBehind(self, "offline_sessions", self.record_sessions_offline,
                                             reachable=self.database_reachable)
@@ -144,7 +145,8 @@ class Gateway(OwedDelivery):
                         asyncio.create_task(self.pile_changes.run(), name="pile changes"),
                         asyncio.create_task(self.offline_sessions.run(), name="offline sessions"),
                         asyncio.create_task(self.frames.queue.run(), name="frame log"),
-                        asyncio.create_task(self._sweep_forever(), name="sweep")]
+                        asyncio.create_task(self._sweep_forever(), name="sweep"),
+                        asyncio.create_task(self.login_facts.preload(), name="login facts")]
         log.info("gateway %s shard %s %s (watchdog %s)", self.gateway_id, self.shard,
                  f"listening on {self.host}:{self.port}" if listen else "serving", "on" if self.watchdog else "off")
 

@@ -17,10 +17,11 @@ import asyncio
 from collections import defaultdict
 from typing import Any
 
-from domain.errors import DomainError
+from domain.errors import DomainError, NotFound
 from domain.registry import Pile, Station
 from domain.tariff import Tariff
 from domain.use_cases.piles import holds_tariff
+from pile_link.pile_facts import load_piles
 
 MAX_BATCH = 2000
 
@@ -86,7 +87,7 @@ class OwedReads:
 
     def _tariffs_owed(self, pile_nos: list[str]) -> dict[str, bool]:
         ledger = self.gateway.ledger
-        piles = ledger.registry.get_all(*[(Pile.create_id(p), Pile, "pile") for p in pile_nos], copy=False)
+        piles = self.piles(ledger.registry, pile_nos)
         station_ids = list({pile.station_id for pile in piles if pile.tariff_id is None})
         stations = dict(zip(station_ids, ledger.registry.get_all(*[(s, Station, "station") for s in station_ids],
                                                                  copy=False)))
@@ -96,3 +97,20 @@ class OwedReads:
                                                               copy=False)))
         return {pile.pile_no: in_force[pile.pile_no] is not None
                 and not holds_tariff(pile, tariffs[in_force[pile.pile_no]]) for pile in piles}
+
+    @staticmethod
+    def piles(registry: Any, pile_nos: list[str]) -> list[Pile]:
+        """The piles as the store has them now (as ``registry.get_all`` reads them): the cached ones brought
+        up to date, the others in one query (the gateway keeps few piles cached: PilesLoadedFirst); raises
+        NotFound for one never registered."""
+        ids = [Pile.create_id(p) for p in pile_nos]
+        cached = [i for i in ids if registry.is_cached(i)]
+        found = dict(zip(cached, registry.get_all(*[(i, Pile, "pile") for i in cached], copy=False)))
+        rest = [i for i in ids if i not in found]
+        loaded = load_piles(registry, rest) if rest else {}
+        for pile_no, pile_id in zip(pile_nos, ids):
+            pile = found.get(pile_id) or loaded.get(pile_id)
+            if not isinstance(pile, Pile):
+                raise NotFound(f"no pile {pile_id}", id=str(pile_id))
+            found[pile_id] = pile
+        return [found[i] for i in ids]

@@ -12,20 +12,31 @@ they were read at, and answers logins in batches: the logins that arrive while o
 read form the next, and a batch is one call in a thread of its own (never behind the ledger's pool):
 
 * one query asks which of the batch's known piles moved since their facts were read (events after
-  their versions: an index range each, usually no row);
-* one query reads the piles not known here, or moved: each pile's newest snapshot and the events
-  after it, for the whole batch (:data:`LOAD`); their facts are rebuilt from the aggregates.
+  their versions: an index range each, usually no row); a pile that moved is brought forward by those
+  events (the Pile's own event methods, applied to a pile holding only its facts: :data:`FORWARD`);
+* one query reads the piles not known here, or moved otherwise: each pile's newest snapshot and the
+  events after it, for the whole batch (:data:`LOAD`); their facts are rebuilt from the aggregates.
 
 So a login is answered from the store as it is when its batch is read, as before (a pile disabled
 a moment ago is refused at once; nothing waits for the relay or NATS), at the cost of one or two
 queries for a batch of logins instead of one read per login. The facts are never the ledger's: the
 link's observations still go to the pile's aggregate through the write-behind.
+
+Every pile's facts are read once when the gateway starts (:meth:`LoginFacts.preload`, in chunks of
+:data:`PRELOAD_CHUNK` piles, in the logins' thread in lulls between logins), so that a reconnect storm of
+piles that never logged in here (another gateway died) finds them known and only checks them (the first
+query above) instead of rebuilding each one's aggregate while heartbeats wait for the GIL. The facts of
+piles that changed since are read again at their login, as any moved pile's are. What the facts share
+(tenant and station ids, zones, gun tuples) is held once (``shared``): a fleet's facts are a few hundred
+bytes a pile. :func:`load_piles` is the one-query read, used by the status writes too
+(:class:`pile_link.write_behind.PilesLoadedFirst`) and by what logins are owed (:mod:`pile_link.owed_reads`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -34,12 +45,17 @@ from uuid import UUID
 
 from eventsourcing.application import project_aggregate
 from eventsourcing.persistence import StoredEvent
+from eventsourcing.utils import get_topic
 from psycopg.sql import SQL, Identifier
 
 from domain.errors import DomainError, NotFound, PileUnavailable
 from domain.registry import Pile
 
+log = logging.getLogger("chargeledger.pile_link")
+
 MAX_BATCH = 2000  # logins read in one batch; more wait for the next
+PRELOAD_CHUNK = 200  # piles read in one step of the preload, in a lull between logins
+PRELOAD_QUIET = 0.2  # s without a login before a step of the preload (none during a ramp of logins)
 
 # The newest snapshot of each pile asked for, and the events after it (or after version 0), in one query.
 LOAD = SQL("""
@@ -55,6 +71,13 @@ LEFT JOIN snap ON snap.originator_id = asked.id
 WHERE e.originator_version > COALESCE(snap.originator_version, 0)
 ORDER BY 1, 2, 3
 """)
+# The Pile's events whose methods change nothing but the facts (or nothing a login reads): known facts are
+# brought forward by them; a pile with any other event since its facts were read is read again.
+FORWARD = frozenset(f"Pile.{name}" for name in (
+    "Enabled", "Disabled", "Moved", "Connected", "Disconnected", "GunStatusChanged", "FaultRaised", "FaultCleared",
+    "FrameRefused", "TariffAssigned", "BillingModelConfirmed", "CommandRequested", "CommandAnswered"))
+# Every registered pile (each aggregate's first event is its creation; the registry holds tenants and stations too).
+ALL_PILES = SQL("SELECT originator_id FROM {events} WHERE originator_version = 1 AND topic = %s ORDER BY 1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,9 +93,14 @@ class PileFacts:
     guns: tuple[tuple[int, str, bool, tuple[str, ...]], ...]  # (gun, status, plugged, faults)
 
     @classmethod
-    def of(cls, pile: Pile, timezone: str) -> PileFacts:
+    def of(cls, pile: Pile, timezone: str, shared: dict[Any, Any] | None = None) -> PileFacts:
+        """``shared``: equal values held once across piles (ids of tenants and stations, zones, gun tuples)."""
         guns = tuple((int(n), g["status"], g["plugged"], tuple(sorted(g["faults"]))) for n, g in pile.guns.items())
-        return cls(pile.id, pile.version, pile.tenant_id, pile.station_id, pile.enabled, timezone, guns)
+        if shared is None:
+            return cls(pile.id, pile.version, pile.tenant_id, pile.station_id, pile.enabled, timezone, guns)
+        one = shared.setdefault
+        return cls(pile.id, pile.version, one(pile.tenant_id, pile.tenant_id), one(pile.station_id, pile.station_id),
+                   pile.enabled, one(timezone, timezone), one(guns, guns))
 
 
 def login_refusal(pile_no: str, facts: PileFacts) -> DomainError | None:
@@ -90,15 +118,19 @@ class LoginFacts:
         self.timezone_of = timezone_of  # a station's zone (the gateway's cache)
         self.stats = stats
         self.known: dict[str, PileFacts] = {}
+        self.shared: dict[Any, Any] = {}  # values the facts of many piles share, held once
         self.asked: dict[str, asyncio.Future[PileFacts]] = {}  # the next batch
         self.reading: asyncio.Task[None] | None = None
+        self.last_login = float("-inf")  # loop time of the last login asked
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="logins")
 
     async def login(self, pile_no: str) -> PileFacts:
         """The pile's facts as the store has them now; raises NotFound or PileUnavailable as a login would."""
+        loop = asyncio.get_running_loop()
+        self.last_login = loop.time()
         asked = self.asked.get(pile_no)
         if asked is None:
-            asked = self.asked[pile_no] = asyncio.get_running_loop().create_future()
+            asked = self.asked[pile_no] = loop.create_future()
             asked.add_done_callback(_retrieved)
         if self.reading is None:
             self.reading = asyncio.ensure_future(self._read_batches())
@@ -107,6 +139,41 @@ class LoginFacts:
         if refusal is not None:
             raise refusal
         return facts
+
+    async def preload(self) -> None:
+        """Read every pile's facts (at the gateway's start), a chunk at a time in the logins' thread in lulls
+        between logins (a ramp of logins at start is read as before, and not slowed by the preload); facts a
+        login read are kept (either is checked at login)."""
+        loop = asyncio.get_running_loop()
+        try:
+            pile_ids = await loop.run_in_executor(self.executor, self.pile_ids)
+            while pile_ids:
+                while self.asked or self.reading is not None or loop.time() - self.last_login < PRELOAD_QUIET:
+                    await asyncio.sleep(PRELOAD_QUIET)  # logins first: the preload waits for a lull
+                known = {facts.pile_id for facts in self.known.values()}
+                chunk = [pile_id for pile_id in pile_ids[:PRELOAD_CHUNK] if pile_id not in known]
+                del pile_ids[:PRELOAD_CHUNK]
+                if not chunk:
+                    continue
+                read = await loop.run_in_executor(self.executor, functools.partial(self.read_facts, chunk))
+                for pile_no, facts in read.items():
+                    self.known.setdefault(pile_no, facts)
+                self.stats["login_facts_preloaded"] += len(read)
+        except Exception as error:  # noqa: BLE001 - only a head start: logins read what is not known
+            log.warning("login facts not preloaded (%s: %s); logins read them as they come",
+                        type(error).__name__, error)
+
+    def pile_ids(self) -> list[UUID]:
+        recorder = self.registry.recorder
+        query = ALL_PILES.format(events=Identifier(recorder.datastore.schema, recorder.events_table_name))
+        with recorder.datastore.get_connection() as conn, conn.cursor() as cursor:
+            cursor.execute(query, [get_topic(Pile.Registered)])
+            return [row["originator_id"] for row in cursor.fetchall()]
+
+    def read_facts(self, pile_ids: list[UUID]) -> dict[str, PileFacts]:
+        """The facts of ``pile_ids`` as the store has them now, by pile number (in the logins' thread)."""
+        return {pile.pile_no: PileFacts.of(pile, self.timezone_of(pile.station_id), self.shared)
+                for pile in load_piles(self.registry, pile_ids).values() if isinstance(pile, Pile)}
 
     async def _read_batches(self) -> None:
         loop = asyncio.get_running_loop()
@@ -139,20 +206,44 @@ class LoginFacts:
         """One batch (in the logins' thread): the known facts still current, the rest read again."""
         ids = {Pile.create_id(pile_no): pile_no for pile_no in pile_nos}
         held = {pile_id: self.known[pile_no].version for pile_id, pile_no in ids.items() if pile_no in self.known}
-        moved = {e.originator_id for e in self.registry.recorder.select_events_after(held)} if held else set()
+        moved: dict[UUID, list[StoredEvent]] = {}
+        for stored in self.registry.recorder.select_events_after(held) if held else ():
+            moved.setdefault(stored.originator_id, []).append(stored)
         answers: dict[str, PileFacts | DomainError] = {ids[i]: self.known[ids[i]] for i in held if i not in moved}
-        wanted = [pile_id for pile_id in ids if pile_id not in held or pile_id in moved]
         self.stats["login_facts_hit"] += len(answers)
+        for pile_id, events in moved.items():
+            forward = self.brought_forward(self.known[ids[pile_id]], ids[pile_id], events)
+            if forward is not None:
+                answers[ids[pile_id]] = forward
+                self.stats["login_facts_forward"] += 1
+        wanted = [pile_id for pile_id in ids if ids[pile_id] not in answers]
         self.stats["login_facts_read"] += len(wanted)
-        piles = self.load(wanted) if wanted else {}
+        piles = load_piles(self.registry, wanted) if wanted else {}
         for pile_id in wanted:
             pile = piles.get(pile_id)
             if not isinstance(pile, Pile):
                 answers[ids[pile_id]] = NotFound(f"no pile {pile_id}", id=str(pile_id))
             else:
-                answers[ids[pile_id]] = PileFacts.of(pile, self.timezone_of(pile.station_id))
+                answers[ids[pile_id]] = PileFacts.of(pile, self.timezone_of(pile.station_id), self.shared)
                 self.cache(pile)
         return answers
+
+    def brought_forward(self, facts: PileFacts, pile_no: str, events: list[StoredEvent]) -> PileFacts | None:
+        """The facts after ``events`` (those stored after ``facts.version``), applied by the Pile's own event
+        methods to a pile holding only the facts; None (read it again) if one is not of :data:`FORWARD`."""
+        pile = object.__new__(Pile)
+        pile.__dict__.update(_id=facts.pile_id, _version=facts.version, _created_on=None, _modified_on=None,
+                             _pending_events=[], pile_no=pile_no, tenant_id=facts.tenant_id,
+                             station_id=facts.station_id, enabled=facts.enabled, online=False, connection=None,
+                             guns={str(n): {"enabled": True, "status": status, "plugged": plugged, "faults": list(f)}
+                                   for n, status, plugged, f in facts.guns})
+        for stored in events:
+            event = self.registry.mapper.to_domain_event(stored)
+            if type(event).__qualname__ not in FORWARD:
+                return None
+            event.mutate(pile)
+        timezone = facts.timezone if pile.station_id == facts.station_id else self.timezone_of(pile.station_id)
+        return PileFacts.of(pile, timezone, self.shared)
 
     def cache(self, pile: Pile) -> None:
         """Hand the aggregate read to the registry's cache (if it holds none): the login's ``Connected``,
@@ -161,27 +252,28 @@ class LoginFacts:
         if cache is not None and not self.registry.is_cached(pile.id):
             cache.put(pile.id, pile)
 
-    def load(self, pile_ids: list[UUID]) -> dict[UUID, Any]:
-        """The aggregates of ``pile_ids`` (absent: never registered), each from its newest snapshot and
-        the events after it, in one query."""
-        recorder = self.registry.recorder
-        schema = recorder.datastore.schema
-        snapshots = self.registry.snapshots.recorder.events_table_name
-        query = LOAD.format(snapshots=Identifier(schema, snapshots), events=Identifier(schema, recorder.events_table_name))
-        with recorder.datastore.get_connection() as conn, conn.cursor() as cursor:
-            cursor.execute(query, [pile_ids])
-            rows = cursor.fetchall()
-        mapper = self.registry.mapper
-        aggregates: dict[UUID, Any] = {}
-        for row in rows:
-            event = mapper.to_domain_event(StoredEvent(originator_id=row["originator_id"],
-                                                       originator_version=row["originator_version"],
-                                                       topic=row["topic"], state=bytes(row["state"])))
-            aggregates[row["originator_id"]] = project_aggregate(aggregates.get(row["originator_id"]), [event])
-        return aggregates
-
     def close(self) -> None:
         self.executor.shutdown(wait=True)
+
+
+def load_piles(registry: Any, pile_ids: list[UUID]) -> dict[UUID, Any]:
+    """The aggregates of ``pile_ids`` in ``registry`` (absent: never registered), each from its newest
+    snapshot and the events after it, in one query."""
+    recorder = registry.recorder
+    schema = recorder.datastore.schema
+    snapshots = registry.snapshots.recorder.events_table_name
+    query = LOAD.format(snapshots=Identifier(schema, snapshots), events=Identifier(schema, recorder.events_table_name))
+    with recorder.datastore.get_connection() as conn, conn.cursor() as cursor:
+        cursor.execute(query, [pile_ids])
+        rows = cursor.fetchall()
+    mapper = registry.mapper
+    aggregates: dict[UUID, Any] = {}
+    for row in rows:
+        event = mapper.to_domain_event(StoredEvent(originator_id=row["originator_id"],
+                                                   originator_version=row["originator_version"],
+                                                   topic=row["topic"], state=bytes(row["state"])))
+        aggregates[row["originator_id"]] = project_aggregate(aggregates.get(row["originator_id"]), [event])
+    return aggregates
 
 
 def _retrieved(future: asyncio.Future[Any]) -> None:

@@ -1,5 +1,6 @@
 """What the gateway writes to the ledger behind the piles' backs, in batches: :class:`WriteBehind`
-(readings, link status, offline sessions: one transaction per tick, in order, through outages) and
+(readings, link status, offline sessions: one transaction per tick, in order, through outages),
+:class:`PilesLoadedFirst` (the link status write, its piles read in one query and not kept after) and
 :class:`Coalesced` (a catch-up shared by everyone who asks while one is waiting).
 
 Both run their blocking work in the gateway's thread pool (``gateway.run``; a WriteBehind may be given
@@ -15,6 +16,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from adapters.servers.outage import Outage
+from domain.registry import Pile
+from pile_link.pile_facts import load_piles
 
 log = logging.getLogger("chargeledger.pile_link")
 
@@ -131,6 +134,39 @@ class WriteBehind:
                 await self.flush()
             except Exception:  # noqa: BLE001 - the items stay queued; tried again after a pause
                 await asyncio.sleep(self.pause)
+
+
+class PilesLoadedFirst:
+    """``Ledger.record_pile_changes`` (``write``) with the batch's piles not in the registry's cache read
+    first, all in one query (:func:`pile_link.pile_facts.load_piles`), then let go of once written.
+
+    The write itself is unchanged: it brings every pile up to date with the store (one query), applies
+    the changes and saves them version-checked. Loaded one by one, a pile not cached costs two queries
+    (its snapshot, its events): a reconnect storm's ``Connected`` events made a thousand a second. And
+    what is cached stays: a gateway kept the aggregate of every pile that ever logged in (most of its
+    memory per connection) for writes that come seldom once a pile is in (a gun's status when it changes,
+    a disconnect). So the batch's piles are evicted after the write; the next change of a pile reads it
+    again, in its batch's one query.
+    """
+
+    def __init__(self, registry: Any, write: Callable[[list[Any]], list[Exception | None]]) -> None:
+        self.registry = registry  # domain.applications.Registry
+        self.write = write
+
+    def __call__(self, batch: list[tuple[str, Callable[[Pile], Any]]]) -> list[Exception | None]:
+        registry = self.registry
+        pile_ids = list(dict.fromkeys(Pile.create_id(pile_no) for pile_no, _ in batch))
+        cache = registry.repository.cache
+        missing = [pile_id for pile_id in pile_ids if not registry.is_cached(pile_id)]
+        if cache is not None and missing:
+            for pile_id, pile in load_piles(registry, missing).items():
+                if isinstance(pile, Pile):  # not one: the write refuses its changes as before
+                    cache.put(pile_id, pile)
+        try:
+            return self.write(batch)
+        finally:
+            for pile_id in pile_ids:
+                registry.evict(pile_id)
 
 
 class Coalesced:

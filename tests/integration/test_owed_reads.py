@@ -12,6 +12,7 @@ from typing import Any
 from adapters.followers.open_sessions import OpenSessions
 from domain.errors import DomainError
 from domain.ledger import Ledger
+from domain.registry import Pile
 from pile_link.owed_reads import OwedReads
 from tests.factories import build_world
 
@@ -62,3 +63,29 @@ def test_a_batch_answers_each_pile_as_its_own_reads_would(ledger: Ledger, databa
     assert answers == [([trade_no], True), ([], False), ([], False)]
     assert answers == [(index.of_pile(p), gateway.tariff_owed(p)) for p in piles]
     assert gateway.stats["owed_batches"] == 1
+
+
+def test_piles_not_cached_are_read_in_one_query_and_an_unknown_pile_as_its_own_read_says(ledger: Ledger,
+                                                                                          database_url: str) -> None:
+    """The gateway keeps few piles cached (pile_link/write_behind.py, PilesLoadedFirst): the batch reads the
+    others from the store, and a pile never registered makes each pile answered one at a time, as before."""
+    world = build_world(ledger)
+    confirmed = "32010600019001"
+    ledger.register_pile(world.station_id, confirmed, "DC", 1, "admin")
+    tariff = ledger.tariffs.tariff(world.tariff_id)
+    ledger.confirm_billing_model(confirmed, tariff.id, tariff.tariff_version, T0)
+    OpenSessions(ledger, database_url).catch_up()
+    gateway = Pool(ledger)
+    reads = OwedReads(gateway)
+
+    async def ask(piles: list[str]) -> list[tuple[list[str], bool]]:
+        return await asyncio.gather(*(reads.ask(p) for p in piles))
+
+    try:
+        for pile_no in (world.pile_no, confirmed):
+            ledger.registry.evict(Pile.create_id(pile_no))
+        assert asyncio.run(ask([world.pile_no, confirmed])) == [([], True), ([], False)]
+        assert not ledger.registry.is_cached(Pile.create_id(confirmed))
+        assert asyncio.run(ask([world.pile_no, "99999999999999", confirmed])) == [([], True), ([], False), ([], False)]
+    finally:
+        gateway.executor.shutdown()
