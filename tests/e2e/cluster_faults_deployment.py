@@ -76,7 +76,7 @@ class LocalCluster:
         driver_api = {"CHARGELEDGER_PAYMENT_KEYS": SecretBox.generate_setting("k1"),  # passed on to the API workers
                       "CHARGELEDGER_PUBLIC_URL": "http://127.0.0.1"}
         done = chargeledger("cluster", "up", "--dir", str(self.directory), "--shards", str(shards),
-                            "--gateways", "2", "--api", "2", env=driver_api)
+                            "--gateways", "2", "--api", "2", "--standbys", env=driver_api)
         assert done.returncode == 0, done.stdout + done.stderr
         layout = Layout.load(self.directory)
         assert layout is not None
@@ -94,11 +94,6 @@ class LocalCluster:
 
     def url(self, shard: str) -> str:
         return self.layout.database_url(shard)
-
-    def role_env(self, nats_role: str) -> dict[str, str]:
-        """The environment ``cluster up`` gives a role (for the test's own standbys)."""
-        return {"DATABASE_URL": self.layout.database_url(), "CHARGELEDGER_SHARDS": self.layout.shard_map(),
-                "NATS_URL": self.nats.url_for(nats_role), "CHARGELEDGER_TOKEN_KEY": self.token_key}
 
     def apis(self) -> list[str]:
         return [f"http://127.0.0.1:{port}" for port in self.layout.apis]
@@ -134,12 +129,11 @@ def lock_holder(database_url: str, key: int) -> int | None:
     return int(row[0].rsplit(" ", 1)[-1]) if row else None
 
 
-def connected(pid: int, port: int) -> bool:
-    """Whether process ``pid`` has a TCP connection to ``port`` on loopback (a standby at its database)."""
-    try:
-        return any(c.raddr and c.raddr.port == port for c in psutil.Process(pid).net_connections("tcp"))
-    except psutil.Error:
-        return False
+def at_database(database_url: str, application_name: str) -> bool:
+    """Whether a session named ``application_name`` is open on the database (a standby trying its lock)."""
+    with psycopg.connect(database_url) as conn:
+        return conn.execute("SELECT 1 FROM pg_stat_activity WHERE application_name = %s AND datname = "
+                            "current_database()", (application_name,)).fetchone() is not None
 
 
 class Balancer(FirstAccepting):
@@ -223,9 +217,11 @@ def open_platform(cluster: LocalCluster, http: httpx.Client) -> dict[str, Shard]
     added = chargeledger("operators", "add", "root", "--role", "platform_admin", stdin=PASSWORD + "\n",
                          env={"DATABASE_URL": cluster.layout.database_url()}, timeout=60)
     assert added.returncode == 0, added.stdout + added.stderr
+
     def answers() -> bool:
         try:
-            return http.post("/operator/v1/auth/token", json={"username": "root", "password": PASSWORD}).status_code == 200
+            r = http.post("/operator/v1/auth/token", json={"username": "root", "password": PASSWORD})
+            return r.status_code == 200
         except httpx.HTTPError:
             return False  # the worker still starting
 
@@ -235,7 +231,8 @@ def open_platform(cluster: LocalCluster, http: httpx.Client) -> dict[str, Shard]
     numbers = pile_numbers(FIRST_PILE, (PILES + 1) * len(cluster.shards))  # the fleet's, then the silent ones
     shards = {}
     for k, name in enumerate(cluster.shards):
-        placed = created(http.post("/operator/v1/tenants", headers=root, json={"name": f"Tenant {name}", "shard": name}))
+        placed = created(http.post("/operator/v1/tenants", headers=root,
+                                   json={"name": f"Tenant {name}", "shard": name}))
         assert placed["shard"] == name
         tenant = UUID(placed["tenant_id"])
         created(http.post("/operator/v1/users", headers=root, json={

@@ -1,17 +1,18 @@
-"""Issue 15's first must-show: a local cluster, ``chargeledger cluster up --shards 2 --gateways 2 --api 2``
-(supervisord running 2 gateways that serve both shards, 2 API workers, a relay, projections and watchdog
-per shard, 3 NATS nodes, Postgres with its replica), a fleet charging on both shards, and, in turn:
+"""Issue 15's first must-show: a local cluster, ``chargeledger cluster up --shards 2 --gateways 2 --api 2
+--standbys`` (supervisord running 2 gateways that serve both shards, 2 API workers, per shard two relays,
+two projections and two watchdogs, 3 NATS nodes, Postgres with its replica), a fleet charging on both
+shards, and, in turn:
 
 1. kill -9 of a gateway holding piles: its piles reconnect through the balancer (``Balancer``: round
    robin, a backend whose links died kept out, as a passive health check does) to the other gateway and
    charge on there; the stops asked after the move reach them there;
 2. kill -9 of each shard's leading relay and projections (the holders of their advisory locks, found in
-   ``pg_locks``/``pg_stat_activity`` as docs/operations.md says) and of its watchdog, with a standby of
-   each started beforehand (``serve --role X --shard S``): the standbys take the locks; starts asked
-   meanwhile reach the piles, start deadlines falling due are applied, each once;
+   ``pg_locks``/``pg_stat_activity`` as docs/operations.md says) and of one of its watchdogs: the standbys
+   take the locks; starts asked meanwhile reach the piles, start deadlines falling due are applied, each
+   once;
 3. kill -9 of the NATS node leading the stream while every driver stops: nothing is lost.
 
-supervisord restarts each killed program (it comes back as one more standby). The fleet is then drained
+supervisord restarts each killed program (it comes back as a standby). The fleet is then drained
 (``simulate --drain``: exit 0 = every record confirmed) and each shard checked (``check_shard``): every
 session terminal and each finished one settled once, every hold closed, the trial balance 0, the stream
 the shard's notification logs one for one, one order row per session, ``chargeledger audit --shard S
@@ -38,16 +39,13 @@ import pytest
 
 from adapters.followers.relay.leader import RELAY_LOCK
 from adapters.postgres.leader_lock import PROJECTIONS_LOCK
-from adapters.servers.nats_users import READER, RELAY
 from tests.cluster import ROOT, wait_for
 from tests.e2e.cluster_faults_deployment import (GUNS, PILES, FIRST_PILE, Balancer, Driver, LocalCluster, Shard,
-                                                  check_shard, connected, holder, lock_holder, open_platform,
+                                                  at_database, check_shard, holder, lock_holder, open_platform,
                                                   ready, session)
 from tests.e2e.relay_harness import CLI, Processes
 
 SHARDS = 2
-STANDBYS = {"relay": (RELAY, ()), "projections": (READER, ("--standby-interval", "0.5")),
-            "watchdog": (READER, ("--interval", "0.5"))}
 
 
 @dataclass
@@ -56,7 +54,7 @@ class Deployment:
     shards: dict[str, Shard]
     apis: list[httpx.Client]
     balancer: Balancer
-    own: Processes  # the test's own processes: the fleet and the standbys
+    own: Processes  # the test's own processes: the fleet
 
     def drivers(self, gun_no: int) -> list[Driver]:
         return [d for s in self.shards.values() for d in s.drivers if d.gun_no == gun_no]
@@ -159,41 +157,34 @@ def kill_a_gateway(d: Deployment, charging: list[str]) -> None:
 
 
 def kill_the_leaders(d: Deployment) -> list[str]:
-    """A standby relay, projections and watchdog per shard; then kill -9 of the leading relay and projections
-    (the holders of their locks) and of the cluster's watchdog, per shard. Meanwhile starts are asked (their
-    commands go out through the relays that take over) and start deadlines fall due (the watchdog's)."""
-    c, own = d.cluster, d.own
-    standbys = {}
-    for shard in c.shards:
-        for role, (nats_role, options) in STANDBYS.items():
-            own.env.update(c.role_env(nats_role))
-            standbys[role, shard] = own.start(f"{role}-{shard}-standby", "-c", CLI, "serve", "--role", role,
-                                              "--shard", shard, *options)
-    wait_for(lambda: all(connected(p.pid, c.layout.postgres_primary) for p in standbys.values()), 90,
-             "every standby at its database")
-    wait_for(lambda: all(f"{role}: standby" in own.log(standbys[role, shard]).lower()
-                         for role in ("relay", "projections") for shard in c.shards), 60, "the standbys standing by")
-    victims = {}
+    """Per shard, kill -9 of the leading relay and projections (the holders of their locks, each one of the
+    two programs ``--standbys`` runs) and of one of its two watchdogs. Meanwhile starts are asked (their
+    commands go out through the relays that take over) and start deadlines fall due (the watchdogs')."""
+    c = d.cluster
+    victims, standbys = [], {}
     for shard in c.shards:
         url = c.url(shard)
-        victims[shard] = [lock_holder(url, RELAY_LOCK), lock_holder(url, PROJECTIONS_LOCK), c.pid(f"watchdog-{shard}")]
-        assert victims[shard][:2] == [c.pid(f"relay-{shard}"), c.pid(f"projections-{shard}")], victims[shard]
-    for pids in victims.values():
-        for pid in pids:
-            c.kill9(pid)
+        for role, key in (("relay", RELAY_LOCK), ("projections", PROJECTIONS_LOCK)):
+            pids = [c.pid(f"{role}-{shard}"), c.pid(f"{role}-{shard}-2")]
+            wait_for(lambda: lock_holder(url, key) in pids, 30, f"{shard}: one {role} leads")
+            leader = lock_holder(url, key)
+            standby = next(p for p in pids if p != leader)
+            wait_for(lambda: at_database(url, f"chargeledger {role} {standby}"), 30, f"{shard}: the {role} standby")
+            victims.append(leader)
+            standbys[role, shard] = standby
+        victims.append(c.pid(f"watchdog-{shard}"))
+    for pid in victims:
+        c.kill9(pid)
     killed = time.monotonic()
     due = {s.name: due_starts(s) for s in d.shards.values()}
     second = start(d, d.drivers(2), "after-the-leaders")
-    for shard in c.shards:
-        url = c.url(shard)
-        wait_for(lambda: lock_holder(url, RELAY_LOCK) == standbys["relay", shard].pid, 30, f"{shard}: standby relay")
-        wait_for(lambda: lock_holder(url, PROJECTIONS_LOCK) == standbys["projections", shard].pid, 30,
-                 f"{shard}: standby projections")
+    for (role, shard), standby in standbys.items():
+        key = RELAY_LOCK if role == "relay" else PROJECTIONS_LOCK
+        wait_for(lambda: lock_holder(c.url(shard), key) == standby, 30, f"{shard}: the standby {role} leading")
     figure("relays and projections kill -9: standbys leading, starts charging after", time.monotonic() - killed)
     wait_for(lambda: all(session(d.shards[s], t).state == "failed" for s, ts in due.items() for t in ts), 60,
              "every due start deadline applied")
     figure("watchdogs kill -9: due deadlines applied after", time.monotonic() - killed)
-    own.alive(*standbys.values())
     return second
 
 
