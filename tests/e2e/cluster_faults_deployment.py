@@ -139,8 +139,9 @@ def at_database(database_url: str, application_name: str) -> bool:
 class Balancer(FirstAccepting):
     """A TCP balancer on loopback in front of the gateways: round robin over the backends not marked down,
     and a backend that ends a link from its side (its process gone) is marked down for ``fail_timeout``
-    seconds, as a balancer's passive health check does (nginx ``max_fails=1 fail_timeout=...``). The
-    piles of a killed gateway therefore reconnect to the others, even once supervisord has restarted it."""
+    seconds, as a balancer's passive health check does (nginx ``max_fails=1 fail_timeout=...``), tried
+    only when no other backend accepts. The piles of a killed gateway therefore reconnect to the others,
+    even once supervisord has restarted it."""
 
     def __init__(self, backends: list[int], fail_timeout: float = 600) -> None:
         super().__init__(backends)
@@ -150,7 +151,8 @@ class Balancer(FirstAccepting):
     async def _serve(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         up_now = [p for p in self.backends if self.down_until.get(p, 0) <= time.monotonic()]
         self.turn += 1
-        for port in up_now[self.turn % len(up_now):] + up_now[:self.turn % len(up_now)] if up_now else []:
+        turn = self.turn % len(up_now) if up_now else 0
+        for port in up_now[turn:] + up_now[:turn] + [p for p in self.backends if p not in up_now]:  # down: last
             try:
                 backend_reader, backend_writer = await asyncio.open_connection("127.0.0.1", port)
                 break
