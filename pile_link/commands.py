@@ -53,8 +53,9 @@ class StreamMissing(Exception):
 
 class CommandFollower:
     def __init__(self, nats_url: str, name: str, handle: Callable[[str, dict[str, str], bytes], Awaitable[None]],
-                 resumed: Callable[[], Awaitable[None]], stats: Counter[str]) -> None:
+                 resumed: Callable[[], Awaitable[None]], stats: Counter[str], prefix: str = SUBJECT_PREFIX) -> None:
         self.nats_url = nats_url
+        self.prefix = prefix  # the shard's subjects (adapters.followers.relay.stream.subject_prefix)
         self.name = name
         self.handle = handle
         self.resumed = resumed
@@ -144,7 +145,7 @@ class CommandFollower:
         async def on_message(msg: Any) -> None:
             await self.on_message(subject, msg)
 
-        self.subscriptions[subject] = await js.subscribe(f"{SUBJECT_PREFIX}.{subject}", cb=on_message,
+        self.subscriptions[subject] = await js.subscribe(f"{self.prefix}.{subject}", cb=on_message,
                                                          deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
                                                          config=config)
 
@@ -154,7 +155,8 @@ class CommandFollower:
             return  # handed over already (an old consumer still delivering after a resubscription)
         self.positions[subject] = sequence
         try:
-            await self.handle(msg.subject, msg.headers or {}, msg.data)
+            # as the main shard's subject: the shard is the follower's (its engine's), never the message's
+            await self.handle(f"{SUBJECT_PREFIX}.{subject}", msg.headers or {}, msg.data)
         except Exception:  # noqa: BLE001 - logged; the next message is handled all the same
             log.exception("handling %s failed", msg.subject)
 

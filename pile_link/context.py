@@ -56,6 +56,10 @@ class LinkContext(Protocol):
     def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
         """Run a blocking ledger call off the event loop."""
 
+    async def bind(self, link: PileLink, pile_no: str) -> LinkContext:
+        """At login: the context that serves ``pile_no`` (its shard's; ``link.gateway`` from then on).
+        Raises NotFound for a pile no shard served here knows."""
+
     def link_accepted(self, link: PileLink) -> None:
         """A connection was made (before any frame): the gateway counts it and its sweep watches it."""
 

@@ -45,8 +45,10 @@ import psycopg
 from adapters.followers import gateway_leases
 from adapters.followers.gateway_leases import LEASE_TTL
 from adapters.followers.open_sessions import OpenSessions
+from adapters.followers.relay.stream import subject_prefix
 from adapters.followers.watchdog import Watchdog
 from adapters.postgres.env import create_tables
+from adapters.postgres.shards import MAIN
 from adapters.servers.outage import Outage
 from domain.clock import utcnow
 from domain.errors import DomainError, WrongPile
@@ -78,8 +80,11 @@ class Gateway(OwedDelivery):
                  heartbeat_timeout: float = HEARTBEAT_TIMEOUT, sweep_interval: float = 5.0,
                  login_deadline: float = LOGIN_DEADLINE, max_card_hold_fen: int = 200_00,
                  balance_margin_fen: int = 100, workers: int = 4, watchdog: bool = True,
-                 commissioning_balance_fen: int = COMMISSIONING_BALANCE_FEN, owed_wait: float = OWED_WAIT) -> None:
+                 commissioning_balance_fen: int = COMMISSIONING_BALANCE_FEN, owed_wait: float = OWED_WAIT,
+                 shard: str = MAIN, stats: Counter[str] | None = None) -> None:
+        # shard: whose commands it follows (subjects qualified unless main); stats: shared by a ShardedGateway
         self.ledger = ledger
+        self.shard = shard
         self.database_url = database_url
         self.nats_url = nats_url
         self.host = host
@@ -97,7 +102,7 @@ class Gateway(OwedDelivery):
         self.links: dict[str, PileLink] = {}
         self.links_by_id: dict[UUID, PileLink] = {}
         self.connections: set[PileLink] = set()
-        self.stats: Counter[str] = Counter()
+        self.stats: Counter[str] = Counter() if stats is None else stats
         self.readings = WriteBehind(self, "readings", ledger.record_readings, after=self.protect_balances,
                                     refused=self.reading_refused, reachable=self.database_reachable,
                                     max_pending=MAX_PENDING_READINGS)
@@ -118,7 +123,7 @@ class Gateway(OwedDelivery):
         self.sweep_outage = Outage("watchdog sweep", "watchdog_sweep", log, self.stats)
         self.lease_outage = Outage("renewing the gateway's lease", "gateway_lease", log, self.stats)
         self.commands = CommandFollower(nats_url, self.gateway_id, self.handle_command_event,
-                                        self.deliver_owed_to_all, self.stats)
+                                        self.deliver_owed_to_all, self.stats, prefix=subject_prefix(shard))
         self.stop_requested: set[str] = set()
         self._server: asyncio.AbstractServer | None = None
         self._tasks: list[asyncio.Task[Any]] = []
@@ -126,19 +131,22 @@ class Gateway(OwedDelivery):
         self._lease_table = False
 
     # ---- lifecycle ------------------------------------------------------------------------------
-    async def start(self) -> None:
+    async def start(self, listen: bool = True) -> None:
+        """``listen=False``: a shard's engine in a :class:`~pile_link.shards.ShardedGateway`, which
+        listens for every shard and hands it the piles of its shard at login (:meth:`bind`)."""
         self._loop = asyncio.get_running_loop()
         await self.commands.start()
-        self._server = await self._loop.create_server(lambda: PileLink(self, routes), self.host, self.port,
-                                                      backlog=4096)
-        self.port = self._server.sockets[0].getsockname()[1]
+        if listen:
+            self._server = await self._loop.create_server(lambda: PileLink(self, routes), self.host, self.port,
+                                                          backlog=4096)
+            self.port = self._server.sockets[0].getsockname()[1]
         self._tasks += [asyncio.create_task(self.readings.run(), name="readings"),
                         asyncio.create_task(self.pile_changes.run(), name="pile changes"),
                         asyncio.create_task(self.offline_sessions.run(), name="offline sessions"),
                         asyncio.create_task(self.frames.queue.run(), name="frame log"),
                         asyncio.create_task(self._sweep_forever(), name="sweep")]
-        log.info("gateway %s listening on %s:%s (watchdog %s)", self.gateway_id, self.host, self.port,
-                 "on" if self.watchdog else "off")
+        log.info("gateway %s shard %s %s (watchdog %s)", self.gateway_id, self.shard,
+                 f"listening on {self.host}:{self.port}" if listen else "serving", "on" if self.watchdog else "off")
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -200,6 +208,11 @@ class Gateway(OwedDelivery):
         self.stats["connections"] += 1
 
     # ---- links ------------------------------------------------------------------------------------
+    async def bind(self, link: PileLink, pile_no: str) -> Gateway:
+        """What serves ``link``'s pile logging in: this gateway, its one shard (a ShardedGateway answers
+        with the pile's shard's engine: pile_link/shards.py)."""
+        return self
+
     async def link_opened(self, link: PileLink) -> None:
         previous = self.links.get(link.pile_no)  # type: ignore[arg-type]
         self.links[link.pile_no] = link  # type: ignore[index]
@@ -317,12 +330,3 @@ class Gateway(OwedDelivery):
                     await self.run(self.ledger.request_stop, trade_no, "platform", "balance used up", self.clock())
                 except DomainError as error:
                     log.warning("session %s: balance stop refused: %s", trade_no, error)
-
-
-async def serve(ledger: Any, *, database_url: str, nats_url: str, host: str, port: int, watchdog: bool = True) -> None:
-    gateway = Gateway(ledger, database_url=database_url, nats_url=nats_url, host=host, port=port, watchdog=watchdog)
-    await gateway.start()
-    try:
-        await asyncio.Event().wait()
-    finally:
-        await gateway.stop()

@@ -7,7 +7,7 @@ the first time); the streaming replica (made from the primary with ``pg_baseback
 slot the first time); then the roles, each ``chargeledger serve --role ...``: ``--api`` API workers on
 ports of their own (routing by tenant over every shard), per shard one relay, one projections, one
 watchdog and the T/CEC outbox (``interconnect``) when ``CHARGELEDGER_INTERCONNECT_KEYS`` is set, and the
-gateways (``--gateways``; per shard while a gateway follows one shard: local_cluster.gateway_plan). It
+gateways (``--gateways``, each serving every shard: local_cluster.gateway_plan). It
 prints where each listens. ``down`` stops every program and supervisord. ``status``: the programs, per
 shard the relay's lag and the leaders, and the replica's (adapters/cli/cluster_status.py).
 """

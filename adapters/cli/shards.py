@@ -1,9 +1,10 @@
 """``chargeledger shards list|place``, and ``--shard NAME``: which shard a follower role runs on.
 
-Every follower role (``relay``, ``projections``, ``watchdog``, ``tcec-outbox``, ``audit``, and the
-interim per-shard ``gateway``) follows one database. On a sharded deployment (``CHARGELEDGER_SHARDS``)
-each runs once per shard, as a process of its own given ``--shard NAME`` (docs/shards.md says why one
-process per shard rather than one worker per shard in one process). Without ``CHARGELEDGER_SHARDS``
+Every follower role (``relay``, ``projections``, ``watchdog``, ``tcec-outbox``, ``audit``) follows one
+database (``gateway`` serves every shard unless ``--shard`` limits it: adapters/cli/gateway.py). On a
+sharded deployment (``CHARGELEDGER_SHARDS``) each runs once per shard, as a process of its own given
+``--shard NAME`` (docs/shards.md says why one process per shard rather than one worker per shard in one
+process). Without ``CHARGELEDGER_SHARDS``
 there is one shard, ``main``, at ``DATABASE_URL``, and ``--shard`` may be left out.
 """
 

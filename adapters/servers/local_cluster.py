@@ -49,16 +49,13 @@ def shard_names(shards: int) -> list[str]:
     return [MAIN] if shards == 1 else [f"s{i}" for i in range(1, shards + 1)]
 
 
-def gateway_plan(shards: list[str], per_shard: int) -> list[tuple[str, str | None]]:
+def gateway_plan(shards: list[str], count: int) -> list[tuple[str, str | None]]:
     """The gateways to run: (program name, the shard it serves, or None for every shard).
 
-    Interim (docs/shards.md, "The gateway"): a gateway follows one shard's database, so with several
-    shards ``per_shard`` gateways run for each, ``gateway-<shard>-<i>`` with ``--shard``. When the gateway
-    routes logins by pile number, every gateway serves every shard and this is the one change:
-    ``return [(f"gateway-{i}", None) for i in range(1, per_shard + 1)]``."""
-    if len(shards) == 1:
-        return [(f"gateway-{i}", None) for i in range(1, per_shard + 1)]
-    return [(f"gateway-{shard}-{i}", shard) for shard in shards for i in range(1, per_shard + 1)]
+    Every gateway serves every shard (docs/shards.md, "The gateway": a login is routed by its pile
+    number to its shard), so ``count`` gateways ``gateway-<i>`` whatever the shards; a program with a
+    shard (``--shard``) is what a gateway limited to one shard would be."""
+    return [(f"gateway-{i}", None) for i in range(1, count + 1)]
 
 
 @dataclass
@@ -130,9 +127,9 @@ class Layout:
     def max_connections(self) -> int:
         """Postgres's ``max_connections`` for this layout: a role process holds 25-32 connections to each
         database it uses at rest (a pool per Application, its leader's lock, its LISTEN: measured on
-        ``cluster up --shards 2``), an API worker uses every shard, a follower or a gateway one."""
+        ``cluster up --shards 2``), an API worker and a gateway use every shard, a follower one."""
         followers = (4 if self.interconnect else 3) * (2 if self.standbys else 1)
-        clients = len(self.gateways) + len(self.apis) * self.shards + followers * self.shards
+        clients = (len(self.gateways) + len(self.apis)) * self.shards + followers * self.shards
         return 50 + 40 * clients
 
     def gateway_programs(self) -> list[tuple[str, str | None, int]]:

@@ -23,12 +23,15 @@ log = logging.getLogger("chargeledger.pile_link")
 async def on_login(link: PileLink, frame: Frame, msg: Login) -> None:
     gateway = link.gateway
     try:
+        gateway = await gateway.bind(link, msg.pile_no)  # the pile's shard's engine (pile_link/shards.py)
         pile = await gateway.login_facts.login(msg.pile_no)
     except (NotFound, PileUnavailable) as error:
         gateway.stats["logins_refused"] += 1
         log.warning("%s: login of pile %s refused: %s", link.peer, msg.pile_no, error)
         link.reply(frame, LoginAck(msg.pile_no, 1))
         await link.close(f"login refused: {error.code}")
+        return
+    if link.closed:  # closed while its login was read (the login deadline passed): nothing recorded
         return
     link.pile_no, link.pile_id, link.logged_in_at = msg.pile_no, pile.pile_id, link.now()
     link.tenant_id = pile.tenant_id  # on the pile's log lines from its next frame on (pile_link/observed.py)

@@ -1,9 +1,9 @@
 """``chargeledger cluster up|status|down`` (issue 15, items 1 and 5): a local deployment under supervisord in
 a directory of its own. One shard (the default): the deployment as before shards, every program RUNNING,
 the replica streaming, the three NATS nodes one JetStream cluster holding the relay's R3 stream. Two
-shards: per shard a relay, projections, watchdog and gateway, both shards' databases on the primary and
-on the replica, both shards' relays' subjects on the stream, a tenant created on each shard through a
-different API worker and both in the platform admin's merged list. ``down`` leaves no process."""
+shards: per shard a relay, projections and watchdog, a gateway for both, both shards' databases on the
+primary and on the replica, both shards' relays' subjects on the stream, a tenant created on each shard
+through a different API worker and both in the platform admin's merged list. ``down`` leaves no process."""
 
 from __future__ import annotations
 
@@ -139,14 +139,14 @@ def test_cluster_up_with_two_shards_runs_every_program_and_down_leaves_no_proces
         assert started.returncode == 0, started.stdout + started.stderr
         layout = Layout.load(directory)
         assert layout is not None and layout.shard_names == ["s1", "s2"]
-        assert (len(layout.gateways), len(layout.apis)) == (2, 2)  # the interim: a gateway per shard
+        assert (len(layout.gateways), len(layout.apis)) == (1, 2)  # the gateway serves both shards
         for port in [*layout.gateways, *layout.apis]:
             assert f"127.0.0.1:{port}" in started.stdout  # where each role listens is printed
 
         lines = healthy_status(directory)
         programs = programs_of(lines)
         assert set(programs) == {"postgres-primary", "postgres-replica", "nats-1", "nats-2", "nats-3", "api-1", "api-2",
-                                 "gateway-s1-1", "gateway-s2-1", "relay-s1", "relay-s2", "projections-s1",
+                                 "gateway-1", "relay-s1", "relay-s2", "projections-s1",
                                  "projections-s2", "watchdog-s1", "watchdog-s2"}
         assert set(programs.values()) == {"RUNNING"}
         for shard in ("s1", "s2"):  # per shard: the relay's lag and both leaders, by their application_name

@@ -183,7 +183,8 @@ def stop_all_and_settle(ledger: Ledger, trades: list[str], wallet: object) -> fl
     settled = Counter(ledger.sessions.get(e.originator_id, ChargingSession, "session").trade_no
                       for e in iter_events(ledger.sessions) if type(e).__name__ == "Settled")
     assert settled == Counter({t: 1 for t in trades})
-    assert ledger.wallet(wallet).held == 0  # type: ignore[arg-type]
+    # a session's capture is the wallet's own transaction, just after its Settled: wait for the last one
+    wait_for(lambda: ledger.wallet(wallet).held == 0, timeout=30)  # type: ignore[arg-type]
     books = books_of(iter_events(ledger.wallets))
     assert books.balanced and books.trial_balance == 0
     return took

@@ -77,8 +77,8 @@ def test_the_relay_thread_restarts_a_relay_whose_loop_ended(
 
 def test_the_gateway_runs_a_relay_unless_told_not_to(
         database_url: str, nats_role_urls: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import adapters.cli.gateway
     import app
-    import pile_link.gateway
 
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setenv("NATS_URL", nats_role_urls[RELAY])
@@ -87,7 +87,7 @@ def test_the_gateway_runs_a_relay_unless_told_not_to(
     async def serve(*args, **kwargs) -> None:  # type: ignore[no-untyped-def]
         seen.append(any(t.name == "relay" and t.is_alive() for t in threading.enumerate()))
 
-    monkeypatch.setattr(pile_link.gateway, "serve", serve)
+    monkeypatch.setattr(adapters.cli.gateway, "serve", serve)  # the gateway command's own serving loop
     assert app.main(["gateway", "--port", "0"]) == 0
     assert app.main(["gateway", "--port", "0", "--no-relay"]) == 0
     assert seen == [True, False]

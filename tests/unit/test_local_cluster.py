@@ -1,5 +1,5 @@
 """The files ``cluster up`` writes, without starting anything (adapters/servers/local_cluster.py): the
-programs of one shard (as before shards) and of two (a follower and, for now, a gateway per shard), the
+programs of one shard (as before shards) and of two (a follower per shard, gateways serving both), the
 layout's shard count that only grows, and the NATS nodes' configurations from the one writer they share
 with ``EmbeddedNatsCluster.start`` (tests/e2e/test_nats_cluster.py runs that one)."""
 
@@ -44,13 +44,13 @@ def test_two_shards_a_database_each_and_their_followers_and_gateways(tmp_path: P
     assert shard_map.names == ["s1", "s2"]
     assert [shard_map.urls[n].rsplit("/", 1)[1] for n in shard_map.names] == ["chargeledger_s1", "chargeledger_s2"]
     setting = [f"CHARGELEDGER_SHARDS={layout.shard_map()}", f"DATABASE_URL={layout.database_url('s1')}"]
-    assert set(found) == {"gateway-s1-1", "gateway-s1-2", "gateway-s2-1", "gateway-s2-2", "api-1", "api-2",
+    assert set(found) == {"gateway-1", "gateway-2", "api-1", "api-2",
                           *(f"{role}-{s}" for role in ("relay", "projections", "watchdog") for s in ("s1", "s2"))}
     assert found["relay-s2"] == ["relay", "--shard", "s2", *setting]
     assert found["projections-s1"] == ["projections", "--shard", "s1", *setting]
     assert found["api-1"][-2:] == setting and "--shard" not in found["api-1"]  # routed by tenant, every shard
-    assert found["gateway-s2-1"][-4:] == ["--shard", "s2", *setting]
-    assert layout.max_connections() > 50 + 40 * 12  # 4 gateways, 2 API workers on 2 shards, 3 followers x 2
+    assert found["gateway-2"][-2:] == setting and "--shard" not in found["gateway-2"]  # routed by pile, every shard
+    assert layout.max_connections() >= 50 + 40 * 14  # 2 gateways and 2 API workers on 2 shards, 3 followers x 2
 
 
 def test_standbys_a_second_of_each_follower_per_shard_counted_in_the_connections(tmp_path: Path) -> None:
@@ -67,9 +67,9 @@ def test_standbys_a_second_of_each_follower_per_shard_counted_in_the_connections
     assert not Layout.load_or_make(tmp_path / "two", 2, 2, False).standbys  # each up says again
 
 
-def test_the_gateway_plan_is_per_shard_until_a_gateway_serves_every_shard() -> None:
+def test_every_gateway_serves_every_shard() -> None:
     assert gateway_plan(["main"], 2) == [("gateway-1", None), ("gateway-2", None)]
-    assert gateway_plan(["s1", "s2"], 1) == [("gateway-s1-1", "s1"), ("gateway-s2-1", "s2")]
+    assert gateway_plan(["s1", "s2"], 1) == [("gateway-1", None)]
 
 
 def test_shards_only_grow_and_the_ports_are_kept(tmp_path: Path) -> None:
