@@ -147,6 +147,7 @@ class Balancer(FirstAccepting):
         super().__init__(backends)
         self.fail_timeout, self.turn = fail_timeout, 0
         self.down_until: dict[int, float] = {}
+        self.marked: list[tuple[int, str]] = []  # (port, why): what a failure message shows
 
     async def _serve(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         up_now = [p for p in self.backends if self.down_until.get(p, 0) <= time.monotonic()]
@@ -156,8 +157,8 @@ class Balancer(FirstAccepting):
             try:
                 backend_reader, backend_writer = await asyncio.open_connection("127.0.0.1", port)
                 break
-            except OSError:
-                self.down_until[port] = time.monotonic() + self.fail_timeout
+            except OSError as error:
+                self.mark_down(port, f"refused a connection ({error})")
         else:
             client_writer.close()
             return
@@ -168,11 +169,15 @@ class Balancer(FirstAccepting):
         except asyncio.CancelledError:
             pass  # the balancer closing
         if down.done() and not up.done():
-            self.down_until[port] = time.monotonic() + self.fail_timeout
+            self.mark_down(port, "ended a link")
         up.cancel()
         down.cancel()
         client_writer.close()
         backend_writer.close()
+
+    def mark_down(self, port: int, why: str) -> None:
+        self.down_until[port] = time.monotonic() + self.fail_timeout
+        self.marked.append((port, why))
 
 
 # ---- the platform: tenants, stations, piles, tariffs, drivers --------------------------------------------

@@ -39,6 +39,7 @@ import pytest
 
 from adapters.followers.relay.leader import RELAY_LOCK
 from adapters.postgres.leader_lock import PROJECTIONS_LOCK
+from adapters.servers.processes import accepts_tcp
 from tests.cluster import ROOT, wait_for
 from tests.e2e.cluster_faults_deployment import (GUNS, PILES, FIRST_PILE, Balancer, Driver, LocalCluster, Shard,
                                                   at_database, check_shard, holder, lock_holder, open_platform,
@@ -80,6 +81,7 @@ def deployment() -> Iterator[Deployment]:
         apis.extend(httpx.Client(base_url=url, timeout=10) for url in cluster.apis())
         shards.update(open_platform(cluster, apis[0]))
         assert cluster.programs("gateway-") == ["gateway-1", "gateway-2"]  # every gateway serves both shards
+        wait_for(lambda: all(accepts_tcp(port) for port in cluster.layout.gateways), 60, "both gateways listening")
         with Balancer(list(cluster.layout.gateways)) as balancer:
             own.start("simulate", "-c", CLI, "simulate", "--port", str(balancer.port),
                       "--piles", str(PILES * SHARDS), "--guns", str(GUNS), "--first-pile", FIRST_PILE, "--plugged",
@@ -148,7 +150,7 @@ def kill_a_gateway(d: Deployment, charging: list[str]) -> None:
     c, shards = d.cluster, d.shards.values()
     victim, survivor = c.pid("gateway-1"), c.pid("gateway-2")
     held = {s.name: [p for p in s.piles if holder(s, p) == victim] for s in shards}
-    assert sum(map(len, held.values())), "the balancer gave gateway-1 no pile"
+    assert sum(map(len, held.values())), f"gateway-1 holds no pile; the balancer marked down: {d.balancer.marked}"
     c.kill9(victim)
     killed = time.monotonic()
     wait_for(lambda: all(holder(s, p) == survivor for s in shards for p in s.piles), 90,
