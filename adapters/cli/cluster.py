@@ -50,6 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--api", type=int, default=2, help="up: API worker processes (default 2)")
     parser.add_argument("--shards", type=int, default=None, help="up: tenant shards, a database each on the "
                         "primary (default: as the first up made them, else 1: no shard map); only ever grows")
+    parser.add_argument("--standbys", action="store_true", help="up: a second relay, projections and watchdog "
+                        "(and interconnect) per shard, standing by or taking turns (each up says again)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
             print("--gateways, --api and --shards are at least 1", file=sys.stderr)
             return 2
         try:
-            return up(directory, args.gateways, args.api, args.shards)
+            return up(directory, args.gateways, args.api, args.shards, args.standbys)
         except LayoutError as error:
             print(error, file=sys.stderr)
             return 2
@@ -121,13 +123,13 @@ def wait(predicate: Any, timeout: float, what: str) -> None:
 
 
 # ---- up -----------------------------------------------------------------------------------------------
-def up(directory: Path, gateways: int, apis: int, shards: int | None = None) -> int:
+def up(directory: Path, gateways: int, apis: int, shards: int | None = None, standbys: bool = False) -> int:
     directory.mkdir(parents=True, exist_ok=True)
     directory.chmod(0o755)  # Postgres may run as its own system user: it must reach its PGDATA below
     (directory / "logs").mkdir(exist_ok=True)
     kept = local_cluster.load_secrets(directory)
     layout = Layout.load_or_make(directory, gateways, apis, bool(os.environ.get("CHARGELEDGER_INTERCONNECT_KEYS")),
-                                 shards)
+                                 shards, standbys)
     primary = EmbeddedPostgres(directory / "postgres" / "primary", layout.postgres_primary)
     replica = EmbeddedPostgres(directory / "postgres" / "replica", layout.postgres_replica)
     primary.initialize()
@@ -219,8 +221,10 @@ def print_where(directory: Path, layout: Layout, nats: EmbeddedNatsCluster) -> N
     for i, port in enumerate(layout.apis, 1):
         print(f"  api-{i}             http://{HOST}:{port}")
     followers = "relay, projections, watchdog" + (", interconnect" if layout.interconnect else "")
+    each = "two of each (the second: <name>-2)" if layout.standbys else "one of each"
     print(f"  {followers}: no port (they follow the primary's logs)"
-          + (f", one of each per shard ({', '.join(layout.shard_names)})" if layout.shards > 1 else ""))
+          + (f", {each} per shard ({', '.join(layout.shard_names)})" if layout.shards > 1
+             else ", two of each (the second: <name>-2)" if layout.standbys else ""))
     if layout.shards > 1:
         print(f"  CHARGELEDGER_SHARDS={layout.shard_map()}  (the first shard holds the directory and the "
               f"operator users: chargeledger operators with DATABASE_URL={layout.database_url()})")

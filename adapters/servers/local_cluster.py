@@ -70,10 +70,11 @@ class Layout:
     gateways_per_shard: int = 0
     interconnect: bool = False
     extra: dict[str, str] = field(default_factory=dict)
+    standbys: bool = False  # a second process of each follower per shard (``up --standbys``)
 
     @classmethod
     def load_or_make(cls, directory: Path, gateways: int, apis: int, interconnect: bool,
-                     shards: int | None = None) -> Layout:
+                     shards: int | None = None, standbys: bool = False) -> Layout:
         """The saved layout (its servers' ports kept; gateways and API workers added or removed to the
         counts asked; shards added), or a new one on free ports. ``shards`` None: as saved (1 at first).
         Refused (:class:`LayoutError`): fewer shards than saved (a shard holds tenants, it is never
@@ -93,6 +94,7 @@ class Layout:
         layout.gateways_per_shard = gateways
         layout.apis = (layout.apis + [free_port() for _ in range(apis)])[:apis]
         layout.interconnect = interconnect
+        layout.standbys = standbys
         (directory / "cluster.json").write_text(json.dumps(asdict(layout), indent=1))
         return layout
 
@@ -126,7 +128,7 @@ class Layout:
         """Postgres's ``max_connections`` for this layout: a role process holds 25-32 connections to each
         database it uses at rest (a pool per Application, its leader's lock, its LISTEN: measured on
         ``cluster up --shards 2``), an API worker and a gateway use every shard, a follower one."""
-        followers = 4 if self.interconnect else 3
+        followers = (4 if self.interconnect else 3) * (2 if self.standbys else 1)
         clients = (len(self.gateways) + len(self.apis)) * self.shards + followers * self.shards
         return 50 + 40 * clients
 
@@ -179,7 +181,9 @@ def role_programs(layout: Layout, nats: EmbeddedNatsCluster, env: dict[str, str]
     """The platform's roles, each ``chargeledger serve --role ...`` with a NATS_URL listing the three nodes
     with its role's user, ``CHARGELEDGER_SHARDS`` (several shards) and DATABASE_URL the first shard's.
     The API workers route each request by tenant over every shard; a follower runs per shard
-    (``relay-<shard>``, ..., with ``--shard``; unsuffixed with one shard); gateways as :func:`gateway_plan`."""
+    (``relay-<shard>``, ..., with ``--shard``; unsuffixed with one shard), with ``standbys`` a second one
+    of each (``relay-<shard>-2``, ...: one leads or both take turns, docs/operations.md); gateways as
+    :func:`gateway_plan`."""
     serve = shlex.join([sys.executable, "-m", "app", "serve", "--role"])
     sharded = layout.shards > 1
     shared = {**env, "DATABASE_URL": layout.database_url(),
@@ -198,8 +202,9 @@ def role_programs(layout: Layout, nats: EmbeddedNatsCluster, env: dict[str, str]
     if layout.interconnect:
         followers.append(("interconnect", nats_users.READER))
     for shard in layout.shard_names:
-        programs += [program(f"{role}-{shard}" if sharded else role, role, nats_role, shard=shard)
-                     for role, nats_role in followers]
+        for copy in ("", "-2") if layout.standbys else ("",):
+            programs += [program((f"{role}-{shard}" if sharded else role) + copy, role, nats_role, shard=shard)
+                         for role, nats_role in followers]
     return programs
 
 

@@ -53,6 +53,20 @@ def test_two_shards_a_database_each_and_their_followers_and_gateways(tmp_path: P
     assert layout.max_connections() >= 50 + 40 * 14  # 2 gateways and 2 API workers on 2 shards, 3 followers x 2
 
 
+def test_standbys_a_second_of_each_follower_per_shard_counted_in_the_connections(tmp_path: Path) -> None:
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir()
+    single = Layout.load_or_make(tmp_path / "one", 2, 2, False, 2)
+    layout = Layout.load_or_make(tmp_path / "two", 2, 2, False, 2, standbys=True)
+    found = {p.name: p.command for p in role_programs(layout, nats_nodes(tmp_path / "two"), {})}
+    for role in ("relay", "projections", "watchdog"):
+        for shard in ("s1", "s2"):
+            assert found[f"{role}-{shard}-2"] == found[f"{role}-{shard}"]  # the same command, twice
+    assert layout.max_connections() == single.max_connections() + 40 * 3 * 2
+    assert Layout.load(tmp_path / "two").standbys  # type: ignore[union-attr]
+    assert not Layout.load_or_make(tmp_path / "two", 2, 2, False).standbys  # each up says again
+
+
 def test_every_gateway_serves_every_shard() -> None:
     assert gateway_plan(["main"], 2) == [("gateway-1", None), ("gateway-2", None)]
     assert gateway_plan(["s1", "s2"], 1) == [("gateway-1", None)]
