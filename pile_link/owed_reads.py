@@ -13,7 +13,6 @@ read again before anything is sent, and a tariff push is checked again before it
 
 from __future__ import annotations
 
-import asyncio
 from collections import defaultdict
 from typing import Any
 
@@ -21,6 +20,7 @@ from domain.errors import DomainError, NotFound
 from domain.registry import Pile, Station
 from domain.tariff import Tariff
 from domain.use_cases.piles import holds_tariff
+from pile_link.batches import Batches
 from pile_link.pile_facts import load_piles
 
 MAX_BATCH = 2000
@@ -33,38 +33,14 @@ class OwedReads:
 
     def __init__(self, gateway: Any) -> None:
         self.gateway = gateway  # its ledger, run (the pool) and stats
-        self.asked: dict[str, asyncio.Future[tuple[list[str], bool]]] = {}
-        self.reading: asyncio.Task[None] | None = None
+        self.batches: Batches[tuple[list[str], bool]] = Batches(
+            lambda pile_nos: self.gateway.run(self.read, pile_nos), MAX_BATCH, self.counted)
+
+    def counted(self, seconds: float) -> None:
+        self.gateway.stats["owed_batches"] += 1
 
     async def ask(self, pile_no: str) -> tuple[list[str], bool]:
-        asked = self.asked.get(pile_no)
-        if asked is None:
-            asked = self.asked[pile_no] = asyncio.get_running_loop().create_future()
-            asked.add_done_callback(lambda f: f.cancelled() or f.exception())
-        if self.reading is None:
-            self.reading = asyncio.ensure_future(self._read_batches())
-        return await asyncio.shield(asked)
-
-    async def _read_batches(self) -> None:
-        try:
-            while self.asked:
-                pile_nos = list(self.asked)[:MAX_BATCH]
-                batch = {pile_no: self.asked.pop(pile_no) for pile_no in pile_nos}
-                try:
-                    answers = await self.gateway.run(self.read, pile_nos)
-                except Exception as error:  # noqa: BLE001 - each delivery retries, as its own read would
-                    answers = dict.fromkeys(pile_nos, error)
-                self.gateway.stats["owed_batches"] += 1
-                for pile_no, future in batch.items():
-                    answer = answers[pile_no]
-                    if future.done():
-                        continue
-                    if isinstance(answer, BaseException):
-                        future.set_exception(answer)
-                    else:
-                        future.set_result(answer)
-        finally:
-            self.reading = None
+        return await self.batches.ask(pile_no)
 
     def read(self, pile_nos: list[str]) -> dict[str, Any]:
         """One batch, in the pool: the open sessions of every pile, and whether each is owed its tariff."""

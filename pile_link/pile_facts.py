@@ -50,6 +50,7 @@ from psycopg.sql import SQL, Identifier
 
 from domain.errors import DomainError, NotFound, PileUnavailable
 from domain.registry import Pile
+from pile_link.batches import Batches
 
 log = logging.getLogger("chargeledger.pile_link")
 
@@ -119,22 +120,14 @@ class LoginFacts:
         self.stats = stats
         self.known: dict[str, PileFacts] = {}
         self.shared: dict[Any, Any] = {}  # values the facts of many piles share, held once
-        self.asked: dict[str, asyncio.Future[PileFacts]] = {}  # the next batch
-        self.reading: asyncio.Task[None] | None = None
         self.last_login = float("-inf")  # loop time of the last login asked
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="logins")
+        self.batches: Batches[PileFacts] = Batches(self.read_batch, MAX_BATCH, self.counted)
 
     async def login(self, pile_no: str) -> PileFacts:
         """The pile's facts as the store has them now; raises NotFound or PileUnavailable as a login would."""
-        loop = asyncio.get_running_loop()
-        self.last_login = loop.time()
-        asked = self.asked.get(pile_no)
-        if asked is None:
-            asked = self.asked[pile_no] = loop.create_future()
-            asked.add_done_callback(_retrieved)
-        if self.reading is None:
-            self.reading = asyncio.ensure_future(self._read_batches())
-        facts = await asyncio.shield(asked)
+        self.last_login = asyncio.get_running_loop().time()
+        facts = await self.batches.ask(pile_no)
         refusal = login_refusal(pile_no, facts)
         if refusal is not None:
             raise refusal
@@ -148,7 +141,7 @@ class LoginFacts:
         try:
             pile_ids = await loop.run_in_executor(self.executor, self.pile_ids)
             while pile_ids:
-                while self.asked or self.reading is not None or loop.time() - self.last_login < PRELOAD_QUIET:
+                while not self.batches.idle or loop.time() - self.last_login < PRELOAD_QUIET:
                     await asyncio.sleep(PRELOAD_QUIET)  # logins first: the preload waits for a lull
                 known = {facts.pile_id for facts in self.known.values()}
                 chunk = [pile_id for pile_id in pile_ids[:PRELOAD_CHUNK] if pile_id not in known]
@@ -175,32 +168,16 @@ class LoginFacts:
         return {pile.pile_no: PileFacts.of(pile, self.timezone_of(pile.station_id), self.shared)
                 for pile in load_piles(self.registry, pile_ids).values() if isinstance(pile, Pile)}
 
-    async def _read_batches(self) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            while self.asked:
-                pile_nos = list(self.asked)[:MAX_BATCH]
-                batch = {pile_no: self.asked.pop(pile_no) for pile_no in pile_nos}
-                started = loop.time()
-                try:
-                    answers = await loop.run_in_executor(self.executor, functools.partial(self.read, pile_nos))
-                except Exception as error:  # noqa: BLE001 - every login of the batch fails as its read would
-                    for future in batch.values():
-                        if not future.done():
-                            future.set_exception(error)
-                    continue
-                self.stats["login_batches"] += 1
-                self.stats["login_batch_ms"] += int((loop.time() - started) * 1000)
-                for pile_no, future in batch.items():
-                    answer = answers[pile_no]
-                    if isinstance(answer, PileFacts):
-                        self.known[pile_no] = answer
-                        if not future.done():
-                            future.set_result(answer)
-                    elif not future.done():
-                        future.set_exception(answer)
-        finally:
-            self.reading = None
+    async def read_batch(self, pile_nos: list[str]) -> dict[str, PileFacts | DomainError]:
+        """One batch in the logins' thread (:meth:`read`); the facts read are kept."""
+        read = functools.partial(self.read, pile_nos)
+        answers = await asyncio.get_running_loop().run_in_executor(self.executor, read)
+        self.known.update({pile_no: a for pile_no, a in answers.items() if isinstance(a, PileFacts)})
+        return answers
+
+    def counted(self, seconds: float) -> None:
+        self.stats["login_batches"] += 1
+        self.stats["login_batch_ms"] += int(seconds * 1000)
 
     def read(self, pile_nos: list[str]) -> dict[str, PileFacts | DomainError]:
         """One batch (in the logins' thread): the known facts still current, the rest read again."""
@@ -275,8 +252,3 @@ def load_piles(registry: Any, pile_ids: list[UUID]) -> dict[UUID, Any]:
         aggregates[row["originator_id"]] = project_aggregate(aggregates.get(row["originator_id"]), [event])
     return aggregates
 
-
-def _retrieved(future: asyncio.Future[Any]) -> None:
-    """A batch's answer nobody awaits any more (the connection closed) is not an unhandled error."""
-    if not future.cancelled():
-        future.exception()

@@ -38,6 +38,7 @@ from typing import Any
 from adapters.postgres.shards import ShardDirectory
 from domain.clock import utcnow
 from domain.errors import NotFound
+from pile_link.batches import Batches
 from pile_link.gateway import LOGIN_DEADLINE, Gateway
 from pile_link.handlers import routes
 from pile_link.link import PileLink
@@ -58,46 +59,22 @@ class PileShards:
         self.directory = directory
         self.stats = stats
         self.known: dict[str, str] = {}
-        self.asked: dict[str, asyncio.Future[str | None]] = {}  # the next batch
-        self.reading: asyncio.Task[None] | None = None
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pile shards")
+        self.batches: Batches[str | None] = Batches(self.look_up, MAX_BATCH, self.counted)
 
     async def shard_of(self, pile_no: str) -> str | None:
         """The pile's shard; None if no shard has it. Raises what the directory's query raised (an outage)."""
         shard = self.known.get(pile_no)
-        if shard is not None:
-            return shard
-        asked = self.asked.get(pile_no)
-        if asked is None:
-            asked = self.asked[pile_no] = asyncio.get_running_loop().create_future()
-            asked.add_done_callback(lambda f: f.cancelled() or f.exception())
-        if self.reading is None:
-            self.reading = asyncio.ensure_future(self._read_batches())
-        return await asyncio.shield(asked)
+        return shard if shard is not None else await self.batches.ask(pile_no)
 
-    async def _read_batches(self) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            while self.asked:
-                pile_nos = list(self.asked)[:MAX_BATCH]
-                batch = {pile_no: self.asked.pop(pile_no) for pile_no in pile_nos}
-                try:
-                    found = await loop.run_in_executor(self.executor,
-                                                       functools.partial(self.directory.shards_of_piles, pile_nos))
-                except Exception as error:  # noqa: BLE001 - every login of the batch fails, and is tried again
-                    for future in batch.values():
-                        if not future.done():
-                            future.set_exception(error)
-                    continue
-                self.stats["shard_lookups"] += 1
-                for pile_no, future in batch.items():
-                    shard = found.get(pile_no)
-                    if shard is not None:
-                        self.known[pile_no] = shard
-                    if not future.done():
-                        future.set_result(shard)
-        finally:
-            self.reading = None
+    async def look_up(self, pile_nos: list[str]) -> dict[str, str]:
+        found = await asyncio.get_running_loop().run_in_executor(
+            self.executor, functools.partial(self.directory.shards_of_piles, pile_nos))
+        self.known.update({pile_no: shard for pile_no, shard in found.items() if shard is not None})
+        return found
+
+    def counted(self, seconds: float) -> None:
+        self.stats["shard_lookups"] += 1
 
     def close(self) -> None:
         self.executor.shutdown(wait=True)

@@ -218,7 +218,7 @@ def test_a_login_whose_connection_closed_while_its_shard_was_looked_up_records_n
             assert await pile.closed_by_peer()  # its login deadline passed while the lookup waited
             assert gateway.stats["login_overdue"] == 1
             directory.release.set()
-            await until(lambda: gateway.shards.reading is None and not gateway.shards.asked)
+            await until(lambda: gateway.shards.batches.idle)
             engine = gateway.engines["s1"]
             await engine.pile_changes.flush()
             assert gateway.links == {} and not gateway.connections

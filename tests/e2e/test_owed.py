@@ -322,6 +322,8 @@ def test_a_pile_that_drops_while_charging_and_never_returns_is_abandoned_at_its_
         pile, trade_no = await charging(gateway, clock, world, readings=3, per_reading=5000)
         offline_at = clock()
         await gone(gateway, pile)
+        # the session's offline mark follows the pile's own (written behind, after the pile's disconnect)
+        await until(lambda: fresh(ledger, trade_no).offline_since is not None)
         session = fresh(ledger, trade_no)
         assert (session.state, session.offline_since, session.deadline) == (
             "charging", offline_at, offline_at + OFFLINE_TIMEOUT)
