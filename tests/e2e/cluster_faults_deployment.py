@@ -149,31 +149,17 @@ class Balancer(FirstAccepting):
         self.down_until: dict[int, float] = {}
         self.marked: list[tuple[int, str]] = []  # (port, why): what a failure message shows
 
-    async def _serve(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+    def order(self) -> list[int]:
         up_now = [p for p in self.backends if self.down_until.get(p, 0) <= time.monotonic()]
         self.turn += 1
         turn = self.turn % len(up_now) if up_now else 0
-        for port in up_now[turn:] + up_now[:turn] + [p for p in self.backends if p not in up_now]:  # down: last
-            try:
-                backend_reader, backend_writer = await asyncio.open_connection("127.0.0.1", port)
-                break
-            except OSError as error:
-                self.mark_down(port, f"refused a connection ({error})")
-        else:
-            client_writer.close()
-            return
-        up = asyncio.ensure_future(self._pipe(client_reader, backend_writer))
-        down = asyncio.ensure_future(self._pipe(backend_reader, client_writer))
-        try:
-            await asyncio.wait([up, down], return_when=asyncio.FIRST_COMPLETED)
-        except asyncio.CancelledError:
-            pass  # the balancer closing
-        if down.done() and not up.done():
-            self.mark_down(port, "ended a link")
-        up.cancel()
-        down.cancel()
-        client_writer.close()
-        backend_writer.close()
+        return up_now[turn:] + up_now[:turn] + [p for p in self.backends if p not in up_now]  # down: last
+
+    def refused(self, port: int, error: OSError) -> None:
+        self.mark_down(port, f"refused a connection ({error})")
+
+    def ended(self, port: int) -> None:
+        self.mark_down(port, "ended a link")
 
     def mark_down(self, port: int, why: str) -> None:
         self.down_until[port] = time.monotonic() + self.fail_timeout

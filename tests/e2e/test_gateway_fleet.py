@@ -58,13 +58,23 @@ class Balancer:
         except (ConnectionError, OSError):
             pass
 
+    def order(self) -> list[int]:
+        """The backends to try for a new connection, in turn (here: always the first that accepts)."""
+        return list(self.backends)
+
+    def refused(self, port: int, error: OSError) -> None:
+        """A backend refused a connection (a subclass's health check hears of it)."""
+
+    def ended(self, port: int) -> None:
+        """A backend ended a link from its side (its process gone)."""
+
     async def _serve(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
-        for port in self.backends:
+        for port in self.order():
             try:
                 backend_reader, backend_writer = await asyncio.open_connection("127.0.0.1", port)
                 break
-            except OSError:
-                continue
+            except OSError as error:
+                self.refused(port, error)
         else:
             client_writer.close()
             return
@@ -74,6 +84,8 @@ class Balancer:
             await asyncio.wait([up, down], return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
             pass  # the balancer closing
+        if down.done() and not up.done():
+            self.ended(port)
         up.cancel()
         down.cancel()
         client_writer.close()
