@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/console_orders.py
 	$(BIN)/python bench/console_screen.py
 	$(BIN)/python bench/interconnect.py
+	$(BIN)/python bench/cluster.py
 
 clean-var:
 	rm -rf var/
