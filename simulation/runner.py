@@ -184,7 +184,16 @@ def run(args: argparse.Namespace) -> int:
     if args.seeds < 1 or args.steps < 1:
         raise SystemExit("--seeds and --steps must be at least 1")
     seeds = [args.seed] if args.seed is not None else list(range(args.first, args.first + args.seeds))
-    logging.getLogger("chargeledger").setLevel(logging.ERROR)  # the watchdog's warnings are the simulation's normal
+    logger = logging.getLogger("chargeledger")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # the watchdog's warnings are the simulation's normal
+    try:
+        return _run(seeds, args)
+    finally:
+        logger.setLevel(level)  # given back: run in-process (the tests), the caller's logs go on
+
+
+def _run(seeds: list[int], args: argparse.Namespace) -> int:
     faults: Counter[str] = Counter()
     failures: list[Result] = []
     steps = 0

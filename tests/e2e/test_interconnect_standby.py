@@ -63,6 +63,10 @@ def test_a_second_outbox_goes_on_at_once_when_the_first_is_killed(
             ledger.pile_connected(world.pile_no, _now(), "test-gateway", 0x10, "V1")
             ledger.report_gun(world.pile_no, 1, "idle", False, {}, _now())
             asyncio.run(until(lambda: statuses(b_url, gun) == [1], 60))
+            # and its answer recorded: a push whose answer the killed process never wrote waits for its lease
+            # (2 min) and holds back its connector's later statuses, as docs/interconnect.md says
+            asyncio.run(until(lambda: not rows(database_url, "SELECT 1 FROM tcec_outbox WHERE state = 'pending' "
+                                                             "AND interface = 'notification_stationStatus'"), 60))
             first.kill()  # kill -9, whatever it was doing
             killed = time.monotonic()
             ledger.report_gun(world.pile_no, 1, "idle", True, {}, _now())  # plugged in: occupied

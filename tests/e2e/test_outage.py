@@ -297,14 +297,14 @@ def test_the_gateway_follows_nats_again_after_an_outage_delivers_what_is_owed_an
 
 
 def test_the_projections_wait_out_a_database_outage_without_holding_back_any_view(
-        own_postgres: EmbeddedPostgres, caplog: pytest.LogCaptureFixture) -> None:
+        own_postgres: EmbeddedPostgres) -> None:
     """Postgres away mid-run: every view waits it out (backoff, logged), none is recorded as failing
     in projection_health (an outage is no view's failure), and events written after it are projected."""
     from projections import health
     from projections.runner import Projections
     from tests.factories import record
 
-    caplog.set_level(logging.WARNING, logger="projections.runner")
+    kept = KeptLogs("projections.runner")  # its own handler: what other tests did to the root's is no matter
     url = create_database(own_postgres.url, "views")
     env = eventsourcing_env(url)
     ledger = Ledger(env)
@@ -339,7 +339,31 @@ def test_the_projections_wait_out_a_database_outage_without_holding_back_any_vie
             assert health.failing(conn) == []
             states = dict(conn.execute("SELECT trade_no, state FROM orders").fetchall())
         assert states == {first: "finished", second: "finished"}, states
-        assert "projections: database unavailable" in caplog.text and "projections: database back after" in caplog.text
+        assert "projections: database unavailable" in kept.text and "projections: database back after" in kept.text
     finally:
+        kept.close()
         projections.close()
         ledger.close()
+
+
+class KeptLogs(logging.Handler):
+    """The WARNING and above records of one logger, kept by a handler on that logger itself."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(logging.WARNING)
+        self.logger, self.lines = logging.getLogger(name), []
+        self.level_before = self.logger.level
+        self.logger.setLevel(logging.WARNING)
+        self.logger.addHandler(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+    def close(self) -> None:
+        self.logger.removeHandler(self)
+        self.logger.setLevel(self.level_before)
+        super().close()

@@ -98,7 +98,9 @@ def test_two_relay_processes_and_a_kill_9_of_the_leader_mid_batch(
     takes the lock within seconds, and the stream ends up with every notification exactly once."""
     world = build_world(ledger)
     backlog(ledger, world, 3000)
-    processes.env.update(DATABASE_URL=database_url, NATS_URL=nats_role_urls[RELAY])
+    # one acknowledgement at a time: the window (docs/operations.md) publishes a batch so fast that the moment
+    # between a batch published and its position recorded, which this test kills the leader in, is hard to catch
+    processes.env.update(DATABASE_URL=database_url, NATS_URL=nats_role_urls[RELAY], RELAY_WINDOW="1")
     relays = [processes.start("relay-1", "-c", CLI, "relay"), processes.start("relay-2", "-c", CLI, "relay")]
     wait_for(lambda: caught_up(ledger, database_url) or any(p.poll() is not None for p in relays), timeout=120)
     processes.alive(*relays)
@@ -106,8 +108,8 @@ def test_two_relay_processes_and_a_kill_9_of_the_leader_mid_batch(
     standby = next(p for p in relays if p is not leading)
     writer = threading.Thread(target=backlog, args=(ledger, world, 6000))
     writer.start()
-    try:  # the leader well into a batch: published past its recorded position
-        wait_for(lambda: last_on_stream(nats_url, "Sessions") > tracked(database_url, "Sessions") + 50, timeout=60)
+    try:  # the leader into a batch: published past its recorded position
+        wait_for(lambda: last_on_stream(nats_url, "Sessions") > tracked(database_url, "Sessions"), timeout=60)
         leading.send_signal(signal.SIGKILL)
         killed = time.monotonic()
         leading.wait(timeout=30)

@@ -38,8 +38,10 @@ def quiet() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def many() -> dict[str, Any]:
-    logging.getLogger("chargeledger").setLevel(logging.ERROR)
+def many() -> Iterator[dict[str, Any]]:
+    logger = logging.getLogger("chargeledger")
+    level = logger.level  # given back after the module: later tests read the chargeledger logs
+    logger.setLevel(logging.ERROR)
     faults: Counter[str] = Counter()
     failures: list[Result] = []
     steps = 0
@@ -53,7 +55,8 @@ def many() -> dict[str, Any]:
     elapsed = time.perf_counter() - started
     print(f"\nfault simulator: {SEEDS} seeds, {steps} steps in {elapsed:.1f} s ({SEEDS / elapsed:.1f} seeds/s); "
           f"faults {dict(sorted(faults.items()))}")
-    return {"faults": faults, "failures": failures}
+    yield {"faults": faults, "failures": failures}
+    logger.setLevel(level)
 
 
 def test_every_seed_holds_every_invariant(many: dict[str, Any]) -> None:
