@@ -26,7 +26,7 @@ from tests.e2e.relay_harness import backlog, relay_thread
 from tests.factories import build_world
 from tests.integration.test_relay import T0, assert_stream_is_the_logs, wait_for
 
-BACKLOG = 4_000  # meter readings: one event each
+BACKLOG = 12_000  # meter readings, one event each: enough that the relay is still publishing when a node dies
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +47,17 @@ def fresh(cluster: EmbeddedNatsCluster) -> EmbeddedNatsCluster:
 
 
 async def _admin(cluster: EmbeddedNatsCluster, work, *args):  # type: ignore[no-untyped-def]
+    """``work`` on the JetStream API, asked again on a timeout: after a node's loss the stream elects a new
+    leader, and until it has, the API does not answer (seconds, more on a loaded machine)."""
     nc = await nats.connect(**server_options(cluster.url), connect_timeout=2, max_reconnect_attempts=20)
     try:
-        return await work(nc.jetstream(timeout=10), *args)
+        for attempt in range(6):
+            try:
+                return await work(nc.jetstream(timeout=10), *args)
+            except nats.errors.TimeoutError:
+                if attempt == 5:
+                    raise
+                await asyncio.sleep(1)
     finally:
         await nc.close()
 
