@@ -326,7 +326,7 @@ def test_the_projections_wait_out_a_database_outage_without_holding_back_any_vie
         try:
             wait_for(lambda: projections.caught_up())
             own_postgres.stop()
-            time.sleep(3)
+            time.sleep(12)  # longer than a connection attempt may wait (POSTGRES_CONNECT_TIMEOUT 10 s): one fails
             assert thread.is_alive()
             own_postgres.start()
             second = settle_one(10)
@@ -352,7 +352,8 @@ class KeptLogs(logging.Handler):
     def __init__(self, name: str) -> None:
         super().__init__(logging.WARNING)
         self.logger, self.lines = logging.getLogger(name), []
-        self.level_before = self.logger.level
+        self.level_before, self.disabled_before = self.logger.level, self.logger.disabled
+        self.logger.disabled = False  # a library's logging.config call may have disabled existing loggers
         self.logger.setLevel(logging.WARNING)
         self.logger.addHandler(self)
 
@@ -366,4 +367,5 @@ class KeptLogs(logging.Handler):
     def close(self) -> None:
         self.logger.removeHandler(self)
         self.logger.setLevel(self.level_before)
+        self.logger.disabled = self.disabled_before
         super().close()
