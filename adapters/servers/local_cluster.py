@@ -31,7 +31,7 @@ from pathlib import Path
 
 from adapters.servers import nats_users
 from adapters.servers.nats_cluster import EmbeddedNatsCluster
-from adapters.servers.processes import HOST, free_port
+from adapters.servers.processes import HOST, free_ports
 
 DATABASE = "chargeledger"
 SLOT = "chargeledger_replica"  # the replica's replication slot on the primary
@@ -81,7 +81,7 @@ class Layout:
         removed), or several on a deployment made with one (its database is shard ``main``: a new
         ``--dir``, or its tenants moved, which this does not do)."""
         saved = cls.load(directory)
-        layout = saved or cls(free_port(), free_port(), [], [])
+        layout = saved or cls(*free_ports(2), [], [])
         wanted = layout.shards if shards is None else shards
         if saved and wanted < layout.shards:
             raise LayoutError(f"the cluster under {directory} has {layout.shards} shards: a shard is never removed")
@@ -90,9 +90,10 @@ class Layout:
                               f"{MAIN}): a sharded cluster needs a --dir of its own")
         layout.shards = wanted
         count = len(gateway_plan(layout.shard_names, gateways))
-        layout.gateways = (layout.gateways + [free_port() for _ in range(count)])[:count]
+        fresh = iter(free_ports(count + apis))  # distinct from one another (one at a time they may repeat)
+        layout.gateways = (layout.gateways + [next(fresh) for _ in range(count)])[:count]
         layout.gateways_per_shard = gateways
-        layout.apis = (layout.apis + [free_port() for _ in range(apis)])[:apis]
+        layout.apis = (layout.apis + [next(fresh) for _ in range(apis)])[:apis]
         layout.interconnect = interconnect
         layout.standbys = standbys
         (directory / "cluster.json").write_text(json.dumps(asdict(layout), indent=1))

@@ -35,7 +35,7 @@ import nats
 
 from adapters.servers import nats_users
 from adapters.servers.nats_server import EmbeddedNats
-from adapters.servers.processes import HOST, START_TIMEOUT, EmbeddedServer, free_port, live_process
+from adapters.servers.processes import HOST, START_TIMEOUT, EmbeddedServer, free_ports, live_process
 
 CLUSTER_NAME = "chargeledger"
 ROUTE_USER = "route"
@@ -124,7 +124,8 @@ class EmbeddedNatsCluster(EmbeddedServer):
         except (OSError, ValueError):
             ports = []
         if len(ports) != nodes:
-            ports = [{"client": free_port(), "route": free_port(), "http": free_port()} for _ in range(nodes)]
+            chosen = iter(free_ports(3 * nodes))  # distinct: two nodes on one route port is a duplicate route
+            ports = [{"client": next(chosen), "route": next(chosen), "http": next(chosen)} for _ in range(nodes)]
             path.write_text(json.dumps(ports, indent=1))
         return ports
 
