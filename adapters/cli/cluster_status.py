@@ -27,12 +27,9 @@ from adapters.followers.relay.errors import DATABASE_ERRORS
 from adapters.followers.relay.leader import RELAY_LOCK
 from adapters.followers.relay.publisher import relay_lag, tracking_recorder
 from adapters.postgres.env import eventsourcing_env
-from adapters.postgres.leader_lock import PROJECTIONS_LOCK
+from adapters.postgres.leader_lock import PROJECTIONS_LOCK, holder_name
 from adapters.servers.local_cluster import Layout
 
-HOLDER = ("SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-          "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0 AND l.objid = %s "
-          "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())")
 REPLICATION = ("SELECT application_name, state, pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint AS behind, "
                "replay_lag FROM pg_stat_replication")
 
@@ -65,7 +62,7 @@ def shard_line(database_url: str) -> tuple[str, bool]:
     try:
         behind = shard_relay_lag(database_url)
         with psycopg.connect(database_url, connect_timeout=2) as conn:
-            relay, projections = (leader(conn, key) for key in (RELAY_LOCK, PROJECTIONS_LOCK))
+            relay, projections = (holder_name(conn, key) for key in (RELAY_LOCK, PROJECTIONS_LOCK))
     except DATABASE_ERRORS as error:  # psycopg's, or eventsourcing's around them
         return f"unknown (its database: {str(error).strip().splitlines()[0]})", False
     lag = sum(behind.values())
@@ -86,12 +83,6 @@ def shard_relay_lag(database_url: str) -> dict[str, int]:
     finally:
         tracking.datastore.close()
         ledger.close()
-
-
-def leader(conn: psycopg.Connection[Any], key: int) -> str | None:
-    """The ``application_name`` of the session holding advisory lock ``key`` in this database (None: nobody)."""
-    row = conn.execute(HOLDER, (key,)).fetchone()
-    return str(row[0]) if row else None
 
 
 def replication(layout: Layout) -> list[dict[str, Any]]:

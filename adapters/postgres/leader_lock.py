@@ -27,6 +27,23 @@ log = logging.getLogger(__name__)
 
 DATABASE_OUTAGE = (psycopg.OperationalError, psycopg.InterfaceError)  # the session is gone, not refused
 PROJECTIONS_LOCK = 7_402_003  # whose holder is the one `projections run` that applies batches
+HOLDER = ("SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+          "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0 AND l.objid = %s "
+          "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())")
+
+
+def holder_name(conn: Any, key: int) -> str | None:
+    """The ``application_name`` of the session holding advisory lock ``key`` in this database (a leader names
+    itself ``chargeledger <role> <pid>``), or None: nobody leads."""
+    row = conn.execute(HOLDER, (key,)).fetchone()
+    return str(row[0]) if row else None
+
+
+def holder_pid(database_url: str, key: int) -> int | None:
+    """The pid of the process leading by advisory lock ``key`` (from its ``application_name``), or None."""
+    with psycopg.connect(database_url) as conn:
+        name = holder_name(conn, key)
+    return int(name.rsplit(" ", 1)[-1]) if name else None
 
 
 class LeaderLock:

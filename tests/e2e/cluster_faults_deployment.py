@@ -32,6 +32,7 @@ import psutil
 import psycopg
 from nats.js.api import AckPolicy, ConsumerConfig
 
+from adapters.postgres.leader_lock import holder_pid
 from adapters.api.auth import AuthSettings, TokenSigner
 from adapters.api.driver.identity import DriverTokens, driver_id_of
 from adapters.cli.cluster import supervisor
@@ -119,14 +120,7 @@ class LocalCluster:
         return f"nats-{self.nats.stream_leader().index + 1}"
 
 
-def lock_holder(database_url: str, key: int) -> int | None:
-    """The pid in the ``application_name`` of the session holding advisory lock ``key`` (docs/operations.md)."""
-    with psycopg.connect(database_url) as conn:
-        row = conn.execute(
-            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-            "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0 AND l.objid = %s "
-            "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())", (key,)).fetchone()
-    return int(row[0].rsplit(" ", 1)[-1]) if row else None
+lock_holder = holder_pid  # the pid leading by an advisory lock (adapters/postgres/leader_lock.py)
 
 
 def at_database(database_url: str, application_name: str) -> bool:

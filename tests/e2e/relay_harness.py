@@ -19,6 +19,7 @@ import nats.js.errors
 import psycopg
 import pytest
 
+from adapters.postgres.leader_lock import holder_pid
 from adapters.servers.nats_users import STREAM
 from adapters.followers.relay.leader import RELAY_LOCK
 from adapters.followers.relay.publisher import Relay
@@ -90,13 +91,7 @@ def caught_up(ledger: Ledger, database_url: str) -> bool:
 
 def leader(database_url: str) -> int | None:
     """The pid of the process whose relay holds the leader's lock in this database (None: no leader)."""
-    with psycopg.connect(database_url) as conn:
-        row = conn.execute(
-            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-            "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0 AND l.objid = %s "
-            "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-            (RELAY_LOCK,)).fetchone()
-    return int(row[0].rsplit(" ", 1)[-1]) if row else None
+    return holder_pid(database_url, RELAY_LOCK)
 
 
 def stream_count(url: str) -> int:

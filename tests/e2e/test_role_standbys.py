@@ -19,6 +19,7 @@ from datetime import datetime, timedelta, timezone
 
 import psycopg
 
+from adapters.postgres.leader_lock import holder_pid
 from adapters.followers.relay.leader import RELAY_LOCK
 from adapters.postgres.env import eventsourcing_env
 from adapters.postgres.leader_lock import PROJECTIONS_LOCK
@@ -32,14 +33,7 @@ from tests.factories import build_world
 from tests.integration.test_relay import assert_stream_is_the_logs, charge_sessions, read_stream, wait_for
 
 
-def holder(database_url: str, key: int) -> int | None:
-    """The pid in the ``application_name`` of the session holding advisory lock ``key`` (None: nobody)."""
-    with psycopg.connect(database_url) as conn:
-        row = conn.execute(
-            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-            "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0 AND l.objid = %s "
-            "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())", (key,)).fetchone()
-    return int(row[0].rsplit(" ", 1)[-1]) if row else None
+holder = holder_pid  # the pid leading by an advisory lock (adapters/postgres/leader_lock.py)
 
 
 def serve_twice(processes: Processes, role: str, *options: str) -> list:
