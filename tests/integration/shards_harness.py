@@ -15,6 +15,7 @@ from adapters.postgres.env import eventsourcing_env
 from adapters.postgres.shards import ShardMap
 from adapters.servers.postgres_server import create_database
 from domain.ledger import Ledger
+from projections.runner import Projections
 from tests.factories import record
 
 T0 = datetime(2026, 11, 22, 2, 0, tzinfo=timezone.utc)
@@ -67,3 +68,13 @@ def settle_sessions(ledger: Ledger, pile_no: str, wallet_id: uuid.UUID, count: i
         ledger.settle(trade_no, record((0, 300, 0, 0), start), start + timedelta(minutes=5))
         trades.append(trade_no)
     return trades
+
+
+def catch_up(shards: TwoShards) -> None:
+    """Every shard's views caught up with its ledger."""
+    for name, ledger in shards.ledgers.items():
+        projections = Projections(ledger.applications, shards.env(name))
+        try:
+            projections.catch_up()
+        finally:
+            projections.close()

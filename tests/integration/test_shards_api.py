@@ -20,9 +20,8 @@ from adapters.payments.config import SecretBox
 from adapters.postgres.shards import ShardDirectory
 from domain.errors import NotFound
 from domain.start_rules import StartRules
-from projections.runner import Projections
 from tests.factories import PRICES, SLOTS
-from tests.integration.shards_harness import TwoShards, make_ledger, two_shards  # noqa: F401 - the fixture
+from tests.integration.shards_harness import TwoShards, catch_up, make_ledger, two_shards  # noqa: F401 - the fixture
 from tests.operator_tokens import operator_headers
 
 P1, P2 = "32010600019236", "32010600019237"
@@ -36,15 +35,6 @@ def client(two_shards: TwoShards) -> Iterator[TestClient]:  # noqa: F811
     app = create_app(None, two_shards.map.directory_url, AuthSettings.generate(), shards=shards, driver=driver)
     with TestClient(app) as c:
         yield c
-
-
-def catch_up(shards: TwoShards) -> None:
-    for name, ledger in shards.ledgers.items():
-        projections = Projections(ledger.applications, shards.env(name))
-        try:
-            projections.catch_up()
-        finally:
-            projections.close()
 
 
 def admin_opens(client: TestClient, headers: dict[str, str], pile_no: str) -> str:

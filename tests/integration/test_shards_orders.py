@@ -19,9 +19,9 @@ from adapters.api.app import create_app
 from adapters.api.auth import PLATFORM_ADMIN, TENANT_ADMIN, AuthSettings
 from adapters.api.shards import ApiShards
 from adapters.postgres.shards import ShardDirectory
-from projections.runner import Projections
 from tests.factories import build_world
-from tests.integration.shards_harness import T0, TwoShards, make_ledger, settle_sessions, two_shards  # noqa: F401
+from tests.integration.shards_harness import (T0, TwoShards, catch_up, make_ledger, settle_sessions,  # noqa: F401
+                                             two_shards)
 from tests.operator_tokens import operator_headers
 
 PILES = {"s1": "32010600019236", "s2": "32010600019237"}
@@ -34,15 +34,6 @@ def client(two_shards: TwoShards) -> Iterator[TestClient]:  # noqa: F811
     app = create_app(None, two_shards.map.directory_url, AuthSettings.generate(), shards=shards)
     with TestClient(app) as c:
         yield c
-
-
-def catch_up(shards: TwoShards) -> None:
-    for name, ledger in shards.ledgers.items():
-        projections = Projections(ledger.applications, shards.env(name))
-        try:
-            projections.catch_up()
-        finally:
-            projections.close()
 
 
 def charge_both(shards: TwoShards) -> tuple[dict[str, Any], dict[str, list[str]]]:
