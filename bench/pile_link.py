@@ -132,7 +132,9 @@ def main() -> int:
     parser.add_argument("--storm-moved", action="store_true",
                         help="record the storm's piles connected at another gateway just before the storm")
     parser.add_argument("--rounds", type=int, default=1, help="rounds (medians are reported)")
-    parser.add_argument("--servers", default="gateway,bare", help="which servers, in this order")
+    parser.add_argument("--servers", default="gateway,bare",
+                        help="which servers, in this order: gateway, bare, gateway-plain (the gateway on CPython's "
+                             "default collector and switch interval: pile_link/runtime.py's before)")
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio", help="the servers' event loop")
     args = parser.parse_args()
     limit = raise_file_limit(2 * (args.piles + args.storm) + 1000)  # the servers and generators inherit it
@@ -143,7 +145,8 @@ def main() -> int:
           f"0x13 every {args.realtime:g} s; logins ramped at {args.connect_rate:,.0f}/s), steady window "
           f"{args.steady:g} s; storm {args.storm:,} piles at {args.storm_rate:,.0f} logins/s; servers on "
           f"{args.loop}; file limit {limit:,}; {os.cpu_count()} CPUs", flush=True)
-    servers = {"gateway": ["gateway", database_url, nats_url], "bare": ["bare"]}
+    servers = {"gateway": ["gateway", database_url, nats_url], "gateway-plain": ["gateway-plain", database_url, nats_url],
+               "bare": ["bare"]}
     names = args.servers.split(",")
     results: dict[str, list[dict[str, float]]] = {name: [] for name in names}
     try:
@@ -151,7 +154,7 @@ def main() -> int:
             print(f"round {n + 1}:", flush=True)
             for name in names:
                 results[name].append(run_server(name, servers[name], args, storm_first,
-                                                database_url if name == "gateway" else None))
+                                                database_url if name.startswith("gateway") else None))
     finally:
         for server in reversed(started):
             server.release()
@@ -198,6 +201,6 @@ if __name__ == "__main__":
             import uvloop
 
             run = uvloop.run
-        run(serve_bare(0) if kind == "bare" else serve_gateway(0, sys.argv[4], sys.argv[5]))
+        run(serve_bare(0) if kind == "bare" else serve_gateway(0, sys.argv[4], sys.argv[5], tune=kind == "gateway"))
     else:
         sys.exit(main())

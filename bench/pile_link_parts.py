@@ -4,6 +4,7 @@ the load generator processes (bench/pile_link_load.py) seen from the bench."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import math
 import os
 import resource
@@ -12,6 +13,7 @@ import sys
 import threading
 import time
 from array import array
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -45,24 +47,62 @@ async def serve_bare(port: int) -> None:
     await asyncio.Event().wait()
 
 
-async def serve_gateway(port: int, database_url: str, nats_url: str) -> None:
+async def serve_gateway(port: int, database_url: str, nats_url: str, tune: bool = True) -> None:
+    """The real gateway; ``tune``: in a process tuned as ``chargeledger gateway`` tunes its own
+    (pile_link/runtime.py), else on CPython's defaults (the bench's ``gateway-plain``)."""
     import logging
 
     from adapters.postgres.env import eventsourcing_env
     from domain.ledger import Ledger
     from pile_link.gateway import Gateway
+    from pile_link.runtime import tuned
 
     logging.basicConfig(level=logging.ERROR)
     ledger = Ledger(eventsourcing_env(database_url, pool_size=8))
     gateway = Gateway(ledger, database_url=database_url, nats_url=nats_url, port=port, workers=8,
                       heartbeat_timeout=120)
     await gateway.start()
+    runtime = asyncio.create_task(tuned(gateway)) if tune else None
+    collections = GcPauses(os.environ.get("BENCH_GC"))
     print(f"PORT {gateway.port}", flush=True)
     stats = os.environ.get("BENCH_STATS")  # a file for the gateway's counters, written every second
-    while True:
+    while runtime is None or not runtime.done():
         await asyncio.sleep(1.0)
         if stats:
             Path(stats).write_text(repr(dict(gateway.stats)))
+        collections.write(gateway)
+    runtime.result()  # it failed: say why
+
+
+class GcPauses:
+    """``BENCH_GC=file``: the collector's pauses by generation (the worst ten), rewritten every second, and
+    once, 30 s in, the objects it tracks by type (``file.types``): where a connection's memory goes."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path, self.pauses, self.began, self.ticks = path, [], 0.0, 0
+        if path:
+            gc.callbacks.append(self.timed)
+
+    def timed(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self.began = time.perf_counter()
+        else:
+            self.pauses.append((info["generation"], round((time.perf_counter() - self.began) * 1000, 1)))
+
+    def write(self, gateway: object) -> None:
+        if not self.path:
+            return
+        self.ticks += 1
+        full = sum(1 for generation, _ in self.pauses if generation == 2)
+        worst = sorted(self.pauses, key=lambda p: -p[1])[:10]
+        Path(self.path).write_text(f"{len(self.pauses)} collections, {full} full; worst (generation, ms): {worst}\n")
+        if self.ticks == 30:
+            tracked = gc.get_objects()
+            counts = Counter(type(o).__qualname__ for o in tracked)
+            Path(f"{self.path}.types").write_text(
+                f"{len(tracked)} objects tracked, {gc.get_freeze_count()} frozen, "
+                f"{len(gateway.connections)} connections\n"  # type: ignore[attr-defined]
+                + "\n".join(f"{n:8} {name}" for name, n in counts.most_common(40)) + "\n")
 
 
 def start_server(script: str, args: list[str], loop: str) -> tuple[subprocess.Popen[str], int]:

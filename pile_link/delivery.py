@@ -136,7 +136,7 @@ class OwedDelivery:
             if not link.send_once(("session", session.id, frame.TYPE), frame):
                 continue
             if again and isinstance(frame, RemoteStart) and session.opened_at <= link.logged_in_at:
-                link.starts_sent_again.add(session.trade_no)  # it may have reached an earlier connection
+                link.start_sent_again(session.trade_no)
             self._observe(session.pile_no, "start" if isinstance(frame, RemoteStart) else "stop")
             self.stats["owed_sent" if again else "commands_sent"] += 1
 

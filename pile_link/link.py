@@ -22,7 +22,6 @@ import asyncio
 import logging
 import socket
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -60,7 +59,7 @@ MAX_ERROR_STREAK = 64  # ... or this many bad frames in a row after logging in
 MAX_BACKLOG = 256  # frames read while a handler waits; beyond, reading pauses until they are handled
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class GunReport:
     """What a gun last reported on a connection (its 0x13): its status and the session it names."""
 
@@ -69,6 +68,16 @@ class GunReport:
 
     def charging_another(self, trade_no: str) -> bool:
         return self.status == "charging" and self.trade_no != trade_no
+
+
+_GUN_SETS: dict[frozenset[int], frozenset[int]] = {}
+
+
+def gun_set(numbers: Any) -> frozenset[int]:
+    """The same frozenset for every pile with the same guns (the registry's: a handful of shapes), not
+    one per connection."""
+    key = frozenset(numbers)
+    return _GUN_SETS.setdefault(key, key)
 
 
 class PileLink(asyncio.Protocol):
@@ -80,7 +89,7 @@ class PileLink(asyncio.Protocol):
 
     __slots__ = ("gateway", "routes", "transport", "peer", "decoder", "seq", "pile_no", "pile_id", "tenant_id",
                  "timezone", "crc_order", "last_seen", "last_time_sync", "guns", "gun_numbers", "charging", "reported",
-                 "_report_arrived", "sent", "starts_sent_again", "owed", "settling", "logged_in_at", "versions",
+                 "_report_arrived", "sent", "owed", "owed_rounds", "settling", "logged_in_at", "versions",
                  "tariff_pending", "pushed_tariff", "error_streak", "closed", "closing", "login_timer", "busy",
                  "backlog", "lost", "paused", "__weakref__")
 
@@ -103,9 +112,11 @@ class PileLink(asyncio.Protocol):
         self.charging: dict[str, int] = {}  # trade serial -> gun, marked charging by this link
         self.reported: dict[int, GunReport] = {}  # gun -> its last 0x13 on this connection
         self._report_arrived: asyncio.Event | None = None  # made when someone waits for a report
-        self.sent: set[tuple[Any, ...]] = set()  # the session commands sent on this connection
-        self.starts_sent_again: set[str] = set()  # serials of starts sent from what is owed (see on_start_reply)
+        # the session commands sent on this connection, and ("again", serial) for a start sent from what the
+        # pile is owed (see on_start_reply); made at the first, as most connections never get one
+        self.sent: set[tuple[Any, ...]] | None = None
         self.owed: asyncio.Task[None] | None = None  # delivering what the pile is owed, after login
+        self.owed_rounds = 0  # deliveries of what it was owed finished on this connection (one a login)
         self.settling: dict[str, asyncio.Task[None]] = {}  # records being settled, by trade serial (on_transaction)
         self.logged_in_at: datetime | None = None
         self.versions: tuple[int, str] = (0, "")  # (protocol, firmware) the login named
@@ -116,7 +127,7 @@ class PileLink(asyncio.Protocol):
         self.closing: Any = None  # the close under way, if it had to wait
         self.login_timer: asyncio.TimerHandle | None = None
         self.busy: asyncio.Future[Any] | None = None  # the handler being waited for
-        self.backlog: deque[Frame | DecodeError] = deque()  # frames read while it waits
+        self.backlog: list[Frame | DecodeError] = []  # frames read while it waits (at most MAX_BACKLOG)
         self.lost: str | None = None  # the connection ended while a handler ran: closed once the backlog is done
         self.paused = False
 
@@ -152,7 +163,7 @@ class PileLink(asyncio.Protocol):
         """Handle the frames read so far, in order, until one's handler has to wait (then again when it is done)."""
         self.busy = None
         while self.backlog and not self.closed:
-            item = self.backlog.popleft()
+            item = self.backlog.pop(0)
             if isinstance(item, DecodeError):
                 self.bad_frame(item)
                 continue
@@ -300,11 +311,22 @@ class PileLink(asyncio.Protocol):
 
     def send_once(self, key: tuple[Any, ...], msg: Message) -> bool:
         """Send ``msg`` unless ``key`` was sent on this connection already; True if sent."""
-        if key in self.sent or self.closed:
+        if self.closed or (self.sent is not None and key in self.sent):
             return False
+        if self.sent is None:
+            self.sent = set()
         self.sent.add(key)
         self.send(msg)
         return True
+
+    def start_sent_again(self, trade_no: str) -> None:
+        """A start sent from what the pile is owed, which may have reached an earlier connection."""
+        if self.sent is None:
+            self.sent = set()
+        self.sent.add(("again", trade_no))
+
+    def was_sent_again(self, trade_no: str) -> bool:
+        return self.sent is not None and ("again", trade_no) in self.sent
 
     def note_report(self, gun_no: int, report: GunReport) -> None:
         self.reported[gun_no] = report
@@ -346,6 +368,12 @@ class PileLink(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()  # what was written still goes out first
         await self.gateway.link_closed(self, reason)
+
+    def owed_delivered(self, task: asyncio.Task[None]) -> None:
+        """The owed delivery is done: let its task (coroutine, context) go, as a connection lives for days."""
+        self.owed_rounds += 1
+        if self.owed is task:
+            self.owed = None
 
     def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Awaitable[Any]:
         """Run a (blocking) ledger call in the gateway's thread pool."""

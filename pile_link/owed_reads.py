@@ -6,8 +6,9 @@ index) and whether its confirmed billing model is the tariff in force. Asked one
 that was four or five queries per login in the gateway's pool; in a reconnect storm (thousands of
 logins a second) they queued in front of everything else. :class:`OwedReads` answers the piles that
 ask while one batch is being read with the next batch: one query for the open sessions of all of
-them, one each for their piles, their stations and their tariffs (each brought up to date from the
-store, as a single read would be). What the answer says is then checked as before: each session is
+them, one each for their stations and their tariffs (each brought up to date from the store, as a
+single read would be), the piles' own tariff and confirmed billing model taken from the facts their
+logins read a moment before (:class:`~pile_link.pile_facts.LoginFacts`), not loaded again. What the answer says is then checked as before: each session is
 read again before anything is sent, and a tariff push is checked again before it goes.
 """
 
@@ -19,9 +20,8 @@ from typing import Any
 from domain.errors import DomainError, NotFound
 from domain.registry import Pile, Station
 from domain.tariff import Tariff
-from domain.use_cases.piles import holds_tariff
 from pile_link.batches import Batches
-from pile_link.pile_facts import load_piles
+from pile_link.pile_facts import PileFacts, load_piles
 
 MAX_BATCH = 2000
 
@@ -64,29 +64,28 @@ class OwedReads:
     def _tariffs_owed(self, pile_nos: list[str]) -> dict[str, bool]:
         ledger = self.gateway.ledger
         piles = self.piles(ledger.registry, pile_nos)
-        station_ids = list({pile.station_id for pile in piles if pile.tariff_id is None})
+        station_ids = list({pile.station_id for pile in piles.values() if pile.tariff_id is None})
         stations = dict(zip(station_ids, ledger.registry.get_all(*[(s, Station, "station") for s in station_ids],
                                                                  copy=False)))
-        in_force = {pile.pile_no: pile.tariff_id or stations[pile.station_id].tariff_id for pile in piles}
+        in_force = {p: pile.tariff_id or stations[pile.station_id].tariff_id for p, pile in piles.items()}
         tariff_ids = list({t for t in in_force.values() if t is not None})
         tariffs = dict(zip(tariff_ids, ledger.tariffs.get_all(*[(t, Tariff, "tariff") for t in tariff_ids],
                                                               copy=False)))
-        return {pile.pile_no: in_force[pile.pile_no] is not None
-                and not holds_tariff(pile, tariffs[in_force[pile.pile_no]]) for pile in piles}
+        return {p: in_force[p] is not None and not pile.holds(in_force[p], tariffs[in_force[p]].tariff_version)
+                for p, pile in piles.items()}
 
-    @staticmethod
-    def piles(registry: Any, pile_nos: list[str]) -> list[Pile]:
-        """The piles as the store has them now (as ``registry.get_all`` reads them): the cached ones brought
-        up to date, the others in one query (the gateway keeps few piles cached: PilesLoadedFirst); raises
-        NotFound for one never registered."""
-        ids = [Pile.create_id(p) for p in pile_nos]
-        cached = [i for i in ids if registry.is_cached(i)]
-        found = dict(zip(cached, registry.get_all(*[(i, Pile, "pile") for i in cached], copy=False)))
-        rest = [i for i in ids if i not in found]
-        loaded = load_piles(registry, rest) if rest else {}
-        for pile_no, pile_id in zip(pile_nos, ids):
-            pile = found.get(pile_id) or loaded.get(pile_id)
+    def piles(self, registry: Any, pile_nos: list[str]) -> dict[str, PileFacts]:
+        """Each pile's facts as its login read them a moment ago (:class:`~pile_link.pile_facts.LoginFacts`:
+        the store as it was then, which is all this first look needs: a tariff assigned since reaches the
+        pile through its event, and a push is checked again before it goes); a pile not known there, from
+        the store in one query. Raises NotFound for one never registered."""
+        known = self.gateway.login_facts.known
+        facts = {p: known[p] for p in pile_nos if p in known}
+        rest = {Pile.create_id(p): p for p in pile_nos if p not in facts}
+        loaded = load_piles(registry, list(rest)) if rest else {}
+        for pile_id, pile_no in rest.items():
+            pile = loaded.get(pile_id)
             if not isinstance(pile, Pile):
                 raise NotFound(f"no pile {pile_id}", id=str(pile_id))
-            found[pile_id] = pile
-        return [found[i] for i in ids]
+            facts[pile_no] = PileFacts.of(pile, "")
+        return facts

@@ -71,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
 
 async def serve(args: argparse.Namespace, ledger: Ledger, database_url: str, nats_url: str, relay: Any) -> None:
     """The gateway until cancelled, with its metrics (and its relay's) on ``--metrics-port``."""
+    from pile_link.runtime import tuned
     from pile_link.gateway import Gateway
 
     gateway = Gateway(ledger, database_url=database_url, nats_url=nats_url, host=args.host, port=args.port,
@@ -84,11 +85,13 @@ async def serve(args: argparse.Namespace, ledger: Ledger, database_url: str, nat
                 **({"relay": "leader" if relay.is_leader else "standby"} if relay is not None else {})}
 
     await gateway.start()
+    full_collections = asyncio.create_task(tuned(gateway), name="runtime")
     try:
         with observability.serving(args, "gateway", database_url=database_url, nats_url=nats_url, state=state,
                                    collectors=collectors):
             await asyncio.Event().wait()
     finally:
+        full_collections.cancel()
         await gateway.stop()
 
 
@@ -116,6 +119,7 @@ async def serve_sharded(args: argparse.Namespace, ledgers: dict[str, Ledger], sh
                         nats_url: str) -> None:
     from adapters.metrics import figures
     from adapters.metrics.figures import Live
+    from pile_link.runtime import tuned
     from pile_link.shards import ShardedGateway
 
     gateway = ShardedGateway(ledgers, shards.urls, ShardDirectory(shards), nats_url=nats_url, host=args.host,
@@ -127,9 +131,11 @@ async def serve_sharded(args: argparse.Namespace, ledgers: dict[str, Ledger], sh
         return {"gateway_id": gateway.gateway_id, "piles": len(gateway.links), "shards": list(gateway.engines)}
 
     await gateway.start()
+    full_collections = asyncio.create_task(tuned(gateway), name="runtime")
     try:
         with observability.serving(args, "gateway", database_url=shards.directory_url, nats_url=nats_url,
                                    state=state, collectors=collectors):
             await asyncio.Event().wait()
     finally:
+        full_collections.cancel()
         await gateway.stop()

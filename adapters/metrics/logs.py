@@ -40,7 +40,9 @@ def enter(*, pile: Any, session: Any, tenant: Any) -> None:
     """Say exactly what the current task works for now: each field set, None clearing it (the pile
     link, whose task handles one frame after another, each with its own session or none)."""
     for value, var in ((pile, PILE), (session, SESSION), (tenant, TENANT)):
-        var.set(None if value is None else str(value))
+        text = None if value is None else str(value)
+        if var.get() != text:  # a pile's next frame mostly says the same: no new context map for it
+            var.set(text)
 
 
 @contextmanager

@@ -13,7 +13,7 @@ import logging
 
 from domain.errors import NotFound, PileUnavailable
 from pile_link.handlers.table import routes
-from pile_link.link import PileLink
+from pile_link.link import PileLink, gun_set
 from pile_link.ykc import Frame, Heartbeat, HeartbeatAck, Login, LoginAck, TimeSyncAck
 
 log = logging.getLogger("chargeledger.pile_link")
@@ -37,9 +37,10 @@ async def on_login(link: PileLink, frame: Frame, msg: Login) -> None:
     link.tenant_id = pile.tenant_id  # on the pile's log lines from its next frame on (pile_link/observed.py)
     if link.login_timer is not None:
         link.login_timer.cancel()
+        link.login_timer = None  # a cancelled timer still holds its callback and context
     link.timezone = pile.timezone
     link.guns = {n: (status, plugged, faults) for n, status, plugged, faults in pile.guns}
-    link.gun_numbers = frozenset(link.guns)
+    link.gun_numbers = gun_set(link.guns)
     link.reply(frame, LoginAck(msg.pile_no, 0))
     link.versions = (msg.protocol_version, msg.firmware_version.strip("\x00 "))
     link.record_connected(link.now())
@@ -50,6 +51,7 @@ async def on_login(link: PileLink, frame: Frame, msg: Login) -> None:
     if link.owed is not None:  # logged in again on the same connection
         link.owed.cancel()
     link.owed = asyncio.create_task(gateway.deliver_owed_until_done(link), name=f"owed to {msg.pile_no}")
+    link.owed.add_done_callback(link.owed_delivered)
 
 
 @routes.handles(Heartbeat)

@@ -78,7 +78,7 @@ async def on_start_reply(link: PileLink, frame: Frame, msg: RemoteStartReply) ->
     first 0x34 and lost its answer. Its realtime frames then mark the session charging; if they never
     do, the start deadline fails it and releases the hold."""
     ok = msg.result == 1
-    if not ok and msg.fail_reason == GUN_BUSY and msg.trade_no in link.starts_sent_again:
+    if not ok and msg.fail_reason == GUN_BUSY and link.was_sent_again(msg.trade_no):
         link.gateway.stats["repeated_start_busy"] += 1
         log.warning("pile %s gun %s: start %s sent again answered 'gun busy': taken as no answer", link.pile_no,
                     msg.gun_no, msg.trade_no)

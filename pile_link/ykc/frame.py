@@ -133,6 +133,8 @@ class SequenceCounter:
     charger in the note's S5 captures, wrapping at 0xFFFF (either order would do, P5).
     """
 
+    __slots__ = ("_next",)
+
     def __init__(self, start: int = 0) -> None:
         self._next = start & 0xFFFF
 
@@ -162,6 +164,9 @@ class FrameDecoder:
     counted once) and ``bytes_received``. A pile that has sent many garbage bytes and no frame is
     not speaking YKC and can be disconnected.
     """
+
+    __slots__ = ("lenient_crc", "length_filter", "_buf", "_base", "_reported_until", "_pending_garbage", "frames",
+                 "errors", "garbage_bytes", "bytes_received")  # one per connection: no __dict__
 
     def __init__(self, *, lenient_crc: bool = False, length_filter: LengthFilter | None = None) -> None:
         self.lenient_crc = lenient_crc

@@ -81,8 +81,7 @@ async def gone(gateway: Gateway, pile: ScriptedPile) -> None:
 
 async def owed_delivered(gateway: Gateway, pile_no: str) -> None:
     """What the pile was owed at its login has been delivered (or found not owed)."""
-    await until(lambda: pile_no in gateway.links and gateway.links[pile_no].owed is not None
-                and gateway.links[pile_no].owed.done())
+    await until(lambda: pile_no in gateway.links and gateway.links[pile_no].owed_rounds > 0)
 
 
 async def report(pile: ScriptedPile, gun_no: int, **realtime: Any) -> None:

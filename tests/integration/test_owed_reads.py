@@ -13,19 +13,23 @@ from adapters.followers.open_sessions import OpenSessions
 from domain.errors import DomainError
 from domain.ledger import Ledger
 from domain.registry import Pile
+from pile_link import owed_reads
 from pile_link.owed_reads import OwedReads
+from pile_link.pile_facts import LoginFacts
 from tests.factories import build_world
 
 T0 = datetime(2026, 11, 30, 8, 0, tzinfo=timezone.utc)
 
 
 class Pool:
-    """What OwedReads uses of the gateway: its ledger, pool, counters and the one-pile tariff read."""
+    """What OwedReads uses of the gateway: its ledger, pool, counters, the one-pile tariff read and the
+    facts the logins read (none here unless a test logs piles in)."""
 
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
         self.stats: Counter[str] = Counter()
         self.executor = ThreadPoolExecutor(max_workers=2)
+        self.login_facts = LoginFacts(ledger.registry, lambda station_id: "Asia/Shanghai", self.stats)
 
     def run(self, fn: Any, *args: Any) -> asyncio.Future[Any]:
         return asyncio.get_running_loop().run_in_executor(self.executor, functools.partial(fn, *args))
@@ -60,6 +64,7 @@ def test_a_batch_answers_each_pile_as_its_own_reads_would(ledger: Ledger, databa
         answers = asyncio.run(scenario())
     finally:
         gateway.executor.shutdown()
+        gateway.login_facts.close()
     assert answers == [([trade_no], True), ([], False), ([], False)]
     assert answers == [(index.of_pile(p), gateway.tariff_owed(p)) for p in piles]
     assert gateway.stats["owed_batches"] == 1
@@ -89,3 +94,41 @@ def test_piles_not_cached_are_read_in_one_query_and_an_unknown_pile_as_its_own_r
         assert asyncio.run(ask([world.pile_no, "99999999999999", confirmed])) == [([], True), ([], False), ([], False)]
     finally:
         gateway.executor.shutdown()
+        gateway.login_facts.close()
+
+
+def test_piles_that_just_logged_in_are_answered_from_their_logins_facts(ledger: Ledger, database_url: str,
+                                                                        monkeypatch: Any) -> None:
+    """A storm's logins read each pile's facts (its tariff and confirmed billing model among them): the owed
+    reads take them from there and load no pile again, with the answers a one-pile read gives, also for a
+    pile that confirmed its billing model since the facts were first read (brought forward at its login)."""
+    world = build_world(ledger)
+    confirmed, own_tariff = "32010600019001", "32010600019002"
+    for pile_no in (confirmed, own_tariff):
+        ledger.register_pile(world.station_id, pile_no, "DC", 1, "admin")
+    other = ledger.create_tariff(world.tenant_id, "own", {t: {"electricity": 1, "service": 1} for t in
+                                                          ("sharp", "peak", "flat", "valley")}, [2] * 48, "admin")
+    ledger.assign_tariff(other, "admin", pile_no=own_tariff)
+    OpenSessions(ledger, database_url).catch_up()
+    gateway = Pool(ledger)
+    reads = OwedReads(gateway)
+    piles = [world.pile_no, confirmed, own_tariff]
+
+    async def log_in_and_ask() -> list[tuple[list[str], bool]]:
+        await asyncio.gather(*(gateway.login_facts.login(p) for p in piles))
+        return await asyncio.gather(*(reads.ask(p) for p in piles))
+
+    def no_pile_loaded(*args: Any) -> None:
+        raise AssertionError("a pile loaded again")
+
+    try:
+        asyncio.run(log_in_and_ask())  # every pile's facts read once
+        tariff = ledger.tariffs.tariff(world.tariff_id)
+        ledger.confirm_billing_model(confirmed, tariff.id, tariff.tariff_version, T0)  # after: facts behind
+        monkeypatch.setattr(owed_reads, "load_piles", no_pile_loaded)
+        answers = asyncio.run(log_in_and_ask())
+    finally:
+        gateway.executor.shutdown()
+        gateway.login_facts.close()
+    assert answers == [([], True), ([], False), ([], True)]
+    assert answers == [([], gateway.tariff_owed(p)) for p in piles]
