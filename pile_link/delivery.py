@@ -39,6 +39,7 @@ from pile_link.ykc import RemoteStart
 log = logging.getLogger("chargeledger.pile_link")
 
 SENT_MEMORY = 100_000  # the stored commands a gateway remembers having sent, so each goes out once
+SESSION_PILES_MEMORY = 100_000  # sessions whose pile a gateway remembers (from their verified Opened event)
 OWED_WAIT = 5.0  # seconds after a login to wait for the guns' first realtime reports before a start or a push
 
 
@@ -52,6 +53,8 @@ class OwedDelivery:
     stats: Counter[str]
     links: dict[str, PileLink]  # by pile number, the piles logged in here
     links_by_id: dict[UUID, PileLink]
+    sent: OrderedDict[tuple[Any, ...], None]
+    session_piles: OrderedDict[UUID, str]  # session id -> its pile, as its stored Opened event says
     commissioning_balance_fen: int
     owed_wait: float
     open_sessions: OpenSessions
@@ -77,14 +80,39 @@ class OwedDelivery:
         except (KeyError, ValueError):
             self.unverified(subject, headers, "malformed subject or headers")
             return
+        if self.for_another_gateway(aggregate, originator_id):
+            self.stats["commands_elsewhere"] += 1  # nothing would be sent here, genuine or not: nothing read
+            return
         stored = await self.run(self.stored_event, application, originator_id, version, f"{aggregate}.{name}")
         instruments.command_event(stored.timestamp if stored is not None else None)  # for command latency
         if stored is None:
             self.unverified(subject, headers, "the store holds no such event")
         elif aggregate == "ChargingSession":
+            if name == "Opened":
+                self.remember_pile(originator_id, stored.pile_no)
+                if stored.pile_no not in self.links:
+                    self.stats["commands_elsewhere"] += 1
+                    return
             await self.send_owed_for_session(originator_id)
         elif self.once(("event", originator_id, version)):
             await self.send_owed_for_event(aggregate, name, stored)
+
+    def for_another_gateway(self, aggregate: str, originator_id: UUID) -> bool:
+        """Known without reading the store: the event concerns one pile, and this gateway does not hold it
+        (a pile's own command, or a session whose pile its verified Opened event named). With several
+        gateways, each follows every command: only the one holding the pile reads the session. A pile that
+        logs in here afterwards is sent what it is owed at its login, as always."""
+        if aggregate == "Pile":
+            return originator_id not in self.links_by_id
+        if aggregate == "ChargingSession":
+            pile_no = self.session_piles.get(originator_id)
+            return pile_no is not None and pile_no not in self.links
+        return False  # a station's or a tariff's change may concern any pile held here
+
+    def remember_pile(self, session_id: UUID, pile_no: str) -> None:
+        self.session_piles[session_id] = pile_no
+        if len(self.session_piles) > SESSION_PILES_MEMORY:
+            self.session_piles.popitem(last=False)
 
     def unverified(self, subject: str, headers: dict[str, str], why: str) -> None:
         self.stats["commands_unverified"] += 1

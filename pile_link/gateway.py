@@ -108,6 +108,7 @@ class Gateway(OwedDelivery):
                                     max_pending=MAX_PENDING_READINGS)
         self.refusals = RefusalThrottle()
         self.sent: OrderedDict[tuple[Any, ...], None] = OrderedDict()  # stored commands sent, oldest first
+        self.session_piles: OrderedDict[UUID, str] = OrderedDict()  # sessions' piles, from their Opened events
         self.pile_changes = WriteBehind(self, "pile_changes",  # its piles read in one query, not kept after
                                         PilesLoadedFirst(ledger.registry, ledger.record_pile_changes),
                                         reachable=self.database_reachable)

@@ -6,6 +6,7 @@ billing model a pile verifies (0x05) told apart from another tariff's at the sam
 from __future__ import annotations
 
 from domain.ledger import Ledger
+from domain.session import ChargingSession
 from pile_link.gateway import Gateway
 from pile_link.ykc import (
     BillingModelReply,
@@ -61,5 +62,40 @@ def test_a_pile_holding_another_tariff_at_the_same_version_is_told_its_model_dif
         await again.login(gateway.port)
         again.send(BillingModelVerify(world.pile_no, "0001"))  # both tariffs are at version 1
         assert (await again.expect(BillingModelVerifyAck)).result == 1
+
+    run(ledger, database_url, nats_url, scenario)
+
+
+def test_a_gateway_reads_nothing_for_a_session_or_a_command_of_a_pile_it_does_not_hold(
+        ledger: Ledger, database_url: str, nats_url: str) -> None:
+    """With several gateways each follows every command: only the one holding the pile reads the session.
+    A pile held elsewhere: its session's Opened is read once (to learn its pile, from the store), its stop
+    and its pile's commands not at all; a pile held here still gets its start and its stop."""
+    from tests.e2e.boundary_harness import two_tenants
+    from tests.e2e.gateway_harness import started
+    from pile_link.ykc import RemoteStop
+
+    a, b = two_tenants(ledger)  # a's pile logs in here, b's is held by no one here
+
+    async def scenario(gateway: Gateway, clock: Clock) -> None:
+        read: list[tuple[str, object]] = []
+        stored_event, fresh_session = gateway.stored_event, gateway.fresh_session
+        gateway.stored_event = lambda app, oid, version, qualname: (  # type: ignore[method-assign]
+            read.append((qualname, oid)), stored_event(app, oid, version, qualname))[1]
+        gateway.fresh_session = lambda sid: (read.append(("session", sid)), fresh_session(sid))[1]  # type: ignore[method-assign]
+        pile, start = await started(gateway, clock, a)
+        elsewhere = await gateway.run(ledger.request_start, pile_no=b.pile_no, gun_no=1, wallet_id=b.wallet_id,
+                                      hold_fen=10_00, at=clock(), author="driver-2")
+        await until(lambda: gateway.stats["commands_elsewhere"] == 1)  # its Opened: read, not for here
+        await gateway.run(ledger.acknowledge_start, elsewhere, at=clock(), ok=True)  # as its gateway would
+        await gateway.run(ledger.mark_charging, elsewhere, at=clock())
+        await gateway.run(ledger.request_stop, elsewhere, "driver-2", "driver", clock())
+        await gateway.run(ledger.reboot_pile, b.pile_no, author="ops", at=clock())
+        await until(lambda: gateway.stats["commands_elsewhere"] == 3)  # the stop and the reboot: nothing read
+        b_session = ChargingSession.create_id(elsewhere)
+        assert [what for what, oid in read if oid == b_session] == ["ChargingSession.Opened"]
+        assert not [oid for _, oid in read if oid == ledger.registry.pile(b.pile_no).id]
+        await gateway.run(ledger.request_stop, start.trade_no, "driver-1", "driver", clock())
+        assert (await pile.expect(RemoteStop)).pile_no == a.pile_no  # the held pile's stop still goes
 
     run(ledger, database_url, nats_url, scenario)
