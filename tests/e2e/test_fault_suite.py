@@ -45,6 +45,7 @@ import psycopg
 import pytest
 
 from adapters.followers.relay.leader import RELAY_LOCK
+from adapters.postgres.leader_lock import holder_pid
 from tests.cluster import wait_for
 from tests.e2e.fault_deployment import (
     GUNS,
@@ -147,11 +148,7 @@ def test_gateway_killed_during_stops_and_records(suite: Suite) -> None:
 
 def relay_leader(s: Suite) -> int | None:
     """The pid of the relay process holding the leader's lock (None: none leads)."""
-    with psycopg.connect(s.cluster.database_url) as conn:
-        row = conn.execute(
-            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-            "WHERE l.locktype = 'advisory' AND l.granted AND l.objid = %s", (RELAY_LOCK,)).fetchone()
-    return int(row[0].rsplit(" ", 1)[-1]) if row else None
+    return holder_pid(s.cluster.database_url, RELAY_LOCK)
 
 
 @pytest.mark.timeout(240)
