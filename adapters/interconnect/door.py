@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import httpx
 from fastapi import APIRouter, FastAPI, Request
@@ -24,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from adapters.interconnect.customer.browse import RoamingCatalogue
 from adapters.interconnect.customer.driver_api import roaming_router
 from adapters.interconnect.customer.sessions import RoamingSessions
+from adapters.interconnect.customer.shards import RoamingShards, ShardRoaming
 from adapters.interconnect.handlers import handlers as default_handlers
 from adapters.interconnect.service import Door, Services
 from adapters.interconnect.shards import ShardedDoor, sharded_door
@@ -76,28 +78,47 @@ def mount(app: FastAPI, settings: InterconnectSettings, *, handlers: Handlers | 
     give the driver API its peers' catalogue (``state.roaming_catalogue``) and, when the app serves
     drivers, the driver API's roaming charges (``customer/driver_api.py``; ``http_for``: the HTTP client
     for a peer, the tests' own). On several tenant shards (``state.shards``), a door per shard, each
-    envelope routed to the shard of the peer that signs it (adapters/interconnect/shards.py)."""
+    envelope routed to the shard of the peer that signs it (adapters/interconnect/shards.py), and a
+    catalogue and roaming charges per shard, each driver's call on their tenant's (customer/shards.py)."""
     box = SecretBox.from_setting(settings.keys)
-    store = Store(app.state.pool, box)
     served = handlers or default_handlers
     shards = getattr(app.state, "shards", None)
+    identity = getattr(app.state, "driver_identity", None)
     door: Door | ShardedDoor
+    roaming: RoamingShards
     if shards is not None and len(shards.all) > 1:
         by_name = {shard.name: shard for shard in shards.all}
         for shard in shards.all:
             create_schema(shard.pool)
         door = sharded_door(shards, box, lambda name, shard_store: Door(
             Services(shard_store, by_name[name].ledger), served, window=settings.window))
+        roaming = RoamingShards({name: _roaming_side(shard_store, None, lambda shard=by_name[name]: shard.ledger,
+                                                     http_for, drivers=identity is not None)
+                                 for name, shard_store in door.stores.items()}, shards.directory.shard_of_tenant)
     else:
+        store = Store(app.state.pool, box)
         create_schema(app.state.pool)
-        door = Door(Services(store, getattr(app.state, "ledger", None)), served, window=settings.window)
+        ledger = getattr(app.state, "ledger", None)
+        door = Door(Services(store, ledger), served, window=settings.window)
+        side = _roaming_side(store, ledger, None, http_for, drivers=identity is not None and ledger is not None)
+        roaming = RoamingShards({shards.home.name if shards is not None else "main": side})
+        if side.sessions is not None:
+            app.state.roaming = side.sessions  # the one shard's: what the app always had
     app.state.interconnect = door
-    app.state.roaming_catalogue = RoamingCatalogue(store)  # the driver API's roaming stations (it cannot import us)
+    app.state.roaming_shards = roaming
+    app.state.roaming_catalogue = roaming  # the driver API's roaming stations (it cannot import us), by tenant
     app.state.body_limits.cap(PREFIX + "/", settings.max_body)
     app.state.body_limits.cap(PREFIX + "/check_charge_orders", settings.max_check_body)
     app.include_router(router(door))
-    identity, ledger = getattr(app.state, "driver_identity", None), getattr(app.state, "ledger", None)
-    if identity is not None and ledger is not None:
-        app.state.roaming = RoamingSessions(ledger, store, http_for=http_for)
-        app.include_router(roaming_router(app.state.roaming, identity, app.state.driver_sessions))
+    if any(side.sessions is not None for side in roaming.shards.values()):
+        sides = app.state.driver_sides  # the driver API's objects per shard (adapters/api/driver/sides.py)
+        app.include_router(roaming_router(roaming, identity, lambda tenant_id: sides.of(tenant_id).sessions))
     return door
+
+
+def _roaming_side(store: Store, ledger: Any, ledger_of: Callable[[], Any] | None,
+                  http_for: Callable[[Peer], httpx.Client] | None, *, drivers: bool) -> ShardRoaming:
+    """One shard's catalogue and, when the app serves drivers, its roaming charges (the shard's Ledger
+    given, or made on first use by ``ledger_of``)."""
+    sessions = RoamingSessions(ledger, store, http_for=http_for, ledger_of=ledger_of) if drivers else None
+    return ShardRoaming(RoamingCatalogue(store), sessions)

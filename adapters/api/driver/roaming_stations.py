@@ -6,7 +6,9 @@ The catalogue is the interconnect's (``tcec_peer_*``, pulled from each peer); th
 interconnect (docs/architecture.md), so it asks the :class:`RoamingCatalogue` the door put on
 ``app.state.roaming_catalogue`` when the API serves T/CEC. Without it the tenant has no peers here: an empty
 list, and every station 404. The tenant comes from the driver's token only: another tenant's peer, a disabled
-peer, a customer peer, an unknown station, all answer ``404 not_found`` alike.
+peer, a customer peer, an unknown station, all answer ``404 not_found`` alike. On tenant shards the catalogue
+answers each call from the shard of the tenant it is given (adapters/interconnect/customer/shards.py), where
+that tenant's peers and their pulled stations live; a tenant on no shard is ``404`` (docs/shards.md).
 """
 
 # no `from __future__ import annotations`: FastAPI must see the dependency types of roaming_router
@@ -31,7 +33,8 @@ DRIVER = (401, 403, 422)
 
 
 class RoamingCatalogue(Protocol):
-    """What the API asks of the peers' catalogues (adapters/interconnect/customer/browse.py implements it)."""
+    """What the API asks of the peers' catalogues, always naming the driver's tenant (adapters/interconnect/
+    customer/shards.py implements it over each shard's customer/browse.py)."""
 
     def stations(self, tenant_id: UUID, near: tuple[Decimal, Decimal] | None, limit: int) -> list[dict[str, Any]]:
         ...

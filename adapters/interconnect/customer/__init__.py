@@ -12,6 +12,7 @@
                   it against the driver's hold, owed on ``payable:<OperatorID>``; the daily check)
     reconcile.py  the charges whose start or stop got no trustworthy answer, asked about again
     driver_api.py the driver API's roaming charges, mounted with the T/CEC door
+    shards.py     the catalogue and the roaming charges per tenant shard, each driver's call on their tenant's
 
 What the peer pushes us is received by ``handlers/notifications.py``.
 """

@@ -80,16 +80,26 @@ def start_charge_seq(our_operator_id: str, tenant_id: UUID, driver_id: str, key:
 
 
 class RoamingSessions:
-    """The driver API's roaming calls, without HTTP; ``http_for`` gives the HTTP client for a peer (the
-    tests give the peer's app)."""
+    """The driver API's roaming calls, without HTTP, on one database: ``ledger`` and ``store`` are the same
+    shard's. ``http_for`` gives the HTTP client for a peer (the tests give the peer's app); ``ledger_of``,
+    instead of ``ledger``, makes the shard's Ledger the first time it is needed (the API makes a shard's
+    Ledger on first use, docs/shards.md)."""
 
     def __init__(self, ledger: Any, store: Store, *, http_for: Callable[[Peer], httpx.Client] | None = None,
-                 clock: Callable[[], datetime] = utcnow) -> None:
-        if ledger is None:
+                 clock: Callable[[], datetime] = utcnow, ledger_of: Callable[[], Any] | None = None) -> None:
+        if ledger is None and ledger_of is None:
             raise RuntimeError("roaming needs the ledger (the API's app.state.ledger)")
-        self.ledger, self.store, self.clock = ledger, store, clock
+        self._ledger, self._ledger_of = ledger, ledger_of
+        self.store, self.clock = store, clock
         self._http = None if http_for is not None else http_client(LIVE_TIMEOUT * 6)
         self.http_for = http_for or (lambda peer: self._http)
+
+    @property
+    def ledger(self) -> Any:
+        if self._ledger is None:
+            assert self._ledger_of is not None
+            self._ledger = self._ledger_of()
+        return self._ledger
 
     # ---- the peer ----------------------------------------------------------------------------------------
     def peer(self, tenant_id: UUID, operator_id: str) -> Peer:
