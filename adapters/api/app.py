@@ -48,7 +48,7 @@ def create_app(ledger: Any, database_url: str, settings: AuthSettings, *, pool_s
     server = server or ServerSettings()
     docs = server.api_docs if api_docs is None else api_docs
     shards = shards or ApiShards.single(ledger, database_url, pool_size)
-    home = shards.home  # operator users live here; so does what is not routed by tenant yet (docs/shards.md)
+    home = shards.home  # the directory shard: operator users and the shard directory (docs/shards.md)
     signer = TokenSigner(settings)
 
     @asynccontextmanager

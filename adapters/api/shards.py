@@ -93,7 +93,7 @@ class ApiShards:
 
     @property
     def home(self) -> Shard:
-        """The directory shard: operator users, and what is not yet routed (docs/shards.md)."""
+        """The directory shard: operator users and the directory of tenants and piles (docs/shards.md)."""
         return self.all[0]
 
     def shard(self, name: str) -> Shard:
