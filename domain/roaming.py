@@ -13,7 +13,8 @@ the StartChargeSeq we made (27 letters or digits) with the tenant and the peer::
 A peer's order for a charge we had failed (the start was confirmed after all, e.g. after our
 timeout) settles it: the driver charged, the peer bills us; the hold was released, so the whole bill
 is charged beyond it (``Settled.from_hold`` is then false). A second order that differs from the
-settled one is recorded (``OrderDisputed``) and changes nothing else.
+settled one is recorded (``OrderDisputed``) and changes nothing else, and so is a first order far above
+the driver's hold (:func:`beyond_the_hold`): the charge stays open with its hold for a corrected order.
 
 What each event changes in the state the auditor reads is written once, in :mod:`domain.changes`
 (``ROAMING``); what it means for the wallet is :func:`wallet_commands` (the use case saves the charge
@@ -41,6 +42,15 @@ START_CHARGE_SEQ = re.compile(r"^[0-9A-Za-z]{27}$")
 HOLD = "roam:"  # a roaming charge's hold id: roam:<StartChargeSeq>
 OPEN_STATES = ("requested", "starting", "charging", "stopping")
 DISPUTE_MONEY, DISPUTE_ENERGY, DISPUTE_TOTALS = 2, 3, 4  # T/CEC's order confirmation failure reasons
+RUN_ON_FEN = 5_00  # what a peer's pile stopped at the hold may still run on: 5 yuan, or a tenth of the hold if more
+
+
+def beyond_the_hold(hold_fen: int, total_fen: int) -> bool:
+    """A bill a peer may not send for this hold: above it by more than a pile stopped at it runs on
+    (:data:`RUN_ON_FEN`, or a tenth of the hold). We stop a roaming charge when the peer's own status says
+    it reached the hold less 1 yuan, as the gateway stops our piles; a bill far above means the peer did
+    not stop when told or bills what was not charged."""
+    return total_fen > hold_fen + max(RUN_ON_FEN, hold_fen // 10)
 
 
 def hold_id(start_charge_seq: str) -> str:
@@ -165,7 +175,9 @@ class RoamingCharge(Aggregate):
     def settle(self, at: datetime, energy: int, electricity_fen: int, service_fen: int, start_time: datetime,
                end_time: datetime, stop_reason: int, order: dict[str, str] | None = None) -> bool:
         """The peer's order. Returns False if it changed nothing (the same order again, or a differing
-        one recorded as disputed). The bill is paid from the hold up to its amount, the rest beyond it."""
+        one recorded as disputed). The bill is paid from the hold up to its amount, the rest beyond it; a
+        first bill :func:`beyond_the_hold` is disputed (money) and settles nothing: the hold stays, for a
+        corrected order, or an operator."""
         for value, what in ((energy, "energy"), (electricity_fen, "electricity fee"), (service_fen, "service fee"),
                             (stop_reason, "stop reason")):
             _count(value, what)
@@ -180,6 +192,9 @@ class RoamingCharge(Aggregate):
                          order or order_strings(energy, electricity_fen, service_fen))
             return False
         total = electricity_fen + service_fen
+        if beyond_the_hold(self.hold_fen, total):  # disputed (money); the charge waits for a corrected order
+            self.dispute(at, DISPUTE_MONEY, order or order_strings(energy, electricity_fen, service_fen))
+            return False
         from_hold = self.state != "failed"
         captured = min(total, self.hold_fen) if from_hold else 0
         self._settled(at=at, energy=energy, electricity_fen=electricity_fen, service_fen=service_fen,

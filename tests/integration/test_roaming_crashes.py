@@ -54,7 +54,7 @@ def test_a_roaming_command_killed_at_any_point_leaves_the_charge_and_the_wallet_
             return start(process, world, at=T0 + timedelta(seconds=point))
         if step == "fail":
             return process.roaming_failed(charge.id, at=T0, reason="refused")
-        return settle(process, charge, 40_00 if step == "settle above the hold" else 12_00, 3_00)
+        return settle(process, charge, 31_00 if step == "settle above the hold" else 12_00, 3_00)
 
     def check(after: Ledger, point: int, completed: bool) -> None:
         assert_books(after, database_url, world, 100_00)
@@ -70,7 +70,7 @@ def test_the_audit_replay_is_clean_and_the_peers_payables_equal_their_bills(ledg
     world = build_world(ledger, top_up=100_00)
     a, b, c, d = (start(ledger, world, n=n, hold_fen=20_00, peer=peer)
                   for n, peer in ((1, PEER), (2, PEER), (3, "CPLATFORM"), (4, PEER)))
-    settle(ledger, a, 30_00, 2_00)  # above the hold
+    settle(ledger, a, 22_00, 2_00)  # above the hold (by what a pile runs on)
     settle(ledger, b, 5_00, 1_00)  # below it
     settle(ledger, c, 8_00, 0)
     settle(ledger, c, 9_00, 0)  # a differing order: disputed, no money
@@ -79,7 +79,7 @@ def test_the_audit_replay_is_clean_and_the_peers_payables_equal_their_bills(ledg
     for fast in (True, False):
         report = replay(database_url, fast=fast)
         assert report.ok, report.as_text()
-        assert (report.accounts["payable:APLATFORM"], report.accounts["payable:CPLATFORM"]) == (-38_00, -8_00)
+        assert (report.accounts["payable:APLATFORM"], report.accounts["payable:CPLATFORM"]) == (-30_00, -8_00)
         assert report.checks["roaming_match_wallets"] == {"status": "ok", "checked": 4, "differences": 0}
         assert report.counts["roaming_by_state"] == {"settled": 3, "failed": 1}
         assert report.trial_balance == 0 and "revenue:electricity" not in report.accounts

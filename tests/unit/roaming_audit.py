@@ -51,7 +51,7 @@ def audit_report(*, settle: tuple[int, int] | None = None, fail_without_wallet: 
         ledger.settle_roaming(charge.id, at=T0, energy=10_000, electricity_fen=settle[0], service_fen=settle[1], **end)
     if fail_without_wallet or settle_without_wallet:
         def change(c: Any) -> None:
-            return c.fail(T0, "test") if fail_without_wallet else c.settle(T0, 10_000, 40_00, 0, **end)
+            return c.fail(T0, "test") if fail_without_wallet else c.settle(T0, 10_000, 12_00, 0, **end)
         if settle_without_wallet:  # a second charge, settled without its wallet following
             charge = ledger.start_roaming(tenant_id=world.tenant_id, wallet_id=world.wallet_id, peer="APLATFORM",
                                           connector_id="320106000192", station_id="",

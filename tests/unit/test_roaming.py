@@ -131,6 +131,35 @@ def test_a_bill_is_paid_from_the_hold_up_to_its_amount_and_the_rest_beyond_it(bi
     assert names == ["capture_to_payable"] + (["charge_to_payable"] if charged else [])
 
 
+@pytest.mark.parametrize(("hold", "bill", "taken"), [(30_00, 35_00, True), (30_00, 35_01, False),
+                                                    (100_00, 110_00, True), (100_00, 110_01, False),
+                                                    (2_00, 7_00, True), (2_00, 9_999_99, False)])
+def test_a_first_bill_far_above_the_hold_is_disputed_and_the_hold_kept(hold: int, bill: int, taken: bool) -> None:
+    """A peer's pile stopped at the hold runs on a little (5 yuan, or a tenth of a larger hold): billed beyond
+    the hold. Further above, the peer did not stop or bills what was not charged: disputed (money), nothing
+    settled, the charge open with its hold for a corrected order, which then settles it. A charge we had
+    failed is bounded the same way."""
+    for failed in (False, True):
+        c = charge(hold)
+        c.accept(T0)
+        if failed:
+            c = charge(hold)
+            c.fail(T0, "start never confirmed")
+        c.collect_events()
+        state = c.state
+        assert c.settle(T0, 10_000, bill, 0, **END) is taken
+        events = c.collect_events()
+        if taken:
+            assert [type(e).__name__ for e in events] == ["Settled"]
+            continue
+        assert [type(e).__name__ for e in events] == ["OrderDisputed"]
+        assert (c.state, c.bill, c.disputes[0]["reason"]) == (state, None, 2)
+        assert wallet_commands(c, "OrderDisputed", events[0]) == []  # the hold stays
+        assert c.settle(T0, 10_000, bill, 0, **END) is False and not c.collect_events()  # the same again: once
+        assert c.settle(T0, 10_000, hold, 0, **END) is True  # corrected: settled
+        assert c.bill["total_fen"] == hold
+
+
 def test_the_payable_commands_post_to_the_peer_and_give_the_rest_back_arrears_first() -> None:
     w = Wallet(tenant_id=TENANT, driver_id="d", author="t")
     w.top_up("t", 50_00, "wechat", "p")
