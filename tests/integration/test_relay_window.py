@@ -2,7 +2,8 @@
 batches. A batch whose guard (the last sequence on its shard's Application's subjects) is wrong is refused
 and stores nothing, per shard, while another shard's publishes go on; a right one is stored in order,
 acknowledged in order; another shard's messages between two of a shard's batches change nothing (the
-stream-wide guard the window had before refused and reordered there); a relay whose window is refused
+stream-wide guard the window had before refused and reordered there); one event alone goes as a plain
+publish with the same guard; a relay whose window is refused
 re-reads the stream and goes on."""
 
 from __future__ import annotations
@@ -72,6 +73,9 @@ def test_a_batch_expecting_the_wrong_last_sequence_on_its_guard_is_refused_per_s
 
             with pytest.raises(Refused):  # the other way round: main's stale, s2's right
                 await publish("main", "stale", main_last - 1)
+            with pytest.raises(Refused):  # one event alone (a plain publish, the same guard): refused too
+                await window.publish(outgoing("main", "one", 1), guard_subject("Window", "main"), main_last - 1,
+                                     lambda: True, took("main"))
             s2_last = await publish("s2", "a", await last_on(js, "s2"))
             assert taken["s2"] == [(i, main_last + i) for i in range(1, 11)] and s2_last == main_last + 10
             ids = await stored_ids(js, before + 1)
@@ -79,6 +83,9 @@ def test_a_batch_expecting_the_wrong_last_sequence_on_its_guard_is_refused_per_s
             # batches of 4: each message carries its place in its batch (the window was more than one)
             info = await js.get_msg(STREAM, before + 4)
             assert info.headers[BATCH_SEQUENCE] == "4"
+            one = await window.publish(outgoing("s2", "one", 1), guard_subject("Window", "s2"), s2_last,
+                                       lambda: True, took("s2"))
+            assert one == s2_last + 1 and BATCH_SEQUENCE not in (await js.get_msg(STREAM, one)).headers
             assert window.waiting == {}
         finally:
             await nc.close()
