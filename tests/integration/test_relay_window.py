@@ -4,7 +4,7 @@ and stores nothing, per shard, while another shard's publishes go on; a right on
 acknowledged in order; another shard's messages between two of a shard's batches change nothing (the
 stream-wide guard the window had before refused and reordered there); one event alone goes as a plain
 publish with the same guard; a relay whose window is refused
-re-reads the stream and goes on."""
+re-reads the stream and goes on; one whose stream lost ``allow_atomic`` sets it again."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from adapters.followers.relay.window import BATCH_SEQUENCE, Outgoing, PublishWin
 from adapters.postgres.env import eventsourcing_env
 from adapters.servers.nats_users import RELAY, STREAM, connect_options, server_options
 from domain.ledger import Ledger
-from tests.e2e.relay_harness import relay_thread
+from tests.e2e.relay_harness import backlog, relay_thread
 from tests.factories import build_world
 from tests.integration.test_relay import assert_stream_is_the_logs, charge_sessions, read_stream, wait_for
 
@@ -144,5 +144,36 @@ def test_a_relay_whose_publish_is_refused_reads_the_stream_again_and_goes_on(
         wait_for(relay.caught_up, timeout=60)
     relay.close()
     assert relay.refused >= 1
+    ours = [m for m in asyncio.run(read_stream(nats_url)) if m.headers["Nats-Msg-Id"].startswith(relay.ledger_id)]
+    assert_stream_is_the_logs(ledger, relay.ledger_id, ours)
+
+
+def test_a_relay_whose_stream_lost_allow_atomic_sets_it_again_and_goes_on(
+        ledger: Ledger, database_url: str, nats_url: str, nats_role_urls: dict[str, str]) -> None:
+    """A relay from before the atomic windows, connecting, updates the stream without ``allow_atomic``:
+    the next window is refused (``atomic publish is disabled``), the relay reconnects, which makes the
+    stream's configuration right again, and publishes everything, in order."""
+    relay = Relay(ledger.applications, eventsourcing_env(database_url), nats_role_urls[RELAY], window=100,
+                  batch_size=300, retry_first=0.05)
+    world = build_world(ledger)
+
+    async def allow_atomic(value: bool | None = None) -> bool:
+        nc = await nats.connect(nats_url)
+        try:
+            js = nc.jetstream()
+            config = (await js.stream_info(STREAM)).config
+            if value is not None:
+                config.allow_atomic = value
+                await js.update_stream(config)
+            return bool((await js.stream_info(STREAM)).config.allow_atomic)
+        finally:
+            await nc.close()
+    with relay_thread(relay):
+        wait_for(relay.caught_up, timeout=60)
+        assert asyncio.run(allow_atomic(False)) is False
+        backlog(ledger, world, 300)  # one transaction: a window of more than one event
+        wait_for(relay.caught_up, timeout=60)
+    relay.close()
+    assert relay.errors >= 1 and asyncio.run(allow_atomic())
     ours = [m for m in asyncio.run(read_stream(nats_url)) if m.headers["Nats-Msg-Id"].startswith(relay.ledger_id)]
     assert_stream_is_the_logs(ledger, relay.ledger_id, ours)

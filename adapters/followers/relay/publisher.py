@@ -29,7 +29,7 @@ from adapters.followers.relay.stream import (
     subject_for,
 )
 from adapters.followers.relay.waiting import CommitListener, first_of, pause
-from adapters.followers.relay.window import MAX_BATCH, Outgoing, PublishWindow, Refused
+from adapters.followers.relay.window import ATOMIC_PUBLISH_DISABLED, MAX_BATCH, Outgoing, PublishWindow, Refused
 from adapters.servers.nats_users import STREAM
 from adapters.servers.outage import Outage
 
@@ -224,6 +224,10 @@ class Relay:
                     await pause(self._stopping, retry.failed(exc))
                     continue
                 except Refused as exc:  # the connection works: sync and send again almost at once
+                    if exc.code == ATOMIC_PUBLISH_DISABLED:
+                        # a relay from before the atomic windows updated the stream without allow_atomic:
+                        # a NATS error ends this connection, and the next one brings the stream up to date
+                        raise
                     self.errors += 1
                     self.refused += 1
                     self._resync.set()

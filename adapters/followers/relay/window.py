@@ -57,6 +57,7 @@ BATCH_ID = "Nats-Batch-Id"
 BATCH_SEQUENCE = "Nats-Batch-Sequence"
 BATCH_COMMIT = "Nats-Batch-Commit"
 MAX_BATCH = 1000  # nats-server's default limit on the messages of one atomic batch
+ATOMIC_PUBLISH_DISABLED = 10174  # the stream's err_code for a batch on a stream without allow_atomic
 
 
 @dataclass(frozen=True)
