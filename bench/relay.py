@@ -4,9 +4,14 @@ position reaches the head of every notification log. Reported in events/s, best 
 
 Each run measures, on one NATS server (R1) and on a 3-node cluster (the stream R3), the relay as it was
 (one acknowledgement awaited per event: ``RELAY_WINDOW=1``, batches of 500) and as it is (a window of
-``--window`` pending acknowledgements, batches of 1000), and prints the ratio after/before of each.
+``--window`` events, batches of 1000), and prints the ratio after/before of each.
 
-    python bench/relay.py [--events 5000] [--runs 1] [--window 500] [--nodes 1,3]
+``--shards 2``: two shard databases (``s1``, ``s2``) on the one stream, as in a sharded deployment. ``s2``'s
+relay starts first on a backlog three times as long and is publishing throughout; ``s1``'s relay is timed
+on its backlog meanwhile. Reported: ``s1``'s events/s, and ``s2``'s while ``s1`` ran. "Before" is a
+window of 1, what a tenant shard's relay had while shards sharing the stream had to publish one at a time.
+
+    python bench/relay.py [--events 5000] [--runs 1] [--window 500] [--nodes 1,3] [--shards 1|2]
 
 The servers are started under ``var/bench-relay`` (the cluster's nodes under ``var/bench-relay/nats-cluster``);
 docs/performance.md gives the figures.
@@ -19,6 +24,8 @@ import asyncio
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -54,27 +61,66 @@ def backlog(ledger: Ledger, readings: int) -> None:
                                 for i in range(first, min(readings, first + 500))])
 
 
-def relay_backlog(server_url: str, relay_url: str, events: int, **relay_options: int) -> tuple[int, float]:
-    """(events published, seconds) for one relay catching up a fresh backlog."""
-    database_url = create_database(server_url, "bench_relay")  # a new ledger id: the stream's old messages are not its
-    env = eventsourcing_env(database_url)
-    ledger = Ledger(env)
+@contextmanager
+def running(relay: Relay) -> Iterator[Relay]:
+    """``relay`` running in a thread of its own (an event loop each, as one process per shard would)."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_until_complete, args=(relay.run(),), daemon=True)
+    thread.start()
     try:
-        backlog(ledger, events)
-        relay = Relay(ledger.applications, env, relay_url, **relay_options)
-        loop = asyncio.new_event_loop()
-        thread = threading.Thread(target=loop.run_until_complete, args=(relay.run(),), daemon=True)
-        started = time.perf_counter()
-        thread.start()
-        while not relay.caught_up():
-            time.sleep(0.01)
-        elapsed = time.perf_counter() - started
+        yield relay
+    finally:
         loop.call_soon_threadsafe(relay.stop)
         thread.join(timeout=30)
         relay.tracking.datastore.close()
+
+
+def ledger_with_backlog(server_url: str, name: str, events: int) -> tuple[Ledger, dict[str, str]]:
+    database_url = create_database(server_url, name)  # a new ledger id: the stream's old messages are not its
+    env = eventsourcing_env(database_url)
+    ledger = Ledger(env)
+    backlog(ledger, events)
+    return ledger, env
+
+
+def caught_up_after(relay: Relay) -> float:
+    started = time.perf_counter()
+    while not relay.caught_up():
+        time.sleep(0.01)
+    return time.perf_counter() - started
+
+
+def relay_backlog(server_url: str, relay_url: str, events: int, **relay_options: int) -> tuple[int, float]:
+    """(events published, seconds) for one relay catching up a fresh backlog."""
+    ledger, env = ledger_with_backlog(server_url, "bench_relay", events)
+    try:
+        with running(Relay(ledger.applications, env, relay_url, **relay_options)) as relay:
+            elapsed = caught_up_after(relay)
         return relay.published, elapsed
     finally:
         ledger.close()
+
+
+def relay_beside_another_shard(server_url: str, relay_url: str, events: int,
+                               **relay_options: int) -> tuple[int, float, float, bool]:
+    """(events ``s1``'s relay published, its seconds, ``s2``'s events/s meanwhile, whether ``s2`` was still
+    publishing when ``s1`` caught up) for ``s1``'s relay on a fresh backlog while ``s2``'s relay publishes
+    a backlog three times as long into the same stream."""
+    other_ledger, other_env = ledger_with_backlog(server_url, "bench_relay_s2", 3 * events)
+    ledger, env = ledger_with_backlog(server_url, "bench_relay_s1", events)
+    try:
+        with running(Relay(other_ledger.applications, other_env, relay_url, shard="s2", **relay_options)) as other:
+            while other.published == 0:
+                time.sleep(0.01)
+            with running(Relay(ledger.applications, env, relay_url, shard="s1", **relay_options)) as relay:
+                other_before = other.published
+                elapsed = caught_up_after(relay)
+                other_rate = (other.published - other_before) / elapsed
+                busy = not other.caught_up()
+        return relay.published, elapsed, other_rate, busy
+    finally:
+        ledger.close()
+        other_ledger.close()
 
 
 def main() -> int:
@@ -83,6 +129,8 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--window", type=int, default=500)
     parser.add_argument("--nodes", default="1,3", help="NATS deployments to measure: 1 (a server), 3 (a cluster)")
+    parser.add_argument("--shards", type=int, choices=(1, 2), default=1,
+                        help="2: time shard s1's relay while shard s2's relay publishes into the same stream")
     args = parser.parse_args()
     server_url, admin_url, in_use = resolve_servers(ROOT / "var" / "bench-relay")
     deployments = {"1 node (R1)": nats_url_for(RELAY, admin_url, in_use)}
@@ -99,12 +147,20 @@ def main() -> int:
         for deployment, url in deployments.items():
             for way, options in ways.items():
                 for _ in range(args.runs):
-                    published, seconds = relay_backlog(server_url, url, args.events, **options)
+                    beside = ""
+                    if args.shards == 2:
+                        published, seconds, other_rate, busy = relay_beside_another_shard(
+                            server_url, url, args.events, **options)
+                        beside = (f" (s2 meanwhile {other_rate:,.0f} events/s"
+                                  f"{'' if busy else ', but s2 caught up before s1 did'})")
+                    else:
+                        published, seconds = relay_backlog(server_url, url, args.events, **options)
                     rate = published / seconds
                     best[deployment, way] = max(best.get((deployment, way), 0.0), rate)
-                    print(f"  {deployment}, {way}: {published} events in {seconds:.2f} s: {rate:,.0f} events/s",
-                          flush=True)
-        print(f"relay catch-up, {args.events} events, best of {args.runs}:")
+                    print(f"  {deployment}, {way}: {published} events in {seconds:.2f} s: {rate:,.0f} events/s"
+                          f"{beside}", flush=True)
+        which = "shard s1's relay while shard s2's publishes" if args.shards == 2 else "relay"
+        print(f"{which}: catch-up of {args.events} events, best of {args.runs}:")
         for deployment in deployments:
             before, after = (best[deployment, way] for way in ways)
             print(f"  {deployment}: before {before:,.0f} events/s, after {after:,.0f} events/s, "

@@ -45,7 +45,7 @@ class LayoutError(ValueError):
 
 def shard_names(shards: int) -> list[str]:
     """One shard: ``main`` (no shard map: the deployment as it was before shards). Several: ``s1..sN``
-    (never ``main``: its relay assumes it is the stream's only publisher, docs/shards.md)."""
+    (never ``main``: the layout's rule, docs/shards.md, "The local cluster's layout")."""
     return [MAIN] if shards == 1 else [f"s{i}" for i in range(1, shards + 1)]
 
 

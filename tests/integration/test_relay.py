@@ -16,7 +16,7 @@ import psycopg
 
 from adapters.postgres.env import eventsourcing_env
 from adapters.followers.relay.publisher import Relay
-from adapters.followers.relay.stream import message_id, subject_for
+from adapters.followers.relay.stream import MAIN_SHARD, message_id, subject_for
 from adapters.servers.nats_users import STREAM
 from adapters.servers.nats_server import EmbeddedNats
 from domain.ledger import Ledger
@@ -82,13 +82,13 @@ def test_nats_outage_loses_and_duplicates_nothing(ledger: Ledger, database_url: 
     assert_stream_is_the_logs(ledger, relay.ledger_id, messages)
 
 
-def assert_stream_is_the_logs(ledger: Ledger, ledger_id: str, messages: list) -> None:
+def assert_stream_is_the_logs(ledger: Ledger, ledger_id: str, messages: list, shard: str = MAIN_SHARD) -> None:
     """The stream's messages, one for one with the notification logs: each event exactly once, its
-    subject and bytes as stored, each Application's events in their log's order."""
+    subject (``shard``'s) and bytes as stored, each Application's events in their log's order."""
     expected = {}
     for app in ledger.applications:
         for n in app.recorder.select_notifications(None, 1_000_000):
-            expected[message_id(ledger_id, app.name, n.id)] = (subject_for(app.name, n.topic), n.state)
+            expected[message_id(ledger_id, app.name, n.id)] = (subject_for(app.name, n.topic, shard), n.state)
     ids = [m.headers["Nats-Msg-Id"] for m in messages]
     repeated = sorted(i for i, count in Counter(ids).items() if count > 1)
     assert not repeated, f"{len(ids) - len(set(ids))} events arrived twice, e.g. {repeated[:5]}"

@@ -1,12 +1,16 @@
 """The followers per shard (docs/shards.md): each shard's relay publishing into the one stream under its
-own subjects and message ids, none colliding; each shard's projections and audit on its own events,
-0 differences; the roles' ``--shard`` choosing the database."""
+own subjects and message ids, none colliding, two of them at once through full windows, each refused only
+on its own guard; each shard's projections and audit on its own events, 0 differences; the roles'
+``--shard`` choosing the database."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
 from collections import Counter
+from typing import Any
+
+import nats
 
 import psycopg
 import pytest
@@ -18,7 +22,8 @@ from adapters.audit.replay import replay
 from projections.runner import Projections
 from tests.factories import build_world
 from tests.integration.shards_harness import TwoShards, settle_sessions, two_shards  # noqa: F401 - the fixture
-from tests.integration.test_relay import read_stream, wait_for
+from tests.e2e.relay_harness import backlog
+from tests.integration.test_relay import assert_stream_is_the_logs, read_stream, wait_for
 
 PILES = {"s1": "32010600019236", "s2": "32010600019237"}
 
@@ -89,6 +94,72 @@ def test_each_shards_relay_publishes_to_the_one_stream_without_collision(two_sha
         stop_relay(again, thread)
     assert again.published == 0
     assert len(asyncio.run(read_stream(nats_url))) == len(messages)
+
+
+def meet_after_first_batch(relays: dict[str, Relay]) -> None:
+    """Each relay, once it has published its first batch, waits until every other one has too: so both
+    lead and publish at the same time, and each one's later batches go out after the other's first."""
+    firsts = {name: threading.Event() for name in relays}
+    for name, relay in relays.items():
+        original = relay.relay_batch
+
+        async def gated(window: Any, app: Any, lease: Any, name: str = name, original: Any = original) -> int:
+            moved = await original(window, app, lease)
+            if moved and not firsts[name].is_set():
+                firsts[name].set()
+                await asyncio.to_thread(lambda: all(first.wait(60) for first in firsts.values()))
+            return moved
+        relay.relay_batch = gated  # type: ignore[method-assign]
+
+
+def test_two_shards_relays_publish_at_once_through_full_windows_each_guarded_on_its_own(
+        two_shards: TwoShards, nats_url: str) -> None:  # noqa: F811
+    """``main`` (a shard may keep that name, docs/shards.md) and ``s2`` relay a backlog each at the same
+    time, windows of 100: every event once, each shard's in its logs' order, the stream interleaved, the
+    windows full, and no window refused (``main`` used to expect the stream-wide last sequence, which
+    ``s2``'s messages broke: refused, then stored out of order or lost). Then something publishes on
+    ``s2``'s own subjects: ``s2``'s next window is refused and sent again, ``main``'s never."""
+    shards = {"main": two_shards.ledgers["s1"], "s2": two_shards.ledgers["s2"]}
+    envs = {"main": two_shards.env("s1"), "s2": two_shards.env("s2")}
+    worlds = {name: build_world(ledger, pile_no=PILES["s1" if name == "main" else "s2"])
+              for name, ledger in shards.items()}
+    for name, ledger in shards.items():
+        backlog(ledger, worlds[name], 2_000)
+    relays = {name: Relay(ledger.applications, envs[name], nats_url, shard=name, window=100, batch_size=500)
+              for name, ledger in shards.items()}
+    meet_after_first_batch(relays)
+    threads = {name: run_relay(relay) for name, relay in relays.items()}
+    try:
+        for relay in relays.values():
+            wait_for(relay.caught_up, timeout=120)
+        assert relays["main"].refused == relays["s2"].refused == 0
+
+        async def cut_in() -> None:  # a stale leader of s2, say: on s2's subjects of Sessions
+            nc = await nats.connect(nats_url)
+            try:
+                await nc.jetstream().publish("chargeledger.s2.Sessions.Other.Happened", b"{}",
+                                             headers={"Nats-Msg-Id": "s2.another-ledger:Sessions:1"})
+            finally:
+                await nc.close()
+        asyncio.run(cut_in())
+        for name, ledger in shards.items():
+            backlog(ledger, worlds[name], 300)
+        for relay in relays.values():
+            wait_for(relay.caught_up, timeout=120)
+    finally:
+        for name, relay in relays.items():
+            stop_relay(relay, threads[name])
+    assert relays["s2"].refused >= 1 and relays["main"].refused == 0
+    messages = asyncio.run(read_stream(nats_url))
+    shard_of = [next(name for name, r in relays.items() if m.headers["Nats-Msg-Id"].startswith(f"{r.ledger_id}:"))
+                if m.headers["Nats-Msg-Id"] != "s2.another-ledger:Sessions:1" else None for m in messages]
+    for name, ledger in shards.items():
+        ours = [m for m, shard in zip(messages, shard_of) if shard == name]
+        assert_stream_is_the_logs(ledger, relays[name].ledger_id, ours, shard=name)
+        assert max(int(m.headers.get("Nats-Batch-Sequence", 1)) for m in ours) == 100  # full windows
+    order = [shard for shard in shard_of if shard is not None]
+    runs = 1 + sum(order[i] != order[i - 1] for i in range(1, len(order)))
+    assert runs >= 3, "one shard's events never came between two of the other's: the relays did not publish at once"
 
 
 def test_projections_and_the_audit_run_per_shard(two_shards: TwoShards) -> None:  # noqa: F811

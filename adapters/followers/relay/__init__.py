@@ -2,27 +2,31 @@
 
 For each Application it reads the notification log after its own tracking position (kept in
 Postgres, table ``relay_tracking``), publishes the events through a window of up to ``RELAY_WINDOW``
-(500) unacknowledged publishes (:mod:`.window`), and advances the tracking position after each batch
-to the last event acknowledged with every event before it. Consequences:
+(500) events acknowledged at once (an atomic batch, :mod:`.window`), and advances the tracking position
+after each batch to the last event acknowledged. Consequences:
 
-* nothing is lost: the position only moves past events JetStream has acknowledged, and only up to
-  the first one it has not;
-* nothing is reordered: the events of a batch go out in their log's order on one connection, each
-  expecting the stream's last sequence to be its predecessor's (``Nats-Expected-Last-Sequence``), so an
-  event lost in flight (a node died, the stream's leader changed) makes the stream refuse every event
-  after it instead of storing them ahead of it; the relay then sends again from the gap;
+* nothing is lost: the position only moves past events JetStream has acknowledged, and a window is
+  stored whole or not at all;
+* nothing is reordered: the events of a batch go out in their log's order on one connection, and a
+  window's first event expects the last sequence on its shard's subjects of its Application
+  (``Nats-Expected-Last-Subject-Sequence`` on ``chargeledger[.<shard>].<application>.>``), so a window
+  after an event lost in flight, or after another relay of the shard published, is refused instead of
+  being stored ahead of it; the relay then sends again from the gap. Other shards' relays publish on
+  other subjects of the same stream and never trip it: every shard publishes through a full window;
 * nothing is duplicated, at any delay: ``Nats-Msg-Id`` is ``<ledger>:<application>:<notification
   id>``, so a publish repeated within the stream's duplicate window (15 min) is dropped by the
   stream; and before it publishes anything (when it starts, takes over the lead, reconnects to NATS,
   a window broke off, or it recovers from any error) a relay reads the stream's last message of each
-  Application (``chargeledger.<application>.>``) and, when it is this ledger's and ahead of the tracking
+  Application on its shard's subjects (``chargeledger[.<shard>].<application>.>``) and, when it is this
+ledger's and ahead of the tracking
   position, moves the position there (``Relay.sync``). So the events a relay published but did
   not record before it died (up to a batch) are never published again, however late the next relay
   starts. ``<ledger>`` is a random id the database is given once (table ``ledger_identity``): a
   database recreated from empty numbers its events from 1 again, and without it the stream would
   drop its first events as repeats of the old database's.
 
-**Replicas.** The relay makes the stream (``CHARGELEDGER``) and keeps its configuration: R3 on a NATS
+**Replicas.** The relay makes the stream (``CHARGELEDGER``, ``allow_atomic`` for its windows: nats-server
+2.12 or later) and keeps its configuration: R3 on a NATS
 cluster of 3 nodes or more (the server's INFO lists the nodes), R1 on a single server, or
 ``NATS_REPLICAS`` when set; it never shrinks the stream on its own (a node down when it connects).
 ``NATS_URL`` may name every node of a cluster, comma-separated.
@@ -55,7 +59,7 @@ Modules (each logs as a child of ``adapters.followers.relay``):
 * :mod:`.publisher` -- ``Relay``: standby, lead, sync, publish batches, the counters; ``keep_running``;
 * :mod:`.leader` -- ``RELAY_LOCK``, the standby's wait for it, and the leader's ``Lease`` on it;
 * :mod:`.stream` -- the JetStream side: subjects, message ids, headers, the ledger id, the stream, its replicas;
-* :mod:`.window` -- the publishes in flight, their expected sequences, and the acknowledged prefix;
+* :mod:`.window` -- the guarded atomic batches in flight, and the events they acknowledge;
 * :mod:`.connection` -- the relay's NATS connection (reconnects, errors logged once, a stop ends a wait);
 * :mod:`.waiting` -- pauses that a stop cuts short, and the LISTEN for commits that wakes the leader;
 * :mod:`.errors` -- what the relay retries (database, NATS) and ``Stopped``.

@@ -25,11 +25,12 @@ log = logging.getLogger(__name__)
 
 @asynccontextmanager
 async def relay_connection(nats_url: str, stopping: asyncio.Event, on_reconnect: Callable[[], None], *,
-                           window: int, ack_timeout: float, replicas: int | None, sole_publisher: bool = True
+                           window: int, ack_timeout: float, replicas: int | None
                            ) -> AsyncIterator[tuple[Any, PublishWindow]]:
     """JetStream on a connection as the relay's NATS user, the stream made or brought up to date (its
     replicas ``replicas``, or as :func:`~adapters.followers.relay.stream.replicas_for` finds), and a
-    :class:`PublishWindow` of ``window`` events on it.
+    :class:`PublishWindow` of ``window`` events on it (every shard's relay: the window's guard is per
+    shard and Application, so shards publishing on the one stream do not disturb each other).
 
     ``pending_size=0``: a publish while the connection is down fails at once instead of waiting
     in the client's buffer to be sent after the reconnect, when this relay may no longer lead.
@@ -73,7 +74,7 @@ async def relay_connection(nats_url: str, stopping: asyncio.Event, on_reconnect:
     try:
         js = nc.jetstream(timeout=max(2.0, ack_timeout))
         await ensure_stream(js, nc._server_info, replicas)
-        yield js, await PublishWindow(nc, window, ack_timeout, sole_publisher=sole_publisher).open()
+        yield js, await PublishWindow(nc, window, ack_timeout).open()
     finally:
         closing = True
         try:

@@ -20,22 +20,22 @@ from adapters.followers.relay.errors import DATABASE_ERRORS, NATS_ERRORS, Stoppe
 from adapters.followers.relay.leader import LeaderElection, Lease
 from adapters.followers.relay.stream import (
     MAIN_SHARD,
+    guard_subject,
     headers_for,
     ledger_identity,
     notification_of,
     qualified_ledger,
     replicas_setting,
     subject_for,
-    subject_prefix,
 )
 from adapters.followers.relay.waiting import CommitListener, first_of, pause
-from adapters.followers.relay.window import Outgoing, PublishWindow, Refused
+from adapters.followers.relay.window import ATOMIC_PUBLISH_DISABLED, MAX_BATCH, Outgoing, PublishWindow, Refused
 from adapters.servers.nats_users import STREAM
 from adapters.servers.outage import Outage
 
 log = logging.getLogger(__name__)
 
-WINDOW_SETTING = "RELAY_WINDOW"  # events published ahead of the first unacknowledged one
+WINDOW_SETTING = "RELAY_WINDOW"  # events published in one atomic batch, ahead of its acknowledgement
 DEFAULT_WINDOW = 500
 
 
@@ -52,12 +52,13 @@ def relay_lag(applications: Sequence[Any], tracking: Any) -> dict[str, int]:
 
 
 def window_setting() -> int:
-    """``RELAY_WINDOW`` (1 waits for each acknowledgement, as the relay did before the window), else 500."""
+    """``RELAY_WINDOW`` (1 waits for each acknowledgement, as the relay did before the window; at most
+    1,000, nats-server's largest atomic batch), else 500."""
     value = os.environ.get(WINDOW_SETTING, "").strip()
     if not value:
         return DEFAULT_WINDOW
-    if not value.isdigit() or int(value) < 1:
-        raise ValueError(f"{WINDOW_SETTING}={value!r}: the publish window is a number of events, at least 1")
+    if not value.isdigit() or not 1 <= int(value) <= MAX_BATCH:
+        raise ValueError(f"{WINDOW_SETTING}={value!r}: the publish window is a number of events, 1 to {MAX_BATCH}")
     return int(value)
 
 
@@ -98,7 +99,8 @@ class Relay:
         self._stopping: asyncio.Event | None = None
         self._wake: asyncio.Event | None = None
         self._resync: asyncio.Event | None = None
-        self._last_sequence: int | None = None  # the stream's last sequence, as this relay last learnt it
+        # per Application, the stream's last sequence on its guard (guard_subject), as this relay last learnt it
+        self._last_on: dict[str, int] | None = None
 
     # ---- state for callers ----------------------------------------------------------------------
     @property
@@ -166,8 +168,8 @@ class Relay:
             while not self._stopping.is_set():
                 try:
                     async with relay_connection(self.nats_url, self._stopping, self._resync.set, window=self.window,
-                                                ack_timeout=self.ack_timeout, replicas=self.replicas,
-                                                sole_publisher=self.shard == MAIN_SHARD) as (js, window):
+                                                ack_timeout=self.ack_timeout, replicas=self.replicas
+                                                ) as (js, window):
                         nats_retry.succeeded()
                         await self._serve(js, window)
                     bug_retry.succeeded()
@@ -222,6 +224,10 @@ class Relay:
                     await pause(self._stopping, retry.failed(exc))
                     continue
                 except Refused as exc:  # the connection works: sync and send again almost at once
+                    if exc.code == ATOMIC_PUBLISH_DISABLED:
+                        # a relay from before the atomic windows updated the stream without allow_atomic:
+                        # a NATS error ends this connection, and the next one brings the stream up to date
+                        raise
                     self.errors += 1
                     self.refused += 1
                     self._resync.set()
@@ -254,13 +260,16 @@ class Relay:
         A relay that published part of a batch and died before recording it left those events on
         the stream and its position behind them; without this, the next leader would publish them
         again, and a second copy is dropped only within the stream's duplicate window. It also reads
-        the stream's last sequence, which the window's first publish expects."""
-        self._last_sequence = (await js.stream_info(STREAM)).state.last_seq
+        the sequence of that last message, which the window's next batch expects on its guard."""
+        last_on: dict[str, int] = {}
+        self._last_on = None
         for app in self.applications:
             try:
-                last = await js.get_last_msg(STREAM, f"{subject_prefix(self.shard)}.{app.name}.>")
+                last = await js.get_last_msg(STREAM, guard_subject(app.name, self.shard))
             except nats.js.errors.NotFoundError:
+                last_on[app.name] = 0  # nothing on this shard's subjects of the Application yet
                 continue
+            last_on[app.name] = last.seq
             on_stream = notification_of((last.headers or {}).get("Nats-Msg-Id", ""), self.ledger_id, app.name)
             if on_stream is None:
                 continue  # another ledger's event, or none of ours yet
@@ -271,12 +280,14 @@ class Relay:
                 log.warning("relay: %s: events up to #%d were already on the stream but recorded only up to "
                             "#%d (a relay stopped mid-batch); position moved to #%d, none published again",
                             app.name, on_stream, position, on_stream)
+        self._last_on = last_on
 
     async def relay_batch(self, window: PublishWindow, app: Any, lease: Lease) -> int:
         """Publish the next batch of one Application's events through the window (stopping at once if
         the lease is lost or a sync is due), and record the position up to the longest acknowledged
         prefix, even when the window broke off. Returns how many went out."""
-        assert self._resync is not None and self._last_sequence is not None
+        assert self._resync is not None and self._last_on is not None
+        last_on = self._last_on
         resync = self._resync
         start = await asyncio.to_thread(self.position, app.name)
         notifications = await asyncio.to_thread(
@@ -291,10 +302,11 @@ class Relay:
         events = (Outgoing(subject_for(app.name, n.topic, self.shard), n.state,
                            headers_for(self.ledger_id, app.name, n), n.id) for n in notifications)
         try:
-            self._last_sequence = await window.publish(
-                events, self._last_sequence, lambda: lease.held and not resync.is_set(), took)
+            last_on[app.name] = await window.publish(
+                events, guard_subject(app.name, self.shard), last_on[app.name],
+                lambda: lease.held and not resync.is_set(), took)
         except BaseException:
-            self._last_sequence = None
+            self._last_on = None
             resync.set()  # the stream's last message and sequence are read again before the next publish
             raise
         finally:

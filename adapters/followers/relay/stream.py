@@ -39,6 +39,14 @@ def subject_for(application: str, topic: str, shard: str = MAIN_SHARD) -> str:
     return f"{subject_prefix(shard)}.{application}.{qualname}"
 
 
+def guard_subject(application: str, shard: str = MAIN_SHARD) -> str:
+    """The subjects of one shard's Application (``chargeledger.Sessions.>``, shard ``s2``:
+    ``chargeledger.s2.Sessions.>``): the relay's order guard (:mod:`.window`) and where its ``sync`` reads
+    the last event back. ``main``'s never match another shard's subjects (a lower-case shard name is never
+    a capitalised Application name)."""
+    return f"{subject_prefix(shard)}.{application}.>"
+
+
 def qualified_ledger(ledger: str, shard: str = MAIN_SHARD) -> str:
     """The ledger id a shard's ``Nats-Msg-Id`` starts with: ``<shard>.<ledger id>`` (``main``: the id alone)."""
     return ledger if shard == MAIN_SHARD else f"{shard}.{ledger}"
@@ -103,14 +111,15 @@ def replicas_for(server_info: dict[str, Any], setting: int | None, current: int 
 
 async def ensure_stream(js: Any, server_info: dict[str, Any] | None = None, setting: int | None = None) -> int:
     """Make the stream, or bring its configuration up to date (``DUPLICATE_WINDOW`` is read here, the
-    replicas by :func:`replicas_for`). Returns the stream's replicas."""
+    replicas by :func:`replicas_for`; ``allow_atomic``: the relay publishes atomic batches, :mod:`.window`).
+    Returns the stream's replicas."""
     try:
         current: int | None = (await js.stream_info(STREAM)).config.num_replicas
     except nats.js.errors.NotFoundError:
         current = None
     replicas = replicas_for(server_info or {}, setting, current)
     config = StreamConfig(name=STREAM, subjects=[f"{SUBJECT_PREFIX}.>"], storage=StorageType.FILE,
-                          duplicate_window=DUPLICATE_WINDOW, num_replicas=replicas)
+                          duplicate_window=DUPLICATE_WINDOW, num_replicas=replicas, allow_atomic=True)
     if current is None:
         try:
             await js.add_stream(config)
