@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from adapters.postgres.env import eventsourcing_env
-from adapters.postgres.shards import ShardMap
+from adapters.postgres.shards import ShardDirectory, ShardMap
 from adapters.servers.postgres_server import create_database
 from domain.ledger import Ledger
 from projections.runner import Projections
@@ -31,6 +31,15 @@ class TwoShards:
 
     def env(self, name: str) -> dict[str, str]:
         return eventsourcing_env(self.url(name), pool_size=2, max_overflow=2)
+
+    def tenant_on_each(self) -> dict[str, uuid.UUID]:
+        """A tenant made on each shard and placed there in the directory: shard -> tenant id."""
+        directory = ShardDirectory(self.map)
+        tenants = {}
+        for name, ledger in self.ledgers.items():
+            tenants[name] = ledger.create_tenant(f"Tenant {name}", "admin")
+            directory.place(tenants[name], name, "test")
+        return tenants
 
 
 def make_ledger(url: str) -> Ledger:

@@ -30,7 +30,6 @@ from adapters.interconnect.tcec.models.status import StationStatusResponse
 from adapters.interconnect.tcec.peer import Credentials, Peer
 from adapters.interconnect.tcec.routing import Call, Handlers
 from adapters.payments.config import SecretBox
-from adapters.postgres.shards import ShardDirectory
 from tests.integration.interconnect_harness import BASE_URL
 from tests.integration.shards_harness import TwoShards, make_ledger, two_shards  # noqa: F401 - the fixture
 from tests.integration.test_interconnect_refusals import envelope
@@ -88,11 +87,7 @@ def sharded(two_shards: TwoShards) -> Iterator[Sharded]:  # noqa: F811
     app = create_app(None, two_shards.map.directory_url, AuthSettings.generate(), shards=shards)
     door = mount(app, InterconnectSettings(SecretBox.generate_setting("k1")), handlers=handlers)
     assert isinstance(door, ShardedDoor)
-    directory = ShardDirectory(two_shards.map)
-    tenants = {}
-    for name, ledger in two_shards.ledgers.items():
-        tenants[name] = ledger.create_tenant(f"Tenant {name}", "admin")
-        directory.place(tenants[name], name, "test")
+    tenants = two_shards.tenant_on_each()
     with TestClient(app) as client:
         yield Sharded(two_shards, client, door, tenants, calls)
 

@@ -42,7 +42,6 @@ from adapters.interconnect.tcec.interfaces import Role
 from adapters.interconnect.tcec.peer import Credentials, Peer
 from adapters.payments.config import SecretBox
 from adapters.postgres.env import eventsourcing_env
-from adapters.postgres.shards import ShardDirectory
 from domain.books import books_of
 from domain.ledger import Ledger
 from domain.roaming import RoamingCharge
@@ -141,11 +140,7 @@ def sharded_b(servers: tuple[str, str], two_shards: TwoShards) -> Iterator[Shard
     door = mount(app, InterconnectSettings(SecretBox.generate_setting("b1")),
                  http_for=lambda peer: down if a_down[0] else a.client)
     assert isinstance(door, ShardedDoor)
-    directory = ShardDirectory(two_shards.map)
-    tenants = {}
-    for name, ledger in two_shards.ledgers.items():
-        tenants[name] = ledger.create_tenant(f"Tenant {name}", "admin")
-        directory.place(tenants[name], name, "test")
+    tenants = two_shards.tenant_on_each()
 
     # tenant 2 (s2) and A: one credential set per direction
     b_on_a = a.store.peers.configure(a.tenant_id, B_ID, our_operator_id=A_ID, base_url=BASE_URL, role=Role.CUSTOMER,
