@@ -30,12 +30,14 @@ from adapters.api.auth import AuthSettings
 from adapters.api.driver.settings import DriverApiSettings
 from adapters.api.guards import ServerSettings, server_config
 from adapters.interconnect.door import InterconnectSettings, mount
+from adapters.interconnect.tcec.interfaces import Role
 from adapters.postgres.env import eventsourcing_env
 from adapters.servers.postgres_server import create_database
 from domain.ledger import Ledger
 
 ROOT = Path(__file__).resolve().parents[2]
 DEADLINE = 30.0
+A_ID, B_ID = "APLATFORM", "BPLATFORM"
 
 
 def free_port() -> int:
@@ -97,6 +99,18 @@ class Served:
 
 
 CHARGELEDGER = [sys.executable, "-c", "import sys, app; sys.exit(app.main())"]
+
+
+def link_a_and_b(a_store: Any, b_store: Any, tenant_id: uuid.UUID, port: int, *, status_interval: int,
+                 a_url: str) -> tuple[Any, Any]:
+    """A (infrastructure, our operator ``tenant_id``) and B (its customer platform, served on ``port``) linked
+    both ways, one credential set per direction: (B's link on A, A's link on B); ``a_url``: where B reaches A."""
+    b_on_a = a_store.peers.configure(tenant_id, B_ID, our_operator_id=A_ID, role=Role.CUSTOMER,
+                                     base_url=f"http://127.0.0.1:{port}/evcs/v1", status_interval=status_interval)
+    a_on_b = b_store.peers.configure(uuid.uuid4(), A_ID, our_operator_id=B_ID, base_url=a_url,
+                                     role=Role.INFRASTRUCTURE, outbound=b_on_a.inbound)
+    a_store.peers.set_outbound(tenant_id, B_ID, a_on_b.inbound)
+    return b_on_a, a_on_b
 
 
 def environment(database_url: str, nats_url: str, keys: str) -> dict[str, str]:

@@ -9,7 +9,6 @@ and the order fail, A's outbox is killed and started again, and each is delivere
 from __future__ import annotations
 
 import asyncio
-import uuid
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -26,7 +25,6 @@ from adapters.interconnect.door import InterconnectSettings, mount
 from adapters.interconnect.mapping import connector_code, station_code
 from adapters.interconnect.store.directory import Store
 from adapters.interconnect.tcec import wire
-from adapters.interconnect.tcec.interfaces import Role
 from adapters.interconnect.tcec.models.charge import ChargeStatusRequest, StartChargeRequest, StopChargeRequest
 from adapters.interconnect.tcec.models.policy import BusinessPolicyRequest
 from adapters.interconnect.tcec.models.stations import StationsInfoRequest
@@ -40,11 +38,11 @@ from pile_link.owed import ROAMING_BALANCE_FEN
 from pile_link.ykc import RemoteStart, RemoteStartReply, RemoteStop, RemoteStopReply, TransactionConfirm
 from projections.runner import Projections
 from tests.e2e.gateway_harness import CHARGING, PRICE_PER_TIER, Clock, local, run, until
-from tests.e2e.roaming_deployment import OutboxProcess, Served, b_side, free_port, rows  # noqa: F401
+from tests.e2e.roaming_deployment import (  # noqa: F401
+    B_ID, OutboxProcess, Served, b_side, free_port, link_a_and_b, rows)
 from tests.factories import SLOTS, build_world
 from tests.ykc_pile import ScriptedPile, settlements_done
 
-A_ID, B_ID = "APLATFORM", "BPLATFORM"
 SEQ = f"{B_ID}{1:018d}"
 OTHER_PILE = "55000000000001"
 IDLE = 2  # YKC realtime status byte
@@ -70,11 +68,8 @@ def test_b_charges_its_user_on_as_pile_and_a_pushes_the_bill_once_across_bs_outa
     b_served = Served(b_ledger, b_url, keys_b, port)
     b_served.start()
     b_store = Store(b_pool, SecretBox.from_setting(keys_b))  # B's tables, as the test reads and configures them
-    b_on_a = a_store.peers.configure(world.tenant_id, B_ID, our_operator_id=A_ID, role=Role.CUSTOMER,
-                                     base_url=f"http://127.0.0.1:{port}/evcs/v1", status_interval=1)
-    a_on_b = b_store.peers.configure(uuid.uuid4(), A_ID, our_operator_id=B_ID, base_url="http://testserver/evcs/v1",
-                                     role=Role.INFRASTRUCTURE, outbound=b_on_a.inbound)
-    a_store.peers.set_outbound(world.tenant_id, B_ID, a_on_b.inbound)
+    _, a_on_b = link_a_and_b(a_store, b_store, world.tenant_id, port, status_interval=1,
+                             a_url="http://testserver/evcs/v1")
     outbox = OutboxProcess(database_url, nats_url, keys_a, tmp_path / "outbox.log")
     outbox.start()
     gun1 = connector_code(world.pile_no, 1)

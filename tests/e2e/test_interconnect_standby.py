@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -18,14 +17,12 @@ from adapters.interconnect.mapping import connector_code
 from adapters.interconnect.store.directory import Store
 from adapters.interconnect.store.schema import create_schema
 from adapters.interconnect.tcec import wire
-from adapters.interconnect.tcec.interfaces import Role
 from adapters.payments.config import SecretBox
 from domain.ledger import Ledger
 from tests.e2e.gateway_harness import until
-from tests.e2e.roaming_deployment import OutboxProcess, Served, b_side, free_port, rows  # noqa: F401
+from tests.e2e.roaming_deployment import OutboxProcess, Served, b_side, free_port, link_a_and_b, rows  # noqa: F401
 from tests.factories import build_world
 
-A_ID, B_ID = "APLATFORM", "BPLATFORM"
 
 
 def statuses(b_url: str, connector: str) -> list[int]:
@@ -49,11 +46,7 @@ def test_a_second_outbox_goes_on_at_once_when_the_first_is_killed(
         b_served = Served(b_ledger, b_url, keys_b, port)
         b_served.start()
         b_store = Store(b_pool, SecretBox.from_setting(keys_b))
-        b_on_a = a_store.peers.configure(world.tenant_id, B_ID, our_operator_id=A_ID, role=Role.CUSTOMER,
-                                         base_url=f"http://127.0.0.1:{port}/evcs/v1", status_interval=0)
-        a_on_b = b_store.peers.configure(uuid.uuid4(), A_ID, our_operator_id=B_ID, base_url="http://unused/evcs/v1",
-                                         role=Role.INFRASTRUCTURE, outbound=b_on_a.inbound)
-        a_store.peers.set_outbound(world.tenant_id, B_ID, a_on_b.inbound)
+        link_a_and_b(a_store, b_store, world.tenant_id, port, status_interval=0, a_url="http://unused/evcs/v1")
         first = OutboxProcess(database_url, nats_url, keys_a, tmp_path / "first.log")
         second = OutboxProcess(database_url, nats_url, keys_a, tmp_path / "second.log")
         gun = connector_code(world.pile_no, 1)

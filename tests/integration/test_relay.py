@@ -43,6 +43,17 @@ def charge_sessions(ledger: Ledger, world, count: int) -> None:
         ledger.settle(trade_no, record((0, 300, 0, 0), T0), T0 + timedelta(minutes=5))
 
 
+def cut_in(url: str, subject: str, msg_id: str) -> None:
+    """One message on the stream from someone other than the relay (a stale leader, another ledger)."""
+    async def publish() -> None:
+        nc = await nats.connect(url)
+        try:
+            await nc.jetstream().publish(subject, b"{}", headers={"Nats-Msg-Id": msg_id})
+        finally:
+            await nc.close()
+    asyncio.run(publish())
+
+
 async def read_stream(url: str) -> list:
     nc = await nats.connect(url)
     js = nc.jetstream()

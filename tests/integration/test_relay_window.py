@@ -21,7 +21,7 @@ from adapters.servers.nats_users import RELAY, STREAM, connect_options, server_o
 from domain.ledger import Ledger
 from tests.e2e.relay_harness import backlog, relay_thread
 from tests.factories import build_world
-from tests.integration.test_relay import assert_stream_is_the_logs, charge_sessions, read_stream, wait_for
+from tests.integration.test_relay import assert_stream_is_the_logs, charge_sessions, cut_in, read_stream, wait_for
 
 SHARDS = {"main": "chargeledger.Window", "s2": "chargeledger.s2.Window"}  # an Application "Window" on each
 
@@ -132,14 +132,7 @@ def test_a_relay_whose_publish_is_refused_reads_the_stream_again_and_goes_on(
         charge_sessions(ledger, world, 2)
         wait_for(relay.caught_up, timeout=60)
 
-        async def cut_in() -> None:
-            nc = await nats.connect(nats_url)
-            try:
-                await nc.jetstream().publish("chargeledger.Sessions.Other.Happened", b"{}",
-                                             headers={"Nats-Msg-Id": "another-ledger:Sessions:1"})
-            finally:
-                await nc.close()
-        asyncio.run(cut_in())
+        cut_in(nats_url, "chargeledger.Sessions.Other.Happened", "another-ledger:Sessions:1")
         charge_sessions(ledger, world, 2)
         wait_for(relay.caught_up, timeout=60)
     relay.close()

@@ -10,7 +10,6 @@ import threading
 from collections import Counter
 from typing import Any
 
-import nats
 
 import psycopg
 import pytest
@@ -19,11 +18,10 @@ import app as cli
 from adapters.followers.relay.publisher import Relay
 from adapters.followers.relay.stream import message_id, subject_for
 from adapters.audit.replay import replay
-from projections.runner import Projections
 from tests.factories import build_world
-from tests.integration.shards_harness import TwoShards, settle_sessions, two_shards  # noqa: F401 - the fixture
+from tests.integration.shards_harness import TwoShards, catch_up, settle_sessions, two_shards  # noqa: F401 - the fixture
 from tests.e2e.relay_harness import backlog
-from tests.integration.test_relay import assert_stream_is_the_logs, read_stream, wait_for
+from tests.integration.test_relay import assert_stream_is_the_logs, cut_in, read_stream, wait_for
 
 PILES = {"s1": "32010600019236", "s2": "32010600019237"}
 
@@ -134,14 +132,8 @@ def test_two_shards_relays_publish_at_once_through_full_windows_each_guarded_on_
             wait_for(relay.caught_up, timeout=120)
         assert relays["main"].refused == relays["s2"].refused == 0
 
-        async def cut_in() -> None:  # a stale leader of s2, say: on s2's subjects of Sessions
-            nc = await nats.connect(nats_url)
-            try:
-                await nc.jetstream().publish("chargeledger.s2.Sessions.Other.Happened", b"{}",
-                                             headers={"Nats-Msg-Id": "s2.another-ledger:Sessions:1"})
-            finally:
-                await nc.close()
-        asyncio.run(cut_in())
+        # a stale leader of s2, say: on s2's subjects of Sessions
+        cut_in(nats_url, "chargeledger.s2.Sessions.Other.Happened", "s2.another-ledger:Sessions:1")
         for name, ledger in shards.items():
             backlog(ledger, worlds[name], 300)
         for relay in relays.values():
@@ -164,12 +156,8 @@ def test_two_shards_relays_publish_at_once_through_full_windows_each_guarded_on_
 
 def test_projections_and_the_audit_run_per_shard(two_shards: TwoShards) -> None:  # noqa: F811
     trades = charge_both(two_shards, count=2)
-    for name, ledger in two_shards.ledgers.items():
-        projections = Projections(ledger.applications, two_shards.env(name))
-        try:
-            projections.catch_up()
-        finally:
-            projections.close()
+    catch_up(two_shards)
+    for name in two_shards.ledgers:
         with psycopg.connect(two_shards.url(name)) as conn:
             rows = conn.execute("SELECT trade_no, state FROM orders ORDER BY trade_no").fetchall()
         assert rows == [(t, "finished") for t in sorted(trades[name])]  # this shard's sessions, none of the other's
