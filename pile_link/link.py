@@ -313,17 +313,18 @@ class PileLink(asyncio.Protocol):
         """Send ``msg`` unless ``key`` was sent on this connection already; True if sent."""
         if self.closed or (self.sent is not None and key in self.sent):
             return False
-        if self.sent is None:
-            self.sent = set()
-        self.sent.add(key)
+        self.note_sent(key)
         self.send(msg)
         return True
 
-    def start_sent_again(self, trade_no: str) -> None:
-        """A start sent from what the pile is owed, which may have reached an earlier connection."""
+    def note_sent(self, key: tuple[Any, ...]) -> None:
         if self.sent is None:
             self.sent = set()
-        self.sent.add(("again", trade_no))
+        self.sent.add(key)
+
+    def start_sent_again(self, trade_no: str) -> None:
+        """A start sent from what the pile is owed, which may have reached an earlier connection."""
+        self.note_sent(("again", trade_no))
 
     def was_sent_again(self, trade_no: str) -> bool:
         return self.sent is not None and ("again", trade_no) in self.sent
