@@ -53,7 +53,6 @@ class OwedDelivery:
     stats: Counter[str]
     links: dict[str, PileLink]  # by pile number, the piles logged in here
     links_by_id: dict[UUID, PileLink]
-    sent: OrderedDict[tuple[Any, ...], None]
     session_piles: OrderedDict[UUID, str]  # session id -> its pile, as its stored Opened event says
     commissioning_balance_fen: int
     owed_wait: float

@@ -8,8 +8,9 @@ logins a second) they queued in front of everything else. :class:`OwedReads` ans
 ask while one batch is being read with the next batch: one query for the open sessions of all of
 them, one each for their stations and their tariffs (each brought up to date from the store, as a
 single read would be), the piles' own tariff and confirmed billing model taken from the facts their
-logins read a moment before (:class:`~pile_link.pile_facts.LoginFacts`), not loaded again. What the answer says is then checked as before: each session is
-read again before anything is sent, and a tariff push is checked again before it goes.
+logins read a moment before (:class:`~pile_link.pile_facts.LoginFacts`), not loaded again. What the
+answer says is then checked as before: each session is read again before anything is sent, and a
+tariff push is checked again before it goes.
 """
 
 from __future__ import annotations
